@@ -1,0 +1,114 @@
+//! The typed messages of the LayerP2P protocol (the high-level representation).
+//!
+//! One UDP datagram carries one [`Packet`]: a version and one or more messages, so
+//! buffer maps and requests can ride along with LC data. The byte format is in
+//! `codec.rs` and docs/PROTOCOL.md; the simulator passes these values without
+//! serialising them and only counts [`Message::wire_len`].
+
+use bytes::Bytes;
+use layerp2p_codec::{BufferMap, Lc, LcId, MediaTime};
+use std::net::SocketAddr;
+
+/// Most peers in one tracker peer list.
+pub const MAX_PEER_LIST: usize = 64;
+/// Most LC ids in one request message.
+pub const MAX_REQUEST_IDS: usize = 2048;
+/// Most messages in one packet.
+pub const MAX_MESSAGES_PER_PACKET: usize = 64;
+/// Largest datagram we ever send or accept (fits the IPv4 UDP payload limit).
+pub const MAX_DATAGRAM: usize = 65_507;
+
+/// A random 64-bit identity a node picks at start; the tracker uses it to tell
+/// rejoins from new peers.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PeerId(pub u64);
+
+/// A channel (one live stream) on a tracker.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ChannelId(pub u32);
+
+/// What a node is, announced to the tracker and to neighbours.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Peer,
+    Seed,
+    Relay,
+}
+
+/// Why a neighbour relationship was declined or dropped.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The receptor already has N_max neighbours.
+    Full,
+    /// Periodic adaptation replaced the least-contributing neighbour.
+    Adaptation,
+    /// The node is leaving the channel.
+    Leaving,
+    /// Wrong channel or otherwise unacceptable.
+    Refused,
+}
+
+/// A buffer map with the timing fields every round's exchange carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BufferMapMsg {
+    /// Media time of the newest LC the sender holds in any layer: lets receivers
+    /// place the source's encoding point (and so their playback point).
+    pub head_time: MediaTime,
+    /// Sender's local clock when sending, in microseconds (opaque to the receiver,
+    /// echoed back to measure round-trip time).
+    pub sent_at: u64,
+    /// The last `sent_at` received from the addressee, or 0.
+    pub echo: u64,
+    /// Microseconds between receiving `echo` and sending this message.
+    pub echo_delay: u32,
+    pub map: BufferMap,
+}
+
+/// Every message of the protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    // --- tracker ---
+    /// Peer -> tracker: register in a channel (also a refresh).
+    Join { channel: ChannelId, peer: PeerId, role: Role },
+    /// Tracker -> peer: a random subset of the channel's peers.
+    PeerList { peers: Vec<SocketAddr> },
+    /// Peer -> tracker: still here; asks for a fresh list when `want_peers`.
+    Refresh { channel: ChannelId, peer: PeerId, want_peers: bool },
+    /// Peer -> tracker: leaving the channel.
+    Leave { channel: ChannelId, peer: PeerId },
+
+    // --- neighbours ---
+    /// Initiator -> receptor: ask to become neighbours.
+    Connect { channel: ChannelId, peer: PeerId, role: Role },
+    /// Receptor -> initiator: accepted.
+    Accept { peer: PeerId, role: Role },
+    /// Receptor -> initiator: declined.
+    Decline { reason: Reason },
+    /// Either side: the relationship is over.
+    Disconnect { reason: Reason },
+
+    // --- exchange ---
+    /// Which LCs of the exchange window the sender holds.
+    BufferMap(BufferMapMsg),
+    /// Receiver -> supplier: this round's requests, in the order to serve them.
+    /// The supplier drops any it cannot send within `ttl_ms` of arrival (T - tau).
+    Request { ttl_ms: u16, ids: Vec<LcId> },
+    /// Supplier -> receiver: one LC.
+    Data(Lc),
+}
+
+/// One datagram: a protocol version and the messages it carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Packet {
+    pub messages: Vec<Message>,
+}
+
+impl Message {
+    /// Payload bytes of an LC message, used by upload accounting.
+    pub fn payload(&self) -> Option<&Bytes> {
+        match self {
+            Message::Data(lc) => Some(&lc.payload),
+            _ => None,
+        }
+    }
+}
