@@ -1,6 +1,24 @@
 //! LayerP2P engine: the sans-IO protocol core and its drivers.
+//!
+//! - `peer`, `tracker`: the protocol state machines (no sockets, no clocks, no
+//!   global RNG); `node::Node` is the interface drivers use.
+//! - `wire`: message types and their byte format.
+//! - `sim`: a discrete-event driver with virtual time, used by tests and `layerp2p sim`.
 
+pub mod bucket;
+pub mod config;
+pub mod node;
+pub mod peer;
+pub mod policy;
+pub mod sampler;
+// pub mod sim;
 pub mod time;
+pub mod tracker;
 pub mod wire;
 
+pub use config::PeerConfig;
+pub use node::{Node, Transmit};
+pub use peer::{Event, Peer, PeerStats};
+pub use policy::Policy;
 pub use time::Time;
+pub use tracker::{Tracker, TrackerConfig};

@@ -1,0 +1,130 @@
+//! Every protocol parameter, with the paper's values as defaults (SPEC §8).
+//!
+//! The paper leaves eps, d_l and d_s open; our choices and reasons are documented on
+//! each field. Limits that bound memory are here too, so they are checked in one place.
+
+use crate::policy::Policy;
+use crate::wire::{ChannelId, Role};
+use layerp2p_codec::{Kbps, LayerPlan};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Configuration of one node (peer, seed or relay).
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    pub role: Role,
+    pub channel: ChannelId,
+    pub policy: Policy,
+    /// Layers and their rates; decides the threshold layer l_n.
+    pub plan: LayerPlan,
+    /// U(n): the most this node uploads (LC data; signalling is not counted).
+    pub upload: Kbps,
+    /// T: period of buffer-map exchange and request scheduling.
+    pub round: Duration,
+    /// Playback lag behind the source's encoding point.
+    pub lag: Duration,
+    /// Time after joining before playback is counted: LCs due earlier could not
+    /// have been fetched and are neither played nor counted as missed.
+    pub startup: Duration,
+    /// How often playback consumes due LCs (the deadline resolution).
+    pub play_tick: Duration,
+    /// Below this many neighbours the node seeks more.
+    pub n_min: usize,
+    /// At this many neighbours the node declines every request.
+    pub n_max: usize,
+    /// Every period the least-contributing neighbour is replaced.
+    pub adaptation: Duration,
+    /// eps of SPEC §5: keeps every receiver with a non-empty queue pickable, so the
+    /// supplier is work-conserving and new neighbours can get started. 1 kbps is
+    /// small against any real contribution.
+    pub epsilon: Kbps,
+    /// d_l: the rate an initiator assumes its receptor gave it. Large, so a new
+    /// neighbour is served generously while it proves itself (optimistic unchoke).
+    pub d_large: Kbps,
+    /// d_s: the rate a receptor assumes its initiator gave it. Zero, so a free-rider
+    /// gains nothing by opening many neighbour relationships.
+    pub d_small: Kbps,
+    /// Time constant of the d(n,k) moving average.
+    pub rate_window: Duration,
+    /// Round-trip time assumed until one is measured.
+    pub default_rtt: Duration,
+    /// Token-bucket depth, as time at the upload rate (at least two LCs).
+    pub burst: Duration,
+    /// Give up on a neighbour request not answered within this.
+    pub connect_timeout: Duration,
+    /// Drop a neighbour not heard from within this.
+    pub neighbour_timeout: Duration,
+    /// Tracker address; `None` for a node that only accepts (e.g. a test seed).
+    pub tracker: Option<SocketAddr>,
+    /// How often to refresh with the tracker.
+    pub tracker_refresh: Duration,
+    /// Most queued requests per receiver at the supplier.
+    pub max_queue: usize,
+    /// Most addresses kept from tracker lists.
+    pub max_candidates: usize,
+    /// Emit `Event::Played` / `Event::Missed` for each LC (for reassembly and output).
+    pub emit_playback: bool,
+}
+
+impl PeerConfig {
+    /// A peer with the paper's parameters.
+    pub fn peer(policy: Policy, plan: LayerPlan, upload: Kbps) -> PeerConfig {
+        PeerConfig {
+            role: Role::Peer,
+            channel: ChannelId(1),
+            policy,
+            plan,
+            upload,
+            round: Duration::from_secs(1),
+            lag: Duration::from_secs(30),
+            startup: Duration::from_secs(10),
+            play_tick: Duration::from_millis(100),
+            n_min: 10,
+            n_max: 20,
+            adaptation: Duration::from_secs(30),
+            epsilon: Kbps(1),
+            d_large: Kbps(300),
+            d_small: Kbps(0),
+            rate_window: Duration::from_secs(10),
+            default_rtt: Duration::from_millis(100),
+            burst: Duration::from_millis(20),
+            connect_timeout: Duration::from_secs(2),
+            neighbour_timeout: Duration::from_secs(5),
+            tracker: None,
+            tracker_refresh: Duration::from_secs(30),
+            max_queue: 4096,
+            max_candidates: 256,
+            emit_playback: false,
+        }
+    }
+
+    /// A seed: serves the source's LCs, never seeks neighbours, plays nothing.
+    pub fn seed(policy: Policy, plan: LayerPlan, upload: Kbps) -> PeerConfig {
+        PeerConfig { role: Role::Seed, n_min: 0, ..PeerConfig::peer(policy, plan, upload) }
+    }
+
+    /// A relay (super-peer): a peer with high upload and room for more neighbours.
+    pub fn relay(policy: Policy, plan: LayerPlan, upload: Kbps) -> PeerConfig {
+        PeerConfig { role: Role::Relay, n_max: 200, ..PeerConfig::peer(policy, plan, upload) }
+    }
+
+    /// Checks the values a user can get wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.round.is_zero() || self.play_tick.is_zero() {
+            return Err("round and play tick must be positive".into());
+        }
+        if self.n_min > self.n_max || self.n_max == 0 {
+            return Err(format!("need 0 <= n_min <= n_max and n_max > 0, got {} / {}", self.n_min, self.n_max));
+        }
+        if self.lag < self.round * 2 {
+            return Err(format!("playback lag {:?} must be at least two rounds ({:?})", self.lag, self.round * 2));
+        }
+        if self.epsilon.0 == 0 {
+            return Err("epsilon must be positive (the supplier must stay work-conserving)".into());
+        }
+        if self.max_queue == 0 {
+            return Err("max_queue must be positive".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,690 @@
+//! `Peer`: one node of the mesh — a viewer, a seed or a relay — as a sans-IO state
+//! machine. It owns neighbour management (SPEC §4), the supplier scheduler (§5), the
+//! receiver scheduler (§6) and playback accounting (§10). It never reads a clock,
+//! touches a socket or uses a global RNG.
+
+pub mod neighbours;
+pub mod playback;
+pub mod receiver;
+pub mod store;
+pub mod supplier;
+
+use crate::bucket::TokenBucket;
+use crate::config::PeerConfig;
+use crate::node::{Node, Transmit};
+use crate::time::Time;
+use crate::wire::{BufferMapMsg, Message, Packet, PeerId, Reason, Role, MAX_REQUEST_IDS};
+use layerp2p_codec::{Insert, Kbps, Lc, LcId, WindowError, MAX_LC_PAYLOAD};
+use neighbours::{Neighbour, Neighbours, RateEstimator};
+use playback::{LayerStats, Playback};
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+use supplier::Supplier;
+
+/// Largest data message on the wire: tokens for this must be present before an LC
+/// is picked, so the bucket never runs negative.
+fn max_data_cost() -> usize {
+    data_cost(MAX_LC_PAYLOAD)
+}
+
+/// Bytes an LC of `payload` bytes costs on the wire (its own datagram).
+pub fn data_cost(payload: usize) -> usize {
+    // TODO(wire): take from the wire codec once it lands.
+    4 + 3 + 21 + payload
+}
+
+/// Most packets waiting in the control outbox; beyond that, control replies are
+/// dropped (a flood of requests cannot grow memory).
+const MAX_OUTBOX: usize = 1024;
+/// Most events kept for a driver that does not poll them.
+const MAX_EVENTS: usize = 65_536;
+/// How long a peer that declined or did not answer is skipped.
+const REFUSED_FOR: Duration = Duration::from_secs(60);
+/// Least interval between tracker requests for more peers.
+const TRACKER_ASK_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// What happened, for drivers that care (reassembly, logs, UIs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    NeighbourUp { addr: SocketAddr, initiator: bool },
+    NeighbourDown { addr: SocketAddr },
+    /// An LC reached its deadline in time (only with `emit_playback`).
+    Played(Lc),
+    /// An LC missed its deadline (only with `emit_playback`).
+    Missed(LcId),
+}
+
+/// Counters of one node.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PeerStats {
+    /// Per layer, index 0 = layer 1.
+    pub layers: Vec<LayerStats>,
+    /// LC data bytes sent and received (payload + LC header).
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub lcs_up: u64,
+    pub lcs_down: u64,
+    pub duplicates: u64,
+    /// LCs dropped: from non-neighbours, of unknown layers, or beyond the window.
+    pub rejected: u64,
+    pub requests_received: u64,
+    pub requests_expired: u64,
+    pub requests_overflowed: u64,
+    pub neighbours_added: u64,
+    pub neighbours_removed: u64,
+    pub control_dropped: u64,
+}
+
+impl PeerStats {
+    /// Playback rate R over `seconds` of counted playback, all layers.
+    pub fn playback_rate(&self, seconds: f64) -> Kbps {
+        if seconds <= 0.0 {
+            return Kbps(0);
+        }
+        let bytes: u64 = self.layers.iter().map(|l| l.played_bytes).sum();
+        Kbps((bytes as f64 * 8.0 / seconds / 1000.0) as u32)
+    }
+
+    /// alpha over all layers.
+    pub fn overall_ratio(&self) -> f64 {
+        let played: u64 = self.layers.iter().map(|l| l.played).sum();
+        let missed: u64 = self.layers.iter().map(|l| l.missed).sum();
+        if played + missed == 0 { 1.0 } else { played as f64 / (played + missed) as f64 }
+    }
+}
+
+#[derive(Debug)]
+pub struct Peer {
+    cfg: PeerConfig,
+    id: PeerId,
+    rng: ChaCha8Rng,
+    left: bool,
+    threshold: usize,
+    neighbours: Neighbours,
+    pending: HashMap<SocketAddr, Time>,
+    refused: HashMap<SocketAddr, Time>,
+    candidates: Vec<SocketAddr>,
+    store: store::Store,
+    playback: Playback,
+    supplier: Supplier,
+    bucket: TokenBucket,
+    scratch: receiver::Scratch,
+    outbox: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    next_round: Time,
+    next_play: Time,
+    next_adapt: Time,
+    next_refresh: Time,
+    last_tracker_ask: Option<Time>,
+    stats: PeerStats,
+}
+
+impl Peer {
+    /// A node that starts at `now`. `seed` drives every random choice it makes.
+    pub fn new(cfg: PeerConfig, seed: u64, now: Time) -> Result<Peer, ConfigError> {
+        cfg.validate().map_err(ConfigError)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let layers = cfg.plan.layers();
+        let id = PeerId(rng.random());
+        // Random phases so that peers started together do not act in lockstep.
+        let phase = |rng: &mut ChaCha8Rng, d: Duration| Duration::from_micros(rng.random_range(0..d.as_micros().max(1) as u64));
+        let next_round = now + phase(&mut rng, cfg.round);
+        let next_adapt = now + cfg.adaptation + phase(&mut rng, cfg.adaptation);
+        let mut peer = Peer {
+            threshold: cfg.plan.threshold_layer(cfg.upload),
+            id,
+            left: false,
+            neighbours: Neighbours::default(),
+            pending: HashMap::new(),
+            refused: HashMap::new(),
+            candidates: Vec::new(),
+            store: store::Store::new(layers),
+            playback: Playback::new(layers, cfg.lag, now + cfg.startup),
+            supplier: Supplier::new(cfg.policy.supplier(), cfg.max_queue),
+            bucket: TokenBucket::new(cfg.upload, cfg.burst, 2 * max_data_cost() as u64, now),
+            scratch: receiver::Scratch::default(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            next_round,
+            next_play: now + cfg.play_tick,
+            next_adapt,
+            next_refresh: now + cfg.tracker_refresh,
+            last_tracker_ask: Some(now),
+            stats: PeerStats { layers: vec![LayerStats::default(); layers], ..Default::default() },
+            rng,
+            cfg,
+        };
+        if let Some(tracker) = peer.cfg.tracker {
+            let join = Message::Join { channel: peer.cfg.channel, peer: peer.id, role: peer.cfg.role };
+            peer.send(tracker, vec![join]);
+        }
+        Ok(peer)
+    }
+
+    pub fn id(&self) -> PeerId {
+        self.id
+    }
+
+    pub fn config(&self) -> &PeerConfig {
+        &self.cfg
+    }
+
+    pub fn neighbour_count(&self) -> usize {
+        self.neighbours.len()
+    }
+
+    pub fn neighbour_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.neighbours.iter().map(|(_, n)| n.addr)
+    }
+
+    /// d(n,k) for neighbour `addr`, in kbps.
+    pub fn download_rate_from(&self, addr: &SocketAddr) -> Option<Kbps> {
+        let slot = self.neighbours.slot_of(addr)?;
+        Some(Kbps((self.neighbours.get(slot)?.rate.bits_per_sec() / 1000) as u32))
+    }
+
+    /// The playback threshold layer l_n.
+    pub fn threshold_layer(&self) -> usize {
+        self.threshold
+    }
+
+    /// When playback started being counted.
+    pub fn counted_since(&self) -> Time {
+        self.playback.count_from()
+    }
+
+    /// Counters, with per-layer playback figures filled in.
+    pub fn stats(&self) -> PeerStats {
+        PeerStats { layers: self.playback.layers.clone(), ..self.stats.clone() }
+    }
+
+    /// Requests waiting at this node's supplier.
+    pub fn queued_requests(&self) -> usize {
+        self.supplier.queued()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// A seed's ingest: adds a freshly produced LC to the store.
+    pub fn push_lc(&mut self, now: Time, lc: Lc) -> Result<(), WindowError> {
+        if lc.header.id.layer.index() >= self.cfg.plan.layers() {
+            self.stats.rejected += 1;
+            return Ok(());
+        }
+        self.playback.observe(now, lc.header.time);
+        self.store.insert(lc).map(|_| ())
+    }
+
+    /// Leaves the channel: tells neighbours and the tracker, then goes quiet.
+    pub fn leave(&mut self, _now: Time) {
+        if self.left {
+            return;
+        }
+        let addrs: Vec<SocketAddr> = self.neighbours.iter().map(|(_, n)| n.addr).collect();
+        for addr in addrs {
+            self.send(addr, vec![Message::Disconnect { reason: Reason::Leaving }]);
+        }
+        if let Some(tracker) = self.cfg.tracker {
+            self.send(tracker, vec![Message::Leave { channel: self.cfg.channel, peer: self.id }]);
+        }
+        self.left = true;
+    }
+
+    fn send(&mut self, dst: SocketAddr, messages: Vec<Message>) {
+        if self.outbox.len() >= MAX_OUTBOX {
+            self.stats.control_dropped += 1;
+            return;
+        }
+        self.outbox.push_back(Transmit { dst, packet: Packet { messages } });
+    }
+
+    fn event(&mut self, e: Event) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
+    }
+
+    // ---- neighbour management (SPEC §4) ----
+
+    fn add_neighbour(&mut self, now: Time, addr: SocketAddr, id: PeerId, role: Role, initiator: bool) -> usize {
+        // The optimistic start: an initiator credits its receptor with d_l, a
+        // receptor credits its initiator with only d_s.
+        let initial = if initiator { self.cfg.d_large } else { self.cfg.d_small };
+        let slot = self.neighbours.insert(Neighbour {
+            addr,
+            id,
+            role,
+            initiator,
+            since: now,
+            last_heard: now,
+            map: None,
+            rate: RateEstimator::new(initial),
+            rtt: None,
+            echo: None,
+            bytes_down: 0,
+            bytes_up: 0,
+        });
+        self.supplier.set_weight(slot, initial.bits_per_sec() + self.cfg.epsilon.bits_per_sec());
+        self.stats.neighbours_added += 1;
+        self.event(Event::NeighbourUp { addr, initiator });
+        let map = self.buffer_map_for(now, slot);
+        self.send(addr, vec![map]);
+        slot
+    }
+
+    fn remove_neighbour(&mut self, addr: &SocketAddr) {
+        if let Some((slot, _)) = self.neighbours.remove(addr) {
+            self.supplier.clear(slot);
+            self.stats.neighbours_removed += 1;
+            self.event(Event::NeighbourDown { addr: *addr });
+        }
+    }
+
+    fn is_contactable(&self, now: Time, addr: &SocketAddr) -> bool {
+        !self.neighbours.contains(addr)
+            && !self.pending.contains_key(addr)
+            && self.refused.get(addr).is_none_or(|&until| now >= until)
+    }
+
+    /// Sends up to `count` establishment requests to random candidates.
+    fn connect_to_candidates(&mut self, now: Time, count: usize) {
+        for _ in 0..count {
+            let choices: Vec<SocketAddr> =
+                self.candidates.iter().copied().filter(|a| self.is_contactable(now, a)).collect();
+            let Some(&addr) = choices.choose(&mut self.rng) else {
+                self.ask_tracker(now);
+                return;
+            };
+            self.pending.insert(addr, now);
+            let msg = Message::Connect { channel: self.cfg.channel, peer: self.id, role: self.cfg.role };
+            self.send(addr, vec![msg]);
+        }
+    }
+
+    /// Below N_min: seek more neighbours. Between N_min and N_max: only accept.
+    fn seek(&mut self, now: Time) {
+        let have = self.neighbours.len() + self.pending.len();
+        if have < self.cfg.n_min {
+            self.connect_to_candidates(now, self.cfg.n_min - have);
+        }
+    }
+
+    fn ask_tracker(&mut self, now: Time) {
+        let Some(tracker) = self.cfg.tracker else { return };
+        if self.last_tracker_ask.is_some_and(|t| now.since(t) < TRACKER_ASK_INTERVAL) {
+            return;
+        }
+        self.last_tracker_ask = Some(now);
+        let msg = Message::Refresh { channel: self.cfg.channel, peer: self.id, want_peers: true };
+        self.send(tracker, vec![msg]);
+    }
+
+    /// Every adaptation period: drop the neighbour we receive least from (among those
+    /// old enough to have been measured) and look for a replacement.
+    fn adapt(&mut self, now: Time) {
+        if self.cfg.role == Role::Seed || self.neighbours.len() < self.cfg.n_min.max(1) {
+            return;
+        }
+        let worst = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| now.since(n.since) >= self.cfg.adaptation)
+            .min_by_key(|(_, n)| n.rate.bits_per_sec())
+            .map(|(_, n)| n.addr);
+        if let Some(addr) = worst {
+            self.send(addr, vec![Message::Disconnect { reason: Reason::Adaptation }]);
+            self.remove_neighbour(&addr);
+            self.refused.insert(addr, now + self.cfg.adaptation);
+            self.connect_to_candidates(now, 1);
+        }
+    }
+
+    fn on_connect(&mut self, now: Time, from: SocketAddr, channel: crate::wire::ChannelId, id: PeerId, role: Role) {
+        if channel != self.cfg.channel || self.left {
+            self.send(from, vec![Message::Decline { reason: Reason::Refused }]);
+            return;
+        }
+        if self.neighbours.contains(&from) {
+            self.send(from, vec![Message::Accept { peer: self.id, role: self.cfg.role }]);
+            return;
+        }
+        if self.neighbours.len() >= self.cfg.n_max {
+            self.send(from, vec![Message::Decline { reason: Reason::Full }]);
+            return;
+        }
+        // Both sides asked at once: we count as initiator too.
+        let initiator = self.pending.remove(&from).is_some();
+        self.send(from, vec![Message::Accept { peer: self.id, role: self.cfg.role }]);
+        self.add_neighbour(now, from, id, role, initiator);
+    }
+
+    fn on_accept(&mut self, now: Time, from: SocketAddr, id: PeerId, role: Role) {
+        if self.neighbours.contains(&from) {
+            return;
+        }
+        let asked = self.pending.remove(&from).is_some();
+        if !asked || self.neighbours.len() >= self.cfg.n_max {
+            self.send(from, vec![Message::Disconnect { reason: Reason::Full }]);
+            return;
+        }
+        self.add_neighbour(now, from, id, role, true);
+    }
+
+    // ---- exchange ----
+
+    fn buffer_map_for(&self, now: Time, slot: usize) -> Message {
+        let (echo, echo_delay) = match self.neighbours.get(slot).and_then(|n| n.echo) {
+            Some((sent_at, at)) => (sent_at, now.since(at).as_micros().min(u32::MAX as u128) as u32),
+            None => (0, 0),
+        };
+        Message::BufferMap(BufferMapMsg {
+            head_time: self.store.newest(),
+            sent_at: now.0,
+            echo,
+            echo_delay,
+            map: self.store.map().clone(),
+        })
+    }
+
+    fn on_buffer_map(&mut self, now: Time, from: SocketAddr, m: BufferMapMsg) {
+        let Some((_, n)) = self.neighbours.by_addr_mut(&from) else {
+            // They think we are neighbours; we are not (e.g. a lost Disconnect).
+            self.send(from, vec![Message::Disconnect { reason: Reason::Refused }]);
+            return;
+        };
+        n.last_heard = now;
+        n.echo = Some((m.sent_at, now));
+        if m.echo != 0 {
+            let rtt = now.0.saturating_sub(m.echo).saturating_sub(m.echo_delay as u64);
+            if rtt < 10_000_000 {
+                let sample = Duration::from_micros(rtt);
+                n.rtt = Some(n.rtt.map_or(sample, |r| (r * 7 + sample) / 8));
+            }
+        }
+        if m.map.layers().len() != self.cfg.plan.layers() {
+            n.map = None;
+            return;
+        }
+        self.playback.observe(now, m.head_time);
+        for (li, w) in m.map.layers().iter().enumerate() {
+            let layer = layerp2p_codec::LayerId::from_index(li);
+            if w.is_empty() {
+                continue;
+            }
+            // The newest LC of any layer is no older than this layer's head.
+            self.playback.anchor(layer, layerp2p_codec::Seq(w.head().0 - 1), m.head_time);
+            // Our playback starts where a neighbour that holds data stands.
+            if !self.store.is_placed(layer) && self.cfg.role != Role::Seed {
+                self.store.place(layer, w.start());
+            }
+        }
+        n.map = Some(m.map);
+    }
+
+    fn on_request(&mut self, now: Time, from: SocketAddr, ttl_ms: u16, ids: Vec<LcId>) {
+        let Some(slot) = self.neighbours.slot_of(&from) else { return };
+        let ttl = Duration::from_millis(ttl_ms as u64).min(self.cfg.round);
+        let expires = now + ttl;
+        self.stats.requests_received += ids.len() as u64;
+        for id in ids {
+            if self.store.get(id).is_some() && !self.supplier.enqueue(slot, id, expires) {
+                break;
+            }
+        }
+    }
+
+    fn on_data(&mut self, now: Time, from: SocketAddr, lc: Lc) {
+        let cost = data_cost(lc.payload.len());
+        let Some((_, n)) = self.neighbours.by_addr_mut(&from) else {
+            self.stats.rejected += 1;
+            return;
+        };
+        n.last_heard = now;
+        n.rate.add_bytes(cost);
+        n.bytes_down += cost as u64;
+        self.stats.bytes_down += cost as u64;
+        self.stats.lcs_down += 1;
+        let layer = lc.header.id.layer;
+        if layer.index() >= self.cfg.plan.layers() {
+            self.stats.rejected += 1;
+            return;
+        }
+        self.playback.observe(now, lc.header.time);
+        if self.playback.is_due(now, lc.header.time) {
+            self.playback.record_late(now, layer);
+            return;
+        }
+        match self.store.insert(lc) {
+            Ok(Insert::New) => {}
+            Ok(Insert::Duplicate) => self.stats.duplicates += 1,
+            Ok(Insert::Stale) => self.playback.record_late(now, layer),
+            Err(_) => self.stats.rejected += 1,
+        }
+    }
+
+    fn handle_message(&mut self, now: Time, from: SocketAddr, msg: Message) {
+        match msg {
+            Message::PeerList { peers } => {
+                if Some(from) == self.cfg.tracker {
+                    self.candidates = peers;
+                    self.candidates.truncate(self.cfg.max_candidates);
+                    self.seek(now);
+                }
+            }
+            Message::Connect { channel, peer, role } => self.on_connect(now, from, channel, peer, role),
+            Message::Accept { peer, role } => self.on_accept(now, from, peer, role),
+            Message::Decline { .. } => {
+                if self.pending.remove(&from).is_some() {
+                    self.refused.insert(from, now + REFUSED_FOR);
+                    self.seek(now);
+                }
+            }
+            Message::Disconnect { .. } => {
+                self.pending.remove(&from);
+                self.remove_neighbour(&from);
+            }
+            Message::BufferMap(m) => self.on_buffer_map(now, from, m),
+            Message::Request { ttl_ms, ids } => self.on_request(now, from, ttl_ms, ids),
+            Message::Data(lc) => self.on_data(now, from, lc),
+            // Tracker-bound messages are not for us.
+            Message::Join { .. } | Message::Refresh { .. } | Message::Leave { .. } => {}
+        }
+    }
+
+    // ---- periodic work ----
+
+    /// Consumes every due LC at the window start of each layer.
+    fn play(&mut self, now: Time) {
+        self.playback.update_due(now);
+        let counting = self.cfg.role != Role::Seed;
+        for li in 0..self.store.layers() {
+            let layer = layerp2p_codec::LayerId::from_index(li);
+            if !self.store.is_placed(layer) {
+                continue;
+            }
+            loop {
+                if let Some(front) = self.store.front(layer) {
+                    if !self.playback.is_due(now, front.header.time) {
+                        break;
+                    }
+                    let Some(lc) = self.store.pop_front(layer) else { break };
+                    if counting {
+                        self.playback.record_played(now, layer, lc.payload.len());
+                        if self.cfg.emit_playback {
+                            self.event(Event::Played(lc));
+                        }
+                    }
+                    continue;
+                }
+                let seq = self.store.window(layer).start();
+                let next_held = self.store.next_held_after_front(layer).map(|lc| lc.header.time);
+                if !self.playback.missing_is_due(now, layer, seq, next_held) {
+                    break;
+                }
+                self.store.pop_front(layer);
+                if counting {
+                    self.playback.record_missed(now, layer);
+                    if self.cfg.emit_playback {
+                        self.event(Event::Missed(LcId { layer, seq }));
+                    }
+                }
+            }
+        }
+    }
+
+    fn round(&mut self, now: Time) {
+        // Liveness: forget unanswered requests and silent neighbours.
+        let timeout = self.cfg.connect_timeout;
+        let expired: Vec<SocketAddr> =
+            self.pending.iter().filter(|(_, t)| now.since(**t) > timeout).map(|(a, _)| *a).collect();
+        for addr in expired {
+            self.pending.remove(&addr);
+            self.refused.insert(addr, now + REFUSED_FOR);
+        }
+        self.refused.retain(|_, until| now < *until);
+        let silent: Vec<SocketAddr> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| now.since(n.last_heard) > self.cfg.neighbour_timeout)
+            .map(|(_, n)| n.addr)
+            .collect();
+        for addr in silent {
+            self.remove_neighbour(&addr);
+        }
+
+        // d(n,k) for the round just ended drives the supplier's weights.
+        let eps = self.cfg.epsilon.bits_per_sec();
+        for (slot, n) in self.neighbours.iter_mut() {
+            n.rate.end_round(self.cfg.round, self.cfg.rate_window);
+            self.supplier.set_weight(slot, n.rate.bits_per_sec() + eps);
+        }
+        self.seek(now);
+
+        if self.cfg.role != Role::Seed {
+            receiver::schedule(
+                self.cfg.policy.receiver(),
+                self.threshold,
+                &self.store,
+                &self.neighbours,
+                &mut self.rng,
+                &mut self.scratch,
+            );
+        }
+        let slots: Vec<usize> = self.neighbours.iter().map(|(s, _)| s).collect();
+        for slot in slots {
+            let map = self.buffer_map_for(now, slot);
+            let Some(n) = self.neighbours.get(slot) else { continue };
+            let addr = n.addr;
+            let rtt = n.rtt.unwrap_or(self.cfg.default_rtt);
+            // Serving deadline T - tau (SPEC §5), but never below a quarter round.
+            let ttl = self.cfg.round.saturating_sub(rtt).max(self.cfg.round / 4);
+            let ttl_ms = ttl.as_millis().min(u16::MAX as u128) as u16;
+            let mut messages = vec![map];
+            let ids = self.scratch.per_slot.get_mut(slot).map(std::mem::take).unwrap_or_default();
+            for chunk in ids.chunks(MAX_REQUEST_IDS) {
+                messages.push(Message::Request { ttl_ms, ids: chunk.to_vec() });
+            }
+            self.send(addr, messages);
+        }
+    }
+
+    fn refresh(&mut self, now: Time) {
+        if let Some(tracker) = self.cfg.tracker {
+            let want_peers = self.neighbours.len() < self.cfg.n_min;
+            if want_peers {
+                self.last_tracker_ask = Some(now);
+            }
+            let msg = Message::Refresh { channel: self.cfg.channel, peer: self.id, want_peers };
+            self.send(tracker, vec![msg]);
+        }
+    }
+}
+
+/// Advances a periodic timer past `now`, skipping missed periods.
+fn advance(timer: &mut Time, now: Time, period: Duration) {
+    *timer = *timer + period;
+    if *timer <= now {
+        *timer = now + period;
+    }
+}
+
+impl Node for Peer {
+    fn handle_input(&mut self, now: Time, from: SocketAddr, packet: Packet) {
+        if self.left {
+            return;
+        }
+        for msg in packet.messages {
+            self.handle_message(now, from, msg);
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Time) {
+        if self.left {
+            return;
+        }
+        if now >= self.next_play {
+            self.play(now);
+            advance(&mut self.next_play, now, self.cfg.play_tick);
+        }
+        if now >= self.next_round {
+            self.round(now);
+            advance(&mut self.next_round, now, self.cfg.round);
+        }
+        if now >= self.next_adapt {
+            self.adapt(now);
+            advance(&mut self.next_adapt, now, self.cfg.adaptation);
+        }
+        if now >= self.next_refresh {
+            self.refresh(now);
+            advance(&mut self.next_refresh, now, self.cfg.tracker_refresh);
+        }
+    }
+
+    fn poll_transmit(&mut self, now: Time) -> Option<Transmit> {
+        if let Some(t) = self.outbox.pop_front() {
+            return Some(t);
+        }
+        if self.left || !self.supplier.has_work() || !self.bucket.has(now, max_data_cost()) {
+            return None;
+        }
+        while let Some((slot, id)) = self.supplier.next(now, &mut self.rng) {
+            let Some(lc) = self.store.get(id).cloned() else { continue };
+            let Some(n) = self.neighbours.get_mut(slot) else { continue };
+            let cost = data_cost(lc.payload.len());
+            self.bucket.take(cost);
+            n.bytes_up += cost as u64;
+            self.stats.bytes_up += cost as u64;
+            self.stats.lcs_up += 1;
+            self.stats.requests_expired = self.supplier.expired;
+            self.stats.requests_overflowed = self.supplier.overflowed;
+            return Some(Transmit { dst: n.addr, packet: Packet { messages: vec![Message::Data(lc)] } });
+        }
+        self.stats.requests_expired = self.supplier.expired;
+        None
+    }
+
+    fn poll_timeout(&self) -> Option<Time> {
+        if self.left {
+            return None;
+        }
+        let mut t = self.next_play.min(self.next_round).min(self.next_adapt).min(self.next_refresh);
+        if self.supplier.has_work()
+            && let Some(ready) = self.bucket.ready_at(max_data_cost())
+        {
+            t = t.min(ready);
+        }
+        Some(t)
+    }
+}

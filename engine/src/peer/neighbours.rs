@@ -1,0 +1,188 @@
+//! The neighbour table: who we exchange with, what they hold, and d(n,k), the rate
+//! at which we currently receive from each of them.
+//!
+//! Neighbours live in stable slots so the supplier's per-receiver queues and
+//! sampler weights can be indexed by slot.
+
+use crate::time::Time;
+use crate::wire::{PeerId, Role};
+use layerp2p_codec::{BufferMap, Kbps};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// d(n,k): an exponentially weighted moving average of the download rate from one
+/// neighbour, updated once per round.
+#[derive(Clone, Debug)]
+pub struct RateEstimator {
+    bits_per_sec: f64,
+    bytes_this_round: u64,
+}
+
+impl RateEstimator {
+    pub fn new(initial: Kbps) -> RateEstimator {
+        RateEstimator { bits_per_sec: initial.bits_per_sec() as f64, bytes_this_round: 0 }
+    }
+
+    pub fn add_bytes(&mut self, bytes: usize) {
+        self.bytes_this_round += bytes as u64;
+    }
+
+    /// Closes a round of length `round`, weighting it by `round / window`.
+    pub fn end_round(&mut self, round: Duration, window: Duration) {
+        let sample = self.bytes_this_round as f64 * 8.0 / round.as_secs_f64();
+        let w = (round.as_secs_f64() / window.as_secs_f64()).min(1.0);
+        self.bits_per_sec += w * (sample - self.bits_per_sec);
+        self.bytes_this_round = 0;
+    }
+
+    pub fn bits_per_sec(&self) -> u64 {
+        self.bits_per_sec as u64
+    }
+}
+
+#[derive(Debug)]
+pub struct Neighbour {
+    pub addr: SocketAddr,
+    pub id: PeerId,
+    pub role: Role,
+    /// We sent the establishment request.
+    pub initiator: bool,
+    pub since: Time,
+    pub last_heard: Time,
+    /// Their latest buffer map.
+    pub map: Option<BufferMap>,
+    /// d(n,k).
+    pub rate: RateEstimator,
+    pub rtt: Option<Duration>,
+    /// Their last `sent_at` and when we received it, echoed back for RTT.
+    pub echo: Option<(u64, Time)>,
+    pub bytes_down: u64,
+    pub bytes_up: u64,
+}
+
+/// Slot-indexed neighbour set.
+#[derive(Debug, Default)]
+pub struct Neighbours {
+    slots: Vec<Option<Neighbour>>,
+    by_addr: HashMap<SocketAddr, usize>,
+    free: Vec<usize>,
+}
+
+impl Neighbours {
+    pub fn len(&self) -> usize {
+        self.by_addr.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_addr.is_empty()
+    }
+
+    /// Number of slots ever allocated (upper bound of slot indices).
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn slot_of(&self, addr: &SocketAddr) -> Option<usize> {
+        self.by_addr.get(addr).copied()
+    }
+
+    pub fn get(&self, slot: usize) -> Option<&Neighbour> {
+        self.slots.get(slot)?.as_ref()
+    }
+
+    pub fn get_mut(&mut self, slot: usize) -> Option<&mut Neighbour> {
+        self.slots.get_mut(slot)?.as_mut()
+    }
+
+    pub fn by_addr_mut(&mut self, addr: &SocketAddr) -> Option<(usize, &mut Neighbour)> {
+        let slot = *self.by_addr.get(addr)?;
+        Some((slot, self.slots[slot].as_mut()?))
+    }
+
+    /// Adds a neighbour and returns its slot. The caller checks it is not present.
+    pub fn insert(&mut self, n: Neighbour) -> usize {
+        let addr = n.addr;
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s] = Some(n);
+                s
+            }
+            None => {
+                self.slots.push(Some(n));
+                self.slots.len() - 1
+            }
+        };
+        self.by_addr.insert(addr, slot);
+        slot
+    }
+
+    pub fn remove(&mut self, addr: &SocketAddr) -> Option<(usize, Neighbour)> {
+        let slot = self.by_addr.remove(addr)?;
+        let n = self.slots[slot].take()?;
+        self.free.push(slot);
+        Some((slot, n))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &Neighbour)> {
+        self.slots.iter().enumerate().filter_map(|(i, n)| Some((i, n.as_ref()?)))
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut Neighbour)> {
+        self.slots.iter_mut().enumerate().filter_map(|(i, n)| Some((i, n.as_mut()?)))
+    }
+
+    pub fn contains(&self, addr: &SocketAddr) -> bool {
+        self.by_addr.contains_key(addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_estimate_converges_and_initial_value_decays() {
+        let mut r = RateEstimator::new(Kbps(300));
+        let round = Duration::from_secs(1);
+        let window = Duration::from_secs(10);
+        for _ in 0..60 {
+            r.add_bytes(12_500); // 100 kbps
+            r.end_round(round, window);
+        }
+        let kbps = r.bits_per_sec() as f64 / 1000.0;
+        assert!((kbps - 100.0).abs() < 1.0, "{kbps}");
+        for _ in 0..60 {
+            r.end_round(round, window);
+        }
+        assert!(r.bits_per_sec() < 1000);
+    }
+
+    #[test]
+    fn slots_are_reused() {
+        let mk = |port| Neighbour {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            id: PeerId(port as u64),
+            role: Role::Peer,
+            initiator: true,
+            since: Time::ZERO,
+            last_heard: Time::ZERO,
+            map: None,
+            rate: RateEstimator::new(Kbps(0)),
+            rtt: None,
+            echo: None,
+            bytes_down: 0,
+            bytes_up: 0,
+        };
+        let mut t = Neighbours::default();
+        let a = t.insert(mk(1));
+        let b = t.insert(mk(2));
+        assert_ne!(a, b);
+        let (slot, _) = t.remove(&mk(1).addr).expect("present");
+        assert_eq!(slot, a);
+        assert_eq!(t.insert(mk(3)), a);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.capacity(), 2);
+        assert!(t.remove(&mk(9).addr).is_none());
+    }
+}

@@ -1,0 +1,185 @@
+//! Playback: where the source's encoding point is, which LCs are due, and the
+//! per-layer accounting of LCs played in time versus missed (SPEC §10).
+//!
+//! The peer never sees the source's clock. It estimates it as
+//! `now + offset`, with `offset` the largest `media_time - now` ever observed (the
+//! freshest LC or buffer-map head); that estimate only moves forward. An LC is due
+//! when `media_time + lag <= now + offset`. A missing LC is given up when a later
+//! LC of the same layer is known to be due: by the LC the peer holds next, or by a
+//! neighbour's advertised head.
+
+use crate::time::Time;
+use layerp2p_codec::{LayerId, MediaTime, Seq};
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// Most head anchors kept per layer (one per 100 ms of media time is plenty).
+const MAX_ANCHORS: usize = 1024;
+const ANCHOR_SPACING_US: u64 = 100_000;
+
+/// Per-layer playback counters.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct LayerStats {
+    /// LCs that arrived before their deadline and were played.
+    pub played: u64,
+    pub played_bytes: u64,
+    /// LCs that missed their deadline (never arrived, or arrived late).
+    pub missed: u64,
+    /// LCs that arrived after their deadline.
+    pub late: u64,
+}
+
+impl LayerStats {
+    /// alpha(l): fraction of the layer's LCs that arrived in time (1.0 when none yet).
+    pub fn ratio(&self) -> f64 {
+        let total = self.played + self.missed;
+        if total == 0 { 1.0 } else { self.played as f64 / total as f64 }
+    }
+}
+
+#[derive(Debug)]
+pub struct Playback {
+    lag_us: u64,
+    offset: Option<i64>,
+    /// Per layer: (seq, media time) of advertised heads, increasing in both.
+    anchors: Vec<VecDeque<(Seq, MediaTime)>>,
+    /// Per layer: every seq below this is known to be due.
+    due_below: Vec<Seq>,
+    /// Only LCs played at or after this instant are counted.
+    count_from: Time,
+    pub layers: Vec<LayerStats>,
+}
+
+impl Playback {
+    pub fn new(layers: usize, lag: Duration, count_from: Time) -> Playback {
+        Playback {
+            lag_us: lag.as_micros() as u64,
+            offset: None,
+            anchors: vec![VecDeque::new(); layers],
+            due_below: vec![Seq(0); layers],
+            count_from,
+            layers: vec![LayerStats::default(); layers],
+        }
+    }
+
+    /// Records that the source had reached at least `t` by local time `now`.
+    pub fn observe(&mut self, now: Time, t: MediaTime) {
+        let off = t.0 as i64 - now.0 as i64;
+        self.offset = Some(self.offset.map_or(off, |o| o.max(off)));
+    }
+
+    /// The estimated source clock, once anything has been observed.
+    pub fn source_now(&self, now: Time) -> Option<MediaTime> {
+        self.offset.map(|o| MediaTime((now.0 as i64 + o).max(0) as u64))
+    }
+
+    /// Is an LC of media time `t` due (its deadline reached) at `now`?
+    pub fn is_due(&self, now: Time, t: MediaTime) -> bool {
+        self.source_now(now).is_some_and(|s| t.0 + self.lag_us <= s.0)
+    }
+
+    /// Records a neighbour's head: `seq` of `layer` has media time at most `t`.
+    pub fn anchor(&mut self, layer: LayerId, seq: Seq, t: MediaTime) {
+        let q = &mut self.anchors[layer.index()];
+        match q.back_mut() {
+            Some(back) if seq <= back.0 || t < back.1 => {}
+            // Close to the last one: move it forward (still a valid upper bound).
+            Some(back) if t.0 - back.1.0 < ANCHOR_SPACING_US => *back = (seq, t),
+            _ => {
+                if q.len() == MAX_ANCHORS {
+                    q.pop_front();
+                }
+                q.push_back((seq, t));
+            }
+        }
+    }
+
+    /// Moves `due_below` forward over anchors that have become due.
+    pub fn update_due(&mut self, now: Time) {
+        for l in 0..self.anchors.len() {
+            while let Some(&(seq, t)) = self.anchors[l].front() {
+                if !self.is_due(now, t) {
+                    break;
+                }
+                self.anchors[l].pop_front();
+                self.due_below[l] = self.due_below[l].max(seq.next());
+            }
+        }
+    }
+
+    /// Is the missing LC `seq` of `layer` known to be past its deadline?
+    pub fn missing_is_due(&self, now: Time, layer: LayerId, seq: Seq, next_held: Option<MediaTime>) -> bool {
+        seq < self.due_below[layer.index()] || next_held.is_some_and(|t| self.is_due(now, t))
+    }
+
+    fn counting(&self, now: Time) -> bool {
+        now >= self.count_from
+    }
+
+    pub fn record_played(&mut self, now: Time, layer: LayerId, bytes: usize) {
+        if self.counting(now) {
+            let s = &mut self.layers[layer.index()];
+            s.played += 1;
+            s.played_bytes += bytes as u64;
+        }
+    }
+
+    pub fn record_missed(&mut self, now: Time, layer: LayerId) {
+        if self.counting(now) {
+            self.layers[layer.index()].missed += 1;
+        }
+    }
+
+    pub fn record_late(&mut self, now: Time, layer: LayerId) {
+        if self.counting(now) {
+            self.layers[layer.index()].late += 1;
+        }
+    }
+
+    pub fn count_from(&self) -> Time {
+        self.count_from
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_clock_only_moves_forward() {
+        let mut p = Playback::new(1, Duration::from_secs(30), Time::ZERO);
+        assert_eq!(p.source_now(Time::from_secs(5)), None);
+        p.observe(Time::from_secs(10), MediaTime::from_secs_f64(100.0));
+        p.observe(Time::from_secs(11), MediaTime::from_secs_f64(50.0)); // stale LC
+        assert_eq!(p.source_now(Time::from_secs(12)), Some(MediaTime::from_secs_f64(102.0)));
+        assert!(p.is_due(Time::from_secs(12), MediaTime::from_secs_f64(72.0)));
+        assert!(!p.is_due(Time::from_secs(12), MediaTime::from_secs_f64(72.1)));
+    }
+
+    #[test]
+    fn anchors_make_missing_lcs_due() {
+        let mut p = Playback::new(1, Duration::from_secs(30), Time::ZERO);
+        p.observe(Time::ZERO, MediaTime::from_secs_f64(40.0));
+        p.anchor(LayerId::BASE, Seq(100), MediaTime::from_secs_f64(20.0));
+        p.anchor(LayerId::BASE, Seq(90), MediaTime::from_secs_f64(21.0)); // not increasing: ignored
+        p.update_due(Time::ZERO);
+        assert!(!p.missing_is_due(Time::ZERO, LayerId::BASE, Seq(99), None));
+        p.update_due(Time::from_secs(10));
+        assert!(p.missing_is_due(Time::from_secs(10), LayerId::BASE, Seq(100), None));
+        assert!(!p.missing_is_due(Time::from_secs(10), LayerId::BASE, Seq(101), None));
+        assert!(p.missing_is_due(Time::from_secs(10), LayerId::BASE, Seq(101), Some(MediaTime::from_secs_f64(19.0))));
+    }
+
+    #[test]
+    fn nothing_counted_before_startup() {
+        let mut p = Playback::new(2, Duration::from_secs(30), Time::from_secs(5));
+        let l2 = LayerId::new(2).expect("layer");
+        p.record_played(Time::from_secs(1), l2, 100);
+        p.record_missed(Time::from_secs(1), l2);
+        p.record_played(Time::from_secs(6), l2, 100);
+        p.record_missed(Time::from_secs(7), l2);
+        assert_eq!(p.layers[1], LayerStats { played: 1, played_bytes: 100, missed: 1, late: 0 });
+        assert_eq!(p.layers[1].ratio(), 0.5);
+    }
+}

@@ -1,0 +1,219 @@
+//! The supplier-side scheduler (SPEC §5): one FIFO request queue per receiver; when
+//! upload capacity is free, pick a receiver with probability proportional to
+//! `I(n,k) * (d(n,k) + eps)` (tit-for-tat) or in turn (round robin), and serve the
+//! head of its queue. Requests older than their ttl are dropped silently.
+
+use crate::policy::SupplierPolicy;
+use crate::sampler::Sampler;
+use crate::time::Time;
+use layerp2p_codec::LcId;
+use rand::Rng;
+use std::collections::VecDeque;
+
+#[derive(Copy, Clone, Debug)]
+struct Queued {
+    id: LcId,
+    expires: Time,
+}
+
+#[derive(Debug)]
+pub struct Supplier {
+    policy: SupplierPolicy,
+    queues: Vec<VecDeque<Queued>>,
+    /// d(n,k) + eps per slot, whatever the queue state.
+    weights: Vec<u64>,
+    /// Holds `weights[k]` for non-empty queues and 0 for empty ones.
+    sampler: Sampler,
+    rr_next: usize,
+    max_queue: usize,
+    queued: usize,
+    pub expired: u64,
+    pub overflowed: u64,
+}
+
+impl Supplier {
+    pub fn new(policy: SupplierPolicy, max_queue: usize) -> Supplier {
+        Supplier {
+            policy,
+            queues: Vec::new(),
+            weights: Vec::new(),
+            sampler: Sampler::new(0),
+            rr_next: 0,
+            max_queue,
+            queued: 0,
+            expired: 0,
+            overflowed: 0,
+        }
+    }
+
+    fn ensure(&mut self, slot: usize) {
+        if slot >= self.queues.len() {
+            self.queues.resize_with(slot + 1, VecDeque::new);
+            self.weights.resize(slot + 1, 1);
+            self.sampler.grow(slot + 1);
+        }
+    }
+
+    /// Total requests waiting.
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    pub fn has_work(&self) -> bool {
+        self.queued > 0
+    }
+
+    /// Sets receiver `slot`'s weight `d(n,k) + eps` (must be positive).
+    pub fn set_weight(&mut self, slot: usize, weight: u64) {
+        self.ensure(slot);
+        self.weights[slot] = weight.max(1);
+        if !self.queues[slot].is_empty() {
+            self.sampler.set(slot, self.weights[slot]);
+        }
+    }
+
+    /// Queues a request; false if the receiver's queue is full.
+    pub fn enqueue(&mut self, slot: usize, id: LcId, expires: Time) -> bool {
+        self.ensure(slot);
+        let q = &mut self.queues[slot];
+        if q.len() >= self.max_queue {
+            self.overflowed += 1;
+            return false;
+        }
+        q.push_back(Queued { id, expires });
+        self.queued += 1;
+        if q.len() == 1 {
+            self.sampler.set(slot, self.weights[slot]);
+        }
+        true
+    }
+
+    /// Forgets everything queued for `slot` (the neighbour left).
+    pub fn clear(&mut self, slot: usize) {
+        if let Some(q) = self.queues.get_mut(slot) {
+            self.queued -= q.len();
+            q.clear();
+            self.sampler.set(slot, 0);
+            self.weights[slot] = 1;
+        }
+    }
+
+    fn choose(&mut self, rng: &mut impl Rng) -> Option<usize> {
+        match self.policy {
+            SupplierPolicy::TitForTat => self.sampler.pick(rng),
+            SupplierPolicy::RoundRobin => {
+                let n = self.queues.len();
+                let slot = (0..n).map(|i| (self.rr_next + i) % n).find(|&s| !self.queues[s].is_empty())?;
+                self.rr_next = (slot + 1) % n;
+                Some(slot)
+            }
+        }
+    }
+
+    /// The next request to serve at `now`: picks a receiver, drops its expired
+    /// requests, and pops the first live one.
+    pub fn next(&mut self, now: Time, rng: &mut impl Rng) -> Option<(usize, LcId)> {
+        while self.queued > 0 {
+            let slot = self.choose(rng)?;
+            let q = &mut self.queues[slot];
+            let mut found = None;
+            while let Some(r) = q.pop_front() {
+                self.queued -= 1;
+                if r.expires >= now {
+                    found = Some(r.id);
+                    break;
+                }
+                self.expired += 1;
+            }
+            if q.is_empty() {
+                self.sampler.set(slot, 0);
+            }
+            if let Some(id) = found {
+                return Some((slot, id));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use layerp2p_codec::{LayerId, Seq};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn id(seq: u32) -> LcId {
+        LcId { layer: LayerId::BASE, seq: Seq(seq) }
+    }
+
+    #[test]
+    fn queues_are_fifo_and_expired_requests_are_dropped() {
+        let mut s = Supplier::new(SupplierPolicy::TitForTat, 10);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        s.enqueue(0, id(1), Time::from_secs(1));
+        s.enqueue(0, id(2), Time::from_secs(5));
+        s.enqueue(0, id(3), Time::from_secs(5));
+        assert_eq!(s.next(Time::from_secs(2), &mut rng), Some((0, id(2))));
+        assert_eq!(s.expired, 1);
+        assert_eq!(s.next(Time::from_secs(2), &mut rng), Some((0, id(3))));
+        assert_eq!(s.next(Time::from_secs(2), &mut rng), None);
+        assert!(!s.has_work());
+    }
+
+    #[test]
+    fn queue_bound_holds() {
+        let mut s = Supplier::new(SupplierPolicy::TitForTat, 2);
+        assert!(s.enqueue(3, id(1), Time::ZERO));
+        assert!(s.enqueue(3, id(2), Time::ZERO));
+        assert!(!s.enqueue(3, id(3), Time::ZERO));
+        assert_eq!(s.queued(), 2);
+        assert_eq!(s.overflowed, 1);
+        s.clear(3);
+        assert_eq!(s.queued(), 0);
+    }
+
+    #[test]
+    fn tit_for_tat_serves_in_proportion_to_contribution() {
+        let mut s = Supplier::new(SupplierPolicy::TitForTat, 100_000);
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        s.set_weight(0, 700_000);
+        s.set_weight(1, 300_000);
+        s.set_weight(2, 1_000); // a free-rider: only eps
+        for k in 0..3 {
+            for i in 0..20_000 {
+                s.enqueue(k, id(i), Time::from_secs(100));
+            }
+        }
+        let mut served = [0u32; 3];
+        for _ in 0..10_000 {
+            served[s.next(Time::ZERO, &mut rng).expect("work").0] += 1;
+        }
+        assert!((served[0] as f64 / 10_000.0 - 0.7).abs() < 0.02, "{served:?}");
+        assert!(served[2] < 30, "free-rider got {}", served[2]);
+    }
+
+    #[test]
+    fn work_conserving_serves_a_lone_low_contributor() {
+        let mut s = Supplier::new(SupplierPolicy::TitForTat, 10);
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        s.set_weight(0, 1_000_000);
+        s.set_weight(1, 1);
+        s.enqueue(1, id(7), Time::from_secs(1));
+        assert_eq!(s.next(Time::ZERO, &mut rng), Some((1, id(7))));
+    }
+
+    #[test]
+    fn round_robin_alternates_regardless_of_weight() {
+        let mut s = Supplier::new(SupplierPolicy::RoundRobin, 10);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        s.set_weight(0, 1_000_000);
+        s.set_weight(1, 1);
+        for i in 0..3 {
+            s.enqueue(0, id(i), Time::from_secs(1));
+            s.enqueue(1, id(i), Time::from_secs(1));
+        }
+        let order: Vec<usize> = (0..6).map(|_| s.next(Time::ZERO, &mut rng).expect("work").0).collect();
+        assert_eq!(order, vec![0, 1, 0, 1, 0, 1]);
+    }
+}

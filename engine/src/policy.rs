@@ -1,0 +1,98 @@
+//! The three systems compared in the paper (SPEC §7). Same engine, same parameters;
+//! only the supplier and receiver policies differ.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Tit-for-tat supplier, prioritized-random receiver, layered video.
+    LayerP2P,
+    /// Tit-for-tat supplier, plain-random receiver: layers not prioritized.
+    SingleIncent,
+    /// Round-robin supplier, plain-random receiver: no incentive, no layers.
+    SingleLayer,
+}
+
+/// How a supplier picks the next receiver to serve.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SupplierPolicy {
+    /// Random receiver with probability proportional to `I * (d + eps)`.
+    TitForTat,
+    /// Next non-empty queue in turn.
+    RoundRobin,
+}
+
+/// How a receiver orders its requests.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ReceiverPolicy {
+    /// Regular requests (layers up to l_n) shuffled, then probing layers in order.
+    Prioritized,
+    /// Every missing LC shuffled together, layers ignored.
+    PlainRandom,
+}
+
+impl Policy {
+    pub const ALL: [Policy; 3] = [Policy::LayerP2P, Policy::SingleIncent, Policy::SingleLayer];
+
+    pub fn supplier(self) -> SupplierPolicy {
+        match self {
+            Policy::LayerP2P | Policy::SingleIncent => SupplierPolicy::TitForTat,
+            Policy::SingleLayer => SupplierPolicy::RoundRobin,
+        }
+    }
+
+    pub fn receiver(self) -> ReceiverPolicy {
+        match self {
+            Policy::LayerP2P => ReceiverPolicy::Prioritized,
+            Policy::SingleIncent | Policy::SingleLayer => ReceiverPolicy::PlainRandom,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::LayerP2P => "layerp2p",
+            Policy::SingleIncent => "single-incent",
+            Policy::SingleLayer => "single-layer",
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Policy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Policy, String> {
+        Policy::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown policy '{s}' (expected layerp2p, single-incent or single-layer)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for p in Policy::ALL {
+            assert_eq!(p.name().parse::<Policy>(), Ok(p));
+        }
+        assert!("tft".parse::<Policy>().is_err());
+    }
+
+    #[test]
+    fn baselines_differ_only_where_spec_says() {
+        assert_eq!(Policy::LayerP2P.supplier(), Policy::SingleIncent.supplier());
+        assert_ne!(Policy::LayerP2P.receiver(), Policy::SingleIncent.receiver());
+        assert_eq!(Policy::SingleIncent.receiver(), Policy::SingleLayer.receiver());
+        assert_eq!(Policy::SingleLayer.supplier(), SupplierPolicy::RoundRobin);
+    }
+}

@@ -1,0 +1,279 @@
+//! The tracker: keeps the peers of each channel and hands a joining peer a random
+//! subset. Peers refresh periodically; silent ones expire. Every table is bounded.
+
+use crate::node::{Node, Transmit};
+use crate::time::Time;
+use crate::wire::{ChannelId, Message, Packet, MAX_PEER_LIST};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct TrackerConfig {
+    /// Peers in one list (at most `MAX_PEER_LIST`).
+    pub list_size: usize,
+    /// A peer not heard from within this is forgotten.
+    pub peer_ttl: Duration,
+    /// Most peers over all channels; joins beyond are ignored.
+    pub max_peers: usize,
+    /// Most channels.
+    pub max_channels: usize,
+    /// Most replies queued for sending; beyond, requests are dropped.
+    pub max_outbox: usize,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> TrackerConfig {
+        TrackerConfig {
+            list_size: 40,
+            peer_ttl: Duration::from_secs(90),
+            max_peers: 1_000_000,
+            max_channels: 1024,
+            max_outbox: 65_536,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    addr: SocketAddr,
+    last_seen: Time,
+}
+
+#[derive(Debug, Default)]
+struct Channel {
+    entries: Vec<Entry>,
+    index: HashMap<SocketAddr, usize>,
+}
+
+impl Channel {
+    fn remove(&mut self, addr: SocketAddr) -> bool {
+        let Some(i) = self.index.remove(&addr) else { return false };
+        self.entries.swap_remove(i);
+        if let Some(moved) = self.entries.get(i) {
+            self.index.insert(moved.addr, i);
+        }
+        true
+    }
+}
+
+/// Counters a tracker operator watches.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct TrackerStats {
+    pub joins: u64,
+    pub leaves: u64,
+    pub expired: u64,
+    pub lists_sent: u64,
+    pub refused: u64,
+}
+
+#[derive(Debug)]
+pub struct Tracker {
+    cfg: TrackerConfig,
+    rng: ChaCha8Rng,
+    channels: HashMap<ChannelId, Channel>,
+    peers: usize,
+    outbox: VecDeque<Transmit>,
+    next_expiry: Time,
+    stats: TrackerStats,
+}
+
+impl Tracker {
+    pub fn new(cfg: TrackerConfig, seed: u64) -> Tracker {
+        Tracker {
+            cfg,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            channels: HashMap::new(),
+            peers: 0,
+            outbox: VecDeque::new(),
+            next_expiry: Time::ZERO,
+            stats: TrackerStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &TrackerStats {
+        &self.stats
+    }
+
+    /// Peers registered in `channel`.
+    pub fn peer_count(&self, channel: ChannelId) -> usize {
+        self.channels.get(&channel).map_or(0, |c| c.entries.len())
+    }
+
+    fn register(&mut self, now: Time, channel: ChannelId, addr: SocketAddr) -> bool {
+        if !self.channels.contains_key(&channel) && self.channels.len() >= self.cfg.max_channels {
+            return false;
+        }
+        let full = self.peers >= self.cfg.max_peers;
+        let ch = self.channels.entry(channel).or_default();
+        if let Some(&i) = ch.index.get(&addr) {
+            ch.entries[i].last_seen = now;
+            return true;
+        }
+        if full {
+            return false;
+        }
+        ch.index.insert(addr, ch.entries.len());
+        ch.entries.push(Entry { addr, last_seen: now });
+        self.peers += 1;
+        true
+    }
+
+    fn send_list(&mut self, channel: ChannelId, to: SocketAddr) {
+        if self.outbox.len() >= self.cfg.max_outbox {
+            return;
+        }
+        let Some(ch) = self.channels.get(&channel) else { return };
+        let want = self.cfg.list_size.min(MAX_PEER_LIST);
+        // Sample one more than needed so the requester itself can be skipped.
+        let n = ch.entries.len();
+        let picks = rand::seq::index::sample(&mut self.rng, n, (want + 1).min(n));
+        let peers: Vec<SocketAddr> =
+            picks.iter().map(|i| ch.entries[i].addr).filter(|a| *a != to).take(want).collect();
+        self.stats.lists_sent += 1;
+        self.outbox.push_back(Transmit { dst: to, packet: Packet { messages: vec![Message::PeerList { peers }] } });
+    }
+
+    fn expire(&mut self, now: Time) {
+        let ttl = self.cfg.peer_ttl;
+        let mut expired = 0;
+        for ch in self.channels.values_mut() {
+            let stale: Vec<SocketAddr> =
+                ch.entries.iter().filter(|e| now.since(e.last_seen) > ttl).map(|e| e.addr).collect();
+            for addr in stale {
+                ch.remove(addr);
+                expired += 1;
+            }
+        }
+        self.channels.retain(|_, c| !c.entries.is_empty());
+        self.peers -= expired;
+        self.stats.expired += expired as u64;
+    }
+
+    fn handle_message(&mut self, now: Time, from: SocketAddr, msg: Message) {
+        match msg {
+            Message::Join { channel, peer: _, role: _ } => {
+                if self.register(now, channel, from) {
+                    self.stats.joins += 1;
+                    self.send_list(channel, from);
+                } else {
+                    self.stats.refused += 1;
+                }
+            }
+            Message::Refresh { channel, peer: _, want_peers } => {
+                if self.register(now, channel, from) {
+                    if want_peers {
+                        self.send_list(channel, from);
+                    }
+                } else {
+                    self.stats.refused += 1;
+                }
+            }
+            Message::Leave { channel, peer: _ } => {
+                if let Some(ch) = self.channels.get_mut(&channel)
+                    && ch.remove(from)
+                {
+                    self.peers -= 1;
+                    self.stats.leaves += 1;
+                }
+            }
+            // Everything else is for peers; a tracker ignores it.
+            _ => {}
+        }
+    }
+}
+
+impl Node for Tracker {
+    fn handle_input(&mut self, now: Time, from: SocketAddr, packet: Packet) {
+        for msg in packet.messages {
+            self.handle_message(now, from, msg);
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Time) {
+        if now >= self.next_expiry {
+            self.expire(now);
+            self.next_expiry = now + Duration::from_secs(1);
+        }
+    }
+
+    fn poll_transmit(&mut self, _now: Time) -> Option<Transmit> {
+        self.outbox.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Time> {
+        if self.peers > 0 { Some(self.next_expiry) } else { None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{PeerId, Role};
+
+    fn addr(i: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 10_000 + i))
+    }
+
+    fn join(t: &mut Tracker, now: Time, i: u16) -> Vec<SocketAddr> {
+        let msg = Message::Join { channel: ChannelId(1), peer: PeerId(i as u64), role: Role::Peer };
+        t.handle_input(now, addr(i), Packet { messages: vec![msg] });
+        let tx = t.poll_transmit(now).expect("a peer list");
+        assert_eq!(tx.dst, addr(i));
+        match tx.packet.messages.as_slice() {
+            [Message::PeerList { peers }] => peers.clone(),
+            other => panic!("expected a peer list, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lists_are_random_bounded_and_exclude_the_requester() {
+        let mut t = Tracker::new(TrackerConfig { list_size: 10, ..Default::default() }, 1);
+        for i in 0..100 {
+            let list = join(&mut t, Time::ZERO, i);
+            assert!(list.len() <= 10);
+            assert_eq!(list.len(), (i as usize).min(10));
+            assert!(!list.contains(&addr(i)));
+        }
+        assert_eq!(t.peer_count(ChannelId(1)), 100);
+        let a = join(&mut t, Time::ZERO, 5);
+        let b = join(&mut t, Time::ZERO, 5);
+        assert_ne!(a, b, "lists should be random subsets");
+        assert_eq!(t.peer_count(ChannelId(1)), 100, "rejoin does not duplicate");
+    }
+
+    #[test]
+    fn silent_peers_expire_and_refreshing_ones_stay() {
+        let mut t = Tracker::new(TrackerConfig::default(), 2);
+        join(&mut t, Time::ZERO, 1);
+        join(&mut t, Time::ZERO, 2);
+        let refresh = Message::Refresh { channel: ChannelId(1), peer: PeerId(1), want_peers: false };
+        t.handle_input(Time::from_secs(60), addr(1), Packet { messages: vec![refresh] });
+        assert!(t.poll_transmit(Time::from_secs(60)).is_none(), "no list unless asked");
+        t.handle_timeout(Time::from_secs(100));
+        assert_eq!(t.peer_count(ChannelId(1)), 1);
+        assert_eq!(t.stats().expired, 1);
+        t.handle_timeout(Time::from_secs(200));
+        assert_eq!(t.peer_count(ChannelId(1)), 0);
+        assert_eq!(t.poll_timeout(), None);
+    }
+
+    #[test]
+    fn leave_removes_and_limits_hold() {
+        let mut t = Tracker::new(TrackerConfig { max_peers: 3, ..Default::default() }, 3);
+        for i in 0..3 {
+            join(&mut t, Time::ZERO, i);
+        }
+        let msg = Message::Join { channel: ChannelId(1), peer: PeerId(9), role: Role::Peer };
+        t.handle_input(Time::ZERO, addr(9), Packet { messages: vec![msg] });
+        assert!(t.poll_transmit(Time::ZERO).is_none(), "full tracker refuses");
+        assert_eq!(t.stats().refused, 1);
+        let leave = Message::Leave { channel: ChannelId(1), peer: PeerId(0) };
+        t.handle_input(Time::ZERO, addr(0), Packet { messages: vec![leave] });
+        assert_eq!(t.peer_count(ChannelId(1)), 2);
+        join(&mut t, Time::ZERO, 9);
+        assert_eq!(t.peer_count(ChannelId(1)), 3);
+    }
+}

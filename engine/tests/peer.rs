@@ -1,0 +1,280 @@
+//! One `Peer` driven by hand: neighbour management, schedulers and playback rules
+//! of SPEC §4-§6, observed through the messages it sends.
+
+use layerp2p_codec::{phantom_payload, BufferMap, Kbps, LayerId, LayerPlan, Lc, LcHeader, LcId, MediaTime, Seq};
+use layerp2p_engine::wire::{BufferMapMsg, ChannelId, Message, Packet, PeerId, Role};
+use layerp2p_engine::{Node, Peer, PeerConfig, Policy, Time, Transmit};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+fn addr(i: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 20_000 + i))
+}
+
+fn drain(p: &mut Peer, now: Time) -> Vec<Transmit> {
+    std::iter::from_fn(|| p.poll_transmit(now)).collect()
+}
+
+fn input(p: &mut Peer, now: Time, from: SocketAddr, messages: Vec<Message>) {
+    p.handle_input(now, from, Packet { messages });
+}
+
+fn connect(p: &mut Peer, now: Time, from: SocketAddr) {
+    input(p, now, from, vec![Message::Connect { channel: ChannelId(1), peer: PeerId(from.port() as u64), role: Role::Peer }]);
+}
+
+fn layer(n: u8) -> LayerId {
+    LayerId::new(n).expect("valid layer")
+}
+
+fn lc(l: u8, seq: u32, time: MediaTime) -> Lc {
+    let id = LcId { layer: layer(l), seq: Seq(seq) };
+    Lc { header: LcHeader { id, frame: seq, part: 0, parts: 1, time }, payload: phantom_payload(1000) }
+}
+
+/// A buffer map holding `0..n` of every layer, newest LC at `head`.
+fn full_map(layers: usize, n: u32, head: MediaTime) -> Message {
+    let mut map = BufferMap::new(layers, Seq(0));
+    for l in 0..layers {
+        let w = map.layer_mut(LayerId::from_index(l)).expect("layer");
+        for s in 0..n {
+            w.insert(Seq(s)).expect("in window");
+        }
+    }
+    Message::BufferMap(BufferMapMsg { head_time: head, sent_at: 1, echo: 0, echo_delay: 0, map })
+}
+
+fn config(policy: Policy, upload: u32) -> PeerConfig {
+    PeerConfig::peer(policy, LayerPlan::prototype(), Kbps(upload))
+}
+
+fn run_timers(p: &mut Peer, from: Time, to: Time) -> Vec<Transmit> {
+    let mut out = vec![];
+    let mut now = from;
+    while now <= to {
+        p.handle_timeout(now);
+        out.extend(drain(p, now));
+        now = p.poll_timeout().expect("active peer").max(now + Duration::from_micros(1));
+    }
+    out
+}
+
+/// The ids of the first round's requests to `to`.
+fn requests(out: &[Transmit], to: SocketAddr) -> Vec<LcId> {
+    out.iter()
+        .filter(|t| t.dst == to)
+        .find(|t| t.packet.messages.iter().any(|m| matches!(m, Message::Request { .. })))
+        .map(|t| {
+            t.packet
+                .messages
+                .iter()
+                .filter_map(|m| if let Message::Request { ids, .. } = m { Some(ids.clone()) } else { None })
+                .flatten()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn receptor_declines_at_n_max() {
+    let mut cfg = config(Policy::LayerP2P, 500);
+    cfg.n_min = 1;
+    cfg.n_max = 2;
+    let mut p = Peer::new(cfg, 1, Time::ZERO).expect("valid");
+    for i in 0..3 {
+        connect(&mut p, Time::ZERO, addr(i));
+    }
+    let out = drain(&mut p, Time::ZERO);
+    let replies: Vec<(SocketAddr, &Message)> = out.iter().map(|t| (t.dst, &t.packet.messages[0])).collect();
+    assert!(matches!(replies.iter().find(|(a, _)| *a == addr(0)), Some((_, Message::Accept { .. }))));
+    assert!(matches!(replies.iter().find(|(a, _)| *a == addr(1)), Some((_, Message::Accept { .. }))));
+    assert!(matches!(replies.iter().find(|(a, _)| *a == addr(2)), Some((_, Message::Decline { .. }))));
+    assert_eq!(p.neighbour_count(), 2);
+}
+
+#[test]
+fn initiator_assumes_large_rate_receptor_small() {
+    let tracker = addr(99);
+    let mut cfg = config(Policy::LayerP2P, 500);
+    cfg.tracker = Some(tracker);
+    let mut initiator = Peer::new(cfg.clone(), 1, Time::ZERO).expect("valid");
+    drain(&mut initiator, Time::ZERO);
+    input(&mut initiator, Time::ZERO, tracker, vec![Message::PeerList { peers: vec![addr(5)] }]);
+    let out = drain(&mut initiator, Time::ZERO);
+    assert!(out.iter().any(|t| t.dst == addr(5) && matches!(t.packet.messages[0], Message::Connect { .. })));
+    input(&mut initiator, Time::ZERO, addr(5), vec![Message::Accept { peer: PeerId(5), role: Role::Peer }]);
+    assert_eq!(initiator.download_rate_from(&addr(5)), Some(cfg.d_large));
+
+    let mut receptor = Peer::new(config(Policy::LayerP2P, 500), 2, Time::ZERO).expect("valid");
+    connect(&mut receptor, Time::ZERO, addr(7));
+    assert_eq!(receptor.download_rate_from(&addr(7)), Some(cfg.d_small));
+}
+
+#[test]
+fn layerp2p_requests_regular_layers_then_probing_layers_in_order() {
+    // 300 kbps upload: l_n = 1 (R(1) = 290 <= 300 < R(2) = 520).
+    let mut p = Peer::new(config(Policy::LayerP2P, 300), 3, Time::ZERO).expect("valid");
+    assert_eq!(p.threshold_layer(), 1);
+    let nb = addr(1);
+    connect(&mut p, Time::ZERO, nb);
+    input(&mut p, Time::ZERO, nb, vec![full_map(3, 50, MediaTime::from_secs_f64(60.0))]);
+    let out = run_timers(&mut p, Time::ZERO, Time::from_millis(1100));
+    let ids = requests(&out, nb);
+    assert_eq!(ids.len(), 150, "every missing LC is requested once");
+    let layers: Vec<u8> = ids.iter().map(|id| id.layer.get()).collect();
+    assert!(layers.windows(2).all(|w| w[0] <= w[1]), "layers out of priority order: {layers:?}");
+    let l3: Vec<u32> = ids.iter().filter(|id| id.layer == layer(3)).map(|id| id.seq.0).collect();
+    assert!(l3.windows(2).any(|w| w[0] > w[1]), "LCs within a probing layer are shuffled");
+}
+
+#[test]
+fn regular_layers_are_not_prioritized_among_themselves() {
+    // 700 kbps: l_n = 3, every layer regular and shuffled together.
+    let mut p = Peer::new(config(Policy::LayerP2P, 700), 4, Time::ZERO).expect("valid");
+    let nb = addr(1);
+    connect(&mut p, Time::ZERO, nb);
+    input(&mut p, Time::ZERO, nb, vec![full_map(3, 50, MediaTime::from_secs_f64(60.0))]);
+    let ids = requests(&run_timers(&mut p, Time::ZERO, Time::from_millis(1100)), nb);
+    let first_half: Vec<u8> = ids[..75].iter().map(|id| id.layer.get()).collect();
+    assert!(first_half.contains(&3), "layer 3 should be mixed in among regular requests");
+}
+
+#[test]
+fn baselines_mix_all_layers() {
+    let mut p = Peer::new(config(Policy::SingleIncent, 0), 5, Time::ZERO).expect("valid");
+    let nb = addr(1);
+    connect(&mut p, Time::ZERO, nb);
+    input(&mut p, Time::ZERO, nb, vec![full_map(3, 50, MediaTime::from_secs_f64(60.0))]);
+    let ids = requests(&run_timers(&mut p, Time::ZERO, Time::from_millis(1100)), nb);
+    let first: Vec<u8> = ids[..50].iter().map(|id| id.layer.get()).collect();
+    assert!(first.contains(&3) && first.contains(&1));
+}
+
+/// A seed with LCs of all layers, and receivers connected to it.
+fn seed_with(upload: u32, receivers: &[SocketAddr]) -> Peer {
+    let mut cfg = PeerConfig::seed(Policy::LayerP2P, LayerPlan::prototype(), Kbps(upload));
+    cfg.n_max = 50;
+    let mut seed = Peer::new(cfg, 9, Time::ZERO).expect("valid");
+    for s in 0..400 {
+        for l in 1..=3 {
+            seed.push_lc(Time::ZERO, lc(l, s, MediaTime(s as u64 * 1000))).expect("fits");
+        }
+    }
+    for &r in receivers {
+        connect(&mut seed, Time::ZERO, r);
+    }
+    drain(&mut seed, Time::ZERO);
+    seed
+}
+
+fn request(ids: impl Iterator<Item = u32>, ttl_ms: u16) -> Message {
+    Message::Request { ttl_ms, ids: ids.map(|s| LcId { layer: layer(1), seq: Seq(s) }).collect() }
+}
+
+#[test]
+fn supplier_respects_upload_capacity() {
+    let r = addr(1);
+    let mut seed = seed_with(800, &[r]);
+    let mut sent = 0usize;
+    let mut now = Time::ZERO;
+    for _ in 0..5 {
+        // More than 800 kbps can carry in a round: capacity is the limit.
+        input(&mut seed, now, r, vec![request(0..150, 1000)]);
+        let end = now + Duration::from_secs(1);
+        while now < end {
+            sent += drain(&mut seed, now).iter().filter(|t| matches!(t.packet.messages[0], Message::Data(_))).count();
+            now = seed.poll_timeout().expect("busy").min(end).max(now + Duration::from_micros(1));
+        }
+    }
+    // 800 kbps over 5 s = 500 kB: about 485 LCs of 1000 bytes + header.
+    let kbps = sent as f64 * layerp2p_engine::peer::data_cost(1000) as f64 * 8.0 / 5.0 / 1000.0;
+    assert!((kbps - 800.0).abs() < 60.0, "sent at {kbps} kbps");
+}
+
+#[test]
+fn free_rider_never_uploads_and_requests_expire() {
+    let mut p = Peer::new(config(Policy::LayerP2P, 0), 6, Time::ZERO).expect("valid");
+    let nb = addr(1);
+    connect(&mut p, Time::ZERO, nb);
+    drain(&mut p, Time::ZERO);
+    p.push_lc(Time::ZERO, lc(1, 0, MediaTime(0))).expect("fits");
+    input(&mut p, Time::ZERO, nb, vec![request(0..1, 500)]);
+    let out = run_timers(&mut p, Time::ZERO, Time::from_secs(3));
+    assert!(out.iter().all(|t| !matches!(t.packet.messages[0], Message::Data(_))));
+
+    let r = addr(2);
+    let mut seed = seed_with(100, &[r]);
+    input(&mut seed, Time::ZERO, r, vec![request(0..100, 300)]);
+    let out = run_timers(&mut seed, Time::ZERO, Time::from_secs(2));
+    let data = out.iter().filter(|t| matches!(t.packet.messages[0], Message::Data(_))).count();
+    // 100 kbps for 300 ms is about 4 LCs, plus the initial burst.
+    assert!((1..=8).contains(&data), "served {data} LCs within a 300 ms ttl");
+    assert!(seed.stats().requests_expired > 80);
+}
+
+#[test]
+fn tit_for_tat_serves_contributors_first() {
+    let (good, bad) = (addr(1), addr(2));
+    let mut seed = seed_with(500, &[good, bad]);
+    // `good` uploads to the seed, `bad` does not.
+    for s in 0..60 {
+        input(&mut seed, Time::ZERO, good, vec![Message::Data(lc(1, 1000 + s, MediaTime(1_000_000)))]);
+    }
+    for r in [good, bad] {
+        input(&mut seed, Time::ZERO, r, vec![full_map(3, 0, MediaTime(0))]);
+    }
+    let _ = run_timers(&mut seed, Time::ZERO, Time::from_millis(1000));
+    let now = Time::from_millis(1001);
+    input(&mut seed, now, good, vec![request(0..300, 900)]);
+    input(&mut seed, now, bad, vec![request(0..300, 900)]);
+    let out = run_timers(&mut seed, now, now + Duration::from_millis(800));
+    let to = |a| out.iter().filter(|t| t.dst == a && matches!(t.packet.messages[0], Message::Data(_))).count();
+    assert!(to(good) > 5 * to(bad).max(1), "good {} vs bad {}", to(good), to(bad));
+}
+
+#[test]
+fn playback_counts_in_time_and_missed_lcs() {
+    let mut cfg = config(Policy::LayerP2P, 500);
+    cfg.startup = Duration::ZERO;
+    cfg.lag = Duration::from_secs(5);
+    let mut p = Peer::new(cfg, 7, Time::ZERO).expect("valid");
+    let nb = addr(1);
+    connect(&mut p, Time::ZERO, nb);
+    // The neighbour holds 0..10 of each layer; the source is at media time 1 s.
+    input(&mut p, Time::ZERO, nb, vec![full_map(3, 10, MediaTime::from_secs_f64(1.0))]);
+    // We receive layer-1 LCs 0..5 and 7; 5 and 6 are missing. LC i has media time i*0.1 s.
+    for s in (0..5).chain([7]) {
+        input(&mut p, Time::ZERO, nb, vec![Message::Data(lc(1, s, MediaTime(s as u64 * 100_000)))]);
+    }
+    run_timers(&mut p, Time::ZERO, Time::from_secs(5));
+    let st = p.stats();
+    // By local 5 s the source is at 6 s: media time <= 1 s is due, so 0..5 and 7 are
+    // played; 5 and 6 are missed (7 is held and due), and so are 8 and 9, which the
+    // neighbour's head (9, at most 1 s) proves due.
+    assert_eq!(st.layers[0].played, 6);
+    assert_eq!(st.layers[0].missed, 4);
+    assert!(st.layers[0].ratio() < 1.0);
+}
+
+#[test]
+fn late_lcs_are_not_counted_as_played() {
+    let mut cfg = config(Policy::LayerP2P, 500);
+    cfg.startup = Duration::ZERO;
+    cfg.lag = Duration::from_secs(5);
+    let mut p = Peer::new(cfg, 8, Time::ZERO).expect("valid");
+    let nb = addr(1);
+    connect(&mut p, Time::ZERO, nb);
+    input(&mut p, Time::ZERO, nb, vec![full_map(3, 10, MediaTime::from_secs_f64(10.0))]);
+    // Media time 1 s with the source at 10 s and a 5 s lag: already past its deadline.
+    input(&mut p, Time::ZERO, nb, vec![Message::Data(lc(1, 0, MediaTime::from_secs_f64(1.0)))]);
+    assert_eq!(p.stats().layers[0].late, 1);
+    assert_eq!(p.stats().layers[0].played, 0);
+}
+
+#[test]
+fn data_from_strangers_is_rejected() {
+    let mut p = Peer::new(config(Policy::LayerP2P, 500), 9, Time::ZERO).expect("valid");
+    input(&mut p, Time::ZERO, addr(3), vec![Message::Data(lc(1, 0, MediaTime(0)))]);
+    assert_eq!(p.stats().rejected, 1);
+    assert_eq!(p.stats().lcs_down, 0);
+}
