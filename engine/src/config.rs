@@ -83,7 +83,7 @@ impl PeerConfig {
             n_max: 20,
             adaptation: Duration::from_secs(30),
             epsilon: Kbps(1),
-            d_large: Kbps(300),
+            d_large: Kbps(100),
             d_small: Kbps(0),
             rate_window: Duration::from_secs(10),
             default_rtt: Duration::from_millis(100),

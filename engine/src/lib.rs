@@ -11,7 +11,7 @@ pub mod node;
 pub mod peer;
 pub mod policy;
 pub mod sampler;
-// pub mod sim;
+pub mod sim;
 pub mod time;
 pub mod tracker;
 pub mod wire;

@@ -12,6 +12,7 @@ pub mod supplier;
 use crate::bucket::TokenBucket;
 use crate::config::PeerConfig;
 use crate::node::{Node, Transmit};
+use crate::policy::SupplierPolicy;
 use crate::time::Time;
 use crate::wire::{BufferMapMsg, Message, Packet, PeerId, Reason, Role, MAX_REQUEST_IDS};
 use layerp2p_codec::{Insert, Kbps, Lc, LcId, WindowError, MAX_LC_PAYLOAD};
@@ -332,18 +333,24 @@ impl Peer {
     }
 
     /// Every adaptation period: drop the neighbour we receive least from (among those
-    /// old enough to have been measured) and look for a replacement.
+    /// old enough to have been measured) and look for a replacement. Without
+    /// incentives (Single-Layer) the dropped neighbour is a random one instead, so
+    /// the baseline keeps the same churn but rewards nobody.
     fn adapt(&mut self, now: Time) {
         if self.cfg.role == Role::Seed || self.neighbours.len() < self.cfg.n_min.max(1) {
             return;
         }
-        let worst = self
+        let eligible: Vec<(SocketAddr, u64)> = self
             .neighbours
             .iter()
             .filter(|(_, n)| now.since(n.since) >= self.cfg.adaptation)
-            .min_by_key(|(_, n)| n.rate.bits_per_sec())
-            .map(|(_, n)| n.addr);
-        if let Some(addr) = worst {
+            .map(|(_, n)| (n.addr, n.rate.bits_per_sec()))
+            .collect();
+        let victim = match self.cfg.policy.supplier() {
+            SupplierPolicy::TitForTat => eligible.iter().min_by_key(|(_, rate)| *rate),
+            SupplierPolicy::RoundRobin => eligible.choose(&mut self.rng),
+        };
+        if let Some(&(addr, _)) = victim {
             self.send(addr, vec![Message::Disconnect { reason: Reason::Adaptation }]);
             self.remove_neighbour(&addr);
             self.refused.insert(addr, now + self.cfg.adaptation);

@@ -1,0 +1,315 @@
+//! Discrete-event driver: runs the real `Peer` and `Tracker` state machines in
+//! virtual time over a model of access links. Messages pass as typed values; LC
+//! payloads are never materialised (the synthetic source's phantom payloads).
+//!
+//! Link model: a node's upload is paced by its own token bucket (the core's), and an
+//! LC then takes `size / upload` to cross the sender's access link plus a fixed
+//! latency; signalling takes the latency alone. Download links are unconstrained.
+
+pub mod queue;
+pub mod report;
+pub mod scenario;
+
+use crate::config::PeerConfig;
+use crate::node::Node;
+use crate::peer::Peer;
+use crate::time::Time;
+use crate::tracker::{Tracker, TrackerConfig};
+use crate::wire::{Message, Packet};
+use layerp2p_codec::synthetic::{SyntheticConfig, SyntheticSource};
+use layerp2p_codec::{Kbps, Lc, MediaTime};
+use queue::EventQueue;
+use report::{PeerOutcome, SwarmReport};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+/// One viewer in a scenario.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerSpec {
+    /// Index into `SwarmConfig::classes`.
+    pub class: usize,
+    pub upload: Kbps,
+    pub join: Time,
+    pub leave: Option<Time>,
+}
+
+/// Everything a simulated run needs; the same seed gives the same run.
+#[derive(Clone, Debug)]
+pub struct SwarmConfig {
+    pub source: SyntheticConfig,
+    /// Template for every viewer; `upload` and `tracker` are set per peer.
+    pub peer: PeerConfig,
+    pub seed_upload: Kbps,
+    /// Seed's neighbour limit (a deployed seed takes more than a viewer).
+    pub seed_n_max: usize,
+    /// One-way latency of every message.
+    pub latency: Duration,
+    pub classes: Vec<String>,
+    pub peers: Vec<PeerSpec>,
+    pub duration: Duration,
+    pub seed: u64,
+}
+
+enum SimEvent {
+    Wake { node: usize, generation: u64 },
+    Deliver { to: usize, from: SocketAddr, packet: Packet },
+    Join { spec: usize },
+    Leave { node: usize },
+    SourceTick,
+}
+
+enum Role {
+    Tracker(Box<Tracker>),
+    Peer(Box<Peer>),
+}
+
+struct SimNode {
+    role: Role,
+    addr: SocketAddr,
+    upload: Kbps,
+    /// The scenario entry this viewer came from, if any.
+    spec: Option<usize>,
+    wake_at: Option<Time>,
+    generation: u64,
+    alive: bool,
+}
+
+const TRACKER: usize = 0;
+const SEED: usize = 1;
+const SOURCE_TICK: Duration = Duration::from_millis(20);
+
+/// Simulated address of node `i` (never sent anywhere).
+pub fn sim_addr(i: usize) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(0x0A00_0000u32 + i as u32), 7000))
+}
+
+fn node_of(addr: &SocketAddr) -> Option<usize> {
+    match addr {
+        SocketAddr::V4(a) => (u32::from(*a.ip()).checked_sub(0x0A00_0000)).map(|i| i as usize),
+        SocketAddr::V6(_) => None,
+    }
+}
+
+/// Mixes the run seed with a node index into that node's own seed.
+fn node_seed(seed: u64, i: usize) -> u64 {
+    let mut z = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+pub struct Swarm {
+    cfg: SwarmConfig,
+    now: Time,
+    queue: EventQueue<SimEvent>,
+    nodes: Vec<SimNode>,
+    source: SyntheticSource,
+    source_buf: Vec<Lc>,
+    outcomes: Vec<PeerOutcome>,
+    /// LCs delivered so far (for speed reports).
+    pub lc_deliveries: u64,
+    pub messages_delivered: u64,
+}
+
+impl std::fmt::Debug for Swarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Swarm").field("now", &self.now).field("nodes", &self.nodes.len()).finish()
+    }
+}
+
+impl Swarm {
+    pub fn new(cfg: SwarmConfig) -> Result<Swarm, String> {
+        let source = SyntheticSource::new(cfg.source.clone()).map_err(|e| e.to_string())?;
+        let mut seed_cfg = PeerConfig::seed(cfg.peer.policy, cfg.source.plan.clone(), cfg.seed_upload);
+        seed_cfg.tracker = Some(sim_addr(TRACKER));
+        seed_cfg.n_max = cfg.seed_n_max;
+        seed_cfg.lag = cfg.peer.lag;
+        seed_cfg.round = cfg.peer.round;
+        let seed = Peer::new(seed_cfg, node_seed(cfg.seed, SEED), Time::ZERO).map_err(|e| e.to_string())?;
+        let tracker = Tracker::new(TrackerConfig::default(), node_seed(cfg.seed, TRACKER));
+        let mut swarm = Swarm {
+            now: Time::ZERO,
+            queue: EventQueue::default(),
+            nodes: Vec::with_capacity(cfg.peers.len() + 2),
+            source,
+            source_buf: Vec::new(),
+            outcomes: Vec::new(),
+            lc_deliveries: 0,
+            messages_delivered: 0,
+            cfg,
+        };
+        swarm.add_node(Role::Tracker(Box::new(tracker)), Kbps(1_000_000), None);
+        swarm.add_node(Role::Peer(Box::new(seed)), swarm.cfg.seed_upload, None);
+        swarm.queue.push(Time::ZERO, SimEvent::SourceTick);
+        for (i, p) in swarm.cfg.peers.iter().enumerate() {
+            swarm.queue.push(p.join, SimEvent::Join { spec: i });
+        }
+        Ok(swarm)
+    }
+
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// Nodes alive now (tracker and seed included).
+    pub fn alive(&self) -> usize {
+        self.nodes.iter().filter(|n| n.alive).count()
+    }
+
+    fn add_node(&mut self, role: Role, upload: Kbps, spec: Option<usize>) -> usize {
+        let i = self.nodes.len();
+        self.nodes.push(SimNode { role, addr: sim_addr(i), upload, spec, wake_at: None, generation: 0, alive: true });
+        self.after_activity(i);
+        i
+    }
+
+    fn node(&mut self, i: usize) -> &mut dyn Node {
+        match &mut self.nodes[i].role {
+            Role::Tracker(t) => t.as_mut(),
+            Role::Peer(p) => p.as_mut(),
+        }
+    }
+
+    /// Sends what node `i` has to send and re-arms its timer.
+    fn after_activity(&mut self, i: usize) {
+        let now = self.now;
+        let from = self.nodes[i].addr;
+        let upload = self.nodes[i].upload;
+        while let Some(tx) = self.node(i).poll_transmit(now) {
+            let Some(to) = node_of(&tx.dst) else { continue };
+            let mut delay = self.cfg.latency;
+            if let [Message::Data(lc)] = tx.packet.messages.as_slice()
+                && upload.0 > 0
+            {
+                let bits = crate::peer::data_cost(lc.payload.len()) as u64 * 8;
+                delay += Duration::from_micros(bits * 1000 / upload.0 as u64);
+            }
+            self.queue.push(now + delay, SimEvent::Deliver { to, from, packet: tx.packet });
+        }
+        let wake = self.node(i).poll_timeout();
+        let n = &mut self.nodes[i];
+        if wake != n.wake_at {
+            n.generation += 1;
+            n.wake_at = wake;
+            if let Some(t) = wake {
+                let generation = n.generation;
+                self.queue.push(t.max(now), SimEvent::Wake { node: i, generation });
+            }
+        }
+    }
+
+    fn join(&mut self, spec: usize) {
+        let p = &self.cfg.peers[spec];
+        let mut cfg = self.cfg.peer.clone();
+        cfg.upload = p.upload;
+        cfg.tracker = Some(sim_addr(TRACKER));
+        let upload = p.upload;
+        let leave = p.leave;
+        let index = self.nodes.len();
+        match Peer::new(cfg, node_seed(self.cfg.seed, index), self.now) {
+            Ok(peer) => {
+                let i = self.add_node(Role::Peer(Box::new(peer)), upload, Some(spec));
+                if let Some(t) = leave {
+                    self.queue.push(t, SimEvent::Leave { node: i });
+                }
+            }
+            Err(e) => panic!("scenario peer config is invalid: {e}"),
+        }
+    }
+
+    fn leave(&mut self, i: usize) {
+        if !self.nodes[i].alive {
+            return;
+        }
+        if let Role::Peer(p) = &mut self.nodes[i].role {
+            p.leave(self.now);
+        }
+        self.after_activity(i);
+        self.record(i);
+        self.nodes[i].alive = false;
+        // Free the state machine's memory; the outcome is recorded.
+        self.nodes[i].role = Role::Tracker(Box::new(Tracker::new(TrackerConfig::default(), 0)));
+        self.nodes[i].wake_at = None;
+    }
+
+    fn record(&mut self, i: usize) {
+        let n = &self.nodes[i];
+        let (Role::Peer(p), Some(spec)) = (&n.role, n.spec) else { return };
+        let seconds = self.now.0.saturating_sub(p.counted_since().0) as f64 / 1e6;
+        self.outcomes.push(PeerOutcome {
+            class: self.cfg.peers[spec].class,
+            upload: n.upload,
+            seconds,
+            stats: p.stats(),
+        });
+    }
+
+    fn source_tick(&mut self) {
+        let media = MediaTime(self.now.0);
+        self.source.lcs_until(media, &mut self.source_buf);
+        let now = self.now;
+        if let Role::Peer(seed) = &mut self.nodes[SEED].role {
+            for lc in self.source_buf.drain(..) {
+                // The seed's window is sized for the lag; an error here is a bug.
+                seed.push_lc(now, lc).expect("seed window holds the playback lag");
+            }
+        }
+        self.after_activity(SEED);
+        self.queue.push(now + SOURCE_TICK, SimEvent::SourceTick);
+    }
+
+    /// Runs events up to and including `until`.
+    pub fn run_until(&mut self, until: Time) {
+        while let Some((at, ev)) = self.queue.pop_until(until) {
+            self.now = at;
+            match ev {
+                SimEvent::Wake { node, generation } => {
+                    let n = &mut self.nodes[node];
+                    if !n.alive || n.generation != generation {
+                        continue;
+                    }
+                    n.wake_at = None;
+                    self.node(node).handle_timeout(at);
+                    self.after_activity(node);
+                }
+                SimEvent::Deliver { to, from, packet } => {
+                    if to >= self.nodes.len() || !self.nodes[to].alive {
+                        continue;
+                    }
+                    self.messages_delivered += 1;
+                    if matches!(packet.messages.as_slice(), [Message::Data(_)]) {
+                        self.lc_deliveries += 1;
+                    }
+                    self.node(to).handle_input(at, from, packet);
+                    self.after_activity(to);
+                }
+                SimEvent::Join { spec } => self.join(spec),
+                SimEvent::Leave { node } => self.leave(node),
+                SimEvent::SourceTick => self.source_tick(),
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Runs the whole scenario and reports every viewer's outcome.
+    pub fn run(mut self) -> SwarmReport {
+        let end = Time(self.cfg.duration.as_micros() as u64);
+        self.run_until(end);
+        self.finish()
+    }
+
+    /// Records every viewer still present and builds the report.
+    pub fn finish(mut self) -> SwarmReport {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].alive {
+                self.record(i);
+            }
+        }
+        SwarmReport::new(
+            self.cfg.classes.clone(),
+            self.cfg.source.plan.clone(),
+            std::mem::take(&mut self.outcomes),
+            self.lc_deliveries,
+        )
+    }
+}

@@ -1,0 +1,141 @@
+//! Scenarios from the paper: upload mixes (SPEC §9 Table I) and flash-crowd arrivals.
+
+use super::{PeerSpec, SwarmConfig};
+use crate::config::PeerConfig;
+use crate::policy::Policy;
+use crate::time::Time;
+use layerp2p_codec::synthetic::{PayloadKind, SyntheticConfig};
+use layerp2p_codec::{Kbps, LayerPlan};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::time::Duration;
+
+/// A class of peers: name, upload capacity, share of the population.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerClass {
+    pub name: String,
+    pub upload: Kbps,
+    pub share: f64,
+}
+
+/// A population's upload mix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mix {
+    pub classes: Vec<PeerClass>,
+}
+
+impl Mix {
+    fn of(classes: &[(&str, u32, f64)]) -> Mix {
+        Mix {
+            classes: classes
+                .iter()
+                .map(|&(name, kbps, share)| PeerClass { name: name.into(), upload: Kbps(kbps), share })
+                .collect(),
+        }
+    }
+
+    /// Table I, underloaded: 40 % residential at 400 kbps, 60 % institutional at 1000.
+    pub fn underloaded() -> Mix {
+        Mix::of(&[("residential", 400, 0.4), ("institutional", 1000, 0.6)])
+    }
+
+    /// Table I, overloaded: 10 % free-riders, 30 % at 300 kbps, 60 % at 700.
+    pub fn overloaded() -> Mix {
+        Mix::of(&[("free-rider", 0, 0.1), ("residential", 300, 0.3), ("institutional", 700, 0.6)])
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.classes.iter().map(|c| c.name.clone()).collect()
+    }
+
+    pub fn average_upload(&self) -> f64 {
+        let total: f64 = self.classes.iter().map(|c| c.share).sum();
+        self.classes.iter().map(|c| c.upload.0 as f64 * c.share).sum::<f64>() / total
+    }
+
+    /// Average upload over the full video rate.
+    pub fn resource_index(&self, plan: &LayerPlan) -> f64 {
+        self.average_upload() / plan.full_rate().0 as f64
+    }
+
+    /// Class of each of `n` peers: exact counts by largest remainder, then shuffled.
+    pub fn assign(&self, n: usize, rng: &mut impl Rng) -> Vec<usize> {
+        let total: f64 = self.classes.iter().map(|c| c.share).sum();
+        let exact: Vec<f64> = self.classes.iter().map(|c| c.share / total * n as f64).collect();
+        let mut counts: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
+        let mut order: Vec<usize> = (0..exact.len()).collect();
+        order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));
+        let short = n - counts.iter().sum::<usize>();
+        for &c in order.iter().take(short) {
+            counts[c] += 1;
+        }
+        let mut classes: Vec<usize> = counts.iter().enumerate().flat_map(|(c, &k)| std::iter::repeat_n(c, k)).collect();
+        classes.shuffle(rng);
+        classes
+    }
+
+    /// `n` peers joining uniformly at random within `join_over`, staying to the end.
+    pub fn flash_crowd(&self, n: usize, join_over: Duration, seed: u64) -> Vec<PeerSpec> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let classes = self.assign(n, &mut rng);
+        let span = join_over.as_micros().max(1) as u64;
+        let mut peers: Vec<PeerSpec> = classes
+            .into_iter()
+            .map(|class| PeerSpec {
+                class,
+                upload: self.classes[class].upload,
+                join: Time(rng.random_range(0..span)),
+                leave: None,
+            })
+            .collect();
+        peers.sort_by_key(|p| p.join);
+        peers
+    }
+}
+
+/// The prototype experiment (SPEC §9) in simulation: one seed at 2 Mbps, the
+/// prototype video (290/230/100 kbps VBR), a flash crowd of `n` peers.
+pub fn prototype(policy: Policy, mix: &Mix, n: usize, join_over: Duration, duration: Duration, seed: u64) -> SwarmConfig {
+    let source = SyntheticConfig { payload: PayloadKind::Phantom, seed, ..SyntheticConfig::prototype() };
+    let peer = PeerConfig::peer(policy, source.plan.clone(), Kbps(0));
+    SwarmConfig {
+        peer,
+        seed_upload: Kbps(2000),
+        seed_n_max: 20,
+        latency: Duration::from_millis(50),
+        classes: mix.names(),
+        peers: mix.flash_crowd(n, join_over, seed),
+        duration,
+        seed,
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_one_resource_indices() {
+        let plan = LayerPlan::prototype();
+        assert!((Mix::underloaded().resource_index(&plan) - 1.23).abs() < 0.01);
+        assert!((Mix::overloaded().resource_index(&plan) - 0.82).abs() < 0.01);
+    }
+
+    #[test]
+    fn assignment_counts_are_exact() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let classes = Mix::overloaded().assign(50, &mut rng);
+        let count = |c| classes.iter().filter(|&&x| x == c).count();
+        assert_eq!((count(0), count(1), count(2)), (5, 15, 30));
+    }
+
+    #[test]
+    fn flash_crowd_joins_within_window_sorted() {
+        let peers = Mix::underloaded().flash_crowd(100, Duration::from_secs(120), 4);
+        assert_eq!(peers.len(), 100);
+        assert!(peers.windows(2).all(|w| w[0].join <= w[1].join));
+        assert!(peers.iter().all(|p| p.join < Time::from_secs(120)));
+    }
+}
