@@ -1,1 +1,1 @@
-//! placeholder
+//! Shared helpers for the benchmarks and the load generator.
