@@ -16,6 +16,10 @@ pub const MAX_WINDOW_LCS: u32 = 16_384;
 
 const WORD: u32 = 64;
 
+/// Highest sequence a window may hold: keeps `seq + MAX_WINDOW_LCS` and word
+/// arithmetic far from u32 overflow. A stream reaching it must restart its channel.
+pub const MAX_SEQ: u32 = u32::MAX - 4 * MAX_WINDOW_LCS;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WindowError {
     #[error("sequence {seq} is {ahead} LCs ahead of the window start; the limit is {MAX_WINDOW_LCS}")]
@@ -24,6 +28,8 @@ pub enum WindowError {
     TooLong(u32),
     #[error("bitmap needs {needed} bytes for {bits} bits, got {got}")]
     Truncated { bits: u32, needed: usize, got: usize },
+    #[error("sequence {0} is beyond the sequence limit {MAX_SEQ}")]
+    SeqLimit(u32),
 }
 
 /// Result of [`LayerWindow::insert`].
@@ -74,6 +80,9 @@ impl LayerWindow {
     pub fn insert(&mut self, seq: Seq) -> Result<Insert, WindowError> {
         if seq.0 < self.start {
             return Ok(Insert::Stale);
+        }
+        if seq.0 > MAX_SEQ {
+            return Err(WindowError::SeqLimit(seq.0));
         }
         let ahead = seq.0 - self.start;
         if ahead >= MAX_WINDOW_LCS {
@@ -189,6 +198,9 @@ impl LayerWindow {
     pub fn from_bits(start: Seq, nbits: u32, bits: &[u8]) -> Result<LayerWindow, WindowError> {
         if nbits > MAX_WINDOW_LCS {
             return Err(WindowError::TooLong(nbits));
+        }
+        if start.0 > MAX_SEQ {
+            return Err(WindowError::SeqLimit(start.0));
         }
         let needed = nbits.div_ceil(8) as usize;
         if bits.len() != needed {
@@ -321,6 +333,8 @@ mod tests {
         assert_eq!(LayerWindow::from_bits(Seq(1000), n, &buf), Ok(w));
         assert!(matches!(LayerWindow::from_bits(Seq(0), 9, &[1]), Err(WindowError::Truncated { .. })));
         assert!(LayerWindow::from_bits(Seq(0), MAX_WINDOW_LCS + 1, &[]).is_err());
+        assert_eq!(LayerWindow::from_bits(Seq(u32::MAX), 8, &[0xFF]), Err(WindowError::SeqLimit(u32::MAX)));
+        assert_eq!(LayerWindow::new(Seq(MAX_SEQ)).insert(Seq(MAX_SEQ + 1)), Err(WindowError::SeqLimit(MAX_SEQ + 1)));
     }
 
     proptest! {

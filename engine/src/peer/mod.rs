@@ -35,8 +35,7 @@ fn max_data_cost() -> usize {
 
 /// Bytes an LC of `payload` bytes costs on the wire (its own datagram).
 pub fn data_cost(payload: usize) -> usize {
-    // TODO(wire): take from the wire codec once it lands.
-    4 + 3 + 21 + payload
+    crate::wire::PACKET_HEADER_LEN + crate::wire::data_wire_len(payload)
 }
 
 /// Most packets waiting in the control outbox; beyond that, control replies are
