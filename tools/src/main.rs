@@ -1,1 +1,38 @@
-fn main() {}
+//! `layerp2p`: one program for every role and experiment of LayerP2P. This file only
+//! parses the command line and hands over to `cmd/`; no protocol logic lives here.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "layerp2p", version, about = "Peer-to-peer live streaming of layered video: the more a peer uploads, the more layers it plays.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// A whole swarm (tracker, seed, peers) on the built-in video, simulated in virtual
+    /// time: per-class playback rate and chunk ratio per layer for each system.
+    Demo(cmd::demo::Args),
+    /// Run the built-in synthetic layered source and print what it produces.
+    Source(cmd::source::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::Source(args) => cmd::source::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("layerp2p: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
