@@ -1,5 +1,5 @@
 //! Hot paths of the schedulers, each beside its baseline in the same run:
-//! - the supplier's weighted receiver pick + weight update (Fenwick sampler) versus
+//! - the supplier's weighted receiver pick + weight update (8-ary sum-tree sampler) versus
 //!   `rand`'s `WeightedIndex` rebuilt per pick and a linear scan;
 //! - the receiver scheduler's round at 20 neighbours x 30 s window x 3 layers;
 //! - buffer-map diff (what a neighbour has that we lack).
@@ -28,7 +28,7 @@ fn pick_and_update(c: &mut Criterion) {
         for (i, &x) in w.iter().enumerate() {
             s.set(i, x);
         }
-        g.bench_with_input(BenchmarkId::new("fenwick", n), &n, |b, _| {
+        g.bench_with_input(BenchmarkId::new("sum_tree", n), &n, |b, _| {
             b.iter(|| {
                 let k = s.pick(&mut rng).expect("non-empty");
                 // The served receiver's weight changes (its rate estimate moved).
