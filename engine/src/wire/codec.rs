@@ -2,12 +2,15 @@
 //!
 //! Decoding never panics and never trusts a count before the bytes to back it are
 //! present; every malformed input is a [`WireError`]. LC payloads are slices of the
-//! received datagram (`Bytes::slice`), never copies.
+//! received datagram (`Bytes::slice`), never copies. `encode` refuses anything `decode`
+//! would refuse, and `wire_len` is the exact encoded size, so the simulator can charge
+//! links without serialising.
 
 use super::message::*;
 use bytes::{BufMut, Bytes, BytesMut};
 use layerp2p_codec::{
-    BufferMap, LayerId, LayerWindow, Lc, LcHeader, LcId, MediaTime, Seq, MAX_LAYERS, MAX_LC_PAYLOAD, MAX_WINDOW_LCS,
+    BufferMap, LayerId, LayerWindow, Lc, LcHeader, LcId, MAX_LAYERS, MAX_LC_PAYLOAD, MAX_SEQ, MAX_WINDOW_LCS,
+    MediaTime, Seq, WindowError,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -19,14 +22,39 @@ pub const PACKET_HEADER_LEN: usize = 4;
 pub const MESSAGE_HEADER_LEN: usize = 3;
 /// layer (1) + seq (4) + frame (4) + part (2) + parts (2) + media time (8).
 pub const LC_HEADER_LEN: usize = 21;
-/// Fixed part of a buffer map: head_time, sent_at, echo (8 each), echo_delay (4), layer count (1).
+/// head_time, sent_at, echo (8 each), echo_delay (4), layer count (1).
 const BUFFER_MAP_FIXED: usize = 29;
 /// Per layer: start (4) + bit count (2).
 const LAYER_FIXED: usize = 6;
-/// Bytes per requested LC id: layer (1) + seq (4).
+/// ttl_ms (2) + id count (2).
+const REQUEST_FIXED: usize = 4;
+/// One requested LC id: layer (1) + seq (4).
 const ID_LEN: usize = 5;
+/// Family (1) + address + port (2).
+const V4_LEN: usize = 1 + 4 + 2;
+const V6_LEN: usize = 1 + 16 + 2;
 
-mod code {
+// The body length field is a u16: the largest body the limits allow must fit, so a
+// message that passes the limits always encodes.
+const MAX_BODIES: [usize; 4] = [
+    BUFFER_MAP_FIXED + MAX_LAYERS * (LAYER_FIXED + MAX_WINDOW_LCS as usize / 8),
+    REQUEST_FIXED + MAX_REQUEST_IDS * ID_LEN,
+    1 + MAX_PEER_LIST * V6_LEN,
+    LC_HEADER_LEN + MAX_LC_PAYLOAD,
+];
+const _: () = {
+    let mut i = 0;
+    while i < MAX_BODIES.len() {
+        assert!(MAX_BODIES[i] <= u16::MAX as usize);
+        i += 1;
+    }
+};
+// Counts travel in a u8 (messages, peers) or u16 (ids, bits).
+const _: () = assert!(MAX_MESSAGES_PER_PACKET <= u8::MAX as usize && MAX_PEER_LIST <= u8::MAX as usize);
+const _: () = assert!(MAX_REQUEST_IDS <= u16::MAX as usize && MAX_WINDOW_LCS <= u16::MAX as u32);
+
+/// Message type codes.
+pub mod code {
     pub const JOIN: u8 = 1;
     pub const PEER_LIST: u8 = 2;
     pub const REFRESH: u8 = 3;
@@ -40,6 +68,7 @@ mod code {
     pub const DATA: u8 = 11;
 }
 
+/// Why a datagram was refused (decode) or could not be produced (encode).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
     #[error("datagram of {0} bytes exceeds {MAX_DATAGRAM}")]
@@ -62,38 +91,42 @@ pub enum WireError {
     BadValue { what: &'static str, value: u64 },
     #[error("{what} count {count} exceeds limit {limit}")]
     TooMany { what: &'static str, count: usize, limit: usize },
+    #[error("buffer map has {0} layers; 1 to {MAX_LAYERS} allowed")]
+    LayerCount(usize),
     #[error("LC payload of {0} bytes; 1 to {MAX_LC_PAYLOAD} allowed")]
     PayloadSize(usize),
     #[error("LC part {part} not below part count {parts}")]
     BadPart { part: u16, parts: u16 },
-    #[error("message body of {0} bytes exceeds 65535")]
-    BodyTooLarge(usize),
     #[error("buffer map: {0}")]
-    Window(#[from] layerp2p_codec::WindowError),
+    Window(#[from] WindowError),
 }
 
 // ---------- sizes ----------
 
 fn addr_len(a: &SocketAddr) -> usize {
     match a {
-        SocketAddr::V4(_) => 1 + 4 + 2,
-        SocketAddr::V6(_) => 1 + 16 + 2,
+        SocketAddr::V4(_) => V4_LEN,
+        SocketAddr::V6(_) => V6_LEN,
     }
+}
+
+/// Bits a window puts on the wire: up to its highest held LC (what `to_bits` writes).
+fn window_bits(w: &LayerWindow) -> u32 {
+    w.head().0.saturating_sub(w.start().0)
 }
 
 fn body_len(m: &Message) -> usize {
     match m {
-        Message::Join { .. } | Message::Connect { .. } => 4 + 8 + 1,
+        Message::Join { .. } | Message::Connect { .. } | Message::Refresh { .. } => 4 + 8 + 1,
         Message::PeerList { peers } => 1 + peers.iter().map(addr_len).sum::<usize>(),
-        Message::Refresh { .. } => 4 + 8 + 1,
         Message::Leave { .. } => 4 + 8,
         Message::Accept { .. } => 8 + 1,
         Message::Decline { .. } | Message::Disconnect { .. } => 1,
         Message::BufferMap(b) => {
-            BUFFER_MAP_FIXED
-                + b.map.layers().iter().map(|w| LAYER_FIXED + (w.head().0 - w.start().0).div_ceil(8) as usize).sum::<usize>()
+            let layers = b.map.layers().iter().map(|w| LAYER_FIXED + window_bits(w).div_ceil(8) as usize);
+            BUFFER_MAP_FIXED + layers.sum::<usize>()
         }
-        Message::Request { ids, .. } => 2 + 2 + ids.len() * ID_LEN,
+        Message::Request { ids, .. } => REQUEST_FIXED + ids.len() * ID_LEN,
         Message::Data(lc) => LC_HEADER_LEN + lc.payload.len(),
     }
 }
@@ -136,6 +169,23 @@ fn reason_code(r: Reason) -> u8 {
     }
 }
 
+fn type_code(m: &Message) -> u8 {
+    match m {
+        Message::Join { .. } => code::JOIN,
+        Message::PeerList { .. } => code::PEER_LIST,
+        Message::Refresh { .. } => code::REFRESH,
+        Message::Leave { .. } => code::LEAVE,
+        Message::Connect { .. } => code::CONNECT,
+        Message::Accept { .. } => code::ACCEPT,
+        Message::Decline { .. } => code::DECLINE,
+        Message::Disconnect { .. } => code::DISCONNECT,
+        Message::BufferMap(_) => code::BUFFER_MAP,
+        Message::Request { .. } => code::REQUEST,
+        Message::Data(_) => code::DATA,
+    }
+}
+
+/// The limits `decode` enforces that a typed message can still break.
 fn check(m: &Message) -> Result<(), WireError> {
     match m {
         Message::PeerList { peers } if peers.len() > MAX_PEER_LIST => {
@@ -144,8 +194,21 @@ fn check(m: &Message) -> Result<(), WireError> {
         Message::Request { ids, .. } if ids.len() > MAX_REQUEST_IDS => {
             Err(WireError::TooMany { what: "request ids", count: ids.len(), limit: MAX_REQUEST_IDS })
         }
-        Message::BufferMap(b) if b.map.layers().is_empty() || b.map.layers().len() > MAX_LAYERS => {
-            Err(WireError::TooMany { what: "layers", count: b.map.layers().len(), limit: MAX_LAYERS })
+        Message::BufferMap(b) => {
+            let layers = b.map.layers();
+            if layers.is_empty() || layers.len() > MAX_LAYERS {
+                return Err(WireError::LayerCount(layers.len()));
+            }
+            for w in layers {
+                // A window may be created past MAX_SEQ; the decoder would refuse it.
+                if w.start().0 > MAX_SEQ {
+                    return Err(WindowError::SeqLimit(w.start().0).into());
+                }
+                if window_bits(w) > MAX_WINDOW_LCS {
+                    return Err(WindowError::TooLong(window_bits(w)).into());
+                }
+            }
+            Ok(())
         }
         Message::Data(lc) if lc.payload.is_empty() || lc.payload.len() > MAX_LC_PAYLOAD => {
             Err(WireError::PayloadSize(lc.payload.len()))
@@ -153,7 +216,6 @@ fn check(m: &Message) -> Result<(), WireError> {
         Message::Data(lc) if lc.header.part >= lc.header.parts => {
             Err(WireError::BadPart { part: lc.header.part, parts: lc.header.parts })
         }
-        _ if body_len(m) > u16::MAX as usize => Err(WireError::BodyTooLarge(body_len(m))),
         _ => Ok(()),
     }
 }
@@ -172,6 +234,7 @@ fn put_addr(out: &mut BytesMut, a: &SocketAddr) {
     out.put_u16(a.port());
 }
 
+/// Writes the body; `check` has passed, so every count fits its field.
 fn put_body(out: &mut BytesMut, m: &Message) {
     match m {
         Message::Join { channel, peer, role } | Message::Connect { channel, peer, role } => {
@@ -186,7 +249,7 @@ fn put_body(out: &mut BytesMut, m: &Message) {
         Message::Refresh { channel, peer, want_peers } => {
             out.put_u32(channel.0);
             out.put_u64(peer.0);
-            out.put_u8(*want_peers as u8);
+            out.put_u8(u8::from(*want_peers));
         }
         Message::Leave { channel, peer } => {
             out.put_u32(channel.0);
@@ -213,6 +276,9 @@ fn put_body(out: &mut BytesMut, m: &Message) {
             }
         }
         Message::Request { ttl_ms, ids } => {
+            // Flat (layer, seq) pairs: the order is the serving order and interleaves
+            // layers (regular requests are shuffled across layers), so grouping per
+            // layer would lose it.
             out.put_u16(*ttl_ms);
             out.put_u16(ids.len() as u16);
             for id in ids {
@@ -230,22 +296,6 @@ fn put_body(out: &mut BytesMut, m: &Message) {
             out.put_u64(h.time.0);
             out.put_slice(&lc.payload);
         }
-    }
-}
-
-fn type_code(m: &Message) -> u8 {
-    match m {
-        Message::Join { .. } => code::JOIN,
-        Message::PeerList { .. } => code::PEER_LIST,
-        Message::Refresh { .. } => code::REFRESH,
-        Message::Leave { .. } => code::LEAVE,
-        Message::Connect { .. } => code::CONNECT,
-        Message::Accept { .. } => code::ACCEPT,
-        Message::Decline { .. } => code::DECLINE,
-        Message::Disconnect { .. } => code::DISCONNECT,
-        Message::BufferMap(_) => code::BUFFER_MAP,
-        Message::Request { .. } => code::REQUEST,
-        Message::Data(_) => code::DATA,
     }
 }
 
@@ -275,7 +325,8 @@ pub fn encode(packet: &Packet, out: &mut BytesMut) -> Result<(), WireError> {
 
 // ---------- decode ----------
 
-/// A bounds-checked cursor over a received datagram.
+/// A bounds-checked cursor over `buf[pos..end]`. Only `take` moves `pos`, and it never
+/// passes `end <= buf.len()`, so no access can go out of bounds.
 struct Reader<'a> {
     buf: &'a Bytes,
     pos: usize,
@@ -283,42 +334,63 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    fn new(buf: &'a Bytes) -> Reader<'a> {
+        Reader { buf, pos: 0, end: buf.len() }
+    }
+
     fn remaining(&self) -> usize {
-        self.end - self.pos
+        self.end.saturating_sub(self.pos)
     }
 
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
-        if self.remaining() < n {
-            return Err(WireError::Truncated { what, needed: n - self.remaining() });
-        }
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
+        let short = WireError::Truncated { what, needed: n.saturating_sub(self.remaining()) };
+        let end = match self.pos.checked_add(n) {
+            Some(end) if end <= self.end => end,
+            _ => return Err(short),
+        };
+        let s = self.buf.get(self.pos..end).ok_or(short)?;
+        self.pos = end;
         Ok(s)
     }
 
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], WireError> {
+        self.take(N, what)?.try_into().map_err(|_| WireError::Truncated { what, needed: N })
+    }
+
+    /// The next `n` bytes as their own reader (a message body).
+    fn sub(&mut self, n: usize, what: &'static str) -> Result<Reader<'a>, WireError> {
+        let start = self.pos;
+        self.take(n, what)?;
+        Ok(Reader { buf: self.buf, pos: start, end: self.pos })
+    }
+
+    /// Everything left, as a zero-copy slice of the datagram.
+    fn rest(&mut self) -> Bytes {
+        let s = self.buf.slice(self.pos..self.end);
+        self.pos = self.end;
+        s
+    }
+
     fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
-        Ok(self.take(1, what)?[0])
+        let [b] = self.array(what)?;
+        Ok(b)
     }
 
     fn u16(&mut self, what: &'static str) -> Result<u16, WireError> {
-        let b = self.take(2, what)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
+        Ok(u16::from_be_bytes(self.array(what)?))
     }
 
     fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
-        let b = self.take(4, what)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(u32::from_be_bytes(self.array(what)?))
     }
 
     fn u64(&mut self, what: &'static str) -> Result<u64, WireError> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(self.take(8, what)?);
-        Ok(u64::from_be_bytes(a))
+        Ok(u64::from_be_bytes(self.array(what)?))
     }
 
     fn layer(&mut self) -> Result<LayerId, WireError> {
         let v = self.u8("layer")?;
-        LayerId::new(v).ok_or(WireError::BadValue { what: "layer", value: v as u64 })
+        LayerId::new(v).ok_or(WireError::BadValue { what: "layer", value: v.into() })
     }
 
     fn role(&mut self) -> Result<Role, WireError> {
@@ -326,7 +398,7 @@ impl<'a> Reader<'a> {
             0 => Ok(Role::Peer),
             1 => Ok(Role::Seed),
             2 => Ok(Role::Relay),
-            v => Err(WireError::BadValue { what: "role", value: v as u64 }),
+            v => Err(WireError::BadValue { what: "role", value: v.into() }),
         }
     }
 
@@ -336,24 +408,31 @@ impl<'a> Reader<'a> {
             1 => Ok(Reason::Adaptation),
             2 => Ok(Reason::Leaving),
             3 => Ok(Reason::Refused),
-            v => Err(WireError::BadValue { what: "reason", value: v as u64 }),
+            v => Err(WireError::BadValue { what: "reason", value: v.into() }),
         }
     }
 
     fn addr(&mut self) -> Result<SocketAddr, WireError> {
         let ip = match self.u8("address family")? {
-            4 => {
-                let b = self.take(4, "IPv4 address")?;
-                IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
-            }
-            6 => {
-                let mut a = [0u8; 16];
-                a.copy_from_slice(self.take(16, "IPv6 address")?);
-                IpAddr::V6(Ipv6Addr::from(a))
-            }
-            v => return Err(WireError::BadValue { what: "address family", value: v as u64 }),
+            4 => IpAddr::V4(Ipv4Addr::from(self.array::<4>("IPv4 address")?)),
+            6 => IpAddr::V6(Ipv6Addr::from(self.array::<16>("IPv6 address")?)),
+            v => return Err(WireError::BadValue { what: "address family", value: v.into() }),
         };
         Ok(SocketAddr::new(ip, self.u16("port")?))
+    }
+
+    fn window(&mut self) -> Result<LayerWindow, WireError> {
+        let start = Seq(self.u32("window start")?);
+        let nbits = u32::from(self.u16("bit count")?);
+        if nbits > MAX_WINDOW_LCS {
+            return Err(WireError::TooMany {
+                what: "window bits",
+                count: nbits as usize,
+                limit: MAX_WINDOW_LCS as usize,
+            });
+        }
+        let bits = self.take(nbits.div_ceil(8) as usize, "bitmap")?;
+        Ok(LayerWindow::from_bits(start, nbits, bits)?)
     }
 }
 
@@ -363,14 +442,19 @@ fn decode_body(r: &mut Reader<'_>, ty: u8) -> Result<Message, WireError> {
             let channel = ChannelId(r.u32("channel")?);
             let peer = PeerId(r.u64("peer id")?);
             let role = r.role()?;
-            if ty == code::JOIN { Message::Join { channel, peer, role } } else { Message::Connect { channel, peer, role } }
+            if ty == code::JOIN {
+                Message::Join { channel, peer, role }
+            } else {
+                Message::Connect { channel, peer, role }
+            }
         }
         code::PEER_LIST => {
-            let n = r.u8("peer count")? as usize;
+            let n = usize::from(r.u8("peer count")?);
             if n > MAX_PEER_LIST {
                 return Err(WireError::TooMany { what: "peer list", count: n, limit: MAX_PEER_LIST });
             }
-            let mut peers = Vec::with_capacity(n);
+            // Grown as addresses parse: each one is backed by bytes already received.
+            let mut peers = Vec::new();
             for _ in 0..n {
                 peers.push(r.addr()?);
             }
@@ -382,7 +466,7 @@ fn decode_body(r: &mut Reader<'_>, ty: u8) -> Result<Message, WireError> {
             let want_peers = match r.u8("want_peers")? {
                 0 => false,
                 1 => true,
-                v => return Err(WireError::BadValue { what: "want_peers", value: v as u64 }),
+                v => return Err(WireError::BadValue { what: "want_peers", value: v.into() }),
             };
             Message::Refresh { channel, peer, want_peers }
         }
@@ -395,28 +479,29 @@ fn decode_body(r: &mut Reader<'_>, ty: u8) -> Result<Message, WireError> {
             let sent_at = r.u64("sent_at")?;
             let echo = r.u64("echo")?;
             let echo_delay = r.u32("echo delay")?;
-            let n = r.u8("layer count")? as usize;
+            let n = usize::from(r.u8("layer count")?);
             if n == 0 || n > MAX_LAYERS {
-                return Err(WireError::TooMany { what: "layers", count: n, limit: MAX_LAYERS });
+                return Err(WireError::LayerCount(n));
             }
-            let mut layers = Vec::with_capacity(n);
+            let mut layers = Vec::new();
             for _ in 0..n {
-                let start = Seq(r.u32("window start")?);
-                let nbits = r.u16("bit count")? as u32;
-                if nbits > MAX_WINDOW_LCS {
-                    return Err(WireError::TooMany { what: "window bits", count: nbits as usize, limit: MAX_WINDOW_LCS as usize });
-                }
-                let bits = r.take(nbits.div_ceil(8) as usize, "bitmap")?;
-                layers.push(LayerWindow::from_bits(start, nbits, bits)?);
+                layers.push(r.window()?);
             }
-            Message::BufferMap(BufferMapMsg { head_time, sent_at, echo, echo_delay, map: BufferMap::from_layers(layers) })
+            Message::BufferMap(BufferMapMsg {
+                head_time,
+                sent_at,
+                echo,
+                echo_delay,
+                map: BufferMap::from_layers(layers),
+            })
         }
         code::REQUEST => {
             let ttl_ms = r.u16("ttl")?;
-            let n = r.u16("id count")? as usize;
+            let n = usize::from(r.u16("id count")?);
             if n > MAX_REQUEST_IDS {
                 return Err(WireError::TooMany { what: "request ids", count: n, limit: MAX_REQUEST_IDS });
             }
+            // The ids must be present before we allocate for them.
             if r.remaining() < n * ID_LEN {
                 return Err(WireError::Truncated { what: "request ids", needed: n * ID_LEN - r.remaining() });
             }
@@ -440,9 +525,8 @@ fn decode_body(r: &mut Reader<'_>, ty: u8) -> Result<Message, WireError> {
             if len == 0 || len > MAX_LC_PAYLOAD {
                 return Err(WireError::PayloadSize(len));
             }
-            let payload = r.buf.slice(r.pos..r.end);
-            r.pos = r.end;
-            Message::Data(Lc { header: LcHeader { id: LcId { layer, seq }, frame, part, parts, time }, payload })
+            let header = LcHeader { id: LcId { layer, seq }, frame, part, parts, time };
+            Message::Data(Lc { header, payload: r.rest() })
         }
         other => return Err(WireError::UnknownType(other)),
     })
@@ -453,7 +537,7 @@ pub fn decode(datagram: Bytes) -> Result<Packet, WireError> {
     if datagram.len() > MAX_DATAGRAM {
         return Err(WireError::TooLarge(datagram.len()));
     }
-    let mut r = Reader { buf: &datagram, pos: 0, end: datagram.len() };
+    let mut r = Reader::new(&datagram);
     let magic = r.u16("packet header")?;
     if magic != MAGIC {
         return Err(WireError::BadMagic(magic));
@@ -462,19 +546,15 @@ pub fn decode(datagram: Bytes) -> Result<Packet, WireError> {
     if version != VERSION {
         return Err(WireError::Version(version));
     }
-    let n = r.u8("packet header")? as usize;
+    let n = usize::from(r.u8("packet header")?);
     if n == 0 || n > MAX_MESSAGES_PER_PACKET {
         return Err(WireError::MessageCount(n));
     }
-    let mut messages = Vec::with_capacity(n);
+    let mut messages = Vec::new();
     for _ in 0..n {
         let ty = r.u8("message header")?;
-        let len = r.u16("message header")? as usize;
-        if r.remaining() < len {
-            return Err(WireError::Truncated { what: "message body", needed: len - r.remaining() });
-        }
-        let mut body = Reader { buf: &datagram, pos: r.pos, end: r.pos + len };
-        r.pos += len;
+        let len = usize::from(r.u16("message header")?);
+        let mut body = r.sub(len, "message body")?;
         let m = decode_body(&mut body, ty)?;
         if body.remaining() != 0 {
             return Err(WireError::BodyTooLong(ty, body.remaining()));
@@ -496,43 +576,62 @@ mod tests {
         LayerId::new(n).expect("valid layer")
     }
 
+    fn id(layer: u8, seq: u32) -> LcId {
+        LcId { layer: l(layer), seq: Seq(seq) }
+    }
+
     fn lc(payload: usize) -> Lc {
-        let id = LcId { layer: l(2), seq: Seq(77) };
-        let header = LcHeader { id, frame: 9, part: 1, parts: 3, time: MediaTime(123_456) };
+        let header = LcHeader { id: id(2, 77), frame: 9, part: 1, parts: 3, time: MediaTime(123_456) };
         Lc { header, payload: Bytes::from(vec![0xAB; payload]) }
     }
 
-    fn map() -> BufferMap {
-        let mut m = BufferMap::new(3, Seq(100));
-        for (layer, seqs) in [(1u8, vec![100u32, 101, 170]), (3, vec![250])] {
-            let w = m.layer_mut(l(layer)).expect("layer");
-            for s in seqs {
-                w.insert(Seq(s)).expect("in window");
-            }
+    fn window(start: u32, seqs: impl IntoIterator<Item = u32>) -> LayerWindow {
+        let mut w = LayerWindow::new(Seq(start));
+        for s in seqs {
+            w.insert(Seq(s)).expect("in window");
         }
-        m
+        w
+    }
+
+    fn bm(map: BufferMap) -> Message {
+        Message::BufferMap(BufferMapMsg { head_time: MediaTime(9), sent_at: 10, echo: 11, echo_delay: 12, map })
+    }
+
+    /// Three layers at different starts; layer 2 holds nothing.
+    fn small_map() -> BufferMap {
+        BufferMap::from_layers(vec![window(100, [100, 101, 170]), window(64, []), window(99, [250])])
+    }
+
+    /// The largest buffer map: every layer's window full.
+    fn full_map() -> BufferMap {
+        let layers = (0..MAX_LAYERS as u32).map(|i| window(i * 1000, i * 1000..i * 1000 + MAX_WINDOW_LCS));
+        BufferMap::from_layers(layers.collect())
     }
 
     fn every_variant() -> Vec<Message> {
         let v4 = SocketAddr::from(([10, 1, 2, 3], 4000));
         let v6 = SocketAddr::from(([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1], 443));
+        let all_layers = (0..MAX_REQUEST_IDS as u32).map(|i| id((i % MAX_LAYERS as u32) as u8 + 1, i * 7));
         vec![
             Message::Join { channel: ChannelId(7), peer: PeerId(u64::MAX), role: Role::Seed },
             Message::PeerList { peers: vec![] },
             Message::PeerList { peers: vec![v4, v6] },
-            Message::PeerList { peers: vec![v4; MAX_PEER_LIST] },
+            Message::PeerList { peers: vec![v6; MAX_PEER_LIST] },
             Message::Refresh { channel: ChannelId(1), peer: PeerId(2), want_peers: true },
+            Message::Refresh { channel: ChannelId(1), peer: PeerId(2), want_peers: false },
             Message::Leave { channel: ChannelId(1), peer: PeerId(3) },
             Message::Connect { channel: ChannelId(1), peer: PeerId(4), role: Role::Relay },
             Message::Accept { peer: PeerId(5), role: Role::Peer },
             Message::Decline { reason: Reason::Full },
+            Message::Decline { reason: Reason::Refused },
             Message::Disconnect { reason: Reason::Adaptation },
-            Message::BufferMap(BufferMapMsg { head_time: MediaTime(9), sent_at: 10, echo: 11, echo_delay: 12, map: map() }),
+            Message::Disconnect { reason: Reason::Leaving },
+            bm(BufferMap::new(1, Seq(0))),
+            bm(small_map()),
+            bm(full_map()),
             Message::Request { ttl_ms: 900, ids: vec![] },
-            Message::Request {
-                ttl_ms: 900,
-                ids: vec![LcId { layer: l(1), seq: Seq(5) }, LcId { layer: l(3), seq: Seq(u32::MAX) }],
-            },
+            Message::Request { ttl_ms: 900, ids: vec![id(1, 5), id(3, u32::MAX), id(2, 0), id(1, 6)] },
+            Message::Request { ttl_ms: u16::MAX, ids: all_layers.collect() },
             Message::Data(lc(1)),
             Message::Data(lc(MAX_LC_PAYLOAD)),
         ]
@@ -544,37 +643,99 @@ mod tests {
         out.freeze()
     }
 
+    fn one(m: Message) -> Packet {
+        Packet { messages: vec![m] }
+    }
+
     #[test]
-    fn every_variant_round_trips_with_exact_wire_len() {
+    fn every_variant_round_trips() {
         for m in every_variant() {
-            let p = Packet { messages: vec![m.clone()] };
-            let b = bytes_of(&p);
-            assert_eq!(b.len(), p.wire_len(), "{m:?}");
-            assert_eq!(b.len(), PACKET_HEADER_LEN + m.wire_len());
-            assert_eq!(decode(b).expect("decodes"), p);
+            let p = one(m);
+            assert_eq!(decode(bytes_of(&p)), Ok(p));
+        }
+    }
+
+    #[test]
+    fn wire_len_is_exact_for_every_variant() {
+        for m in every_variant() {
+            let encoded = bytes_of(&one(m.clone())).len();
+            assert_eq!(encoded, PACKET_HEADER_LEN + m.wire_len(), "{m:?}");
+            assert_eq!(encoded, one(m).wire_len());
         }
         assert_eq!(Message::Data(lc(700)).wire_len(), data_wire_len(700));
     }
 
     #[test]
-    fn piggybacked_messages_round_trip() {
-        let p = Packet { messages: every_variant() };
-        assert_eq!(decode(bytes_of(&p)).expect("decodes"), p);
+    fn data_buffer_map_and_request_piggyback_in_one_datagram() {
+        let p = Packet {
+            messages: vec![
+                Message::Data(lc(1000)),
+                bm(small_map()),
+                Message::Request { ttl_ms: 800, ids: vec![id(1, 3), id(2, 4)] },
+            ],
+        };
+        let b = bytes_of(&p);
+        assert_eq!(b.len(), p.wire_len());
+        assert_eq!(decode(b), Ok(p));
     }
 
     #[test]
-    fn lc_payload_is_not_copied() {
-        let b = bytes_of(&Packet { messages: vec![Message::Data(lc(1000))] });
+    fn many_piggybacked_messages_round_trip() {
+        let mut messages = every_variant();
+        messages.retain(|m| m.wire_len() < 5000); // the full map and request are big
+        let p = Packet { messages };
+        assert_eq!(decode(bytes_of(&p)), Ok(p));
+    }
+
+    #[test]
+    fn lc_payload_is_a_slice_of_the_datagram() {
+        let b = bytes_of(&Packet { messages: vec![Message::Data(lc(1000)), Message::Data(lc(5))] });
         let range = b.as_ptr() as usize..b.as_ptr() as usize + b.len();
         let p = decode(b.clone()).expect("decodes");
-        let Message::Data(got) = &p.messages[0] else { panic!("not data") };
-        assert!(range.contains(&(got.payload.as_ptr() as usize)));
+        for m in &p.messages {
+            let payload = m.payload().expect("data");
+            assert!(range.contains(&(payload.as_ptr() as usize)));
+            assert!(range.contains(&(payload.as_ptr() as usize + payload.len() - 1)));
+        }
     }
+
+    /// The worked examples in docs/PROTOCOL.md.
+    #[test]
+    fn protocol_md_examples_are_exact() {
+        let decline = one(Message::Decline { reason: Reason::Full });
+        assert_eq!(bytes_of(&decline), Bytes::from_static(&[0x4C, 0x50, 0x01, 0x01, 0x07, 0x00, 0x01, 0x00]));
+        let p = Packet {
+            messages: vec![
+                Message::Request { ttl_ms: 900, ids: vec![id(1, 5), id(3, 6)] },
+                bm(BufferMap::from_layers(vec![window(16, [16, 18, 25])])),
+            ],
+        };
+        #[rustfmt::skip]
+        let hex = Bytes::from_static(&[
+            0x4C, 0x50, 0x01, 0x02,
+            0x0A, 0x00, 0x0E,
+            0x03, 0x84, 0x00, 0x02,
+            0x01, 0x00, 0x00, 0x00, 0x05,
+            0x03, 0x00, 0x00, 0x00, 0x06,
+            0x09, 0x00, 0x25,
+            0, 0, 0, 0, 0, 0, 0, 0x09,
+            0, 0, 0, 0, 0, 0, 0, 0x0A,
+            0, 0, 0, 0, 0, 0, 0, 0x0B,
+            0, 0, 0, 0x0C,
+            0x01,
+            0x00, 0x00, 0x00, 0x10, 0x00, 0x0A, 0x05, 0x02,
+        ]);
+        assert_eq!(bytes_of(&p), hex);
+        assert_eq!(decode(hex), Ok(p));
+    }
+
+    // ---------- errors ----------
 
     fn header(n: u8) -> Vec<u8> {
         vec![0x4C, 0x50, VERSION, n]
     }
 
+    /// A one-message datagram with a raw body.
     fn with_body(ty: u8, body: &[u8]) -> Bytes {
         let mut v = header(1);
         v.push(ty);
@@ -583,64 +744,196 @@ mod tests {
         Bytes::from(v)
     }
 
+    fn data_body(layer: u8, part: u16, parts: u16, payload: usize) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        b.put_u8(layer);
+        b.put_u32(1); // seq
+        b.put_u32(2); // frame
+        b.put_u16(part);
+        b.put_u16(parts);
+        b.put_u64(3); // time
+        b.put_bytes(0xEE, payload);
+        b.to_vec()
+    }
+
+    /// A buffer map body with `layers` declared and the given (start, nbits, bitmap) windows.
+    fn map_body(layers: u8, windows: &[(u32, u16, &[u8])]) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        b.put_bytes(0, BUFFER_MAP_FIXED - 1);
+        b.put_u8(layers);
+        for (start, nbits, bits) in windows {
+            b.put_u32(*start);
+            b.put_u16(*nbits);
+            b.put_slice(bits);
+        }
+        b.to_vec()
+    }
+
+    fn request_body(count: u16, ids: &[(u8, u32)]) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        b.put_u16(500);
+        b.put_u16(count);
+        for (layer, seq) in ids {
+            b.put_u8(*layer);
+            b.put_u32(*seq);
+        }
+        b.to_vec()
+    }
+
+    fn bad(what: &'static str, value: u64) -> WireError {
+        WireError::BadValue { what, value }
+    }
+
+    fn truncated(what: &'static str, needed: usize) -> WireError {
+        WireError::Truncated { what, needed }
+    }
+
     #[test]
-    fn each_error_is_reported() {
-        let ok = bytes_of(&Packet { messages: vec![Message::Decline { reason: Reason::Full }] });
-        let err = |b: Vec<u8>| decode(Bytes::from(b)).expect_err("must fail");
-        assert!(matches!(err(vec![]), WireError::Truncated { .. }));
-        assert_eq!(err(vec![0, 0, 1, 1]), WireError::BadMagic(0));
-        assert_eq!(err(vec![0x4C, 0x50, 9, 1]), WireError::Version(9));
-        assert_eq!(err(header(0)), WireError::MessageCount(0));
-        assert_eq!(err(header(65)), WireError::MessageCount(65));
-        let mut trailing = ok.to_vec();
-        trailing.push(0);
-        assert_eq!(err(trailing), WireError::TrailingBytes(1));
-        assert!(matches!(err(ok[..ok.len() - 1].to_vec()), WireError::Truncated { .. }));
-        assert_eq!(decode(with_body(99, &[])), Err(WireError::UnknownType(99)));
-        assert_eq!(decode(with_body(code::DECLINE, &[0, 0])), Err(WireError::BodyTooLong(code::DECLINE, 1)));
-        assert!(matches!(decode(with_body(code::DECLINE, &[9])), Err(WireError::BadValue { what: "reason", .. })));
-        assert!(matches!(decode(with_body(code::ACCEPT, &[0; 8].iter().copied().chain([7]).collect::<Vec<_>>())), Err(WireError::BadValue { what: "role", .. })));
-        assert!(matches!(decode(with_body(code::PEER_LIST, &[65])), Err(WireError::TooMany { .. })));
-        assert!(matches!(decode(with_body(code::PEER_LIST, &[1, 5, 0, 0])), Err(WireError::BadValue { what: "address family", .. })));
-        // A request claiming 2000 ids with none present: refused before allocating.
-        assert!(matches!(decode(with_body(code::REQUEST, &[0, 1, 0x07, 0xD0])), Err(WireError::Truncated { .. })));
-        assert!(matches!(decode(with_body(code::REQUEST, &[0, 1, 0xFF, 0xFF])), Err(WireError::TooMany { .. })));
-        let mut data = vec![0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
-        assert!(matches!(decode(with_body(code::DATA, &data)), Err(WireError::BadValue { what: "layer", .. })));
-        data[0] = 1;
-        assert_eq!(decode(with_body(code::DATA, &data)), Err(WireError::PayloadSize(0)));
-        data.extend(vec![0; MAX_LC_PAYLOAD + 1]);
-        assert_eq!(decode(with_body(code::DATA, &data)), Err(WireError::PayloadSize(MAX_LC_PAYLOAD + 1)));
-        data[10] = 5; // part = 5, parts = 1
-        assert_eq!(decode(with_body(code::DATA, &data[..30])), Err(WireError::BadPart { part: 5, parts: 1 }));
-        // Buffer map: 0 layers; bitmap shorter than its bit count.
-        let mut bm = vec![0u8; BUFFER_MAP_FIXED];
-        assert!(matches!(decode(with_body(code::BUFFER_MAP, &bm)), Err(WireError::TooMany { what: "layers", .. })));
-        bm[BUFFER_MAP_FIXED - 1] = 1;
-        bm.extend_from_slice(&[0, 0, 0, 0, 0, 16, 0xFF]);
-        assert!(matches!(decode(with_body(code::BUFFER_MAP, &bm)), Err(WireError::Truncated { .. })));
-        assert_eq!(decode(Bytes::from(vec![0u8; MAX_DATAGRAM + 1])), Err(WireError::TooLarge(MAX_DATAGRAM + 1)));
+    fn each_malformation_is_a_typed_error() {
+        let decline = bytes_of(&one(Message::Decline { reason: Reason::Full })).to_vec();
+        let plus = |extra: &[u8]| [&decline[..], extra].concat();
+        let mut two_declared = decline.clone();
+        two_declared[3] = 2;
+        let join = |role: u8| [&[0u8; 12][..], &[role]].concat();
+        let cases: Vec<(&str, Bytes, WireError)> = vec![
+            ("empty", Bytes::new(), truncated("packet header", 2)),
+            ("too large", Bytes::from(vec![0; MAX_DATAGRAM + 1]), WireError::TooLarge(MAX_DATAGRAM + 1)),
+            ("bad magic", Bytes::from_static(&[0x50, 0x4C, 1, 1]), WireError::BadMagic(0x504C)),
+            ("version", Bytes::from_static(&[0x4C, 0x50, 2, 1]), WireError::Version(2)),
+            ("no count", Bytes::from_static(&[0x4C, 0x50, 1]), truncated("packet header", 1)),
+            ("zero messages", Bytes::from(header(0)), WireError::MessageCount(0)),
+            ("65 messages", Bytes::from(header(65)), WireError::MessageCount(65)),
+            ("no message", Bytes::from(header(1)), truncated("message header", 1)),
+            ("half a message header", Bytes::from(plus(&[7, 0])), WireError::TrailingBytes(2)),
+            ("second message missing", Bytes::from(two_declared.clone()), truncated("message header", 1)),
+            ("second header cut", Bytes::from([&two_declared[..], &[7, 0]].concat()), truncated("message header", 1)),
+            ("body cut", Bytes::from([&header(1)[..], &[7, 0, 5, 0]].concat()), truncated("message body", 4)),
+            ("trailing after last", Bytes::from(plus(&[0])), WireError::TrailingBytes(1)),
+            ("unknown type 0", with_body(0, &[]), WireError::UnknownType(0)),
+            ("unknown type 12", with_body(12, &[1]), WireError::UnknownType(12)),
+            ("unknown type 255", with_body(255, &[]), WireError::UnknownType(255)),
+            ("body too long", with_body(code::DECLINE, &[0, 0]), WireError::BodyTooLong(code::DECLINE, 1)),
+            ("empty decline", with_body(code::DECLINE, &[]), truncated("reason", 1)),
+            ("bad reason", with_body(code::DISCONNECT, &[4]), bad("reason", 4)),
+            ("bad role join", with_body(code::JOIN, &join(3)), bad("role", 3)),
+            ("bad role connect", with_body(code::CONNECT, &join(255)), bad("role", 255)),
+            ("join cut", with_body(code::JOIN, &[0; 12]), truncated("role", 1)),
+            ("leave cut", with_body(code::LEAVE, &[0; 7]), truncated("peer id", 5)),
+            ("bad role accept", with_body(code::ACCEPT, &[0, 0, 0, 0, 0, 0, 0, 0, 7]), bad("role", 7)),
+            ("bad want_peers", with_body(code::REFRESH, &join(2)), bad("want_peers", 2)),
+            (
+                "65 peers",
+                with_body(code::PEER_LIST, &[65]),
+                WireError::TooMany { what: "peer list", count: 65, limit: 64 },
+            ),
+            ("peers missing", with_body(code::PEER_LIST, &[2, 4, 1, 2, 3, 4, 0, 80]), truncated("address family", 1)),
+            ("bad family", with_body(code::PEER_LIST, &[1, 5, 0, 0]), bad("address family", 5)),
+            ("v6 cut", with_body(code::PEER_LIST, &[1, 6, 0, 0]), truncated("IPv6 address", 14)),
+            ("port cut", with_body(code::PEER_LIST, &[1, 4, 1, 2, 3, 4, 0]), truncated("port", 1)),
+            ("no layers", with_body(code::BUFFER_MAP, &map_body(0, &[])), WireError::LayerCount(0)),
+            ("9 layers", with_body(code::BUFFER_MAP, &map_body(9, &[])), WireError::LayerCount(9)),
+            ("map fixed part cut", with_body(code::BUFFER_MAP, &[0; 20]), truncated("echo", 4)),
+            ("layer missing", with_body(code::BUFFER_MAP, &map_body(2, &[(0, 0, &[])])), truncated("window start", 4)),
+            ("bitmap short", with_body(code::BUFFER_MAP, &map_body(1, &[(0, 16, &[0xFF])])), truncated("bitmap", 1)),
+            (
+                "bitmap long",
+                with_body(code::BUFFER_MAP, &map_body(1, &[(0, 8, &[0xFF, 0])])),
+                WireError::BodyTooLong(code::BUFFER_MAP, 1),
+            ),
+            (
+                "window too long",
+                with_body(code::BUFFER_MAP, &map_body(1, &[(0, MAX_WINDOW_LCS as u16 + 1, &[])])),
+                WireError::TooMany {
+                    what: "window bits",
+                    count: MAX_WINDOW_LCS as usize + 1,
+                    limit: MAX_WINDOW_LCS as usize,
+                },
+            ),
+            (
+                "window past seq limit",
+                with_body(code::BUFFER_MAP, &map_body(1, &[(u32::MAX, 8, &[1])])),
+                WireError::Window(WindowError::SeqLimit(u32::MAX)),
+            ),
+            (
+                "2049 ids",
+                with_body(code::REQUEST, &request_body(MAX_REQUEST_IDS as u16 + 1, &[])),
+                WireError::TooMany { what: "request ids", count: MAX_REQUEST_IDS + 1, limit: MAX_REQUEST_IDS },
+            ),
+            // Claims 2000 ids with none present: refused before allocating for them.
+            ("ids absent", with_body(code::REQUEST, &request_body(2000, &[])), truncated("request ids", 10_000)),
+            (
+                "ids extra",
+                with_body(code::REQUEST, &request_body(1, &[(1, 0), (1, 1)])),
+                WireError::BodyTooLong(code::REQUEST, 5),
+            ),
+            ("request bad layer", with_body(code::REQUEST, &request_body(2, &[(1, 0), (9, 1)])), bad("layer", 9)),
+            ("request cut", with_body(code::REQUEST, &[0, 1]), truncated("id count", 2)),
+            ("data bad layer", with_body(code::DATA, &data_body(0, 0, 1, 10)), bad("layer", 0)),
+            ("data header cut", with_body(code::DATA, &data_body(1, 0, 1, 0)[..20]), truncated("media time", 1)),
+            ("empty payload", with_body(code::DATA, &data_body(1, 0, 1, 0)), WireError::PayloadSize(0)),
+            (
+                "big payload",
+                with_body(code::DATA, &data_body(1, 0, 1, MAX_LC_PAYLOAD + 1)),
+                WireError::PayloadSize(MAX_LC_PAYLOAD + 1),
+            ),
+            ("part == parts", with_body(code::DATA, &data_body(1, 2, 2, 10)), WireError::BadPart { part: 2, parts: 2 }),
+            ("zero parts", with_body(code::DATA, &data_body(1, 0, 0, 10)), WireError::BadPart { part: 0, parts: 0 }),
+        ];
+        for (name, bytes, want) in cases {
+            assert_eq!(decode(bytes), Err(want), "{name}");
+        }
     }
 
     #[test]
     fn encode_refuses_what_decode_would_refuse() {
-        let mut out = BytesMut::new();
-        let big = Message::Request { ttl_ms: 1, ids: vec![LcId { layer: l(1), seq: Seq(0) }; MAX_REQUEST_IDS + 1] };
-        assert!(matches!(encode(&Packet { messages: vec![big] }, &mut out), Err(WireError::TooMany { .. })));
-        assert_eq!(encode(&Packet { messages: vec![] }, &mut out), Err(WireError::MessageCount(0)));
-        let mut bad = lc(10);
-        bad.header.part = 3;
-        assert!(matches!(encode(&Packet { messages: vec![Message::Data(bad)] }, &mut out), Err(WireError::BadPart { .. })));
-        assert!(matches!(encode(&Packet { messages: vec![Message::Data(lc(0))] }, &mut out), Err(WireError::PayloadSize(0))));
-        let many = vec![Message::Data(lc(MAX_LC_PAYLOAD)); MAX_MESSAGES_PER_PACKET];
-        assert!(matches!(encode(&Packet { messages: many }, &mut out), Err(WireError::TooLarge(_))));
-        assert!(out.is_empty(), "nothing written on error");
+        let data = |payload: usize, part: u16, parts: u16| {
+            let mut lc = lc(payload);
+            lc.header.part = part;
+            lc.header.parts = parts;
+            Message::Data(lc)
+        };
+        let cases: Vec<(&str, Vec<Message>, WireError)> = vec![
+            ("no messages", vec![], WireError::MessageCount(0)),
+            ("65 messages", vec![Message::Decline { reason: Reason::Full }; 65], WireError::MessageCount(65)),
+            (
+                "65 peers",
+                vec![Message::PeerList { peers: vec![SocketAddr::from(([1, 2, 3, 4], 5)); 65] }],
+                WireError::TooMany { what: "peer list", count: 65, limit: MAX_PEER_LIST },
+            ),
+            (
+                "2049 ids",
+                vec![Message::Request { ttl_ms: 1, ids: vec![id(1, 0); MAX_REQUEST_IDS + 1] }],
+                WireError::TooMany { what: "request ids", count: MAX_REQUEST_IDS + 1, limit: MAX_REQUEST_IDS },
+            ),
+            ("no layers", vec![bm(BufferMap::from_layers(vec![]))], WireError::LayerCount(0)),
+            ("9 layers", vec![bm(BufferMap::from_layers(vec![window(0, []); 9]))], WireError::LayerCount(9)),
+            (
+                "window past seq limit",
+                vec![bm(BufferMap::from_layers(vec![LayerWindow::new(Seq(MAX_SEQ + 1))]))],
+                WireError::Window(WindowError::SeqLimit(MAX_SEQ + 1)),
+            ),
+            ("empty payload", vec![data(0, 0, 1)], WireError::PayloadSize(0)),
+            ("big payload", vec![data(MAX_LC_PAYLOAD + 1, 0, 1)], WireError::PayloadSize(MAX_LC_PAYLOAD + 1)),
+            ("part == parts", vec![data(10, 3, 3)], WireError::BadPart { part: 3, parts: 3 }),
+            (
+                "datagram too large",
+                vec![Message::Data(lc(MAX_LC_PAYLOAD)); MAX_MESSAGES_PER_PACKET],
+                WireError::TooLarge(PACKET_HEADER_LEN + MAX_MESSAGES_PER_PACKET * data_wire_len(MAX_LC_PAYLOAD)),
+            ),
+        ];
+        for (name, messages, want) in cases {
+            let mut out = BytesMut::new();
+            assert_eq!(encode(&Packet { messages }, &mut out), Err(want), "{name}");
+            assert!(out.is_empty(), "{name}: nothing written on error");
+        }
     }
+
+    // ---------- properties ----------
 
     fn arb_addr() -> impl Strategy<Value = SocketAddr> {
         prop_oneof![
             (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::from((ip, port))),
-            (any::<[u8; 16]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port)),
+            (any::<[u8; 16]>(), any::<u16>()).prop_map(|(ip, port)| SocketAddr::from((ip, port))),
         ]
     }
 
@@ -653,82 +946,133 @@ mod tests {
     }
 
     fn arb_id() -> impl Strategy<Value = LcId> {
-        (1u8..=MAX_LAYERS as u8, any::<u32>()).prop_map(|(layer, seq)| LcId { layer: l(layer), seq: Seq(seq) })
+        (1..=MAX_LAYERS as u8, any::<u32>()).prop_map(|(layer, seq)| id(layer, seq))
     }
 
-    fn arb_map() -> impl Strategy<Value = BufferMap> {
-        prop::collection::vec((0u32..=layerp2p_codec::MAX_SEQ - 3000, prop::collection::vec(0u32..3000, 0..50)), 1..=MAX_LAYERS).prop_map(|layers| {
-            BufferMap::from_layers(
-                layers
-                    .into_iter()
-                    .map(|(start, offs)| {
-                        let mut w = LayerWindow::new(Seq(start));
-                        for o in offs {
-                            w.insert(Seq(start + o)).expect("in window");
-                        }
-                        w
-                    })
-                    .collect(),
-            )
+    /// A window built the way peers build them: inserts, then a slide forward.
+    fn arb_window() -> impl Strategy<Value = LayerWindow> {
+        let start = prop_oneof![0..200u32, 0..=MAX_SEQ - MAX_WINDOW_LCS, Just(MAX_SEQ - MAX_WINDOW_LCS)];
+        let offsets = prop::collection::vec(prop_oneof![0..200u32, 0..MAX_WINDOW_LCS], 0..60);
+        (start, offsets, 0..300u32).prop_map(|(start, offsets, slide)| {
+            let mut w = window(start, offsets.into_iter().map(|o| start + o));
+            w.advance(Seq(start + slide));
+            w
         })
     }
 
     fn arb_message() -> impl Strategy<Value = Message> {
+        let ids = prop::collection::vec(arb_id(), 0..300);
+        let map = prop::collection::vec(arb_window(), 1..=MAX_LAYERS).prop_map(BufferMap::from_layers);
+        let payload = prop_oneof![
+            prop::collection::vec(any::<u8>(), 1..=10),
+            prop::collection::vec(any::<u8>(), 1..=MAX_LC_PAYLOAD)
+        ];
         prop_oneof![
-            (any::<u32>(), any::<u64>(), arb_role()).prop_map(|(c, p, role)| Message::Join { channel: ChannelId(c), peer: PeerId(p), role }),
+            (any::<u32>(), any::<u64>(), arb_role()).prop_map(|(c, p, role)| Message::Join {
+                channel: ChannelId(c),
+                peer: PeerId(p),
+                role
+            }),
             prop::collection::vec(arb_addr(), 0..=MAX_PEER_LIST).prop_map(|peers| Message::PeerList { peers }),
-            (any::<u32>(), any::<u64>(), any::<bool>()).prop_map(|(c, p, w)| Message::Refresh { channel: ChannelId(c), peer: PeerId(p), want_peers: w }),
+            (any::<u32>(), any::<u64>(), any::<bool>()).prop_map(|(c, p, want_peers)| Message::Refresh {
+                channel: ChannelId(c),
+                peer: PeerId(p),
+                want_peers
+            }),
             (any::<u32>(), any::<u64>()).prop_map(|(c, p)| Message::Leave { channel: ChannelId(c), peer: PeerId(p) }),
-            (any::<u32>(), any::<u64>(), arb_role()).prop_map(|(c, p, role)| Message::Connect { channel: ChannelId(c), peer: PeerId(p), role }),
+            (any::<u32>(), any::<u64>(), arb_role()).prop_map(|(c, p, role)| Message::Connect {
+                channel: ChannelId(c),
+                peer: PeerId(p),
+                role
+            }),
             (any::<u64>(), arb_role()).prop_map(|(p, role)| Message::Accept { peer: PeerId(p), role }),
             arb_reason().prop_map(|reason| Message::Decline { reason }),
             arb_reason().prop_map(|reason| Message::Disconnect { reason }),
-            (any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>(), arb_map()).prop_map(|(h, s, e, d, map)| {
-                Message::BufferMap(BufferMapMsg { head_time: MediaTime(h), sent_at: s, echo: e, echo_delay: d, map })
-            }),
-            (any::<u16>(), prop::collection::vec(arb_id(), 0..300)).prop_map(|(ttl_ms, ids)| Message::Request { ttl_ms, ids }),
-            (arb_id(), any::<u32>(), 1u16..100, any::<u64>(), prop::collection::vec(any::<u8>(), 1..=MAX_LC_PAYLOAD)).prop_map(
-                |(id, frame, parts, time, payload)| {
-                    let header = LcHeader { id, frame, part: parts - 1, parts, time: MediaTime(time) };
+            (any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>(), map).prop_map(
+                |(h, sent_at, echo, echo_delay, map)| {
+                    Message::BufferMap(BufferMapMsg { head_time: MediaTime(h), sent_at, echo, echo_delay, map })
+                }
+            ),
+            (any::<u16>(), ids).prop_map(|(ttl_ms, ids)| Message::Request { ttl_ms, ids }),
+            (arb_id(), any::<u32>(), 1..=u16::MAX, any::<prop::sample::Index>(), any::<u64>(), payload).prop_map(
+                |(id, frame, parts, part, time, payload)| {
+                    let part = part.index(parts.into()) as u16;
+                    let header = LcHeader { id, frame, part, parts, time: MediaTime(time) };
                     Message::Data(Lc { header, payload: Bytes::from(payload) })
                 }
             ),
         ]
     }
 
+    /// Up to `max - 1` arbitrary messages that together fit one datagram.
+    fn arb_packet(max: usize) -> impl Strategy<Value = Packet> {
+        prop::collection::vec(arb_message(), 1..max)
+            .prop_map(|messages| Packet { messages })
+            .prop_filter("fits a datagram", |p| p.wire_len() <= MAX_DATAGRAM)
+    }
+
+    /// Whatever decodes re-encodes, and decodes again to the same packet.
+    fn check_accepted(bytes: Vec<u8>) -> Result<(), TestCaseError> {
+        if let Ok(p) = decode(Bytes::from(bytes)) {
+            let mut out = BytesMut::new();
+            prop_assert_eq!(encode(&p, &mut out), Ok(()));
+            prop_assert_eq!(out.len(), p.wire_len());
+            prop_assert_eq!(decode(out.freeze()), Ok(p));
+        }
+        Ok(())
+    }
+
     proptest! {
         #[test]
-        fn encode_decode_round_trip(messages in prop::collection::vec(arb_message(), 1..8)) {
-            let p = Packet { messages };
+        fn encode_decode_round_trip(p in arb_packet(8)) {
             let b = bytes_of(&p);
             prop_assert_eq!(b.len(), p.wire_len());
-            prop_assert_eq!(decode(b).expect("round trip"), p);
+            prop_assert_eq!(decode(b), Ok(p));
+        }
+
+        #[test]
+        fn wire_len_is_encoded_size(m in arb_message()) {
+            prop_assert_eq!(bytes_of(&one(m.clone())).len(), PACKET_HEADER_LEN + m.wire_len());
         }
 
         #[test]
         fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
-            let _ = decode(Bytes::from(bytes));
+            check_accepted(bytes)?;
         }
 
         #[test]
-        fn random_bytes_after_a_valid_header_never_panic(ty in 0u8..16, body in prop::collection::vec(any::<u8>(), 0..600)) {
-            let _ = decode(with_body(ty, &body));
+        fn random_messages_after_a_valid_header_never_panic(
+            n in 0u8..4,
+            ty in 0u8..13,
+            len in prop_oneof![0u16..64, any::<u16>()],
+            body in prop::collection::vec(any::<u8>(), 0..600),
+        ) {
+            let mut v = header(n);
+            v.push(ty);
+            v.extend_from_slice(&len.to_be_bytes());
+            v.extend_from_slice(&body);
+            check_accepted(v)?;
+            check_accepted(with_body(ty, &body).to_vec())?;
         }
 
         #[test]
         fn mutated_and_truncated_packets_never_panic(
-            messages in prop::collection::vec(arb_message(), 1..4),
+            p in arb_packet(4),
             flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
             cut in any::<prop::sample::Index>(),
         ) {
-            let mut v = bytes_of(&Packet { messages }).to_vec();
+            let valid = bytes_of(&p).to_vec();
+            let mut mutated = valid.clone();
             for (at, x) in flips {
-                let i = at.index(v.len());
-                v[i] ^= x;
+                let i = at.index(mutated.len());
+                mutated[i] ^= x;
             }
-            let _ = decode(Bytes::from(v.clone()));
-            v.truncate(cut.index(v.len() + 1));
-            let _ = decode(Bytes::from(v));
+            check_accepted(mutated.clone())?;
+            let mut truncated = valid;
+            truncated.truncate(cut.index(truncated.len()));
+            prop_assert!(decode(Bytes::from(truncated)).is_err(), "a strict prefix is never a whole packet");
+            mutated.truncate(cut.index(mutated.len() + 1));
+            check_accepted(mutated)?;
         }
     }
 }
