@@ -92,5 +92,88 @@ fn buffer_map_diff(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, pick_and_update, buffer_map_diff);
+/// One receiver round: 20 neighbours, a 30 s window of the prototype video (about
+/// 900 / 700 / 900 LCs per layer), each neighbour holding 95 % and us 90 %.
+fn receiver_round(c: &mut Criterion) {
+    use layerp2p_codec::{phantom_payload, BufferMap, Kbps, LayerId, Lc, LcHeader, LcId, MediaTime};
+    use layerp2p_engine::peer::neighbours::{Neighbour, Neighbours, RateEstimator};
+    use layerp2p_engine::peer::receiver::{schedule, Scratch};
+    use layerp2p_engine::peer::store::Store;
+    use layerp2p_engine::policy::ReceiverPolicy;
+    use layerp2p_engine::wire::{PeerId, Role};
+    use layerp2p_engine::Time;
+
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let per_layer = [900u32, 700, 900];
+    let mut store = Store::new(3);
+    for (l, &n) in per_layer.iter().enumerate() {
+        let layer = LayerId::from_index(l);
+        store.place(layer, Seq(0));
+        for s in 0..n {
+            if rng.random_bool(0.9) {
+                let header = LcHeader { id: LcId { layer, seq: Seq(s) }, frame: s, part: 0, parts: 1, time: MediaTime(0) };
+                store.insert(Lc { header, payload: phantom_payload(1000) }).expect("fits");
+            }
+        }
+    }
+    let mut neighbours = Neighbours::default();
+    for k in 0..20u16 {
+        let map = BufferMap::from_layers(per_layer.iter().map(|&n| window(0, n, 0.95, &mut rng)).collect());
+        neighbours.insert(Neighbour {
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + k)),
+            id: PeerId(k as u64),
+            role: Role::Peer,
+            initiator: true,
+            since: Time::ZERO,
+            last_heard: Time::ZERO,
+            map: Some(map),
+            rate: RateEstimator::new(Kbps(100)),
+            rtt: None,
+            echo: None,
+            bytes_down: 0,
+            bytes_up: 0,
+        });
+    }
+    let mut scratch = Scratch::default();
+    c.bench_function("receiver_round_20x30s_3_layers", |b| {
+        b.iter(|| {
+            schedule(ReceiverPolicy::Prioritized, 1, &store, &neighbours, &mut rng, &mut scratch);
+            scratch.per_slot.iter().map(Vec::len).sum::<usize>()
+        })
+    });
+}
+
+/// Encode and decode of the two hot messages: an LC and a round's request batch.
+fn wire_codec(c: &mut Criterion) {
+    use bytes::{Bytes, BytesMut};
+    use layerp2p_codec::{LayerId, Lc, LcHeader, LcId, MediaTime};
+    use layerp2p_engine::wire::{decode, encode, Message, Packet};
+
+    let id = LcId { layer: LayerId::BASE, seq: Seq(12345) };
+    let lc = Lc {
+        header: LcHeader { id, frame: 99, part: 0, parts: 1, time: MediaTime(1_000_000) },
+        payload: Bytes::from(vec![7u8; 1250]),
+    };
+    let data = Packet { messages: vec![Message::Data(lc)] };
+    let ids: Vec<LcId> = (0..300).map(|s| LcId { layer: LayerId::from_index(s % 3), seq: Seq(s as u32) }).collect();
+    let request = Packet { messages: vec![Message::Request { ttl_ms: 900, ids }] };
+    let mut g = c.benchmark_group("wire");
+    for (name, packet) in [("lc_1250", &data), ("request_300", &request)] {
+        let mut out = BytesMut::with_capacity(4096);
+        g.bench_function(format!("encode_{name}"), |b| {
+            b.iter(|| {
+                out.clear();
+                encode(black_box(packet), &mut out).expect("encodable");
+                out.len()
+            })
+        });
+        out.clear();
+        encode(packet, &mut out).expect("encodable");
+        let bytes: Bytes = out.clone().freeze();
+        g.bench_function(format!("decode_{name}"), |b| b.iter(|| decode(black_box(bytes.clone())).expect("valid")));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, pick_and_update, buffer_map_diff, receiver_round, wire_codec);
 criterion_main!(benches);
