@@ -2,6 +2,7 @@
 //! subset. Peers refresh periodically; silent ones expire. Every table is bounded.
 
 use crate::node::{Node, Transmit};
+use crate::peer::AMPLIFICATION_LIMIT;
 use crate::time::Time;
 use crate::wire::{ChannelId, Message, Packet, MAX_PEER_LIST};
 use rand::SeedableRng;
@@ -121,7 +122,10 @@ impl Tracker {
         true
     }
 
-    fn send_list(&mut self, channel: ChannelId, to: SocketAddr) {
+    /// Replies with a random list, no larger than `budget` bytes: the tracker never
+    /// sends an unvalidated address more than 3x what it received (peers pad their
+    /// requests so a full list fits).
+    fn send_list(&mut self, channel: ChannelId, to: SocketAddr, budget: usize) {
         if self.outbox.len() >= self.cfg.max_outbox {
             return;
         }
@@ -130,8 +134,17 @@ impl Tracker {
         // Sample one more than needed so the requester itself can be skipped.
         let n = ch.entries.len();
         let picks = rand::seq::index::sample(&mut self.rng, n, (want + 1).min(n));
-        let peers: Vec<SocketAddr> =
-            picks.iter().map(|i| ch.entries[i].addr).filter(|a| *a != to).take(want).collect();
+        let mut size = Packet { messages: vec![Message::PeerList { peers: vec![] }] }.wire_len();
+        let peers: Vec<SocketAddr> = picks
+            .iter()
+            .map(|i| ch.entries[i].addr)
+            .filter(|a| *a != to)
+            .take(want)
+            .take_while(|a| {
+                size += if a.is_ipv4() { 7 } else { 19 };
+                size <= budget
+            })
+            .collect();
         self.stats.lists_sent += 1;
         self.outbox.push_back(Transmit { dst: to, packet: Packet { messages: vec![Message::PeerList { peers }] } });
     }
@@ -152,12 +165,12 @@ impl Tracker {
         self.stats.expired += expired as u64;
     }
 
-    fn handle_message(&mut self, now: Time, from: SocketAddr, msg: Message) {
+    fn handle_message(&mut self, now: Time, from: SocketAddr, msg: Message, budget: usize) {
         match msg {
             Message::Join { channel, peer: _, role: _ } => {
                 if self.register(now, channel, from) {
                     self.stats.joins += 1;
-                    self.send_list(channel, from);
+                    self.send_list(channel, from, budget);
                 } else {
                     self.stats.refused += 1;
                 }
@@ -165,7 +178,7 @@ impl Tracker {
             Message::Refresh { channel, peer: _, want_peers } => {
                 if self.register(now, channel, from) {
                     if want_peers {
-                        self.send_list(channel, from);
+                        self.send_list(channel, from, budget);
                     }
                 } else {
                     self.stats.refused += 1;
@@ -187,8 +200,9 @@ impl Tracker {
 
 impl Node for Tracker {
     fn handle_input(&mut self, now: Time, from: SocketAddr, packet: Packet) {
+        let budget = AMPLIFICATION_LIMIT as usize * packet.wire_len();
         for msg in packet.messages {
-            self.handle_message(now, from, msg);
+            self.handle_message(now, from, msg, budget);
         }
     }
 
@@ -219,7 +233,7 @@ mod tests {
 
     fn join(t: &mut Tracker, now: Time, i: u16) -> Vec<SocketAddr> {
         let msg = Message::Join { channel: ChannelId(1), peer: PeerId(i as u64), role: Role::Peer };
-        t.handle_input(now, addr(i), Packet { messages: vec![msg] });
+        t.handle_input(now, addr(i), Packet { messages: vec![msg, Message::Padding { len: 1000 }] });
         let tx = t.poll_transmit(now).expect("a peer list");
         assert_eq!(tx.dst, addr(i));
         match tx.packet.messages.as_slice() {
@@ -242,6 +256,22 @@ mod tests {
         let b = join(&mut t, Time::ZERO, 5);
         assert_ne!(a, b, "lists should be random subsets");
         assert_eq!(t.peer_count(ChannelId(1)), 100, "rejoin does not duplicate");
+    }
+
+    #[test]
+    fn replies_never_exceed_three_times_the_request() {
+        let mut t = Tracker::new(TrackerConfig::default(), 4);
+        for i in 0..100 {
+            join(&mut t, Time::ZERO, i);
+        }
+        // An unpadded (possibly spoofed) join gets a list cut to 3x its size.
+        let small = Packet { messages: vec![Message::Join { channel: ChannelId(1), peer: PeerId(7), role: Role::Peer }] };
+        let sent = small.wire_len();
+        t.handle_input(Time::ZERO, addr(500), small);
+        let reply = t.poll_transmit(Time::ZERO).expect("a list");
+        assert!(reply.packet.wire_len() <= 3 * sent, "{} > 3 x {sent}", reply.packet.wire_len());
+        // A padded join gets the full list.
+        assert_eq!(join(&mut t, Time::ZERO, 501).len(), 40);
     }
 
     #[test]

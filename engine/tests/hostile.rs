@@ -9,6 +9,8 @@ use proptest::prelude::*;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+mod common;
+
 fn addr(i: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 30_000u16.wrapping_add(i)))
 }
@@ -119,9 +121,8 @@ fn request_flood_stays_bounded_and_honest_neighbour_is_served() {
     }
     let (flooder, honest) = (addr(1), addr(2));
     for a in [flooder, honest] {
-        seed.handle_input(Time::ZERO, a, Packet { messages: vec![Message::Connect { channel: ChannelId(1), peer: PeerId(a.port() as u64), role: Role::Peer }] });
+        common::connect(&mut seed, Time::ZERO, a);
     }
-    while seed.poll_transmit(Time::ZERO).is_some() {}
     // 200 requests of 2048 ids each: 409,600 queued LCs asked for.
     let ids: Vec<LcId> = (0..2048).map(|s| LcId { layer: LayerId::BASE, seq: Seq(s % 600) }).collect();
     for _ in 0..200 {
@@ -166,4 +167,53 @@ fn tracker_join_flood_is_capped() {
     }
     assert_eq!(t.peer_count(ChannelId(1)), 1000);
     assert_eq!(t.stats().refused, 49_000);
+}
+
+/// An attacker spoofs a victim's address: a padded Connect, then requests and buffer
+/// maps "from" the victim. The victim must receive at most 3x what was sent in its
+/// name, and no LC data at all.
+#[test]
+fn spoofed_source_gets_no_amplification() {
+    let mut cfg = PeerConfig::seed(Policy::LayerP2P, LayerPlan::prototype(), Kbps(10_000));
+    cfg.n_max = 50;
+    let mut seed = Peer::new(cfg, 6, Time::ZERO).expect("valid");
+    for s in 0..2000 {
+        let id = LcId { layer: LayerId::BASE, seq: Seq(s) };
+        let header = LcHeader { id, frame: s, part: 0, parts: 1, time: MediaTime(s as u64 * 10_000) };
+        seed.push_lc(Time::ZERO, Lc { header, payload: phantom_payload(1250) }).expect("fits");
+    }
+    let victim = addr(77);
+    let mut sent_in_victims_name = 0usize;
+    let mut to_victim = 0usize;
+    let mut data_to_victim = 0usize;
+    let mut now = Time::ZERO;
+    let mut send = |seed: &mut Peer, now: Time, messages: Vec<Message>| {
+        let p = Packet { messages };
+        sent_in_victims_name += p.wire_len();
+        seed.handle_input(now, victim, p);
+    };
+    let connect = Message::Connect { channel: ChannelId(1), peer: PeerId(1), role: Role::Peer };
+    send(&mut seed, now, vec![connect, Message::Token { nonce: 5, echo: 0 }, Message::Padding { len: 1150 }]);
+    let ids: Vec<LcId> = (0..2000).map(|s| LcId { layer: LayerId::BASE, seq: Seq(s) }).collect();
+    for round in 0..20u64 {
+        // The attacker cannot see the seed's token, so it guesses.
+        let guess = Message::Token { nonce: 5, echo: round.wrapping_mul(0x9E37_79B9_7F4A_7C15) };
+        send(&mut seed, now, vec![guess, Message::Request { ttl_ms: 1000, ids: ids.clone() }]);
+        let end = now + Duration::from_secs(1);
+        while now < end {
+            seed.handle_timeout(now);
+            while let Some(t) = seed.poll_transmit(now) {
+                if t.dst == victim {
+                    to_victim += t.packet.wire_len();
+                    data_to_victim += t.packet.messages.iter().filter(|m| matches!(m, Message::Data(_))).count();
+                }
+            }
+            now = seed.poll_timeout().expect("active").min(end).max(now + Duration::from_millis(1));
+        }
+    }
+    assert_eq!(data_to_victim, 0, "no LC may go to an unvalidated address");
+    assert!(to_victim <= 3 * sent_in_victims_name, "{to_victim} bytes to the victim for {sent_in_victims_name} sent");
+    assert!(seed.stats().unvalidated_requests >= 1);
+    // A "neighbour" that never proves its address is dropped once it falls silent.
+    assert_eq!(seed.neighbour_count(), 0);
 }

@@ -2,25 +2,16 @@
 //! of SPEC §4-§6, observed through the messages it sends.
 
 use layerp2p_codec::{phantom_payload, BufferMap, Kbps, LayerId, LayerPlan, Lc, LcHeader, LcId, MediaTime, Seq};
-use layerp2p_engine::wire::{BufferMapMsg, ChannelId, Message, Packet, PeerId, Role};
+use layerp2p_engine::wire::{BufferMapMsg, Message, PeerId, Role};
 use layerp2p_engine::{Node, Peer, PeerConfig, Policy, Time, Transmit};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+mod common;
+use common::{connect, drain, input};
+
 fn addr(i: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 20_000 + i))
-}
-
-fn drain(p: &mut Peer, now: Time) -> Vec<Transmit> {
-    std::iter::from_fn(|| p.poll_transmit(now)).collect()
-}
-
-fn input(p: &mut Peer, now: Time, from: SocketAddr, messages: Vec<Message>) {
-    p.handle_input(now, from, Packet { messages });
-}
-
-fn connect(p: &mut Peer, now: Time, from: SocketAddr) {
-    input(p, now, from, vec![Message::Connect { channel: ChannelId(1), peer: PeerId(from.port() as u64), role: Role::Peer }]);
 }
 
 fn layer(n: u8) -> LayerId {
@@ -81,10 +72,7 @@ fn receptor_declines_at_n_max() {
     cfg.n_min = 1;
     cfg.n_max = 2;
     let mut p = Peer::new(cfg, 1, Time::ZERO).expect("valid");
-    for i in 0..3 {
-        connect(&mut p, Time::ZERO, addr(i));
-    }
-    let out = drain(&mut p, Time::ZERO);
+    let out: Vec<Transmit> = (0..3).flat_map(|i| connect(&mut p, Time::ZERO, addr(i))).collect();
     let replies: Vec<(SocketAddr, &Message)> = out.iter().map(|t| (t.dst, &t.packet.messages[0])).collect();
     assert!(matches!(replies.iter().find(|(a, _)| *a == addr(0)), Some((_, Message::Accept { .. }))));
     assert!(matches!(replies.iter().find(|(a, _)| *a == addr(1)), Some((_, Message::Accept { .. }))));
@@ -101,8 +89,16 @@ fn initiator_assumes_large_rate_receptor_small() {
     drain(&mut initiator, Time::ZERO);
     input(&mut initiator, Time::ZERO, tracker, vec![Message::PeerList { peers: vec![addr(5)] }]);
     let out = drain(&mut initiator, Time::ZERO);
-    assert!(out.iter().any(|t| t.dst == addr(5) && matches!(t.packet.messages[0], Message::Connect { .. })));
-    input(&mut initiator, Time::ZERO, addr(5), vec![Message::Accept { peer: PeerId(5), role: Role::Peer }]);
+    let request = out.iter().find(|t| t.dst == addr(5) && matches!(t.packet.messages[0], Message::Connect { .. }));
+    let request = request.expect("a connect to the candidate");
+    assert!(request.packet.wire_len() >= layerp2p_engine::peer::HANDSHAKE_SIZE, "handshakes are padded");
+    let nonce = request.packet.messages.iter().find_map(|m| if let Message::Token { nonce, .. } = m { Some(*nonce) } else { None });
+    let nonce = nonce.expect("connect carries a token");
+    // An Accept that does not echo the token is not from the candidate.
+    let accept = Message::Accept { peer: PeerId(5), role: Role::Peer };
+    input(&mut initiator, Time::ZERO, addr(5), vec![accept.clone(), Message::Token { nonce: 9, echo: nonce ^ 1 }]);
+    assert_eq!(initiator.neighbour_count(), 0);
+    input(&mut initiator, Time::ZERO, addr(5), vec![accept, Message::Token { nonce: 9, echo: nonce }]);
     assert_eq!(initiator.download_rate_from(&addr(5)), Some(cfg.d_large));
 
     let mut receptor = Peer::new(config(Policy::LayerP2P, 500), 2, Time::ZERO).expect("valid");

@@ -43,6 +43,12 @@ pub fn data_cost(payload: usize) -> usize {
 const MAX_OUTBOX: usize = 1024;
 /// Most events kept for a driver that does not poll them.
 const MAX_EVENTS: usize = 65_536;
+/// Handshakes to unvalidated addresses are padded to this size, so that every reply
+/// fits within three times what the other side received (anti-amplification).
+pub const HANDSHAKE_SIZE: usize = 1200;
+/// A node sends an address that has not proven it receives there at most this
+/// multiple of what it received from it.
+pub const AMPLIFICATION_LIMIT: u64 = 3;
 /// How long a peer that declined or did not answer is skipped.
 const REFUSED_FOR: Duration = Duration::from_secs(60);
 /// Least interval between tracker requests for more peers.
@@ -82,6 +88,10 @@ pub struct PeerStats {
     pub neighbours_added: u64,
     pub neighbours_removed: u64,
     pub control_dropped: u64,
+    /// Requests ignored because their sender had not proven its address.
+    pub unvalidated_requests: u64,
+    /// Packets withheld from an unvalidated address to respect the 3x limit.
+    pub amplification_limited: u64,
 }
 
 impl PeerStats {
@@ -110,7 +120,8 @@ pub struct Peer {
     left: bool,
     threshold: usize,
     neighbours: Neighbours,
-    pending: HashMap<SocketAddr, Time>,
+    /// Connects sent: when, and the token we handed out.
+    pending: HashMap<SocketAddr, (Time, u64)>,
     refused: HashMap<SocketAddr, Time>,
     candidates: Vec<SocketAddr>,
     store: store::Store,
@@ -165,7 +176,7 @@ impl Peer {
         };
         if let Some(tracker) = peer.cfg.tracker {
             let join = Message::Join { channel: peer.cfg.channel, peer: peer.id, role: peer.cfg.role };
-            peer.send(tracker, vec![join]);
+            peer.send(tracker, Self::padded(vec![join]));
         }
         Ok(peer)
     }
@@ -249,6 +260,35 @@ impl Peer {
         self.outbox.push_back(Transmit { dst, packet: Packet { messages } });
     }
 
+    /// Pads `messages` so the packet is at least `HANDSHAKE_SIZE` bytes.
+    fn padded(mut messages: Vec<Message>) -> Vec<Message> {
+        let len = Packet { messages: messages.clone() }.wire_len();
+        let pad = HANDSHAKE_SIZE.saturating_sub(len + crate::wire::codec::MESSAGE_HEADER_LEN);
+        if len < HANDSHAKE_SIZE {
+            messages.push(Message::Padding { len: pad as u16 });
+        }
+        messages
+    }
+
+    /// Sends to a neighbour, within the 3x budget while it is unvalidated.
+    fn send_to_neighbour(&mut self, slot: usize, messages: Vec<Message>) {
+        let Some(n) = self.neighbours.get_mut(slot) else { return };
+        if !n.validated {
+            let len = Packet { messages: messages.clone() }.wire_len() as u64;
+            if n.unvalidated_out + len > AMPLIFICATION_LIMIT * n.unvalidated_in {
+                self.stats.amplification_limited += 1;
+                return;
+            }
+            n.unvalidated_out += len;
+        }
+        let addr = n.addr;
+        self.send(addr, messages);
+    }
+
+    fn token_for(&self, slot: usize) -> Option<Message> {
+        self.neighbours.get(slot).map(|n| Message::Token { nonce: n.token_out, echo: n.token_in })
+    }
+
     fn event(&mut self, e: Event) {
         if self.events.len() >= MAX_EVENTS {
             self.events.pop_front();
@@ -258,7 +298,18 @@ impl Peer {
 
     // ---- neighbour management (SPEC §4) ----
 
-    fn add_neighbour(&mut self, now: Time, addr: SocketAddr, id: PeerId, role: Role, initiator: bool) -> usize {
+    #[allow(clippy::too_many_arguments)]
+    fn add_neighbour(
+        &mut self,
+        now: Time,
+        addr: SocketAddr,
+        id: PeerId,
+        role: Role,
+        initiator: bool,
+        token_in: u64,
+        received: u64,
+        mut first: Vec<Message>,
+    ) -> usize {
         // The optimistic start: an initiator credits its receptor with d_l, a
         // receptor credits its initiator with only d_s.
         let initial = if initiator { self.cfg.d_large } else { self.cfg.d_small };
@@ -275,12 +326,19 @@ impl Peer {
             echo: None,
             bytes_down: 0,
             bytes_up: 0,
+            token_out: self.rng.random::<u64>() | 1,
+            token_in,
+            // An initiator has seen its own token echoed in the Accept.
+            validated: initiator,
+            unvalidated_in: received,
+            unvalidated_out: 0,
         });
         self.supplier.set_weight(slot, initial.bits_per_sec() + self.cfg.epsilon.bits_per_sec());
         self.stats.neighbours_added += 1;
         self.event(Event::NeighbourUp { addr, initiator });
-        let map = self.buffer_map_for(now, slot);
-        self.send(addr, vec![map]);
+        first.extend(self.token_for(slot));
+        first.push(self.buffer_map_for(now, slot));
+        self.send_to_neighbour(slot, first);
         slot
     }
 
@@ -307,9 +365,11 @@ impl Peer {
                 self.ask_tracker(now);
                 return;
             };
-            self.pending.insert(addr, now);
+            let nonce = self.rng.random::<u64>() | 1;
+            self.pending.insert(addr, (now, nonce));
             let msg = Message::Connect { channel: self.cfg.channel, peer: self.id, role: self.cfg.role };
-            self.send(addr, vec![msg]);
+            let packet = Self::padded(vec![msg, Message::Token { nonce, echo: 0 }]);
+            self.send(addr, packet);
         }
     }
 
@@ -328,7 +388,7 @@ impl Peer {
         }
         self.last_tracker_ask = Some(now);
         let msg = Message::Refresh { channel: self.cfg.channel, peer: self.id, want_peers: true };
-        self.send(tracker, vec![msg]);
+        self.send(tracker, Self::padded(vec![msg]));
     }
 
     /// Every adaptation period: drop the neighbour we receive least from (among those
@@ -357,35 +417,54 @@ impl Peer {
         }
     }
 
-    fn on_connect(&mut self, now: Time, from: SocketAddr, channel: crate::wire::ChannelId, id: PeerId, role: Role) {
+    #[allow(clippy::too_many_arguments)]
+    fn on_connect(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        channel: crate::wire::ChannelId,
+        id: PeerId,
+        role: Role,
+        token: Option<(u64, u64)>,
+        received: u64,
+    ) {
         if channel != self.cfg.channel || self.left {
             self.send(from, vec![Message::Decline { reason: Reason::Refused }]);
             return;
         }
-        if self.neighbours.contains(&from) {
-            self.send(from, vec![Message::Accept { peer: self.id, role: self.cfg.role }]);
+        if let Some(slot) = self.neighbours.slot_of(&from) {
+            let mut reply = vec![Message::Accept { peer: self.id, role: self.cfg.role }];
+            reply.extend(self.token_for(slot));
+            self.send_to_neighbour(slot, reply);
             return;
         }
         if self.neighbours.len() >= self.cfg.n_max {
             self.send(from, vec![Message::Decline { reason: Reason::Full }]);
             return;
         }
-        // Both sides asked at once: we count as initiator too.
-        let initiator = self.pending.remove(&from).is_some();
-        self.send(from, vec![Message::Accept { peer: self.id, role: self.cfg.role }]);
-        self.add_neighbour(now, from, id, role, initiator);
+        // Both sides asked at once: our own Connect settles it from their side.
+        self.pending.remove(&from);
+        let token_in = token.map_or(0, |(nonce, _)| nonce);
+        let accept = vec![Message::Accept { peer: self.id, role: self.cfg.role }];
+        self.add_neighbour(now, from, id, role, false, token_in, received, accept);
     }
 
-    fn on_accept(&mut self, now: Time, from: SocketAddr, id: PeerId, role: Role) {
+    fn on_accept(&mut self, now: Time, from: SocketAddr, id: PeerId, role: Role, token: Option<(u64, u64)>) {
         if self.neighbours.contains(&from) {
             return;
         }
-        let asked = self.pending.remove(&from).is_some();
-        if !asked || self.neighbours.len() >= self.cfg.n_max {
+        // Only an Accept that echoes the token we sent to `from` comes from `from`.
+        let Some(&(_, nonce)) = self.pending.get(&from) else { return };
+        let Some((their_token, _)) = token.filter(|&(_, echo)| echo == nonce) else {
+            self.stats.rejected += 1;
+            return;
+        };
+        self.pending.remove(&from);
+        if self.neighbours.len() >= self.cfg.n_max {
             self.send(from, vec![Message::Disconnect { reason: Reason::Full }]);
             return;
         }
-        self.add_neighbour(now, from, id, role, true);
+        self.add_neighbour(now, from, id, role, true, their_token, 0, Vec::new());
     }
 
     // ---- exchange ----
@@ -441,6 +520,11 @@ impl Peer {
 
     fn on_request(&mut self, now: Time, from: SocketAddr, ttl_ms: u16, ids: Vec<LcId>) {
         let Some(slot) = self.neighbours.slot_of(&from) else { return };
+        if !self.neighbours.get(slot).is_some_and(|n| n.validated) {
+            // Could be spoofed: serving it would aim our upload at a victim.
+            self.stats.unvalidated_requests += 1;
+            return;
+        }
         let ttl = Duration::from_millis(ttl_ms as u64).min(self.cfg.round);
         let expires = now + ttl;
         self.stats.requests_received += ids.len() as u64;
@@ -480,7 +564,7 @@ impl Peer {
         }
     }
 
-    fn handle_message(&mut self, now: Time, from: SocketAddr, msg: Message) {
+    fn handle_message(&mut self, now: Time, from: SocketAddr, msg: Message, token: Option<(u64, u64)>, received: u64) {
         match msg {
             Message::PeerList { peers } => {
                 if Some(from) == self.cfg.tracker {
@@ -489,8 +573,8 @@ impl Peer {
                     self.seek(now);
                 }
             }
-            Message::Connect { channel, peer, role } => self.on_connect(now, from, channel, peer, role),
-            Message::Accept { peer, role } => self.on_accept(now, from, peer, role),
+            Message::Connect { channel, peer, role } => self.on_connect(now, from, channel, peer, role, token, received),
+            Message::Accept { peer, role } => self.on_accept(now, from, peer, role, token),
             Message::Decline { .. } => {
                 if self.pending.remove(&from).is_some() {
                     self.refused.insert(from, now + REFUSED_FOR);
@@ -504,7 +588,9 @@ impl Peer {
             Message::BufferMap(m) => self.on_buffer_map(now, from, m),
             Message::Request { ttl_ms, ids } => self.on_request(now, from, ttl_ms, ids),
             Message::Data(lc) => self.on_data(now, from, lc),
-            // Tracker-bound messages are not for us.
+            // Tokens are read per packet in `handle_input`; tracker-bound messages and
+            // padding are not for us.
+            Message::Token { .. } | Message::Padding { .. } => {}
             Message::Join { .. } | Message::Refresh { .. } | Message::Leave { .. } => {}
         }
     }
@@ -554,7 +640,7 @@ impl Peer {
         // Liveness: forget unanswered requests and silent neighbours.
         let timeout = self.cfg.connect_timeout;
         let expired: Vec<SocketAddr> =
-            self.pending.iter().filter(|(_, t)| now.since(**t) > timeout).map(|(a, _)| *a).collect();
+            self.pending.iter().filter(|(_, (t, _))| now.since(*t) > timeout).map(|(a, _)| *a).collect();
         for addr in expired {
             self.pending.remove(&addr);
             self.refused.insert(addr, now + REFUSED_FOR);
@@ -592,17 +678,17 @@ impl Peer {
         for slot in slots {
             let map = self.buffer_map_for(now, slot);
             let Some(n) = self.neighbours.get(slot) else { continue };
-            let addr = n.addr;
             let rtt = n.rtt.unwrap_or(self.cfg.default_rtt);
             // Serving deadline T - tau (SPEC §5), but never below a quarter round.
             let ttl = self.cfg.round.saturating_sub(rtt).max(self.cfg.round / 4);
             let ttl_ms = ttl.as_millis().min(u16::MAX as u128) as u16;
             let mut messages = vec![map];
+            messages.extend(self.token_for(slot));
             let ids = self.scratch.per_slot.get_mut(slot).map(std::mem::take).unwrap_or_default();
             for chunk in ids.chunks(MAX_REQUEST_IDS) {
                 messages.push(Message::Request { ttl_ms, ids: chunk.to_vec() });
             }
-            self.send(addr, messages);
+            self.send_to_neighbour(slot, messages);
         }
     }
 
@@ -613,7 +699,7 @@ impl Peer {
                 self.last_tracker_ask = Some(now);
             }
             let msg = Message::Refresh { channel: self.cfg.channel, peer: self.id, want_peers };
-            self.send(tracker, vec![msg]);
+            self.send(tracker, if want_peers { Self::padded(vec![msg]) } else { vec![msg] });
         }
     }
 }
@@ -631,8 +717,21 @@ impl Node for Peer {
         if self.left {
             return;
         }
+        let received = packet.wire_len() as u64;
+        let token = packet.messages.iter().find_map(|m| match m {
+            Message::Token { nonce, echo } => Some((*nonce, *echo)),
+            _ => None,
+        });
+        if let Some((_, n)) = self.neighbours.by_addr_mut(&from) {
+            if token.is_some_and(|(_, echo)| echo == n.token_out) {
+                n.validated = true;
+            }
+            if !n.validated {
+                n.unvalidated_in += received;
+            }
+        }
         for msg in packet.messages {
-            self.handle_message(now, from, msg);
+            self.handle_message(now, from, msg, token, received);
         }
     }
 

@@ -59,6 +59,15 @@ pub struct Neighbour {
     pub echo: Option<(u64, Time)>,
     pub bytes_down: u64,
     pub bytes_up: u64,
+    /// Our token for them; they prove their address by echoing it.
+    pub token_out: u64,
+    /// Their token for us, echoed in every packet we send them.
+    pub token_in: u64,
+    /// They have echoed `token_out`: they receive at `addr`.
+    pub validated: bool,
+    /// Until validated: bytes received from and sent to `addr` (the 3x budget).
+    pub unvalidated_in: u64,
+    pub unvalidated_out: u64,
 }
 
 /// Slot-indexed neighbour set.
@@ -173,6 +182,11 @@ mod tests {
             echo: None,
             bytes_down: 0,
             bytes_up: 0,
+            token_out: 1,
+            token_in: 0,
+            validated: true,
+            unvalidated_in: 0,
+            unvalidated_out: 0,
         };
         let mut t = Neighbours::default();
         let a = t.insert(mk(1));

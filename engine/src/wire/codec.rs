@@ -66,6 +66,8 @@ pub mod code {
     pub const BUFFER_MAP: u8 = 9;
     pub const REQUEST: u8 = 10;
     pub const DATA: u8 = 11;
+    pub const TOKEN: u8 = 12;
+    pub const PADDING: u8 = 13;
 }
 
 /// Why a datagram was refused (decode) or could not be produced (encode).
@@ -128,6 +130,8 @@ fn body_len(m: &Message) -> usize {
         }
         Message::Request { ids, .. } => REQUEST_FIXED + ids.len() * ID_LEN,
         Message::Data(lc) => LC_HEADER_LEN + lc.payload.len(),
+        Message::Token { .. } => 8 + 8,
+        Message::Padding { len } => usize::from(*len),
     }
 }
 
@@ -182,6 +186,8 @@ fn type_code(m: &Message) -> u8 {
         Message::BufferMap(_) => code::BUFFER_MAP,
         Message::Request { .. } => code::REQUEST,
         Message::Data(_) => code::DATA,
+        Message::Token { .. } => code::TOKEN,
+        Message::Padding { .. } => code::PADDING,
     }
 }
 
@@ -296,6 +302,11 @@ fn put_body(out: &mut BytesMut, m: &Message) {
             out.put_u64(h.time.0);
             out.put_slice(&lc.payload);
         }
+        Message::Token { nonce, echo } => {
+            out.put_u64(*nonce);
+            out.put_u64(*echo);
+        }
+        Message::Padding { len } => out.put_bytes(0, usize::from(*len)),
     }
 }
 
@@ -528,6 +539,16 @@ fn decode_body(r: &mut Reader<'_>, ty: u8) -> Result<Message, WireError> {
             let header = LcHeader { id: LcId { layer, seq }, frame, part, parts, time };
             Message::Data(Lc { header, payload: r.rest() })
         }
+        code::TOKEN => Message::Token { nonce: r.u64("token nonce")?, echo: r.u64("token echo")? },
+        code::PADDING => {
+            // Padding is zeros, so a packet re-encodes to the bytes it came from.
+            let n = r.remaining();
+            let bytes = r.take(n, "padding")?;
+            if let Some(&b) = bytes.iter().find(|&&b| b != 0) {
+                return Err(WireError::BadValue { what: "padding byte", value: b.into() });
+            }
+            Message::Padding { len: n as u16 }
+        }
         other => return Err(WireError::UnknownType(other)),
     })
 }
@@ -622,6 +643,9 @@ mod tests {
             Message::Leave { channel: ChannelId(1), peer: PeerId(3) },
             Message::Connect { channel: ChannelId(1), peer: PeerId(4), role: Role::Relay },
             Message::Accept { peer: PeerId(5), role: Role::Peer },
+            Message::Token { nonce: 0x0123_4567_89AB_CDEF, echo: u64::MAX },
+            Message::Padding { len: 0 },
+            Message::Padding { len: 1150 },
             Message::Decline { reason: Reason::Full },
             Message::Decline { reason: Reason::Refused },
             Message::Disconnect { reason: Reason::Adaptation },
@@ -810,7 +834,9 @@ mod tests {
             ("body cut", Bytes::from([&header(1)[..], &[7, 0, 5, 0]].concat()), truncated("message body", 4)),
             ("trailing after last", Bytes::from(plus(&[0])), WireError::TrailingBytes(1)),
             ("unknown type 0", with_body(0, &[]), WireError::UnknownType(0)),
-            ("unknown type 12", with_body(12, &[1]), WireError::UnknownType(12)),
+            ("unknown type 14", with_body(14, &[1]), WireError::UnknownType(14)),
+            ("token cut", with_body(code::TOKEN, &[0; 12]), truncated("token echo", 4)),
+            ("padding not zero", with_body(code::PADDING, &[0, 0, 3]), bad("padding byte", 3)),
             ("unknown type 255", with_body(255, &[]), WireError::UnknownType(255)),
             ("body too long", with_body(code::DECLINE, &[0, 0]), WireError::BodyTooLong(code::DECLINE, 1)),
             ("empty decline", with_body(code::DECLINE, &[]), truncated("reason", 1)),
@@ -986,6 +1012,8 @@ mod tests {
                 role
             }),
             (any::<u64>(), arb_role()).prop_map(|(p, role)| Message::Accept { peer: PeerId(p), role }),
+            (any::<u64>(), any::<u64>()).prop_map(|(nonce, echo)| Message::Token { nonce, echo }),
+            (0u16..2000).prop_map(|len| Message::Padding { len }),
             arb_reason().prop_map(|reason| Message::Decline { reason }),
             arb_reason().prop_map(|reason| Message::Disconnect { reason }),
             (any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>(), map).prop_map(

@@ -95,6 +95,14 @@ pub enum Message {
     Request { ttl_ms: u16, ids: Vec<LcId> },
     /// Supplier -> receiver: one LC.
     Data(Lc),
+
+    // --- address validation (anti-amplification) ---
+    /// `nonce`: a random token the sender hands the addressee; `echo`: the last token
+    /// the addressee handed the sender (0 if none). Echoing a token proves the sender
+    /// receives at its address; until then a node sends it at most 3x what it got.
+    Token { nonce: u64, echo: u64 },
+    /// `len` zero bytes: pads handshakes so replies stay within 3x of requests.
+    Padding { len: u16 },
 }
 
 /// One datagram: a protocol version and the messages it carries.
