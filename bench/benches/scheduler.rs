@@ -132,6 +132,11 @@ fn receiver_round(c: &mut Criterion) {
             echo: None,
             bytes_down: 0,
             bytes_up: 0,
+            token_out: 1,
+            token_in: 1,
+            validated: true,
+            unvalidated_in: 0,
+            unvalidated_out: 0,
         });
     }
     let mut scratch = Scratch::default();
