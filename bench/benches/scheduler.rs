@@ -96,7 +96,7 @@ fn buffer_map_diff(c: &mut Criterion) {
 /// 900 / 700 / 900 LCs per layer), each neighbour holding 95 % and us 90 %.
 fn receiver_round(c: &mut Criterion) {
     use layerp2p_codec::{phantom_payload, BufferMap, Kbps, LayerId, Lc, LcHeader, LcId, MediaTime};
-    use layerp2p_engine::peer::neighbours::{Neighbour, Neighbours, RateEstimator};
+    use layerp2p_engine::peer::neighbours::{Neighbour, Neighbours};
     use layerp2p_engine::peer::receiver::{schedule, Scratch};
     use layerp2p_engine::peer::store::Store;
     use layerp2p_engine::policy::ReceiverPolicy;
@@ -119,25 +119,10 @@ fn receiver_round(c: &mut Criterion) {
     let mut neighbours = Neighbours::default();
     for k in 0..20u16 {
         let map = BufferMap::from_layers(per_layer.iter().map(|&n| window(0, n, 0.95, &mut rng)).collect());
-        neighbours.insert(Neighbour {
-            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + k)),
-            id: PeerId(k as u64),
-            role: Role::Peer,
-            initiator: true,
-            since: Time::ZERO,
-            last_heard: Time::ZERO,
-            map: Some(map),
-            rate: RateEstimator::new(Kbps(100)),
-            rtt: None,
-            echo: None,
-            bytes_down: 0,
-            bytes_up: 0,
-            token_out: 1,
-            token_in: 1,
-            validated: true,
-            unvalidated_in: 0,
-            unvalidated_out: 0,
-        });
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + k));
+        let mut n = Neighbour::new(addr, PeerId(k as u64), Role::Peer, true, Time::ZERO, Kbps(100));
+        n.map = Some(map);
+        neighbours.insert(n);
     }
     let mut scratch = Scratch::default();
     c.bench_function("receiver_round_20x30s_3_layers", |b| {

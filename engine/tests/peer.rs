@@ -245,11 +245,41 @@ fn playback_counts_in_time_and_missed_lcs() {
     run_timers(&mut p, Time::ZERO, Time::from_secs(5));
     let st = p.stats();
     // By local 5 s the source is at 6 s: media time <= 1 s is due, so 0..5 and 7 are
-    // played; 5 and 6 are missed (7 is held and due), and so are 8 and 9, which the
-    // neighbour's head (9, at most 1 s) proves due.
+    // played and 5 and 6 missed (7 is held and due). 8 and 9 stay open: nothing says
+    // yet when they were due.
     assert_eq!(st.layers[0].played, 6);
-    assert_eq!(st.layers[0].missed, 4);
+    assert_eq!(st.layers[0].missed, 2);
     assert!(st.layers[0].ratio() < 1.0);
+    // The neighbour has played past them (its window now starts at 10): given up.
+    let mut moved = full_map(3, 12, MediaTime::from_secs_f64(1.2));
+    if let Message::BufferMap(b) = &mut moved {
+        b.map.layer_mut(layer(1)).expect("layer").advance(Seq(10));
+    }
+    input(&mut p, Time::from_secs(5), nb, vec![moved]);
+    run_timers(&mut p, Time::from_secs(5), Time::from_secs(7));
+    assert_eq!(p.stats().layers[0].missed, 4);
+}
+
+#[test]
+fn one_lying_neighbour_cannot_move_the_playback_clock() {
+    let mut cfg = config(Policy::LayerP2P, 500);
+    cfg.startup = Duration::ZERO;
+    cfg.lag = Duration::from_secs(5);
+    let mut p = Peer::new(cfg, 8, Time::ZERO).expect("valid");
+    let (a, b, liar) = (addr(1), addr(2), addr(3));
+    for n in [a, b, liar] {
+        connect(&mut p, Time::ZERO, n);
+    }
+    for n in [a, b] {
+        input(&mut p, Time::ZERO, n, vec![full_map(3, 10, MediaTime::from_secs_f64(1.0))]);
+    }
+    // The liar claims the source is a day ahead, which would make everything due.
+    input(&mut p, Time::ZERO, liar, vec![full_map(3, 10, MediaTime::from_secs_f64(86_400.0))]);
+    input(&mut p, Time::ZERO, a, vec![Message::Data(lc(1, 0, MediaTime(0)))]);
+    run_timers(&mut p, Time::ZERO, Time::from_secs(3));
+    // Source at about 4 s, lag 5 s: media time 0 is not due yet, so nothing is played
+    // or missed.
+    assert_eq!(p.stats().layers[0].played + p.stats().layers[0].missed, 0);
 }
 
 #[test]

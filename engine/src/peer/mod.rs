@@ -16,7 +16,7 @@ use crate::policy::SupplierPolicy;
 use crate::time::Time;
 use crate::wire::{BufferMapMsg, Message, Packet, PeerId, Reason, Role, MAX_REQUEST_IDS};
 use layerp2p_codec::{Insert, Kbps, Lc, LcId, WindowError, MAX_LC_PAYLOAD};
-use neighbours::{Neighbour, Neighbours, RateEstimator};
+use neighbours::{Neighbour, Neighbours};
 use playback::{LayerStats, Playback};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -313,26 +313,13 @@ impl Peer {
         // The optimistic start: an initiator credits its receptor with d_l, a
         // receptor credits its initiator with only d_s.
         let initial = if initiator { self.cfg.d_large } else { self.cfg.d_small };
-        let slot = self.neighbours.insert(Neighbour {
-            addr,
-            id,
-            role,
-            initiator,
-            since: now,
-            last_heard: now,
-            map: None,
-            rate: RateEstimator::new(initial),
-            rtt: None,
-            echo: None,
-            bytes_down: 0,
-            bytes_up: 0,
-            token_out: self.rng.random::<u64>() | 1,
-            token_in,
-            // An initiator has seen its own token echoed in the Accept.
-            validated: initiator,
-            unvalidated_in: received,
-            unvalidated_out: 0,
-        });
+        let mut n = Neighbour::new(addr, id, role, initiator, now, initial);
+        n.token_out = self.rng.random::<u64>() | 1;
+        n.token_in = token_in;
+        // An initiator has seen its own token echoed in the Accept.
+        n.validated = initiator;
+        n.unvalidated_in = received;
+        let slot = self.neighbours.insert(n);
         self.supplier.set_weight(slot, initial.bits_per_sec() + self.cfg.epsilon.bits_per_sec());
         self.stats.neighbours_added += 1;
         self.event(Event::NeighbourUp { addr, initiator });
@@ -502,20 +489,39 @@ impl Peer {
             n.map = None;
             return;
         }
-        self.playback.observe(now, m.head_time);
-        for (li, w) in m.map.layers().iter().enumerate() {
-            let layer = layerp2p_codec::LayerId::from_index(li);
-            if w.is_empty() {
-                continue;
-            }
-            // The newest LC of any layer is no older than this layer's head.
-            self.playback.anchor(layer, layerp2p_codec::Seq(w.head().0 - 1), m.head_time);
-            // Our playback starts where a neighbour that holds data stands.
-            if !self.store.is_placed(layer) && self.cfg.role != Role::Seed {
-                self.store.place(layer, w.start());
-            }
+        if m.map.layers().iter().any(|w| !w.is_empty()) {
+            n.head_offset = Some(m.head_time.0 as i64 - now.0 as i64);
         }
         n.map = Some(m.map);
+        // Where the source is: the median of what neighbours report, so one liar
+        // cannot drag our playback point.
+        let mut offsets: Vec<i64> = self.neighbours.iter().filter_map(|(_, n)| n.head_offset).collect();
+        if let Some(median) = median(&mut offsets) {
+            self.playback.observe_offset(median);
+        }
+    }
+
+    /// Per layer, the median window start of neighbours that hold data: where
+    /// playback stands in the swarm. A newcomer starts there; and everything below
+    /// it has been played (and dropped) by most neighbours, so a missing LC there is
+    /// given up.
+    fn swarm_positions(&mut self) {
+        if self.cfg.role == Role::Seed {
+            return;
+        }
+        for li in 0..self.cfg.plan.layers() {
+            let layer = layerp2p_codec::LayerId::from_index(li);
+            let mut starts: Vec<i64> = self
+                .neighbours
+                .iter()
+                .filter_map(|(_, n)| n.map.as_ref()?.layer(layer).filter(|w| !w.is_empty()).map(|w| w.start().0 as i64))
+                .collect();
+            let Some(start) = median(&mut starts).map(|s| layerp2p_codec::Seq(s as u32)) else { continue };
+            if !self.store.is_placed(layer) {
+                self.store.place(layer, start);
+            }
+            self.playback.raise_due(layer, start);
+        }
     }
 
     fn on_request(&mut self, now: Time, from: SocketAddr, ttl_ms: u16, ids: Vec<LcId>) {
@@ -551,7 +557,6 @@ impl Peer {
             self.stats.rejected += 1;
             return;
         }
-        self.playback.observe(now, lc.header.time);
         if self.playback.is_due(now, lc.header.time) {
             self.playback.record_late(now, layer);
             return;
@@ -599,7 +604,6 @@ impl Peer {
 
     /// Consumes every due LC at the window start of each layer.
     fn play(&mut self, now: Time) {
-        self.playback.update_due(now);
         let counting = self.cfg.role != Role::Seed;
         for li in 0..self.store.layers() {
             let layer = layerp2p_codec::LayerId::from_index(li);
@@ -663,6 +667,7 @@ impl Peer {
             self.supplier.set_weight(slot, n.rate.bits_per_sec() + eps);
         }
         self.seek(now);
+        self.swarm_positions();
 
         if self.cfg.role != Role::Seed {
             receiver::schedule(
@@ -702,6 +707,15 @@ impl Peer {
             self.send(tracker, if want_peers { Self::padded(vec![msg]) } else { vec![msg] });
         }
     }
+}
+
+/// The median of `v` (upper median for even lengths), reordering it.
+fn median(v: &mut [i64]) -> Option<i64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mid = v.len() / 2;
+    Some(*v.select_nth_unstable(mid).1)
 }
 
 /// Advances a periodic timer past `now`, skipping missed periods.

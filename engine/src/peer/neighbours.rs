@@ -68,6 +68,34 @@ pub struct Neighbour {
     /// Until validated: bytes received from and sent to `addr` (the 3x budget).
     pub unvalidated_in: u64,
     pub unvalidated_out: u64,
+    /// Their latest `head_time - now` (µs): one vote for where the source is.
+    pub head_offset: Option<i64>,
+}
+
+impl Neighbour {
+    /// A fresh, unvalidated relationship credited with `initial` as d(n,k).
+    pub fn new(addr: SocketAddr, id: PeerId, role: Role, initiator: bool, now: Time, initial: Kbps) -> Neighbour {
+        Neighbour {
+            addr,
+            id,
+            role,
+            initiator,
+            since: now,
+            last_heard: now,
+            map: None,
+            rate: RateEstimator::new(initial),
+            rtt: None,
+            echo: None,
+            bytes_down: 0,
+            bytes_up: 0,
+            token_out: 0,
+            token_in: 0,
+            validated: false,
+            unvalidated_in: 0,
+            unvalidated_out: 0,
+            head_offset: None,
+        }
+    }
 }
 
 /// Slot-indexed neighbour set.
@@ -169,24 +197,9 @@ mod tests {
 
     #[test]
     fn slots_are_reused() {
-        let mk = |port| Neighbour {
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            id: PeerId(port as u64),
-            role: Role::Peer,
-            initiator: true,
-            since: Time::ZERO,
-            last_heard: Time::ZERO,
-            map: None,
-            rate: RateEstimator::new(Kbps(0)),
-            rtt: None,
-            echo: None,
-            bytes_down: 0,
-            bytes_up: 0,
-            token_out: 1,
-            token_in: 0,
-            validated: true,
-            unvalidated_in: 0,
-            unvalidated_out: 0,
+        let mk = |port| {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            Neighbour::new(addr, PeerId(port as u64), Role::Peer, true, Time::ZERO, Kbps(0))
         };
         let mut t = Neighbours::default();
         let a = t.insert(mk(1));

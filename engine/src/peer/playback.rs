@@ -1,22 +1,18 @@
 //! Playback: where the source's encoding point is, which LCs are due, and the
 //! per-layer accounting of LCs played in time versus missed (SPEC §10).
 //!
-//! The peer never sees the source's clock. It estimates it as
-//! `now + offset`, with `offset` the largest `media_time - now` ever observed (the
-//! freshest LC or buffer-map head); that estimate only moves forward. An LC is due
-//! when `media_time + lag <= now + offset`. A missing LC is given up when a later
-//! LC of the same layer is known to be due: by the LC the peer holds next, or by a
-//! neighbour's advertised head.
+//! The peer never sees the source's clock. It estimates it as `now + offset`, where
+//! `offset` is the median over neighbours of `head_time - now` (their newest LC's
+//! media time), or, at the seed, the media time of what it produced; the estimate only
+//! moves forward. An LC is due when `media_time + lag <= now + offset`. A missing LC
+//! is given up once the LC the peer holds next is due, or once most neighbours have
+//! played past it (the median of their window starts).
 
 use crate::time::Time;
 use layerp2p_codec::{LayerId, MediaTime, Seq};
 use serde::Serialize;
-use std::collections::VecDeque;
 use std::time::Duration;
 
-/// Most head anchors kept per layer (one per 100 ms of media time is plenty).
-const MAX_ANCHORS: usize = 1024;
-const ANCHOR_SPACING_US: u64 = 100_000;
 
 /// Per-layer playback counters.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -42,8 +38,6 @@ impl LayerStats {
 pub struct Playback {
     lag_us: u64,
     offset: Option<i64>,
-    /// Per layer: (seq, media time) of advertised heads, increasing in both.
-    anchors: Vec<VecDeque<(Seq, MediaTime)>>,
     /// Per layer: every seq below this is known to be due.
     due_below: Vec<Seq>,
     /// Only LCs played at or after this instant are counted.
@@ -56,7 +50,6 @@ impl Playback {
         Playback {
             lag_us: lag.as_micros() as u64,
             offset: None,
-            anchors: vec![VecDeque::new(); layers],
             due_below: vec![Seq(0); layers],
             count_from,
             layers: vec![LayerStats::default(); layers],
@@ -65,8 +58,12 @@ impl Playback {
 
     /// Records that the source had reached at least `t` by local time `now`.
     pub fn observe(&mut self, now: Time, t: MediaTime) {
-        let off = t.0 as i64 - now.0 as i64;
-        self.offset = Some(self.offset.map_or(off, |o| o.max(off)));
+        self.observe_offset(t.0 as i64 - now.0 as i64);
+    }
+
+    /// Records that the source clock is at least `now + offset`.
+    pub fn observe_offset(&mut self, offset: i64) {
+        self.offset = Some(self.offset.map_or(offset, |o| o.max(offset)));
     }
 
     /// The estimated source clock, once anything has been observed.
@@ -79,33 +76,10 @@ impl Playback {
         self.source_now(now).is_some_and(|s| t.0 + self.lag_us <= s.0)
     }
 
-    /// Records a neighbour's head: `seq` of `layer` has media time at most `t`.
-    pub fn anchor(&mut self, layer: LayerId, seq: Seq, t: MediaTime) {
-        let q = &mut self.anchors[layer.index()];
-        match q.back_mut() {
-            Some(back) if seq <= back.0 || t < back.1 => {}
-            // Close to the last one: move it forward (still a valid upper bound).
-            Some(back) if t.0 - back.1.0 < ANCHOR_SPACING_US => *back = (seq, t),
-            _ => {
-                if q.len() == MAX_ANCHORS {
-                    q.pop_front();
-                }
-                q.push_back((seq, t));
-            }
-        }
-    }
-
-    /// Moves `due_below` forward over anchors that have become due.
-    pub fn update_due(&mut self, now: Time) {
-        for l in 0..self.anchors.len() {
-            while let Some(&(seq, t)) = self.anchors[l].front() {
-                if !self.is_due(now, t) {
-                    break;
-                }
-                self.anchors[l].pop_front();
-                self.due_below[l] = self.due_below[l].max(seq.next());
-            }
-        }
+    /// Everything below `seq` of `layer` is past its deadline (the swarm has played it).
+    pub fn raise_due(&mut self, layer: LayerId, seq: Seq) {
+        let d = &mut self.due_below[layer.index()];
+        *d = (*d).max(seq);
     }
 
     /// Is the missing LC `seq` of `layer` known to be past its deadline?
@@ -158,17 +132,16 @@ mod tests {
     }
 
     #[test]
-    fn anchors_make_missing_lcs_due() {
+    fn missing_lcs_become_due_by_swarm_position_or_a_later_held_lc() {
         let mut p = Playback::new(1, Duration::from_secs(30), Time::ZERO);
         p.observe(Time::ZERO, MediaTime::from_secs_f64(40.0));
-        p.anchor(LayerId::BASE, Seq(100), MediaTime::from_secs_f64(20.0));
-        p.anchor(LayerId::BASE, Seq(90), MediaTime::from_secs_f64(21.0)); // not increasing: ignored
-        p.update_due(Time::ZERO);
         assert!(!p.missing_is_due(Time::ZERO, LayerId::BASE, Seq(99), None));
-        p.update_due(Time::from_secs(10));
-        assert!(p.missing_is_due(Time::from_secs(10), LayerId::BASE, Seq(100), None));
-        assert!(!p.missing_is_due(Time::from_secs(10), LayerId::BASE, Seq(101), None));
-        assert!(p.missing_is_due(Time::from_secs(10), LayerId::BASE, Seq(101), Some(MediaTime::from_secs_f64(19.0))));
+        p.raise_due(LayerId::BASE, Seq(100));
+        p.raise_due(LayerId::BASE, Seq(50)); // never moves back
+        assert!(p.missing_is_due(Time::ZERO, LayerId::BASE, Seq(99), None));
+        assert!(!p.missing_is_due(Time::ZERO, LayerId::BASE, Seq(100), None));
+        assert!(p.missing_is_due(Time::ZERO, LayerId::BASE, Seq(100), Some(MediaTime::from_secs_f64(9.0))));
+        assert!(!p.missing_is_due(Time::ZERO, LayerId::BASE, Seq(100), Some(MediaTime::from_secs_f64(11.0))));
     }
 
     #[test]
