@@ -10,6 +10,7 @@ pub mod config;
 pub mod node;
 pub mod peer;
 pub mod policy;
+pub mod runtime;
 pub mod sampler;
 pub mod sim;
 pub mod time;

@@ -1,0 +1,143 @@
+//! Runs one node over one UDP socket on the current glommio executor: a receive task
+//! (io_uring `recv_from`) feeds `handle_input`; a timer loop calls `handle_timeout`
+//! when the node asks; after either, everything `poll_transmit` yields goes out in one
+//! batch (`udp::send_batch`). Malformed datagrams are counted and dropped.
+
+use super::udp;
+use crate::node::Node;
+use crate::time::Time;
+use crate::wire;
+use bytes::{Bytes, BytesMut};
+use std::cell::{Cell, RefCell};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The driver's clock: `Time` is microseconds since `start`.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    pub fn starting_at(start: Instant) -> Clock {
+        Clock { start }
+    }
+
+    pub fn now(&self) -> Time {
+        Time(self.start.elapsed().as_micros() as u64)
+    }
+}
+
+/// What crossed the socket.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct IoStats {
+    pub datagrams_in: u64,
+    pub bytes_in: u64,
+    pub malformed: u64,
+    pub datagrams_out: u64,
+    pub bytes_out: u64,
+    pub send_syscalls: u64,
+    pub send_dropped: u64,
+}
+
+impl IoStats {
+    pub fn add(&mut self, o: &IoStats) {
+        self.datagrams_in += o.datagrams_in;
+        self.bytes_in += o.bytes_in;
+        self.malformed += o.malformed;
+        self.datagrams_out += o.datagrams_out;
+        self.bytes_out += o.bytes_out;
+        self.send_syscalls += o.send_syscalls;
+        self.send_dropped += o.send_dropped;
+    }
+}
+
+/// Longest the timer loop sleeps: bounds how late a token-bucket send can start.
+const MAX_TICK: Duration = Duration::from_millis(2);
+const MIN_TICK: Duration = Duration::from_micros(200);
+
+struct Shared<N> {
+    node: Rc<RefCell<N>>,
+    fd: RawFd,
+    clock: Clock,
+    gso: Cell<bool>,
+    stats: RefCell<IoStats>,
+}
+
+impl<N: Node> Shared<N> {
+    /// Sends everything the node has queued, in one batch.
+    fn flush(&self, now: Time) {
+        let mut batch = Vec::new();
+        {
+            let mut node = self.node.borrow_mut();
+            while let Some(t) = node.poll_transmit(now) {
+                let mut buf = BytesMut::with_capacity(t.packet.wire_len());
+                // The core never builds a packet its own decoder would refuse; if it
+                // ever did, dropping it is the safe choice.
+                if wire::encode(&t.packet, &mut buf).is_ok() {
+                    batch.push((t.dst, Vec::from(buf)));
+                }
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let mut gso = self.gso.get();
+        let sent = udp::send_batch(self.fd, &batch, &mut gso);
+        self.gso.set(gso);
+        let mut s = self.stats.borrow_mut();
+        s.datagrams_out += sent.datagrams as u64;
+        s.bytes_out += batch.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+        s.send_syscalls += sent.syscalls as u64;
+        s.send_dropped += sent.dropped as u64;
+    }
+}
+
+/// Drives `node` on `socket` until `stop` is set; returns the socket counters.
+pub async fn drive<N: Node + 'static>(node: Rc<RefCell<N>>, socket: std::net::UdpSocket, clock: Clock, stop: Arc<AtomicBool>) -> IoStats {
+    let fd = socket.as_raw_fd();
+    // SAFETY: the fd comes from a live std socket whose ownership moves here.
+    let socket = Rc::new(unsafe { glommio::net::UdpSocket::from_raw_fd(socket.into_raw_fd()) });
+    let shared = Rc::new(Shared { node, fd, clock, gso: Cell::new(true), stats: RefCell::new(IoStats::default()) });
+
+    let rx_shared = shared.clone();
+    let rx_socket = socket.clone();
+    let receiver = glommio::spawn_local(async move {
+        let mut buf = vec![0u8; wire::MAX_DATAGRAM + 1];
+        loop {
+            let Ok((n, from)) = rx_socket.recv_from(&mut buf).await else {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+                continue;
+            };
+            let now = rx_shared.clock.now();
+            {
+                let mut s = rx_shared.stats.borrow_mut();
+                s.datagrams_in += 1;
+                s.bytes_in += n as u64;
+            }
+            match wire::decode(Bytes::copy_from_slice(&buf[..n])) {
+                Ok(packet) => rx_shared.node.borrow_mut().handle_input(now, from, packet),
+                Err(_) => rx_shared.stats.borrow_mut().malformed += 1,
+            }
+            rx_shared.flush(now);
+        }
+    });
+
+    while !stop.load(Ordering::Relaxed) {
+        let now = shared.clock.now();
+        let due = shared.node.borrow().poll_timeout();
+        if due.is_some_and(|t| t <= now) {
+            shared.node.borrow_mut().handle_timeout(now);
+        }
+        shared.flush(now);
+        let next = shared.node.borrow().poll_timeout();
+        let wait = next.map_or(MAX_TICK, |t| Duration::from_micros(t.0.saturating_sub(now.0)));
+        glommio::timer::sleep(wait.clamp(MIN_TICK, MAX_TICK)).await;
+    }
+    // Cancels the pending receive; the socket closes when the last Rc goes.
+    drop(receiver);
+    *shared.stats.borrow()
+}
