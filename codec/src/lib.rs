@@ -7,9 +7,11 @@ pub mod buffermap;
 pub mod chunk;
 pub mod layer;
 pub mod packetize;
+pub mod source;
 
 pub use buffermap::{BufferMap, Insert, LayerWindow, WindowError, MAX_SEQ, MAX_WINDOW_LCS};
 pub use chunk::{phantom_payload, Lc, LcHeader, LcId, MediaTime, Seq, MAX_LC_PAYLOAD};
 pub use layer::{Kbps, LayerId, LayerPlan, PlanError, MAX_LAYERS};
 pub use packetize::{Frame, PacketizeError, Packetizer};
+pub use source::LcSource;
 pub mod synthetic;
