@@ -1,0 +1,56 @@
+//! Content pollution: hostile viewers forge the LCs they send. With signed manifests
+//! no honest viewer plays or forwards a forged LC, and every forger is dropped; without
+//! them the same attack reaches the screen (so the test can fail).
+
+use layerp2p_codec::Kbps;
+use layerp2p_engine::integrity::ContentAuth;
+use layerp2p_engine::sim::faults::{FaultConfig, FaultStats, Strategy};
+use layerp2p_engine::sim::report::SwarmReport;
+use layerp2p_engine::sim::scenario::{prototype, Mix};
+use layerp2p_engine::Policy;
+use std::time::Duration;
+
+mod common;
+use common::swarms::{class, members, own_class, run};
+
+const PEERS: usize = 24;
+const FORGERS: [usize; 3] = [3, 11, 19];
+
+fn attacked(auth: ContentAuth) -> (SwarmReport, FaultStats) {
+    let mut cfg = prototype(Policy::LayerP2P, &Mix::underloaded(), PEERS, Duration::from_secs(20), Duration::from_secs(120), 5);
+    cfg.peer.content_auth = auth;
+    cfg.peer.emit_playback = true;
+    // Generous uploaders, so honest peers want to fetch from them.
+    own_class(&mut cfg, &FORGERS, "forger", Kbps(1500));
+    let hostile = FORGERS.iter().map(|&s| (s, Strategy::Forge)).collect();
+    run(cfg, FaultConfig { hostile, ..FaultConfig::default() })
+}
+
+#[test]
+fn forged_lcs_are_never_played_or_forwarded_and_forgers_are_dropped() {
+    let (r, f) = attacked(ContentAuth::Sign(ContentAuth::signing_key([42; 32])));
+    eprintln!("{f:?}");
+    assert!(f.forged_sent > 0, "the forgers sent nothing: no attack took place");
+    assert_eq!(f.forged_played, 0, "an honest viewer played a forged LC");
+    assert_eq!(f.forged_forwarded, 0, "an honest node forwarded a forged LC");
+    let honest: Vec<_> = ["residential", "institutional"].iter().flat_map(|c| members(&r, c)).collect();
+    let caught: u64 = honest.iter().map(|p| p.stats.forged).sum();
+    let bans: u64 = honest.iter().map(|p| p.stats.neighbours_banned).sum();
+    assert!(caught > 0 && bans > 0, "forgeries caught {caught}, bans {bans}");
+    // Each honest viewer takes at most a burst from a forger before banning it, so
+    // the forgers' upload stays a small fraction of an honest uploader's.
+    let forged_up: u64 = members(&r, "forger").iter().map(|p| p.stats.lcs_up).sum::<u64>() / FORGERS.len() as u64;
+    let honest_up = honest.iter().map(|p| p.stats.lcs_up).sum::<u64>() / honest.len() as u64;
+    assert!(forged_up * 10 < honest_up, "a forger sent {forged_up} LCs, an honest viewer {honest_up}");
+    // And the honest swarm is still served.
+    for name in ["residential", "institutional"] {
+        let c = class(&r, name);
+        assert!(c.alpha[0] >= 0.95, "{name} base layer {:.3} under attack", c.alpha[0]);
+    }
+}
+
+#[test]
+fn without_manifests_the_same_attack_reaches_playback() {
+    let (_, f) = attacked(ContentAuth::Off);
+    assert!(f.forged_played > 0, "forgeries played without content checks: {f:?}");
+}
