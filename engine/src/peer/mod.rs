@@ -55,9 +55,9 @@ pub const AMPLIFICATION_LIMIT: u64 = 3;
 const REFUSED_FOR: Duration = Duration::from_secs(60);
 /// How long a neighbour caught forging content (or signing falsely) is refused.
 pub const BAN_FOR: Duration = Duration::from_secs(600);
-/// Most banned addresses remembered; beyond that new bans are not recorded (a
-/// forger must first become a neighbour, so bans accrue slowly).
-const MAX_BANNED: usize = 1024;
+/// Most shunned addresses remembered; beyond that new ones are not recorded (each
+/// must first have been a neighbour, so they accrue slowly).
+const MAX_SHUNNED: usize = 1024;
 /// Least interval between tracker requests for more peers.
 const TRACKER_ASK_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -138,8 +138,10 @@ pub struct Peer {
     /// Connects sent: when, and the token we handed out.
     pending: HashMap<SocketAddr, (Time, u64)>,
     refused: HashMap<SocketAddr, Time>,
-    /// Caught forging: refused until the given time.
-    banned: HashMap<SocketAddr, Time>,
+    /// Addresses whose Connects we decline until the given time: forgers (for
+    /// `BAN_FOR`) and the neighbour adaptation last dropped (for one period, so a
+    /// non-contributor cannot come straight back).
+    shunned: HashMap<SocketAddr, Time>,
     /// The channel key LCs are checked against (`None`: content is not checked).
     content_key: Option<VerifyingKey>,
     /// Verified manifests, to check LCs against and forward.
@@ -180,7 +182,7 @@ impl Peer {
             neighbours: Neighbours::default(),
             pending: HashMap::new(),
             refused: HashMap::new(),
-            banned: HashMap::new(),
+            shunned: HashMap::new(),
             content_key: cfg.content_auth.verifying_key(),
             manifests: Manifests::new(layers),
             builder: match &cfg.content_auth {
@@ -377,8 +379,17 @@ impl Peer {
         }
     }
 
-    fn is_banned(&self, now: Time, addr: &SocketAddr) -> bool {
-        self.banned.get(addr).is_some_and(|&until| now < until)
+    fn is_shunned(&self, now: Time, addr: &SocketAddr) -> bool {
+        self.shunned.get(addr).is_some_and(|&until| now < until)
+    }
+
+    /// Declines `addr`'s Connects for `period` (bounded: past `MAX_SHUNNED` live
+    /// entries, new ones are not recorded).
+    fn shun(&mut self, now: Time, addr: SocketAddr, period: Duration) {
+        self.shunned.retain(|_, until| now < *until);
+        if self.shunned.len() < MAX_SHUNNED {
+            self.shunned.insert(addr, now + period);
+        }
     }
 
     /// Drops a neighbour caught forging and refuses it for `BAN_FOR`.
@@ -387,14 +398,11 @@ impl Peer {
         self.remove_neighbour(&addr);
         self.pending.remove(&addr);
         self.stats.neighbours_banned += 1;
-        self.banned.retain(|_, until| now < *until);
-        if self.banned.len() < MAX_BANNED {
-            self.banned.insert(addr, now + BAN_FOR);
-        }
+        self.shun(now, addr, BAN_FOR);
     }
 
     fn is_contactable(&self, now: Time, addr: &SocketAddr) -> bool {
-        !self.is_banned(now, addr)
+        !self.is_shunned(now, addr)
             && !self.neighbours.contains(addr)
             && !self.pending.contains_key(addr)
             && self.refused.get(addr).is_none_or(|&until| now >= until)
@@ -457,6 +465,7 @@ impl Peer {
             self.send(addr, vec![Message::Disconnect { reason: Reason::Adaptation }]);
             self.remove_neighbour(&addr);
             self.refused.insert(addr, now + self.cfg.adaptation);
+            self.shun(now, addr, self.cfg.adaptation);
             self.connect_to_candidates(now, 1);
         }
     }
@@ -472,7 +481,7 @@ impl Peer {
         token: Option<(u64, u64)>,
         received: u64,
     ) {
-        if channel != self.cfg.channel || self.left || self.is_banned(now, &from) {
+        if channel != self.cfg.channel || self.left || self.is_shunned(now, &from) {
             self.send(from, vec![Message::Decline { reason: Reason::Refused }]);
             return;
         }
