@@ -75,6 +75,11 @@ impl ContentAuth {
         }
     }
 
+    /// What a viewer of a channel configured with `self` holds: the public half only.
+    pub fn for_viewer(&self) -> ContentAuth {
+        self.verifying_key().map_or(ContentAuth::Off, ContentAuth::Verify)
+    }
+
     /// A deterministic channel key from a 32-byte secret (tests, local swarms).
     pub fn signing_key(secret: [u8; 32]) -> SigningKey {
         SigningKey::from_bytes(&secret)

@@ -11,7 +11,7 @@ use layerp2p_engine::{Policy, Time};
 use std::time::Duration;
 
 mod common;
-use common::swarms::{class, run};
+use common::swarms::{base_ratio, class, run};
 
 const PEERS: usize = 30;
 /// Most seconds the swarm may take, after a fault's effect reaches playback, to play
@@ -104,14 +104,12 @@ fn tracker_restart_loses_no_one_and_newcomers_still_find_the_swarm() {
     let newcomers: Vec<_> = r.peers.iter().filter(|p| p.seconds < 110.0).collect();
     assert_eq!(newcomers.len(), 10, "the late joiners are the ones with the short counted time");
     for p in &newcomers {
-        let base = &p.stats.layers[0];
-        let ratio = base.played as f64 / (base.played + base.missed).max(1) as f64;
+        let ratio = base_ratio(p);
         assert!(ratio >= NEWCOMER_BASE, "a newcomer after the restart played {ratio:.3} of the base layer");
     }
     let before: Vec<_> = r.peers.iter().filter(|p| p.seconds >= 110.0).collect();
     for p in before {
-        let base = &p.stats.layers[0];
-        let ratio = base.played as f64 / (base.played + base.missed).max(1) as f64;
+        let ratio = base_ratio(p);
         assert!(ratio >= 0.95, "a viewer present before the restart played {ratio:.3} of the base layer");
     }
 }

@@ -42,6 +42,12 @@ fn forged_lcs_are_never_played_or_forwarded_and_forgers_are_dropped() {
     let forged_up: u64 = members(&r, "forger").iter().map(|p| p.stats.lcs_up).sum::<u64>() / FORGERS.len() as u64;
     let honest_up = honest.iter().map(|p| p.stats.lcs_up).sum::<u64>() / honest.len() as u64;
     assert!(forged_up * 10 < honest_up, "a forger sent {forged_up} LCs, an honest viewer {honest_up}");
+    // Manifests cost little next to the data they vouch for.
+    let overhead = f.manifest_bytes as f64 / f.data_bytes as f64;
+    let unverified: u64 = honest.iter().map(|p| p.stats.unverified).sum();
+    let received: u64 = honest.iter().map(|p| p.stats.lcs_down).sum();
+    eprintln!("manifest overhead {:.2} %, LCs dropped unverified {unverified} of {received}", overhead * 100.0);
+    assert!(overhead < 0.05, "manifests cost {:.1} % of the data bytes", overhead * 100.0);
     // And the honest swarm is still served.
     for name in ["residential", "institutional"] {
         let c = class(&r, name);

@@ -70,6 +70,9 @@ pub struct FaultConfig {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct FaultStats {
     pub datagrams: u64,
+    /// Wire bytes of LC data and of manifests sent (content-integrity overhead).
+    pub data_bytes: u64,
+    pub manifest_bytes: u64,
     pub lost: u64,
     pub duplicated: u64,
     /// LCs forged by hostile viewers.
@@ -187,6 +190,13 @@ impl Faults {
                 }
                 (Message::Data(lc), _) if is_forged(lc) => self.stats.forged_forwarded += 1,
                 (Message::BufferMap(bm), Some(Strategy::LyingMaps)) => *bm = lying_map(bm),
+                _ => {}
+            }
+        }
+        for m in &packet.messages {
+            match m {
+                Message::Data(_) => self.stats.data_bytes += m.wire_len() as u64,
+                Message::Manifest(_) => self.stats.manifest_bytes += m.wire_len() as u64,
                 _ => {}
             }
         }

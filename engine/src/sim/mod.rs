@@ -225,9 +225,7 @@ impl Swarm {
         cfg.upload = p.upload;
         cfg.tracker = Some(sim_addr(TRACKER));
         // Viewers hold only the public half of the channel key.
-        if let Some(key) = cfg.content_auth.verifying_key() {
-            cfg.content_auth = crate::integrity::ContentAuth::Verify(key);
-        }
+        cfg.content_auth = cfg.content_auth.for_viewer();
         if let Some(f) = &self.faults {
             f.configure(spec, &mut cfg);
         }

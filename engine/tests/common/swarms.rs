@@ -36,3 +36,9 @@ pub fn members<'a>(r: &'a SwarmReport, name: &str) -> Vec<&'a layerp2p_engine::s
     let c = r.classes.iter().position(|c| c.name == name).unwrap_or_else(|| panic!("class {name} missing"));
     r.peers.iter().filter(|p| p.class == c).collect()
 }
+
+/// Share of the base layer a viewer played in time.
+pub fn base_ratio(p: &layerp2p_engine::sim::report::PeerOutcome) -> f64 {
+    let base = &p.stats.layers[0];
+    base.played as f64 / (base.played + base.missed).max(1) as f64
+}
