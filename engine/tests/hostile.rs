@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 use layerp2p_codec::{phantom_payload, BufferMap, Kbps, LayerId, LayerPlan, LayerWindow, Lc, LcHeader, LcId, MediaTime, Seq};
-use layerp2p_engine::wire::{self, BufferMapMsg, ChannelId, Message, Packet, PeerId, Reason, Role};
+use layerp2p_engine::integrity::{ContentAuth, LcHash, MAX_MANIFESTS_PER_LAYER};
+use layerp2p_engine::wire::{self, BufferMapMsg, ChannelId, ManifestMsg, Message, Packet, PeerId, Reason, Role};
 use layerp2p_engine::{Node, Peer, PeerConfig, Policy, Time, Tracker, TrackerConfig};
 use proptest::prelude::*;
 use std::net::SocketAddr;
@@ -56,12 +57,21 @@ fn arb_message() -> impl Strategy<Value = Message> {
         (0u32..3, any::<u64>(), arb_role()).prop_map(|(c, p, role)| Message::Join { channel: ChannelId(c), peer: PeerId(p), role }),
         (0u32..3, any::<u64>(), any::<bool>()).prop_map(|(c, p, w)| Message::Refresh { channel: ChannelId(c), peer: PeerId(p), want_peers: w }),
         (0u32..3, any::<u64>()).prop_map(|(c, p)| Message::Leave { channel: ChannelId(c), peer: PeerId(p) }),
+        (arb_id(), prop::collection::vec(any::<[u8; 16]>(), 1..=64), any::<u8>()).prop_map(|(id, hashes, sig)| {
+            let hashes = hashes.into_iter().map(LcHash).collect();
+            Message::Manifest(ManifestMsg { layer: id.layer, start: id.seq, hashes, signature: [sig; 64] })
+        }),
     ]
 }
 
 fn peer(upload: u32, seed: u64) -> Peer {
+    peer_with(upload, seed, ContentAuth::Off)
+}
+
+fn peer_with(upload: u32, seed: u64, content_auth: ContentAuth) -> Peer {
     let mut cfg = PeerConfig::peer(Policy::LayerP2P, LayerPlan::prototype(), Kbps(upload));
     cfg.tracker = Some(addr(999));
+    cfg.content_auth = content_auth;
     Peer::new(cfg, seed, Time::ZERO).expect("valid config")
 }
 
@@ -73,8 +83,10 @@ proptest! {
     fn peer_survives_any_message_sequence(
         steps in prop::collection::vec((0u16..6, arb_message(), 0u64..400_000), 1..150),
         upload in prop_oneof![Just(0u32), Just(700)],
+        checks in any::<bool>(),
     ) {
-        let mut p = peer(upload, 1);
+        let auth = if checks { ContentAuth::Sign(ContentAuth::signing_key([9; 32])) } else { ContentAuth::Off };
+        let mut p = peer_with(upload, 1, auth.for_viewer());
         let mut now = Time::ZERO;
         for (from, msg, dt) in steps {
             now = now + Duration::from_micros(dt);
@@ -83,6 +95,7 @@ proptest! {
             while p.poll_transmit(now).is_some() {}
             prop_assert!(p.neighbour_count() <= p.config().n_max);
             prop_assert!(p.queued_requests() <= p.config().n_max * p.config().max_queue);
+            prop_assert!(p.manifest_count() <= 8 * MAX_MANIFESTS_PER_LAYER);
         }
     }
 

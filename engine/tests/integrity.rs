@@ -56,6 +56,21 @@ fn forged_lcs_are_never_played_or_forwarded_and_forgers_are_dropped() {
 }
 
 #[test]
+fn manifests_cost_no_playback_under_two_percent_loss() {
+    let mut cfg = prototype(Policy::LayerP2P, &Mix::underloaded(), PEERS, Duration::from_secs(20), Duration::from_secs(120), 6);
+    cfg.peer.content_auth = ContentAuth::Sign(ContentAuth::signing_key([43; 32]));
+    let (r, f) = run(cfg, FaultConfig { loss: 0.02, ..FaultConfig::default() });
+    assert!(f.lost > 0 && f.manifest_bytes > 0);
+    let unverified: u64 = r.peers.iter().map(|p| p.stats.unverified).sum();
+    let received: u64 = r.peers.iter().map(|p| p.stats.lcs_down).sum();
+    eprintln!("LCs dropped unverified under loss: {unverified} of {received}");
+    assert!(unverified * 100 < received, "lost manifests left {unverified} of {received} LCs unverifiable");
+    for c in &r.classes {
+        assert!(c.alpha[0] >= 0.95, "{}: base layer {:.3} with manifests under loss", c.name, c.alpha[0]);
+    }
+}
+
+#[test]
 fn without_manifests_the_same_attack_reaches_playback() {
     let (_, f) = attacked(ContentAuth::Off);
     assert!(f.forged_played > 0, "forgeries played without content checks: {f:?}");

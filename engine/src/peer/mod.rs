@@ -672,16 +672,20 @@ impl Peer {
         self.manifests.insert(m);
     }
 
-    /// The manifest covering `id` if receiver `slot` may lack it: not sent to it
-    /// lately, and its buffer map holds no LC of the range (holding one proves it has
-    /// the manifest). Marks it sent.
-    fn manifest_for(&mut self, slot: usize, id: LcId) -> Option<ManifestMsg> {
+    /// The manifest covering `id` if receiver `slot` may lack it: its buffer map holds
+    /// no LC of the range (holding one proves it has the manifest), and we did not send
+    /// it within the last two rounds (so a lost manifest is sent again). Marks it sent.
+    fn manifest_for(&mut self, now: Time, slot: usize, id: LcId) -> Option<ManifestMsg> {
         self.content_key?;
         let m = self.manifests.covering(id)?;
         let n = self.neighbours.get_mut(slot)?;
         let key = (m.layer, m.start);
-        if n.manifests_sent.contains(&key) {
-            return None;
+        let resend_after = self.cfg.round * 2;
+        if let Some(i) = n.manifests_sent.iter().position(|(k, _)| *k == key) {
+            if now.since(n.manifests_sent[i].1) < resend_after {
+                return None;
+            }
+            n.manifests_sent.remove(i);
         }
         let holds_any = n.map.as_ref().and_then(|map| map.layer(m.layer)).is_some_and(|w| {
             (0..m.hashes.len() as u32).any(|i| w.contains(layerp2p_codec::Seq(m.start.0.wrapping_add(i))))
@@ -692,7 +696,7 @@ impl Peer {
         if n.manifests_sent.len() >= MANIFESTS_SENT_MEMORY {
             n.manifests_sent.pop_front();
         }
-        n.manifests_sent.push_back(key);
+        n.manifests_sent.push_back((key, now));
         Some(m.clone())
     }
 
@@ -925,7 +929,7 @@ impl Node for Peer {
         }
         while let Some((slot, id)) = self.supplier.next(now, &mut self.rng) {
             let Some(lc) = self.store.get(id).cloned() else { continue };
-            let manifest = self.manifest_for(slot, id);
+            let manifest = self.manifest_for(now, slot, id);
             let Some(n) = self.neighbours.get_mut(slot) else { continue };
             let cost = data_cost(lc.payload.len());
             self.bucket.take(cost);

@@ -70,9 +70,10 @@ pub struct Neighbour {
     pub unvalidated_out: u64,
     /// Their latest `head_time - now` (µs): one vote for where the source is.
     pub head_offset: Option<i64>,
-    /// Manifests (layer, start) we sent them lately, newest last, at most
-    /// `MANIFESTS_SENT_MEMORY`: each goes to a receiver once, ahead of its LCs.
-    pub manifests_sent: VecDeque<(LayerId, Seq)>,
+    /// Manifests (layer, start) we sent them lately and when, newest last, at most
+    /// `MANIFESTS_SENT_MEMORY`: each goes to a receiver once ahead of its LCs (again
+    /// only if it was lost: see `Peer::manifest_for`).
+    pub manifests_sent: VecDeque<((LayerId, Seq), Time)>,
 }
 
 /// How many sent manifests a neighbour entry remembers (a few rounds of all layers).
