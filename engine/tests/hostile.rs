@@ -230,3 +230,32 @@ fn spoofed_source_gets_no_amplification() {
     // A "neighbour" that never proves its address is dropped once it falls silent.
     assert_eq!(seed.neighbour_count(), 0);
 }
+
+/// One neighbour whose window starts near the sequence limit (so the median of one is
+/// there) while ours starts at 0: playback must give up the LCs in between in bounded
+/// work per tick, not spin through four billion sequences.
+#[test]
+fn a_far_ahead_neighbour_window_cannot_make_playback_spin() {
+    let mut p = peer(700, 3);
+    let nb = addr(1);
+    common::connect(&mut p, Time::ZERO, nb);
+    let lc = |seq| Lc {
+        header: LcHeader { id: LcId { layer: LayerId::BASE, seq: Seq(seq) }, frame: 0, part: 0, parts: 1, time: MediaTime(0) },
+        payload: phantom_payload(100),
+    };
+    common::input(&mut p, Time::ZERO, nb, vec![Message::Data(lc(0))]);
+    let far = layerp2p_codec::MAX_SEQ - 100;
+    let mut w = LayerWindow::new(Seq(far));
+    w.insert(Seq(far + 1)).expect("in window");
+    let map = BufferMap::from_layers(vec![w, LayerWindow::new(Seq(far)), LayerWindow::new(Seq(far))]);
+    let msg = BufferMapMsg { head_time: MediaTime(1 << 40), sent_at: 1, echo: 0, echo_delay: 0, map };
+    let started = std::time::Instant::now();
+    let mut now = Time::ZERO;
+    for _ in 0..50 {
+        now = now + Duration::from_millis(100);
+        common::input(&mut p, now, nb, vec![Message::BufferMap(msg.clone())]);
+        p.handle_timeout(now);
+        common::drain(&mut p, now);
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "50 ticks took {:?}", started.elapsed());
+}

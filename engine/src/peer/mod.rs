@@ -757,15 +757,30 @@ impl Peer {
                     continue;
                 }
                 let seq = self.store.window(layer).start();
-                let next_held = self.store.next_held_after_front(layer).map(|lc| lc.header.time);
-                if !self.playback.missing_is_due(now, layer, seq, next_held) {
+                let next_held = self.store.next_held_after_front(layer).map(|lc| (lc.header.id.seq, lc.header.time));
+                if !self.playback.missing_is_due(now, layer, seq, next_held.map(|(_, t)| t)) {
                     break;
                 }
-                self.store.pop_front(layer);
+                // Every missing LC up to the next held one (if that is due) or up to the
+                // known-due point goes at once: however far a neighbour's window start
+                // puts that point, this is one step, not one per sequence.
+                let due_below = self.playback.due_below(layer);
+                let to = match next_held {
+                    Some((s, t)) if self.playback.is_due(now, t) => s,
+                    Some((s, _)) => s.min(due_below),
+                    None => due_below,
+                };
+                let to = to.max(seq.next());
+                let gap = to.0.saturating_sub(seq.0);
+                self.store.skip_to(layer, to);
                 if counting {
-                    self.playback.record_missed(now, layer);
+                    self.playback.record_missed_n(now, layer, u64::from(gap));
                     if self.cfg.emit_playback {
-                        self.event(Event::Missed(LcId { layer, seq }));
+                        // At most a window's worth of events: a larger gap is a jump of
+                        // the swarm's position, not LCs this peer ever expected.
+                        for s in seq.0..seq.0 + gap.min(MAX_WINDOW_LCS) {
+                            self.event(Event::Missed(LcId { layer, seq: layerp2p_codec::Seq(s) }));
+                        }
                     }
                 }
             }
