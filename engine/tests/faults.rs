@@ -6,7 +6,7 @@
 use layerp2p_engine::sim::faults::{FaultConfig, FaultEvent, FaultStats};
 use layerp2p_engine::sim::report::SwarmReport;
 use layerp2p_engine::sim::scenario::{prototype, Mix};
-use layerp2p_engine::sim::{PeerSpec, SwarmConfig};
+use layerp2p_engine::sim::{PeerSpec, Swarm, SwarmConfig};
 use layerp2p_engine::{Policy, Time};
 use std::time::Duration;
 
@@ -68,8 +68,20 @@ fn duplicated_and_reordered_datagrams_are_never_counted_twice() {
 fn swarm_recovers_after_thirty_percent_of_viewers_crash_at_once() {
     let leave_at = 80;
     let events = vec![(Time::from_secs(leave_at), FaultEvent::MassDeparture { fraction: 0.3 })];
-    let (r, f) = run(scenario(&Mix::underloaded(), 180, 13), FaultConfig { events, ..FaultConfig::default() });
+    let mut swarm = Swarm::new(scenario(&Mix::underloaded(), 180, 13)).expect("valid").with_faults(FaultConfig { events, ..FaultConfig::default() });
+    swarm.run_until(Time::from_secs(leave_at) - Duration::from_millis(1));
+    let lost_before = swarm.fault_stats().map_or(0, |f| f.neighbours_lost);
+    swarm.run_until(Time::from_secs(leave_at + 10));
+    let lost_after = swarm.fault_stats().map_or(0, |f| f.neighbours_lost);
+    swarm.run_until(Time::from_secs(180));
+    let f = swarm.fault_stats().cloned().unwrap_or_default();
+    let r = swarm.finish();
     assert_eq!(f.departed, 9);
+    // The crash cut real relationships: within 10 s the survivors noticed (by the 5 s
+    // neighbour timeout) far more ends than adaptation alone makes (about 7 in 10 s).
+    let cut = lost_after - lost_before;
+    eprintln!("{cut} relationships ended in the 10 s after the crash");
+    assert!(cut >= 60, "only {cut} relationships ended after the crash");
     let before = f.recovered_at(45, leave_at as usize, 0.95);
     assert_eq!(before, Some(45), "not steady before the departure: {}", series(&f, 45, 80));
     // LCs fetched before the crash play for another lag (30 s); holes, if any, show

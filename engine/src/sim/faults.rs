@@ -85,6 +85,8 @@ pub struct FaultStats {
     pub played_twice: u64,
     /// Viewers crashed by `MassDeparture`.
     pub departed: u64,
+    /// Neighbour relationships viewers saw end (`Event::NeighbourDown`).
+    pub neighbours_lost: u64,
     pub tracker_restarts: u64,
     /// Per second of simulated time, over honest viewers: base-layer LCs played and
     /// missed (needs `emit_playback` on the viewers).
@@ -227,6 +229,10 @@ impl Faults {
                 (lc.id(), true)
             }
             Event::Missed(id) => (*id, false),
+            Event::NeighbourDown { .. } => {
+                self.stats.neighbours_lost += 1;
+                return;
+            }
             _ => return,
         };
         // Playback consumes each layer in sequence order: anything at or below the
