@@ -3,6 +3,7 @@
 //! The paper leaves eps, d_l and d_s open; our choices and reasons are documented on
 //! each field. Limits that bound memory are here too, so they are checked in one place.
 
+use crate::integrity::ContentAuth;
 use crate::policy::Policy;
 use crate::wire::{ChannelId, Role};
 use layerp2p_codec::{Kbps, LayerPlan};
@@ -64,6 +65,9 @@ pub struct PeerConfig {
     pub max_candidates: usize,
     /// Emit `Event::Played` / `Event::Missed` for each LC (for reassembly and output).
     pub emit_playback: bool,
+    /// Content integrity: `Off` (the simulator's default, phantom payloads), or the
+    /// channel key that signs (seed) or checks (everyone) manifests of LC hashes.
+    pub content_auth: ContentAuth,
 }
 
 impl PeerConfig {
@@ -95,6 +99,7 @@ impl PeerConfig {
             max_queue: 4096,
             max_candidates: 256,
             emit_playback: false,
+            content_auth: ContentAuth::Off,
         }
     }
 

@@ -3,10 +3,12 @@
 //! - `peer`, `tracker`: the protocol state machines (no sockets, no clocks, no
 //!   global RNG); `node::Node` is the interface drivers use.
 //! - `wire`: message types and their byte format.
+//! - `integrity`: signed manifests of LC hashes (content pollution).
 //! - `sim`: a discrete-event driver with virtual time, used by tests and `layerp2p sim`.
 
 pub mod bucket;
 pub mod config;
+pub mod integrity;
 pub mod node;
 pub mod peer;
 pub mod policy;

@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 use layerp2p_codec::{phantom_payload, BufferMap, Kbps, LayerId, LayerPlan, LayerWindow, Lc, LcHeader, LcId, MediaTime, Seq};
-use layerp2p_engine::wire::{self, BufferMapMsg, ChannelId, Message, Packet, PeerId, Reason, Role};
+use layerp2p_engine::integrity::{ContentAuth, LcHash, MAX_MANIFESTS_PER_LAYER};
+use layerp2p_engine::wire::{self, BufferMapMsg, ChannelId, ManifestMsg, Message, Packet, PeerId, Reason, Role};
 use layerp2p_engine::{Node, Peer, PeerConfig, Policy, Time, Tracker, TrackerConfig};
 use proptest::prelude::*;
 use std::net::SocketAddr;
@@ -56,12 +57,21 @@ fn arb_message() -> impl Strategy<Value = Message> {
         (0u32..3, any::<u64>(), arb_role()).prop_map(|(c, p, role)| Message::Join { channel: ChannelId(c), peer: PeerId(p), role }),
         (0u32..3, any::<u64>(), any::<bool>()).prop_map(|(c, p, w)| Message::Refresh { channel: ChannelId(c), peer: PeerId(p), want_peers: w }),
         (0u32..3, any::<u64>()).prop_map(|(c, p)| Message::Leave { channel: ChannelId(c), peer: PeerId(p) }),
+        (arb_id(), prop::collection::vec(any::<[u8; 16]>(), 1..=64), any::<u8>()).prop_map(|(id, hashes, sig)| {
+            let hashes = hashes.into_iter().map(LcHash).collect();
+            Message::Manifest(ManifestMsg { layer: id.layer, start: id.seq, hashes, signature: [sig; 64] })
+        }),
     ]
 }
 
 fn peer(upload: u32, seed: u64) -> Peer {
+    peer_with(upload, seed, ContentAuth::Off)
+}
+
+fn peer_with(upload: u32, seed: u64, content_auth: ContentAuth) -> Peer {
     let mut cfg = PeerConfig::peer(Policy::LayerP2P, LayerPlan::prototype(), Kbps(upload));
     cfg.tracker = Some(addr(999));
+    cfg.content_auth = content_auth;
     Peer::new(cfg, seed, Time::ZERO).expect("valid config")
 }
 
@@ -73,8 +83,10 @@ proptest! {
     fn peer_survives_any_message_sequence(
         steps in prop::collection::vec((0u16..6, arb_message(), 0u64..400_000), 1..150),
         upload in prop_oneof![Just(0u32), Just(700)],
+        checks in any::<bool>(),
     ) {
-        let mut p = peer(upload, 1);
+        let auth = if checks { ContentAuth::Sign(ContentAuth::signing_key([9; 32])) } else { ContentAuth::Off };
+        let mut p = peer_with(upload, 1, auth.for_viewer());
         let mut now = Time::ZERO;
         for (from, msg, dt) in steps {
             now = now + Duration::from_micros(dt);
@@ -83,6 +95,7 @@ proptest! {
             while p.poll_transmit(now).is_some() {}
             prop_assert!(p.neighbour_count() <= p.config().n_max);
             prop_assert!(p.queued_requests() <= p.config().n_max * p.config().max_queue);
+            prop_assert!(p.manifest_count() <= 8 * MAX_MANIFESTS_PER_LAYER);
         }
     }
 
@@ -216,4 +229,33 @@ fn spoofed_source_gets_no_amplification() {
     assert!(seed.stats().unvalidated_requests >= 1);
     // A "neighbour" that never proves its address is dropped once it falls silent.
     assert_eq!(seed.neighbour_count(), 0);
+}
+
+/// One neighbour whose window starts near the sequence limit (so the median of one is
+/// there) while ours starts at 0: playback must give up the LCs in between in bounded
+/// work per tick, not spin through four billion sequences.
+#[test]
+fn a_far_ahead_neighbour_window_cannot_make_playback_spin() {
+    let mut p = peer(700, 3);
+    let nb = addr(1);
+    common::connect(&mut p, Time::ZERO, nb);
+    let lc = |seq| Lc {
+        header: LcHeader { id: LcId { layer: LayerId::BASE, seq: Seq(seq) }, frame: 0, part: 0, parts: 1, time: MediaTime(0) },
+        payload: phantom_payload(100),
+    };
+    common::input(&mut p, Time::ZERO, nb, vec![Message::Data(lc(0))]);
+    let far = layerp2p_codec::MAX_SEQ - 100;
+    let mut w = LayerWindow::new(Seq(far));
+    w.insert(Seq(far + 1)).expect("in window");
+    let map = BufferMap::from_layers(vec![w, LayerWindow::new(Seq(far)), LayerWindow::new(Seq(far))]);
+    let msg = BufferMapMsg { head_time: MediaTime(1 << 40), sent_at: 1, echo: 0, echo_delay: 0, map };
+    let started = std::time::Instant::now();
+    let mut now = Time::ZERO;
+    for _ in 0..50 {
+        now = now + Duration::from_millis(100);
+        common::input(&mut p, now, nb, vec![Message::BufferMap(msg.clone())]);
+        p.handle_timeout(now);
+        common::drain(&mut p, now);
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "50 ticks took {:?}", started.elapsed());
 }

@@ -304,3 +304,42 @@ fn data_from_strangers_is_rejected() {
     assert_eq!(p.stats().rejected, 1);
     assert_eq!(p.stats().lcs_down, 0);
 }
+
+#[test]
+fn neighbour_dropped_by_adaptation_cannot_reconnect_at_once() {
+    let mut cfg = config(Policy::LayerP2P, 500);
+    cfg.n_min = 2;
+    cfg.n_max = 4;
+    let adaptation = cfg.adaptation;
+    let mut p = Peer::new(cfg, 9, Time::ZERO).expect("valid");
+    let (giver, other, taker) = (addr(1), addr(2), addr(3));
+    for a in [giver, other, taker] {
+        connect(&mut p, Time::ZERO, a);
+    }
+    // Every 500 ms all three keep the relationship alive; two of them also send LCs.
+    let mut now = Time::ZERO;
+    let mut dropped_at = None;
+    let mut seq = 0;
+    while now < Time::from_secs(2 * adaptation.as_secs() + 5) && dropped_at.is_none() {
+        now = now + Duration::from_millis(500);
+        for a in [giver, other, taker] {
+            input(&mut p, now, a, vec![full_map(3, 0, MediaTime(0))]);
+        }
+        for a in [giver, other] {
+            seq += 1;
+            input(&mut p, now, a, vec![Message::Data(lc(1, seq, MediaTime::from_secs_f64(1000.0)))]);
+        }
+        p.handle_timeout(now);
+        let out = drain(&mut p, now);
+        if out.iter().any(|t| t.dst == taker && matches!(t.packet.messages[0], Message::Disconnect { .. })) {
+            dropped_at = Some(now);
+        }
+    }
+    let dropped_at = dropped_at.expect("adaptation dropped the neighbour that gave nothing");
+    assert_eq!(p.neighbour_count(), 2);
+    // It asks straight back in: declined for one adaptation period, accepted after.
+    let replies = connect(&mut p, dropped_at, taker);
+    assert!(matches!(replies[0].packet.messages[0], Message::Decline { .. }), "{:?}", replies[0].packet.messages[0]);
+    let replies = connect(&mut p, dropped_at + adaptation, taker);
+    assert!(matches!(replies[0].packet.messages[0], Message::Accept { .. }), "{:?}", replies[0].packet.messages[0]);
+}

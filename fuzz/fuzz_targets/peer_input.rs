@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use layerp2p_codec::{Kbps, LayerPlan};
+use layerp2p_engine::integrity::{ContentAuth, MAX_MANIFESTS_PER_LAYER};
 use layerp2p_engine::wire::decode;
 use layerp2p_engine::{Node, Peer, PeerConfig, Policy, Time};
 use libfuzzer_sys::fuzz_target;
@@ -13,6 +14,8 @@ use std::time::Duration;
 fuzz_target!(|data: &[u8]| {
     let mut cfg = PeerConfig::peer(Policy::LayerP2P, LayerPlan::prototype(), Kbps(700));
     cfg.tracker = Some(SocketAddr::from(([127, 0, 0, 1], 9)));
+    // Content checking on, so Manifest and unverifiable Data take their real paths.
+    cfg.content_auth = ContentAuth::Verify(ContentAuth::signing_key([1; 32]).verifying_key());
     let Ok(mut peer) = Peer::new(cfg, 1, Time::ZERO) else { return };
     let mut now = Time::ZERO;
     let mut rest = data;
@@ -28,5 +31,6 @@ fuzz_target!(|data: &[u8]| {
         peer.handle_timeout(now);
         while peer.poll_transmit(now).is_some() {}
         assert!(peer.neighbour_count() <= peer.config().n_max);
+        assert!(peer.manifest_count() <= 8 * MAX_MANIFESTS_PER_LAYER);
     }
 });

@@ -11,12 +11,14 @@ pub mod supplier;
 
 use crate::bucket::TokenBucket;
 use crate::config::PeerConfig;
+use crate::integrity::{self, ContentAuth, ManifestBuilder, Manifests, Verdict};
 use crate::node::{Node, Transmit};
 use crate::policy::SupplierPolicy;
 use crate::time::Time;
-use crate::wire::{BufferMapMsg, Message, Packet, PeerId, Reason, Role, MAX_REQUEST_IDS};
-use layerp2p_codec::{Insert, Kbps, Lc, LcId, WindowError, MAX_LC_PAYLOAD};
-use neighbours::{Neighbour, Neighbours};
+use crate::wire::{BufferMapMsg, ManifestMsg, Message, Packet, PeerId, Reason, Role, MAX_REQUEST_IDS};
+use ed25519_dalek::VerifyingKey;
+use layerp2p_codec::{Insert, Kbps, Lc, LcId, WindowError, MAX_LC_PAYLOAD, MAX_WINDOW_LCS};
+use neighbours::{Neighbour, Neighbours, MANIFESTS_SENT_MEMORY};
 use playback::{LayerStats, Playback};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -51,6 +53,11 @@ pub const HANDSHAKE_SIZE: usize = 1200;
 pub const AMPLIFICATION_LIMIT: u64 = 3;
 /// How long a peer that declined or did not answer is skipped.
 const REFUSED_FOR: Duration = Duration::from_secs(60);
+/// How long a neighbour caught forging content (or signing falsely) is refused.
+pub const BAN_FOR: Duration = Duration::from_secs(600);
+/// Most shunned addresses remembered; beyond that new ones are not recorded (each
+/// must first have been a neighbour, so they accrue slowly).
+const MAX_SHUNNED: usize = 1024;
 /// Least interval between tracker requests for more peers.
 const TRACKER_ASK_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -92,6 +99,14 @@ pub struct PeerStats {
     pub unvalidated_requests: u64,
     /// Packets withheld from an unvalidated address to respect the 3x limit.
     pub amplification_limited: u64,
+    /// LCs whose hash contradicts a verified manifest (their sender is banned).
+    pub forged: u64,
+    /// LCs dropped because no verified manifest covered them yet (asked again later).
+    pub unverified: u64,
+    /// Manifests with a bad signature (their sender is banned).
+    pub bad_manifests: u64,
+    /// Neighbours dropped and refused for forging.
+    pub neighbours_banned: u64,
 }
 
 impl PeerStats {
@@ -123,6 +138,16 @@ pub struct Peer {
     /// Connects sent: when, and the token we handed out.
     pending: HashMap<SocketAddr, (Time, u64)>,
     refused: HashMap<SocketAddr, Time>,
+    /// Addresses whose Connects we decline until the given time: forgers (for
+    /// `BAN_FOR`) and the neighbour adaptation last dropped (for one period, so a
+    /// non-contributor cannot come straight back).
+    shunned: HashMap<SocketAddr, Time>,
+    /// The channel key LCs are checked against (`None`: content is not checked).
+    content_key: Option<VerifyingKey>,
+    /// Verified manifests, to check LCs against and forward.
+    manifests: Manifests,
+    /// The seed's signer (only with `ContentAuth::Sign`).
+    builder: Option<ManifestBuilder>,
     candidates: Vec<SocketAddr>,
     store: store::Store,
     playback: Playback,
@@ -157,6 +182,13 @@ impl Peer {
             neighbours: Neighbours::default(),
             pending: HashMap::new(),
             refused: HashMap::new(),
+            shunned: HashMap::new(),
+            content_key: cfg.content_auth.verifying_key(),
+            manifests: Manifests::new(layers),
+            builder: match &cfg.content_auth {
+                ContentAuth::Sign(key) => Some(ManifestBuilder::new(key.clone(), cfg.channel, layers)),
+                _ => None,
+            },
             candidates: Vec::new(),
             store: store::Store::new(layers),
             playback: Playback::new(layers, cfg.lag, now + cfg.startup),
@@ -234,7 +266,17 @@ impl Peer {
             return Ok(());
         }
         self.playback.observe(now, lc.header.time);
+        if let Some(builder) = &mut self.builder {
+            for m in builder.add(&lc) {
+                self.manifests.insert(m);
+            }
+        }
         self.store.insert(lc).map(|_| ())
+    }
+
+    /// Verified manifests held (the seed's own included).
+    pub fn manifest_count(&self) -> usize {
+        self.manifests.len()
     }
 
     /// Leaves the channel: tells neighbours and the tracker, then goes quiet.
@@ -337,8 +379,31 @@ impl Peer {
         }
     }
 
+    fn is_shunned(&self, now: Time, addr: &SocketAddr) -> bool {
+        self.shunned.get(addr).is_some_and(|&until| now < until)
+    }
+
+    /// Declines `addr`'s Connects for `period` (bounded: past `MAX_SHUNNED` live
+    /// entries, new ones are not recorded).
+    fn shun(&mut self, now: Time, addr: SocketAddr, period: Duration) {
+        self.shunned.retain(|_, until| now < *until);
+        if self.shunned.len() < MAX_SHUNNED {
+            self.shunned.insert(addr, now + period);
+        }
+    }
+
+    /// Drops a neighbour caught forging and refuses it for `BAN_FOR`.
+    fn ban(&mut self, now: Time, addr: SocketAddr) {
+        self.send(addr, vec![Message::Disconnect { reason: Reason::Refused }]);
+        self.remove_neighbour(&addr);
+        self.pending.remove(&addr);
+        self.stats.neighbours_banned += 1;
+        self.shun(now, addr, BAN_FOR);
+    }
+
     fn is_contactable(&self, now: Time, addr: &SocketAddr) -> bool {
-        !self.neighbours.contains(addr)
+        !self.is_shunned(now, addr)
+            && !self.neighbours.contains(addr)
             && !self.pending.contains_key(addr)
             && self.refused.get(addr).is_none_or(|&until| now >= until)
     }
@@ -400,6 +465,7 @@ impl Peer {
             self.send(addr, vec![Message::Disconnect { reason: Reason::Adaptation }]);
             self.remove_neighbour(&addr);
             self.refused.insert(addr, now + self.cfg.adaptation);
+            self.shun(now, addr, self.cfg.adaptation);
             self.connect_to_candidates(now, 1);
         }
     }
@@ -415,7 +481,7 @@ impl Peer {
         token: Option<(u64, u64)>,
         received: u64,
     ) {
-        if channel != self.cfg.channel || self.left {
+        if channel != self.cfg.channel || self.left || self.is_shunned(now, &from) {
             self.send(from, vec![Message::Decline { reason: Reason::Refused }]);
             return;
         }
@@ -557,6 +623,20 @@ impl Peer {
             self.stats.rejected += 1;
             return;
         }
+        if self.content_key.is_some() {
+            match self.manifests.verdict(&lc) {
+                Verdict::Genuine => {}
+                Verdict::Unknown => {
+                    self.stats.unverified += 1;
+                    return;
+                }
+                Verdict::Forged => {
+                    self.stats.forged += 1;
+                    self.ban(now, from);
+                    return;
+                }
+            }
+        }
         if self.playback.is_due(now, lc.header.time) {
             self.playback.record_late(now, layer);
             return;
@@ -567,6 +647,57 @@ impl Peer {
             Ok(Insert::Stale) => self.playback.record_late(now, layer),
             Err(_) => self.stats.rejected += 1,
         }
+    }
+
+    /// A manifest from a neighbour: checked once (dedup by start), kept if the seed
+    /// signed it; a false signature gets its sender banned.
+    fn on_manifest(&mut self, now: Time, from: SocketAddr, m: ManifestMsg) {
+        let Some(key) = self.content_key else { return };
+        let layer = m.layer;
+        if !self.neighbours.contains(&from) || layer.index() >= self.cfg.plan.layers() || self.manifests.contains(&m) {
+            return;
+        }
+        if self.store.is_placed(layer) {
+            let start = u64::from(self.store.window(layer).start().0);
+            let end = u64::from(m.start.0) + m.hashes.len() as u64;
+            if end <= start || u64::from(m.start.0) > start + u64::from(MAX_WINDOW_LCS) {
+                return;
+            }
+        }
+        if !integrity::verify(&key, self.cfg.channel, &m) {
+            self.stats.bad_manifests += 1;
+            self.ban(now, from);
+            return;
+        }
+        self.manifests.insert(m);
+    }
+
+    /// The manifest covering `id` if receiver `slot` may lack it: its buffer map holds
+    /// no LC of the range (holding one proves it has the manifest), and we did not send
+    /// it within the last two rounds (so a lost manifest is sent again). Marks it sent.
+    fn manifest_for(&mut self, now: Time, slot: usize, id: LcId) -> Option<ManifestMsg> {
+        self.content_key?;
+        let m = self.manifests.covering(id)?;
+        let n = self.neighbours.get_mut(slot)?;
+        let key = (m.layer, m.start);
+        let resend_after = self.cfg.round * 2;
+        if let Some(i) = n.manifests_sent.iter().position(|(k, _)| *k == key) {
+            if now.since(n.manifests_sent[i].1) < resend_after {
+                return None;
+            }
+            n.manifests_sent.remove(i);
+        }
+        let holds_any = n.map.as_ref().and_then(|map| map.layer(m.layer)).is_some_and(|w| {
+            (0..m.hashes.len() as u32).any(|i| w.contains(layerp2p_codec::Seq(m.start.0.wrapping_add(i))))
+        });
+        if holds_any {
+            return None;
+        }
+        if n.manifests_sent.len() >= MANIFESTS_SENT_MEMORY {
+            n.manifests_sent.pop_front();
+        }
+        n.manifests_sent.push_back((key, now));
+        Some(m.clone())
     }
 
     fn handle_message(&mut self, now: Time, from: SocketAddr, msg: Message, token: Option<(u64, u64)>, received: u64) {
@@ -593,6 +724,7 @@ impl Peer {
             Message::BufferMap(m) => self.on_buffer_map(now, from, m),
             Message::Request { ttl_ms, ids } => self.on_request(now, from, ttl_ms, ids),
             Message::Data(lc) => self.on_data(now, from, lc),
+            Message::Manifest(m) => self.on_manifest(now, from, m),
             // Tokens are read per packet in `handle_input`; tracker-bound messages and
             // padding are not for us.
             Message::Token { .. } | Message::Padding { .. } => {}
@@ -625,15 +757,30 @@ impl Peer {
                     continue;
                 }
                 let seq = self.store.window(layer).start();
-                let next_held = self.store.next_held_after_front(layer).map(|lc| lc.header.time);
-                if !self.playback.missing_is_due(now, layer, seq, next_held) {
+                let next_held = self.store.next_held_after_front(layer).map(|lc| (lc.header.id.seq, lc.header.time));
+                if !self.playback.missing_is_due(now, layer, seq, next_held.map(|(_, t)| t)) {
                     break;
                 }
-                self.store.pop_front(layer);
+                // Every missing LC up to the next held one (if that is due) or up to the
+                // known-due point goes at once: however far a neighbour's window start
+                // puts that point, this is one step, not one per sequence.
+                let due_below = self.playback.due_below(layer);
+                let to = match next_held {
+                    Some((s, t)) if self.playback.is_due(now, t) => s,
+                    Some((s, _)) => s.min(due_below),
+                    None => due_below,
+                };
+                let to = to.max(seq.next());
+                let gap = to.0.saturating_sub(seq.0);
+                self.store.skip_to(layer, to);
                 if counting {
-                    self.playback.record_missed(now, layer);
+                    self.playback.record_missed_n(now, layer, u64::from(gap));
                     if self.cfg.emit_playback {
-                        self.event(Event::Missed(LcId { layer, seq }));
+                        // At most a window's worth of events: a larger gap is a jump of
+                        // the swarm's position, not LCs this peer ever expected.
+                        for s in seq.0..seq.0 + gap.min(MAX_WINDOW_LCS) {
+                            self.event(Event::Missed(LcId { layer, seq: layerp2p_codec::Seq(s) }));
+                        }
                     }
                 }
             }
@@ -679,6 +826,7 @@ impl Peer {
                 &mut self.scratch,
             );
         }
+        self.sign_and_prune_manifests();
         let slots: Vec<usize> = self.neighbours.iter().map(|(s, _)| s).collect();
         for slot in slots {
             let map = self.buffer_map_for(now, slot);
@@ -694,6 +842,22 @@ impl Peer {
                 messages.push(Message::Request { ttl_ms, ids: chunk.to_vec() });
             }
             self.send_to_neighbour(slot, messages);
+        }
+    }
+
+    /// The seed signs what it ingested before advertising it, so everything offered is
+    /// covered; everyone forgets manifests of LCs already played.
+    fn sign_and_prune_manifests(&mut self) {
+        if let Some(builder) = &mut self.builder {
+            for m in builder.flush() {
+                self.manifests.insert(m);
+            }
+        }
+        for li in 0..self.store.layers() {
+            let layer = layerp2p_codec::LayerId::from_index(li);
+            if self.store.is_placed(layer) {
+                self.manifests.prune(layer, self.store.window(layer).start());
+            }
         }
     }
 
@@ -780,6 +944,7 @@ impl Node for Peer {
         }
         while let Some((slot, id)) = self.supplier.next(now, &mut self.rng) {
             let Some(lc) = self.store.get(id).cloned() else { continue };
+            let manifest = self.manifest_for(now, slot, id);
             let Some(n) = self.neighbours.get_mut(slot) else { continue };
             let cost = data_cost(lc.payload.len());
             self.bucket.take(cost);
@@ -788,7 +953,15 @@ impl Node for Peer {
             self.stats.lcs_up += 1;
             self.stats.requests_expired = self.supplier.expired;
             self.stats.requests_overflowed = self.supplier.overflowed;
-            return Some(Transmit { dst: n.addr, packet: Packet { messages: vec![Message::Data(lc)] } });
+            let data = Transmit { dst: n.addr, packet: Packet { messages: vec![Message::Data(lc)] } };
+            if let Some(m) = manifest {
+                // The manifest goes first, in its own datagram, so the LC is checkable
+                // on arrival; data datagrams stay one LC each.
+                let dst = data.dst;
+                self.outbox.push_front(data);
+                return Some(Transmit { dst, packet: Packet { messages: vec![Message::Manifest(m)] } });
+            }
+            return Some(data);
         }
         self.stats.requests_expired = self.supplier.expired;
         None

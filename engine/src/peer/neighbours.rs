@@ -6,8 +6,8 @@
 
 use crate::time::Time;
 use crate::wire::{PeerId, Role};
-use layerp2p_codec::{BufferMap, Kbps};
-use std::collections::HashMap;
+use layerp2p_codec::{BufferMap, Kbps, LayerId, Seq};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -70,7 +70,14 @@ pub struct Neighbour {
     pub unvalidated_out: u64,
     /// Their latest `head_time - now` (µs): one vote for where the source is.
     pub head_offset: Option<i64>,
+    /// Manifests (layer, start) we sent them lately and when, newest last, at most
+    /// `MANIFESTS_SENT_MEMORY`: each goes to a receiver once ahead of its LCs (again
+    /// only if it was lost: see `Peer::manifest_for`).
+    pub manifests_sent: VecDeque<((LayerId, Seq), Time)>,
 }
+
+/// How many sent manifests a neighbour entry remembers (a few rounds of all layers).
+pub const MANIFESTS_SENT_MEMORY: usize = 64;
 
 impl Neighbour {
     /// A fresh, unvalidated relationship credited with `initial` as d(n,k).
@@ -94,6 +101,7 @@ impl Neighbour {
             unvalidated_in: 0,
             unvalidated_out: 0,
             head_offset: None,
+            manifests_sent: VecDeque::new(),
         }
     }
 }

@@ -82,6 +82,11 @@ impl Playback {
         *d = (*d).max(seq);
     }
 
+    /// Every sequence of `layer` below this is known to be past its deadline.
+    pub fn due_below(&self, layer: LayerId) -> Seq {
+        self.due_below[layer.index()]
+    }
+
     /// Is the missing LC `seq` of `layer` known to be past its deadline?
     pub fn missing_is_due(&self, now: Time, layer: LayerId, seq: Seq, next_held: Option<MediaTime>) -> bool {
         seq < self.due_below[layer.index()] || next_held.is_some_and(|t| self.is_due(now, t))
@@ -100,8 +105,13 @@ impl Playback {
     }
 
     pub fn record_missed(&mut self, now: Time, layer: LayerId) {
+        self.record_missed_n(now, layer, 1);
+    }
+
+    /// `n` LCs of `layer` missed their deadline.
+    pub fn record_missed_n(&mut self, now: Time, layer: LayerId, n: u64) {
         if self.counting(now) {
-            self.layers[layer.index()].missed += 1;
+            self.layers[layer.index()].missed += n;
         }
     }
 

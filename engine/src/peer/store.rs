@@ -95,6 +95,15 @@ impl Store {
         self.lcs[layer.index()].iter().skip(1).find_map(Option::as_ref)
     }
 
+    /// Drops every LC of `layer` below `to` (given up) in one step, however far `to` is.
+    pub fn skip_to(&mut self, layer: LayerId, to: Seq) {
+        let w = self.map.layer_mut(layer).expect("layer in plan");
+        let gap = to.0.saturating_sub(w.start().0) as usize;
+        w.advance(to);
+        let slots = &mut self.lcs[layer.index()];
+        slots.drain(..gap.min(slots.len()));
+    }
+
     /// Drops the window start of `layer` (played or given up) and returns it.
     pub fn pop_front(&mut self, layer: LayerId) -> Option<Lc> {
         let w = self.map.layer_mut(layer).expect("layer in plan");

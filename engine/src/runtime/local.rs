@@ -5,6 +5,7 @@
 use super::driver::{drive, Clock, IoStats};
 use super::udp;
 use crate::config::PeerConfig;
+use crate::integrity::ContentAuth;
 use crate::peer::Peer;
 use crate::sim::report::{PeerOutcome, SwarmReport};
 use crate::sim::PeerSpec;
@@ -107,6 +108,7 @@ async fn run_shard(
         seed_cfg.n_max = cfg.seed_n_max;
         seed_cfg.lag = cfg.peer.lag;
         seed_cfg.round = cfg.peer.round;
+        seed_cfg.content_auth = channel_auth(&cfg);
         let seed = Peer::new(seed_cfg, cfg.seed ^ 0x5EED, clock.now()).map_err(|e| io::Error::other(e.to_string()))?;
         let seed = Rc::new(RefCell::new(seed));
         let source = SyntheticSource::new(cfg.source.clone()).map_err(|e| io::Error::other(e.to_string()))?;
@@ -116,6 +118,7 @@ async fn run_shard(
     let mut viewers = Vec::new();
     for (index, spec) in peers {
         let mut pc = cfg.peer.clone();
+        pc.content_auth = channel_auth(&cfg).for_viewer();
         pc.upload = spec.upload;
         pc.tracker = Some(tracker_addr);
         let stop = stop.clone();
@@ -141,6 +144,21 @@ async fn run_shard(
         io.add(&t.await);
     }
     Ok((outcomes, io))
+}
+
+/// The channel key: the template's, or (content checking is always on over real
+/// sockets) one derived from the run seed. A deployed seed loads its key from its
+/// configuration and publishes the public half with the channel id.
+fn channel_auth(cfg: &LocalSwarmConfig) -> ContentAuth {
+    match &cfg.peer.content_auth {
+        ContentAuth::Off => {
+            let mut secret = [0u8; 32];
+            secret[..8].copy_from_slice(&cfg.seed.to_le_bytes());
+            secret[8..16].copy_from_slice(b"channel!");
+            ContentAuth::Sign(ContentAuth::signing_key(secret))
+        }
+        auth => auth.clone(),
+    }
 }
 
 /// Feeds the seed the LCs the source has produced by now, like a live encoder.

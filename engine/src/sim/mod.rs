@@ -6,6 +6,7 @@
 //! LC then takes `size / upload` to cross the sender's access link plus a fixed
 //! latency; signalling takes the latency alone. Download links are unconstrained.
 
+pub mod faults;
 pub mod queue;
 pub mod report;
 pub mod scenario;
@@ -56,6 +57,8 @@ enum SimEvent {
     Join { spec: usize },
     Leave { node: usize },
     SourceTick,
+    /// Scheduled fault `k` of `faults::FaultConfig::events`.
+    Fault(usize),
 }
 
 enum Role {
@@ -109,6 +112,8 @@ pub struct Swarm {
     /// LCs delivered so far (for speed reports).
     pub lc_deliveries: u64,
     pub messages_delivered: u64,
+    /// Injected faults and adversaries (`with_faults`), if any.
+    faults: Option<Box<faults::Faults>>,
 }
 
 impl std::fmt::Debug for Swarm {
@@ -125,6 +130,8 @@ impl Swarm {
         seed_cfg.n_max = cfg.seed_n_max;
         seed_cfg.lag = cfg.peer.lag;
         seed_cfg.round = cfg.peer.round;
+        // The channel key from the template: the seed signs with it.
+        seed_cfg.content_auth = cfg.peer.content_auth.clone();
         let seed = Peer::new(seed_cfg, node_seed(cfg.seed, SEED), Time::ZERO).map_err(|e| e.to_string())?;
         let tracker = Tracker::new(TrackerConfig::default(), node_seed(cfg.seed, TRACKER));
         let mut swarm = Swarm {
@@ -136,6 +143,7 @@ impl Swarm {
             outcomes: Vec::new(),
             lc_deliveries: 0,
             messages_delivered: 0,
+            faults: None,
             cfg,
         };
         swarm.add_node(Role::Tracker(Box::new(tracker)), Kbps(1_000_000), None);
@@ -175,7 +183,7 @@ impl Swarm {
         let now = self.now;
         let from = self.nodes[i].addr;
         let upload = self.nodes[i].upload;
-        while let Some(tx) = self.node(i).poll_transmit(now) {
+        while let Some(mut tx) = self.node(i).poll_transmit(now) {
             let Some(to) = node_of(&tx.dst) else { continue };
             let mut delay = self.cfg.latency;
             if let [Message::Data(lc)] = tx.packet.messages.as_slice()
@@ -184,7 +192,20 @@ impl Swarm {
                 let bits = crate::peer::data_cost(lc.payload.len()) as u64 * 8;
                 delay += Duration::from_micros(bits * 1000 / upload.0 as u64);
             }
-            self.queue.push(now + delay, SimEvent::Deliver { to, from, packet: tx.packet });
+            match self.faults.as_mut() {
+                None => self.queue.push(now + delay, SimEvent::Deliver { to, from, packet: tx.packet }),
+                Some(f) => {
+                    for d in f.transmit(self.nodes[i].spec, &mut tx.packet, delay) {
+                        self.queue.push(now + d, SimEvent::Deliver { to, from, packet: tx.packet.clone() });
+                    }
+                }
+            }
+        }
+        let spec = self.nodes[i].spec;
+        if let (Some(f), Role::Peer(p)) = (self.faults.as_mut(), &mut self.nodes[i].role) {
+            while let Some(e) = p.poll_event() {
+                f.observe(now, i, spec, &e);
+            }
         }
         let wake = self.node(i).poll_timeout();
         let n = &mut self.nodes[i];
@@ -203,6 +224,11 @@ impl Swarm {
         let mut cfg = self.cfg.peer.clone();
         cfg.upload = p.upload;
         cfg.tracker = Some(sim_addr(TRACKER));
+        // Viewers hold only the public half of the channel key.
+        cfg.content_auth = cfg.content_auth.for_viewer();
+        if let Some(f) = &self.faults {
+            f.configure(spec, &mut cfg);
+        }
         let upload = p.upload;
         let leave = p.leave;
         let index = self.nodes.len();
@@ -225,6 +251,14 @@ impl Swarm {
             p.leave(self.now);
         }
         self.after_activity(i);
+        self.remove(i);
+    }
+
+    /// Takes node `i` out of the run at once (recording its outcome), as a crash does.
+    fn remove(&mut self, i: usize) {
+        if !self.nodes[i].alive {
+            return;
+        }
         self.record(i);
         self.nodes[i].alive = false;
         // Free the state machine's memory; the outcome is recorded.
@@ -248,6 +282,9 @@ impl Swarm {
         let media = MediaTime(self.now.0);
         self.source.lcs_until(media, &mut self.source_buf);
         let now = self.now;
+        if self.faults.as_ref().is_some_and(|f| f.source_paused(now)) {
+            self.source_buf.clear();
+        }
         if let Role::Peer(seed) = &mut self.nodes[SEED].role {
             for lc in self.source_buf.drain(..) {
                 // The seed's window is sized for the lag; an error here is a bug.
@@ -286,6 +323,7 @@ impl Swarm {
                 SimEvent::Join { spec } => self.join(spec),
                 SimEvent::Leave { node } => self.leave(node),
                 SimEvent::SourceTick => self.source_tick(),
+                SimEvent::Fault(k) => self.apply_fault(k),
             }
         }
         self.now = self.now.max(until);

@@ -7,6 +7,7 @@
 //! links without serialising.
 
 use super::message::*;
+use crate::integrity::{LcHash, HASH_LEN, MAX_MANIFEST_LCS, SIGNATURE_LEN};
 use bytes::{BufMut, Bytes, BytesMut};
 use layerp2p_codec::{
     BufferMap, LayerId, LayerWindow, Lc, LcHeader, LcId, MAX_LAYERS, MAX_LC_PAYLOAD, MAX_SEQ, MAX_WINDOW_LCS,
@@ -33,10 +34,13 @@ const ID_LEN: usize = 5;
 /// Family (1) + address + port (2).
 const V4_LEN: usize = 1 + 4 + 2;
 const V6_LEN: usize = 1 + 16 + 2;
+/// layer (1) + start (4) + hash count (1) + signature (64); then 16 bytes per hash.
+const MANIFEST_FIXED: usize = 1 + 4 + 1 + SIGNATURE_LEN;
 
 // The body length field is a u16: the largest body the limits allow must fit, so a
 // message that passes the limits always encodes.
-const MAX_BODIES: [usize; 4] = [
+const MAX_BODIES: [usize; 5] = [
+    MANIFEST_FIXED + MAX_MANIFEST_LCS * HASH_LEN,
     BUFFER_MAP_FIXED + MAX_LAYERS * (LAYER_FIXED + MAX_WINDOW_LCS as usize / 8),
     REQUEST_FIXED + MAX_REQUEST_IDS * ID_LEN,
     1 + MAX_PEER_LIST * V6_LEN,
@@ -52,6 +56,7 @@ const _: () = {
 // Counts travel in a u8 (messages, peers) or u16 (ids, bits).
 const _: () = assert!(MAX_MESSAGES_PER_PACKET <= u8::MAX as usize && MAX_PEER_LIST <= u8::MAX as usize);
 const _: () = assert!(MAX_REQUEST_IDS <= u16::MAX as usize && MAX_WINDOW_LCS <= u16::MAX as u32);
+const _: () = assert!(MAX_MANIFEST_LCS <= u8::MAX as usize);
 
 /// Message type codes.
 pub mod code {
@@ -68,6 +73,7 @@ pub mod code {
     pub const DATA: u8 = 11;
     pub const TOKEN: u8 = 12;
     pub const PADDING: u8 = 13;
+    pub const MANIFEST: u8 = 14;
 }
 
 /// Why a datagram was refused (decode) or could not be produced (encode).
@@ -132,6 +138,7 @@ fn body_len(m: &Message) -> usize {
         Message::Data(lc) => LC_HEADER_LEN + lc.payload.len(),
         Message::Token { .. } => 8 + 8,
         Message::Padding { len } => usize::from(*len),
+        Message::Manifest(m) => MANIFEST_FIXED + m.hashes.len() * HASH_LEN,
     }
 }
 
@@ -188,6 +195,7 @@ fn type_code(m: &Message) -> u8 {
         Message::Data(_) => code::DATA,
         Message::Token { .. } => code::TOKEN,
         Message::Padding { .. } => code::PADDING,
+        Message::Manifest(_) => code::MANIFEST,
     }
 }
 
@@ -218,6 +226,9 @@ fn check(m: &Message) -> Result<(), WireError> {
         }
         Message::Data(lc) if lc.payload.is_empty() || lc.payload.len() > MAX_LC_PAYLOAD => {
             Err(WireError::PayloadSize(lc.payload.len()))
+        }
+        Message::Manifest(m) if m.hashes.is_empty() || m.hashes.len() > MAX_MANIFEST_LCS => {
+            Err(WireError::TooMany { what: "manifest hashes", count: m.hashes.len(), limit: MAX_MANIFEST_LCS })
         }
         Message::Data(lc) if lc.header.part >= lc.header.parts => {
             Err(WireError::BadPart { part: lc.header.part, parts: lc.header.parts })
@@ -307,6 +318,13 @@ fn put_body(out: &mut BytesMut, m: &Message) {
             out.put_u64(*echo);
         }
         Message::Padding { len } => out.put_bytes(0, usize::from(*len)),
+        Message::Manifest(m) => {
+            out.put_u8(m.layer.get());
+            out.put_u32(m.start.0);
+            out.put_u8(m.hashes.len() as u8);
+            m.hashes.iter().for_each(|h| out.put_slice(&h.0));
+            out.put_slice(&m.signature);
+        }
     }
 }
 
@@ -549,6 +567,19 @@ fn decode_body(r: &mut Reader<'_>, ty: u8) -> Result<Message, WireError> {
             }
             Message::Padding { len: n as u16 }
         }
+        code::MANIFEST => {
+            let layer = r.layer()?;
+            let start = Seq(r.u32("manifest start")?);
+            let n = usize::from(r.u8("hash count")?);
+            if n == 0 || n > MAX_MANIFEST_LCS {
+                return Err(WireError::TooMany { what: "manifest hashes", count: n, limit: MAX_MANIFEST_LCS });
+            }
+            let mut hashes = Vec::new();
+            for _ in 0..n {
+                hashes.push(LcHash(r.array("manifest hash")?));
+            }
+            Message::Manifest(ManifestMsg { layer, start, hashes, signature: r.array("signature")? })
+        }
         other => return Err(WireError::UnknownType(other)),
     })
 }
@@ -658,7 +689,14 @@ mod tests {
             Message::Request { ttl_ms: u16::MAX, ids: all_layers.collect() },
             Message::Data(lc(1)),
             Message::Data(lc(MAX_LC_PAYLOAD)),
+            manifest(2, 1),
+            manifest(3, MAX_MANIFEST_LCS),
         ]
+    }
+
+    fn manifest(layer: u8, n: usize) -> Message {
+        let hashes = (0..n).map(|i| LcHash([i as u8; HASH_LEN])).collect();
+        Message::Manifest(ManifestMsg { layer: l(layer), start: Seq(40), hashes, signature: [0x5A; SIGNATURE_LEN] })
     }
 
     fn bytes_of(p: &Packet) -> Bytes {
@@ -834,7 +872,29 @@ mod tests {
             ("body cut", Bytes::from([&header(1)[..], &[7, 0, 5, 0]].concat()), truncated("message body", 4)),
             ("trailing after last", Bytes::from(plus(&[0])), WireError::TrailingBytes(1)),
             ("unknown type 0", with_body(0, &[]), WireError::UnknownType(0)),
-            ("unknown type 14", with_body(14, &[1]), WireError::UnknownType(14)),
+            ("unknown type 15", with_body(15, &[1]), WireError::UnknownType(15)),
+            (
+                "manifest without hashes",
+                with_body(code::MANIFEST, &[1, 0, 0, 0, 0, 0]),
+                WireError::TooMany { what: "manifest hashes", count: 0, limit: MAX_MANIFEST_LCS },
+            ),
+            (
+                "manifest of 65",
+                with_body(code::MANIFEST, &[1, 0, 0, 0, 0, 65]),
+                WireError::TooMany { what: "manifest hashes", count: 65, limit: MAX_MANIFEST_LCS },
+            ),
+            ("manifest bad layer", with_body(code::MANIFEST, &[0, 0, 0, 0, 0, 1]), bad("layer", 0)),
+            ("manifest hash cut", with_body(code::MANIFEST, &[1, 0, 0, 0, 0, 2, 0, 0, 0]), truncated("manifest hash", 13)),
+            (
+                "manifest signature cut",
+                with_body(code::MANIFEST, &[[1, 0, 0, 0, 0, 1].as_slice(), &[0; HASH_LEN + 10]].concat()),
+                truncated("signature", SIGNATURE_LEN - 10),
+            ),
+            (
+                "manifest trailing byte",
+                with_body(code::MANIFEST, &[[1, 0, 0, 0, 0, 1].as_slice(), &[0; HASH_LEN + SIGNATURE_LEN + 1]].concat()),
+                WireError::BodyTooLong(code::MANIFEST, 1),
+            ),
             ("token cut", with_body(code::TOKEN, &[0; 12]), truncated("token echo", 4)),
             ("padding not zero", with_body(code::PADDING, &[0, 0, 3]), bad("padding byte", 3)),
             ("unknown type 255", with_body(255, &[]), WireError::UnknownType(255)),
@@ -942,6 +1002,16 @@ mod tests {
             ("big payload", vec![data(MAX_LC_PAYLOAD + 1, 0, 1)], WireError::PayloadSize(MAX_LC_PAYLOAD + 1)),
             ("part == parts", vec![data(10, 3, 3)], WireError::BadPart { part: 3, parts: 3 }),
             (
+                "empty manifest",
+                vec![manifest(1, 0)],
+                WireError::TooMany { what: "manifest hashes", count: 0, limit: MAX_MANIFEST_LCS },
+            ),
+            (
+                "manifest of 65",
+                vec![manifest(1, MAX_MANIFEST_LCS + 1)],
+                WireError::TooMany { what: "manifest hashes", count: MAX_MANIFEST_LCS + 1, limit: MAX_MANIFEST_LCS },
+            ),
+            (
                 "datagram too large",
                 vec![Message::Data(lc(MAX_LC_PAYLOAD)); MAX_MESSAGES_PER_PACKET],
                 WireError::TooLarge(PACKET_HEADER_LEN + MAX_MESSAGES_PER_PACKET * data_wire_len(MAX_LC_PAYLOAD)),
@@ -1029,6 +1099,11 @@ mod tests {
                     Message::Data(Lc { header, payload: Bytes::from(payload) })
                 }
             ),
+            (1..=MAX_LAYERS as u8, any::<u32>(), prop::collection::vec(any::<[u8; HASH_LEN]>(), 1..=MAX_MANIFEST_LCS), any::<[u8; 32]>())
+                .prop_map(|(layer, start, hashes, half)| {
+                    let signature = std::array::from_fn(|i| half[i % 32] ^ i as u8);
+                    Message::Manifest(ManifestMsg { layer: l(layer), start: Seq(start), hashes: hashes.into_iter().map(LcHash).collect(), signature })
+                }),
         ]
     }
 
@@ -1071,7 +1146,7 @@ mod tests {
         #[test]
         fn random_messages_after_a_valid_header_never_panic(
             n in 0u8..4,
-            ty in 0u8..13,
+            ty in 0u8..16,
             len in prop_oneof![0u16..64, any::<u16>()],
             body in prop::collection::vec(any::<u8>(), 0..600),
         ) {

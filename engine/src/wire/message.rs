@@ -6,7 +6,8 @@
 //! serialising them and only counts [`Message::wire_len`].
 
 use bytes::Bytes;
-use layerp2p_codec::{BufferMap, Lc, LcId, MediaTime};
+use crate::integrity::LcHash;
+use layerp2p_codec::{BufferMap, LayerId, Lc, LcId, MediaTime, Seq};
 use std::net::SocketAddr;
 
 /// Most peers in one tracker peer list.
@@ -64,6 +65,18 @@ pub struct BufferMapMsg {
     pub map: BufferMap,
 }
 
+/// The seed's signed list of the hashes of LCs `start..start + hashes.len()` of one
+/// layer (see `integrity`). Forwarded as received; only the seed can make one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestMsg {
+    pub layer: LayerId,
+    pub start: Seq,
+    /// 1 to `integrity::MAX_MANIFEST_LCS` hashes, one per LC in sequence order.
+    pub hashes: Vec<LcHash>,
+    /// ed25519 over the channel, layer, start and hashes.
+    pub signature: [u8; crate::integrity::SIGNATURE_LEN],
+}
+
 /// Every message of the protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -95,6 +108,8 @@ pub enum Message {
     Request { ttl_ms: u16, ids: Vec<LcId> },
     /// Supplier -> receiver: one LC.
     Data(Lc),
+    /// Supplier -> receiver: the signed hashes that vouch for LCs it is sending.
+    Manifest(ManifestMsg),
 
     // --- address validation (anti-amplification) ---
     /// `nonce`: a random token the sender hands the addressee; `echo`: the last token

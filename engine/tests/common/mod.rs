@@ -1,6 +1,8 @@
 //! Helpers shared by the tests that drive a `Peer` by hand.
 #![allow(dead_code)]
 
+pub mod swarms;
+
 use layerp2p_engine::wire::{ChannelId, Message, Packet, PeerId, Role};
 use layerp2p_engine::{Node, Peer, Time, Transmit};
 use std::net::SocketAddr;
