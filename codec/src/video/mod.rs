@@ -8,9 +8,15 @@ pub mod clip;
 #[cfg(feature = "h264")]
 pub mod decoder;
 #[cfg(feature = "h264")]
+pub mod droptest;
+#[cfg(feature = "h264")]
 pub mod encoder;
 pub mod picture;
 pub mod quality;
+pub mod reassemble;
+#[cfg(feature = "h264")]
+pub mod score;
+pub mod source;
 pub mod y4m;
 
 pub use picture::{FrameRate, Picture, Resolution};

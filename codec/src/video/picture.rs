@@ -25,7 +25,7 @@ pub struct ResolutionError {
 
 impl Resolution {
     pub fn new(width: u32, height: u32) -> Result<Resolution, ResolutionError> {
-        let ok = |d: u32| (2..=MAX_DIMENSION).contains(&d) && d % 2 == 0;
+        let ok = |d: u32| (2..=MAX_DIMENSION).contains(&d) && d.is_multiple_of(2);
         if ok(width) && ok(height) {
             Ok(Resolution { width, height })
         } else {
