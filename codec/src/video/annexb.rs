@@ -27,7 +27,7 @@ pub const START_CODE: [u8; 4] = [0, 0, 0, 1];
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnnexBError {
-    #[error("not an H.264 Annex B stream: {0} bytes before the first start code (00 00 01)")]
+    #[error("not an H.264 Annex B stream: data at byte {0} before any start code (00 00 01)")]
     NoStartCode(usize),
     #[error("NAL unit {index}: forbidden_zero_bit is set (corrupt data)")]
     ForbiddenBit { index: u64 },
@@ -209,6 +209,11 @@ impl<R: Read> NalReader<R> {
         NalReader { input, buf: Vec::new(), start: None, scan: 0, eof: false, index: 0 }
     }
 
+    /// Offset of the first non-zero byte (before any start code has been found).
+    fn first_data(&self) -> usize {
+        self.buf.iter().position(|&b| b != 0).unwrap_or(0)
+    }
+
     /// NAL units returned so far.
     pub fn count(&self) -> u64 {
         self.index
@@ -250,12 +255,12 @@ impl<R: Read> NalReader<R> {
                         self.scan = p + 3;
                         continue;
                     }
-                    Some(p) => return Err(AnnexBError::NoStartCode(p)),
+                    Some(_) => return Err(AnnexBError::NoStartCode(self.first_data())),
                     None if self.buf.iter().any(|&b| b != 0) && self.buf.len() >= 3 => {
-                        return Err(AnnexBError::NoStartCode(self.buf.len()));
+                        return Err(AnnexBError::NoStartCode(self.first_data()));
                     }
                     None if self.eof => {
-                        return if self.buf.iter().all(|&b| b == 0) { Ok(None) } else { Err(AnnexBError::NoStartCode(self.buf.len())) };
+                        return if self.buf.iter().all(|&b| b == 0) { Ok(None) } else { Err(AnnexBError::NoStartCode(self.first_data())) };
                     }
                     None => {
                         self.fill()?;
