@@ -9,7 +9,7 @@ use layerp2p_codec::video::annexb::{AccessUnit, AnnexBReader};
 use layerp2p_codec::video::decoder::Decoder;
 use layerp2p_codec::video::droptest::TestClip;
 use layerp2p_codec::video::encoder::EncoderConfig;
-use layerp2p_codec::video::reassemble::{AnnexBWriter, FrameState, Reassembler};
+use layerp2p_codec::video::reassemble::{FrameState, Reassembler, StreamOutput, OUTPUT_HOLD};
 use layerp2p_codec::video::score::Scorer;
 use layerp2p_codec::video::source::{ReplayFeed, VideoSource};
 use layerp2p_codec::video::{FrameRate, Resolution};
@@ -112,18 +112,20 @@ fn loopback_swarm_streams_real_video_that_decodes() {
         .join()
         .expect("swarm ran");
 
-    // Reassemble in the order playback handed the LCs over, as `peer --output` does.
-    let mut reassembler = Reassembler::new(Duration::from_millis(500));
-    let mut writer = AnnexBWriter::new(Vec::new());
+    // `peer --output`: played LCs, in the order playback handed them over, become a stream.
+    let mut output = StreamOutput::new(Vec::new());
+    for lc in &played {
+        output.played(lc).expect("in memory");
+    }
+    let stream = output.finish().expect("in memory");
+    // The same LCs reassembled frame by frame, for scoring.
+    let mut reassembler = Reassembler::new(OUTPUT_HOLD);
     let mut released = Vec::new();
     for lc in &played {
         reassembler.push(lc);
         released.extend(std::iter::from_fn(|| reassembler.pop()));
     }
     released.extend(reassembler.flush());
-    for f in &released {
-        writer.write(f).expect("in memory");
-    }
     let numbers: Vec<u32> = released.iter().map(|f| f.number).collect();
     assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "frames released in decode order without skipping");
     let complete = released.iter().filter(|f| f.state == FrameState::Complete).count();
@@ -133,7 +135,6 @@ fn loopback_swarm_streams_real_video_that_decodes() {
     assert!(complete as f64 >= 0.9 * released.len() as f64, "{complete} of {} frames complete", released.len());
 
     // The output stream decodes, frame for frame, from its first IDR on.
-    let stream = writer.into_inner();
     let mut reader = AnnexBReader::new(&stream[..], 3);
     let mut decoder = Decoder::new().expect("decoder");
     let (mut units, mut pictures) = (0, 0);

@@ -2,10 +2,11 @@
 //! `unsafe` block of decoding is here, each with the reason it is sound) and
 //! `Playout`, which turns "frame n arrived (or not)" into the picture a viewer sees.
 //!
-//! Concealment, two levels: inside a frame, OpenH264 copies lost slices from the
-//! previous picture (`ERROR_CON_SLICE_COPY`); a frame that is missing altogether, or
-//! yields no picture, shows the last picture again (SPEC §10). Damage propagates as
-//! in any decoder: a frame predicted from a concealed one inherits its errors.
+//! Concealment: a frame that is missing, or yields no picture, shows the last picture
+//! again (SPEC §10). OpenH264 (`ERROR_CON_SLICE_COPY`) yields no picture for a frame
+//! with missing slices — it conceals the lost slices from the previous picture only
+//! in the copy it keeps as a reference — so a partial frame is shown as a repeat too,
+//! and frames predicted from it carry its concealment errors, as in any decoder.
 
 use super::picture::{Picture, Resolution};
 use super::CodecError;

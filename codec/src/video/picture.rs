@@ -81,6 +81,9 @@ pub struct FrameRateError {
 }
 
 impl FrameRate {
+    /// 30 frames per second.
+    pub const FPS_30: FrameRate = FrameRate { num: 30, den: 1 };
+
     pub fn new(num: u32, den: u32) -> Result<FrameRate, FrameRateError> {
         let ok = den > 0 && num > 0 && (num as u64) <= 1000 * den as u64 && (num as u64) * 1000 >= den as u64;
         if ok { Ok(FrameRate { num, den }) } else { Err(FrameRateError { num, den }) }

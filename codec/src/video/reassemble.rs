@@ -222,6 +222,48 @@ impl<W: Write> AnnexBWriter<W> {
     }
 }
 
+/// A viewer's `--output`: played LCs in, a playable Annex B stream out. Feed it every
+/// `Event::Played` LC as it comes; call `finish` when playback stops.
+#[derive(Debug)]
+pub struct StreamOutput<W> {
+    reassembler: Reassembler,
+    writer: AnnexBWriter<W>,
+}
+
+/// How long the output waits for a frame's stragglers: several play ticks.
+pub const OUTPUT_HOLD: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl<W: Write> StreamOutput<W> {
+    pub fn new(out: W) -> StreamOutput<W> {
+        StreamOutput { reassembler: Reassembler::new(OUTPUT_HOLD), writer: AnnexBWriter::new(out) }
+    }
+
+    /// One played LC; writes every frame that became ready.
+    pub fn played(&mut self, lc: &Lc) -> std::io::Result<()> {
+        self.reassembler.push(lc);
+        while let Some(f) = self.reassembler.pop() {
+            self.writer.write(&f)?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is still held and returns the output.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        for f in self.reassembler.flush() {
+            self.writer.write(&f)?;
+        }
+        Ok(self.writer.into_inner())
+    }
+
+    pub fn stats(&self) -> &ReassemblyStats {
+        self.reassembler.stats()
+    }
+
+    pub fn frames_written(&self) -> u64 {
+        self.writer.frames_written
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,8 @@ pub enum SourceError {
     Packetize(#[from] PacketizeError),
     #[error("the input holds no frame")]
     Empty,
+    #[error("input is neither Y4M (YUV4MPEG2 header) nor H.264 Annex B (00 00 01 start codes)")]
+    UnknownFormat,
 }
 
 /// Where coded frames come from.
@@ -239,6 +241,79 @@ pub fn annexb_source<R: Read + Send + std::fmt::Debug + 'static>(input: R, rate:
     VideoSource::new(Box::new(AnnexBReader::new(input, layers)), rate, layers, lookahead)
 }
 
+/// A boxed byte input (file or stdin) that the feeds can own.
+pub struct Input(pub Box<dyn BufRead + Send>);
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Input")
+    }
+}
+
+impl Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl BufRead for Input {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.0.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.0.consume(n)
+    }
+}
+
+/// How a seed turns its `--input` into LCs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputOptions {
+    /// Layers to produce (encoder temporal layers, or Annex B classification).
+    pub layers: usize,
+    /// Encoder quantiser for Y4M input.
+    pub qp: u8,
+    /// Frames between IDRs for Y4M input; also the plan's lookahead.
+    pub intra_period: u32,
+    /// Frame rate of Annex B input (Y4M carries its own).
+    pub annexb_rate: FrameRate,
+}
+
+impl Default for InputOptions {
+    fn default() -> InputOptions {
+        InputOptions { layers: 3, qp: 30, intra_period: 64, annexb_rate: FrameRate::FPS_30 }
+    }
+}
+
+/// What an input holds, from its first bytes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum InputFormat {
+    Y4m,
+    AnnexB,
+}
+
+/// Recognises Y4M (`YUV4MPEG2`) or Annex B (a start code after zero bytes).
+pub fn sniff(input: &mut Input) -> Result<InputFormat, SourceError> {
+    let head = input.fill_buf().map_err(|e| SourceError::AnnexB(e.into()))?;
+    if head.starts_with(b"YUV4MPEG2") {
+        return Ok(InputFormat::Y4m);
+    }
+    let zeros = head.iter().take_while(|&&b| b == 0).count();
+    if zeros >= 2 && head.get(zeros) == Some(&1) {
+        return Ok(InputFormat::AnnexB);
+    }
+    Err(SourceError::UnknownFormat)
+}
+
+/// A seed's source from a file or stdin holding Y4M (encoded here) or H.264 Annex B.
+#[cfg(feature = "h264")]
+pub fn input_source(mut input: Input, opts: &InputOptions) -> Result<VideoSource, SourceError> {
+    match sniff(&mut input)? {
+        InputFormat::Y4m => y4m_source(input, opts.qp, opts.layers, opts.intra_period),
+        InputFormat::AnnexB => annexb_source(input, opts.annexb_rate, opts.layers, opts.intra_period as usize),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,5 +353,36 @@ mod tests {
         assert!(src.ended() && src.error().is_none());
         assert!(matches!(VideoSource::new(Box::new(ReplayFeed::new(vec![], false)), rate, 3, 8), Err(SourceError::Empty)));
         assert!(matches!(annexb_source(&b"junk"[..], rate, 3, 8), Err(SourceError::AnnexB(_))));
+    }
+
+    #[test]
+    fn sniffs_the_input_format() {
+        let input = |b: &'static [u8]| Input(Box::new(b));
+        assert_eq!(sniff(&mut input(b"YUV4MPEG2 W2 H2\n")).ok(), Some(InputFormat::Y4m));
+        assert_eq!(sniff(&mut input(&[0, 0, 0, 1, 0x67])).ok(), Some(InputFormat::AnnexB));
+        assert_eq!(sniff(&mut input(&[0, 0, 1, 0x67])).ok(), Some(InputFormat::AnnexB));
+        assert!(matches!(sniff(&mut input(b"RIFF....")), Err(SourceError::UnknownFormat)));
+        assert!(matches!(sniff(&mut input(b"")), Err(SourceError::UnknownFormat)));
+    }
+
+    #[cfg(feature = "h264")]
+    #[test]
+    fn y4m_input_is_encoded_into_three_layers() {
+        use crate::video::picture::Resolution;
+        use crate::video::y4m::Y4mWriter;
+        let rate = FrameRate::per_second(30).expect("fps");
+        let mut w = Y4mWriter::new(Vec::new(), Resolution::QCIF, rate).expect("header");
+        for p in crate::video::clip::frames(Resolution::QCIF, 8) {
+            w.write(&p).expect("frame");
+        }
+        let bytes: &'static [u8] = Box::leak(w.into_inner().into_boxed_slice());
+        let opts = InputOptions { intra_period: 8, ..InputOptions::default() };
+        let mut src = input_source(Input(Box::new(bytes)), &opts).expect("source");
+        assert_eq!(src.plan().layers(), 3);
+        let mut out = Vec::new();
+        src.lcs_until(MediaTime(u64::MAX), &mut out);
+        let layers: Vec<u8> = out.iter().filter(|lc| lc.header.part == 0).map(|lc| lc.header.id.layer.get()).collect();
+        assert_eq!(layers, vec![1, 3, 2, 3, 1, 3, 2, 3]);
+        assert!(src.ended() && src.error().is_none());
     }
 }
