@@ -133,14 +133,20 @@ pub fn run(clip: &TestClip, loss: Loss) -> Result<Outcome, CodecError> {
     Ok(Outcome { loss, lcs: all.len(), lcs_lost: all.len() - kept.len(), frames_lost: frames_lost + tail_lost + first_seen, frames_partial, quality })
 }
 
-/// The standard table: all layers, drop layer 3, drop layers 2-3, random loss.
-pub fn standard(clip: &TestClip, random_rate: f64, seed: u64) -> Result<Vec<Outcome>, CodecError> {
+/// The standard cases for `layers` layers: all layers, then one layer fewer at a
+/// time down to the base layer, then random loss.
+pub fn standard_losses(layers: usize, random_rate: f64, seed: u64) -> Vec<Loss> {
     let mut losses = vec![Loss::None];
-    for keep in (1..clip.cfg.layers).rev() {
+    for keep in (1..layers).rev() {
         losses.push(Loss::AboveLayer(LayerId::from_index(keep - 1)));
     }
     losses.push(Loss::Random { rate: random_rate, seed });
-    losses.into_iter().map(|l| run(clip, l)).collect()
+    losses
+}
+
+/// The standard table: all layers, drop layer 3, drop layers 2-3, random loss.
+pub fn standard(clip: &TestClip, random_rate: f64, seed: u64) -> Result<Vec<Outcome>, CodecError> {
+    standard_losses(clip.cfg.layers, random_rate, seed).into_iter().map(|l| run(clip, l)).collect()
 }
 
 #[cfg(test)]

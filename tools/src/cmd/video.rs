@@ -76,17 +76,24 @@ impl CodecOpts {
     }
 }
 
-#[derive(ClapArgs, Debug)]
-struct ClipArgs {
-    /// Number of frames.
+/// Which part of the built-in clip.
+#[derive(ClapArgs, Debug, Clone)]
+struct ClipOpts {
+    /// Frames of the built-in clip.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     frames: u32,
-    /// Picture size, WIDTHxHEIGHT (even numbers).
+    /// Picture size of the built-in clip, WIDTHxHEIGHT (even numbers).
     #[arg(long, default_value = "352x288", value_parser = parse_resolution)]
     resolution: Resolution,
-    /// Frame rate, e.g. 30 or 30000/1001.
+    /// Frame rate of the built-in clip, e.g. 30 or 30000/1001.
     #[arg(long, default_value = "30", value_parser = parse_fps)]
     fps: FrameRate,
+}
+
+#[derive(ClapArgs, Debug)]
+struct ClipArgs {
+    #[command(flatten)]
+    clip: ClipOpts,
     /// Output Y4M file, or - for stdout.
     #[arg(long)]
     output: PathBuf,
@@ -95,18 +102,11 @@ struct ClipArgs {
 #[derive(ClapArgs, Debug)]
 struct EncodeArgs {
     /// Input Y4M file, or - for stdin (e.g. `ffmpeg -i in.mp4 -f yuv4mpegpipe -pix_fmt yuv420p -`).
-    /// Without it, the built-in clip is encoded.
+    /// Without it, the built-in clip is encoded (--frames, --resolution, --fps).
     #[arg(long)]
     input: Option<PathBuf>,
-    /// Frames of the built-in clip to encode (without --input).
-    #[arg(long, default_value_t = 300)]
-    frames: u32,
-    /// Picture size of the built-in clip (without --input).
-    #[arg(long, default_value = "352x288", value_parser = parse_resolution)]
-    resolution: Resolution,
-    /// Frame rate of the built-in clip (without --input).
-    #[arg(long, default_value = "30", value_parser = parse_fps)]
-    fps: FrameRate,
+    #[command(flatten)]
+    clip: ClipOpts,
     #[command(flatten)]
     codec: CodecOpts,
     /// Output H.264 Annex B file, or - for stdout.
@@ -162,15 +162,8 @@ struct PsnrArgs {
 
 #[derive(ClapArgs, Debug)]
 struct DropTestArgs {
-    /// Frames of the built-in clip.
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(8..=100_000))]
-    frames: u32,
-    /// Picture size, WIDTHxHEIGHT.
-    #[arg(long, default_value = "352x288", value_parser = parse_resolution)]
-    resolution: Resolution,
-    /// Frame rate.
-    #[arg(long, default_value = "30", value_parser = parse_fps)]
-    fps: FrameRate,
+    #[command(flatten)]
+    clip: ClipOpts,
     #[command(flatten)]
     codec: CodecOpts,
     /// Probability that each LC is lost in the random-loss case (0 to 1).
@@ -249,14 +242,15 @@ pub fn run(args: Args) -> Result<(), String> {
 }
 
 fn clip_cmd(a: ClipArgs) -> Result<(), String> {
-    let mut w = Y4mWriter::new(open_output(&a.output)?, a.resolution, a.fps).map_err(|e| e.to_string())?;
+    let c = &a.clip;
+    let mut w = Y4mWriter::new(open_output(&a.output)?, c.resolution, c.fps).map_err(|e| e.to_string())?;
     let started = Instant::now();
-    for (n, p) in clip::frames(a.resolution, a.frames).enumerate() {
+    for (n, p) in clip::frames(c.resolution, c.frames).enumerate() {
         w.write(&p).map_err(|e| format!("writing {}: {e}", a.output.display()))?;
         progress("clip", n as u64 + 1, 100, started);
     }
     w.into_inner().flush().map_err(|e| e.to_string())?;
-    eprintln!("wrote {} frames of {} at {}", a.frames, a.resolution, a.fps);
+    eprintln!("wrote {} frames of {} at {}", c.frames, c.resolution, c.fps);
     Ok(())
 }
 
@@ -283,11 +277,12 @@ fn encode_cmd(a: EncodeArgs) -> Result<(), String> {
             r.frame_rate()
         }
         None => {
-            let mut enc = Encoder::new(a.codec.config(a.resolution, a.fps)).map_err(|e| e.to_string())?;
-            for (n, p) in clip::frames(a.resolution, a.frames).enumerate() {
+            let c = &a.clip;
+            let mut enc = Encoder::new(a.codec.config(c.resolution, c.fps)).map_err(|e| e.to_string())?;
+            for (n, p) in clip::frames(c.resolution, c.frames).enumerate() {
                 write(&mut enc, &p, n as u64 + 1)?;
             }
-            a.fps
+            c.fps
         }
     };
     out.flush().map_err(|e| e.to_string())?;
@@ -381,15 +376,19 @@ fn drop_test_cmd(a: DropTestArgs) -> Result<(), String> {
     if !(0.0..=1.0).contains(&a.loss) {
         return Err(format!("--loss {} is not a probability between 0 and 1", a.loss));
     }
-    let cfg = a.codec.config(a.resolution, a.fps);
-    eprintln!("encoding {} frames of the built-in clip at {} ...", a.frames, a.resolution);
+    let c = &a.clip;
+    if c.frames < 8 {
+        return Err(format!("--frames {} is too short for a drop test: use at least 8", c.frames));
+    }
+    let cfg = a.codec.config(c.resolution, c.fps);
+    eprintln!("encoding {} frames of the built-in clip at {} ...", c.frames, c.resolution);
     let started = Instant::now();
-    let clip = TestClip::encode(cfg.clone(), a.frames).map_err(|e| e.to_string())?;
+    let clip = TestClip::encode(cfg.clone(), c.frames).map_err(|e| e.to_string())?;
     eprintln!("encoded in {:.1} s", started.elapsed().as_secs_f64());
     let rates = clip.layer_rates();
     println!(
         "Built-in clip, {} frames {} at {}, QP {}, {} temporal layers, IDR every {} frames",
-        a.frames, a.resolution, a.fps, cfg.qp, cfg.layers, cfg.intra_period
+        c.frames, c.resolution, c.fps, cfg.qp, cfg.layers, cfg.intra_period
     );
     println!(
         "layer rates: {}  (full {})",
@@ -397,11 +396,7 @@ fn drop_test_cmd(a: DropTestArgs) -> Result<(), String> {
         Kbps(rates.iter().map(|r| r.0).sum())
     );
     let mut outcomes = Vec::new();
-    let mut losses = vec![droptest::Loss::None];
-    for keep in (1..cfg.layers).rev() {
-        losses.push(droptest::Loss::AboveLayer(LayerId::from_index(keep - 1)));
-    }
-    losses.push(droptest::Loss::Random { rate: a.loss, seed: a.seed });
+    let losses = droptest::standard_losses(cfg.layers, a.loss, a.seed);
     let head = (1..=cfg.layers).map(|l| format!("{:>7}", format!("Q{l}"))).collect::<String>();
     println!("\n{:<28} {:>8} {:>8} {:>9}{head} {:>7}", "case", "LCs lost", "fr lost", "concealed", "Q");
     for loss in losses {
