@@ -67,6 +67,15 @@ impl TestClip {
         bytes.into_iter().map(|b| Kbps::from_bytes_over(b, micros)).collect()
     }
 
+    /// The clip's LCs grouped by frame.
+    pub fn lcs_by_frame(&self) -> Vec<Vec<Lc>> {
+        let mut out = vec![Vec::new(); self.units.len()];
+        for lc in self.lcs() {
+            out[lc.header.frame as usize].push(lc);
+        }
+        out
+    }
+
     /// The clip as LCs, frame n at media time n / fps.
     pub fn lcs(&self) -> Vec<Lc> {
         let mut p = Packetizer::new(self.cfg.layers);
@@ -94,19 +103,39 @@ pub struct Outcome {
     pub quality: Quality,
 }
 
-/// Scores LCs `received` of `clip` (in any order) as a viewer would see them.
-pub fn score_received(clip: &TestClip, received: &[Lc]) -> Result<(Quality, u64, u64), CodecError> {
+/// Scores LCs `received` (in any order) of `clip` played in a loop, as a viewer
+/// would see frames `frames` (frame n shows clip frame n mod its length).
+pub fn score_received(clip: &TestClip, received: &[Lc], frames: std::ops::Range<u32>) -> Result<(Quality, u64, u64), CodecError> {
+    let len = clip.units.len();
     let mut r = Reassembler::new(Duration::ZERO);
     for lc in received {
         r.push(lc);
     }
     let mut scorer = Scorer::new(clip.cfg.resolution, clip.cfg.layers)?;
-    let mut released = r.flush().into_iter().peekable();
-    for (n, (unit, original)) in clip.units.iter().zip(&clip.originals).enumerate() {
-        let frame = released.next_if(|f| f.number == n as u32);
-        scorer.frame(frame.as_ref().map(|f| &f.data[..]), unit.layer, original)?;
+    let start = frames.start;
+    let mut released = r.flush().into_iter().filter(|f| f.number >= start).peekable();
+    for n in frames {
+        let i = n as usize % len.max(1);
+        let frame = released.next_if(|f| f.number == n);
+        scorer.frame(frame.as_ref().map(|f| &f.data[..]), clip.units[i].layer, &clip.originals[i])?;
     }
     Ok((scorer.into_quality(), r.stats().lost, r.stats().partial))
+}
+
+/// Scores a viewer of `clip` looped endlessly from the `(frame, part)` of the LCs it
+/// played: frames from the first it played to the last, lost ones concealed. `None`
+/// if it played nothing.
+pub fn score_played(clip: &TestClip, by_frame: &[Vec<Lc>], played: &[(u32, u16)]) -> Result<Option<Quality>, CodecError> {
+    let (Some(first), Some(last)) = (played.iter().map(|p| p.0).min(), played.iter().map(|p| p.0).max()) else { return Ok(None) };
+    let lcs: Vec<Lc> = played
+        .iter()
+        .filter_map(|&(frame, part)| {
+            let mut lc = by_frame.get(frame as usize % by_frame.len().max(1))?.get(part as usize)?.clone();
+            lc.header.frame = frame;
+            Some(lc)
+        })
+        .collect();
+    Ok(Some(score_received(clip, &lcs, first..last.saturating_add(1))?.0))
 }
 
 /// Applies `loss` to the clip's LCs and scores the result.
@@ -125,7 +154,7 @@ pub fn run(clip: &TestClip, loss: Loss) -> Result<Outcome, CodecError> {
         })
         .cloned()
         .collect();
-    let (quality, frames_lost, frames_partial) = score_received(clip, &kept)?;
+    let (quality, frames_lost, frames_partial) = score_received(clip, &kept, 0..clip.units.len() as u32)?;
     // Frames lost at the very end never reach the reassembler; count them too.
     let last_seen = kept.iter().map(|lc| lc.header.frame + 1).max().unwrap_or(0) as u64;
     let tail_lost = clip.units.len() as u64 - last_seen.min(clip.units.len() as u64);
@@ -182,5 +211,25 @@ mod tests {
         // Dropped layers are concealed entirely: 16 layer-2 frames, 32 layer-3 frames.
         assert_eq!(out[1].quality.concealed, 32);
         assert_eq!(out[2].quality.concealed, 48);
+    }
+
+    #[test]
+    fn played_log_of_a_looped_clip_scores_like_the_lcs_themselves() {
+        let clip = clip();
+        let by_frame = clip.lcs_by_frame();
+        // A viewer that played the second loop, all of it except layer 3.
+        let n = clip.units.len() as u32;
+        let played: Vec<(u32, u16)> = (n..2 * n)
+            .filter(|&f| clip.units[(f - n) as usize].layer.get() < 3)
+            .flat_map(|f| (0..by_frame[(f - n) as usize].len() as u16).map(move |p| (f, p)))
+            .collect();
+        let q = score_played(&clip, &by_frame, &played).expect("scores").expect("played something");
+        let full = run(&clip, Loss::None).expect("runs").quality;
+        let l = |n| LayerId::new(n).expect("layer");
+        // The second loop starts with an IDR: layers 1 and 2 decode exactly as the first time.
+        assert_eq!(q.layer(l(1)), full.layer(l(1)));
+        assert_eq!(q.layer(l(2)), full.layer(l(2)));
+        assert!(q.layer(l(3)).expect("frames") < full.layer(l(3)).expect("frames") - 5.0);
+        assert_eq!(score_played(&clip, &by_frame, &[]).expect("scores"), None);
     }
 }

@@ -41,7 +41,7 @@ enum VideoCommand {
 }
 
 /// Parses `WIDTHxHEIGHT`.
-fn parse_resolution(s: &str) -> Result<Resolution, String> {
+pub fn parse_resolution(s: &str) -> Result<Resolution, String> {
     let (w, h) = s.split_once(['x', 'X']).ok_or_else(|| format!("{s:?} is not WIDTHxHEIGHT (e.g. 352x288)"))?;
     let w = w.parse().map_err(|_| format!("bad width in {s:?}"))?;
     let h = h.parse().map_err(|_| format!("bad height in {s:?}"))?;
