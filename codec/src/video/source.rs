@@ -4,7 +4,7 @@
 //! which is also its media time) and the layer plan measured from a lookahead.
 //!
 //! A pipe is read as frames fall due, inside `lcs_until`; a driver that must not block
-//! should run the source on its own thread.
+//! wraps the source in `ThreadedSource`, which reads ahead on its own thread.
 
 use super::annexb::{AccessUnit, AnnexBError, AnnexBReader};
 use super::picture::{FrameRate, Picture, Resolution};
@@ -12,6 +12,7 @@ use super::y4m::{Y4mError, Y4mReader};
 use crate::chunk::{Lc, MediaTime};
 use crate::layer::{Kbps, LayerPlan, PlanError};
 use crate::packetize::{Frame, PacketizeError, Packetizer};
+use crate::source::LcSource;
 use std::collections::VecDeque;
 use std::io::{BufRead, Read};
 
@@ -241,6 +242,80 @@ pub fn annexb_source<R: Read + Send + std::fmt::Debug + 'static>(input: R, rate:
     VideoSource::new(Box::new(AnnexBReader::new(input, layers)), rate, layers, lookahead)
 }
 
+/// Frames a `ThreadedSource` reads ahead of the caller at most.
+pub const READ_AHEAD_FRAMES: usize = 256;
+
+/// A `VideoSource` run on its own thread, a frame at a time up to
+/// `READ_AHEAD_FRAMES` ahead, so a slow or blocking input (a live pipe) never stalls
+/// the caller's `lcs_until`: frames not read yet simply come later.
+#[derive(Debug)]
+pub struct ThreadedSource {
+    plan: LayerPlan,
+    rx: std::sync::mpsc::Receiver<(MediaTime, Vec<Lc>)>,
+    /// A frame received but not yet due.
+    held: Option<(MediaTime, Vec<Lc>)>,
+    ended: bool,
+}
+
+impl ThreadedSource {
+    /// Starts the reading thread. When the input ends or fails, the thread stops; the
+    /// failure is printed on stderr.
+    pub fn spawn(mut source: VideoSource) -> std::io::Result<ThreadedSource> {
+        let plan = source.plan.clone();
+        let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD_FRAMES);
+        std::thread::Builder::new().name("layerp2p-video-input".into()).spawn(move || {
+            let mut lcs = Vec::new();
+            loop {
+                let time = MediaTime(source.rate.frame_start_us(source.next as u64));
+                source.lcs_until(MediaTime(time.0 + 1), &mut lcs);
+                if source.ended() && lcs.is_empty() {
+                    if let Some(e) = source.error() {
+                        eprintln!("video input stopped: {e}");
+                    }
+                    return;
+                }
+                // The receiver is gone: nobody wants more frames.
+                if tx.send((time, std::mem::take(&mut lcs))).is_err() {
+                    return;
+                }
+            }
+        })?;
+        Ok(ThreadedSource { plan, rx, held: None, ended: false })
+    }
+
+    /// The input ended and every frame has been handed out.
+    pub fn ended(&self) -> bool {
+        self.ended && self.held.is_none()
+    }
+}
+
+impl crate::source::LcSource for ThreadedSource {
+    fn plan(&self) -> &LayerPlan {
+        &self.plan
+    }
+
+    fn lcs_until(&mut self, until: MediaTime, out: &mut Vec<Lc>) {
+        loop {
+            let next = match self.held.take() {
+                Some(f) => f,
+                None => match self.rx.try_recv() {
+                    Ok(f) => f,
+                    Err(std::sync::mpsc::TryRecvError::Empty) => return,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        self.ended = true;
+                        return;
+                    }
+                },
+            };
+            if next.0 >= until {
+                self.held = Some(next);
+                return;
+            }
+            out.extend(next.1);
+        }
+    }
+}
+
 /// A boxed byte input (file or stdin) that the feeds can own.
 pub struct Input(pub Box<dyn BufRead + Send>);
 
@@ -318,7 +393,7 @@ pub fn input_source(mut input: Input, opts: &InputOptions) -> Result<VideoSource
 mod tests {
     use super::*;
     use crate::layer::LayerId;
-    use crate::source::LcSource;
+
     use bytes::Bytes;
 
     fn unit(layer: u8, len: usize) -> AccessUnit {
@@ -353,6 +428,32 @@ mod tests {
         assert!(src.ended() && src.error().is_none());
         assert!(matches!(VideoSource::new(Box::new(ReplayFeed::new(vec![], false)), rate, 3, 8), Err(SourceError::Empty)));
         assert!(matches!(annexb_source(&b"junk"[..], rate, 3, 8), Err(SourceError::AnnexB(_))));
+    }
+
+    #[test]
+    fn threaded_source_hands_out_the_same_frames_in_order() {
+        let units: Vec<AccessUnit> = (0..40).map(|i| unit([1, 3, 2, 3][i % 4], 100 + i)).collect();
+        let rate = FrameRate::per_second(10).expect("fps");
+        let direct_src = || VideoSource::new(Box::new(ReplayFeed::new(units.clone(), false)), rate, 3, 8).expect("source");
+        let mut direct = direct_src();
+        let mut expect = Vec::new();
+        direct.lcs_until(MediaTime(u64::MAX), &mut expect);
+        let mut threaded = ThreadedSource::spawn(direct_src()).expect("thread");
+        assert_eq!(threaded.plan(), direct.plan());
+        let mut got = Vec::new();
+        // Frames come no earlier than due: at 1.05 s, frames 0..=10 (0.0 .. 1.0 s).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while got.len() < 11 && std::time::Instant::now() < deadline {
+            threaded.lcs_until(MediaTime(1_050_000), &mut got);
+            std::thread::yield_now();
+        }
+        assert_eq!(got.len(), 11);
+        while !threaded.ended() && std::time::Instant::now() < deadline {
+            threaded.lcs_until(MediaTime(u64::MAX), &mut got);
+            std::thread::yield_now();
+        }
+        assert!(threaded.ended());
+        assert_eq!(got, expect);
     }
 
     #[test]
