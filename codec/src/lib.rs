@@ -15,3 +15,4 @@ pub use layer::{Kbps, LayerId, LayerPlan, PlanError, MAX_LAYERS};
 pub use packetize::{Frame, PacketizeError, Packetizer};
 pub use source::LcSource;
 pub mod synthetic;
+pub mod video;

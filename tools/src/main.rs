@@ -20,6 +20,9 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Run the built-in synthetic layered source and print what it produces.
     Source(cmd::source::Args),
+    /// Real layered H.264: the built-in clip, encoding, inspecting, decoding, PSNR and
+    /// the layer-drop experiment.
+    Video(cmd::video::Args),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +30,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Source(args) => cmd::source::run(args),
+        Command::Video(args) => cmd::video::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,9 @@
 //! Discrete-event driver: runs the real `Peer` and `Tracker` state machines in
 //! virtual time over a model of access links. Messages pass as typed values; LC
-//! payloads are never materialised (the synthetic source's phantom payloads).
+//! payloads are never materialised (the synthetic source's phantom payloads), unless
+//! a real-video `LcSource` is given (`Swarm::with_source`): then payloads are the
+//! source's reference-counted bytes, and viewers with `emit_playback` have the
+//! `(frame, part)` of every LC they played logged for scoring.
 //!
 //! Link model: a node's upload is paced by its own token bucket (the core's), and an
 //! LC then takes `size / upload` to cross the sender's access link plus a fixed
@@ -18,7 +21,8 @@ use crate::time::Time;
 use crate::tracker::{Tracker, TrackerConfig};
 use crate::wire::{Message, Packet};
 use layerp2p_codec::synthetic::{SyntheticConfig, SyntheticSource};
-use layerp2p_codec::{Kbps, Lc, MediaTime};
+use layerp2p_codec::source::LcSource;
+use layerp2p_codec::{Kbps, LayerPlan, Lc, MediaTime};
 use queue::EventQueue;
 use report::{PeerOutcome, SwarmReport};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -106,9 +110,12 @@ pub struct Swarm {
     now: Time,
     queue: EventQueue<SimEvent>,
     nodes: Vec<SimNode>,
-    source: SyntheticSource,
+    source: Box<dyn LcSource>,
+    plan: LayerPlan,
     source_buf: Vec<Lc>,
     outcomes: Vec<PeerOutcome>,
+    /// Per node, the LCs it played as `(frame, part)`, for viewers with `emit_playback`.
+    played: std::collections::HashMap<usize, Vec<(u32, u16)>>,
     /// LCs delivered so far (for speed reports).
     pub lc_deliveries: u64,
     pub messages_delivered: u64,
@@ -125,7 +132,14 @@ impl std::fmt::Debug for Swarm {
 impl Swarm {
     pub fn new(cfg: SwarmConfig) -> Result<Swarm, String> {
         let source = SyntheticSource::new(cfg.source.clone()).map_err(|e| e.to_string())?;
-        let mut seed_cfg = PeerConfig::seed(cfg.peer.policy, cfg.source.plan.clone(), cfg.seed_upload);
+        Swarm::with_source(cfg, Box::new(source))
+    }
+
+    /// A swarm whose seed ingests `source` instead of `cfg.source`; its plan is the
+    /// source's (viewers should be configured with it too).
+    pub fn with_source(cfg: SwarmConfig, source: Box<dyn LcSource>) -> Result<Swarm, String> {
+        let plan = source.plan().clone();
+        let mut seed_cfg = PeerConfig::seed(cfg.peer.policy, plan.clone(), cfg.seed_upload);
         seed_cfg.tracker = Some(sim_addr(TRACKER));
         seed_cfg.n_max = cfg.seed_n_max;
         seed_cfg.lag = cfg.peer.lag;
@@ -139,8 +153,10 @@ impl Swarm {
             queue: EventQueue::default(),
             nodes: Vec::with_capacity(cfg.peers.len() + 2),
             source,
+            plan,
             source_buf: Vec::new(),
             outcomes: Vec::new(),
+            played: Default::default(),
             lc_deliveries: 0,
             messages_delivered: 0,
             faults: None,
@@ -205,6 +221,16 @@ impl Swarm {
         if let (Some(f), Role::Peer(p)) = (self.faults.as_mut(), &mut self.nodes[i].role) {
             while let Some(e) = p.poll_event() {
                 f.observe(now, i, spec, &e);
+            }
+        }
+        if let Role::Peer(p) = &mut self.nodes[i].role
+            && p.config().emit_playback
+        {
+            let log = self.played.entry(i).or_default();
+            while let Some(ev) = p.poll_event() {
+                if let crate::peer::Event::Played(lc) = ev {
+                    log.push((lc.header.frame, lc.header.part));
+                }
             }
         }
         let wake = self.node(i).poll_timeout();
@@ -336,6 +362,17 @@ impl Swarm {
         self.finish()
     }
 
+    /// The `(frame, part)` of every LC each logging viewer played, with the viewer's
+    /// class index; empties the logs.
+    pub fn take_playback(&mut self) -> Vec<(usize, Vec<(u32, u16)>)> {
+        std::mem::take(&mut self.played)
+            .into_iter()
+            .filter_map(|(i, log)| self.nodes[i].spec.map(|s| (i, (self.cfg.peers[s].class, log))))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_values()
+            .collect()
+    }
+
     /// Records every viewer still present and builds the report.
     pub fn finish(mut self) -> SwarmReport {
         for i in 0..self.nodes.len() {
@@ -345,7 +382,7 @@ impl Swarm {
         }
         SwarmReport::new(
             self.cfg.classes.clone(),
-            self.cfg.source.plan.clone(),
+            self.plan.clone(),
             std::mem::take(&mut self.outcomes),
             self.lc_deliveries,
         )

@@ -1,0 +1,489 @@
+//! Real video as an `LcSource`: a seed's ingest from the built-in clip, a Y4M file or
+//! pipe (encoded here with OpenH264), or an H.264 Annex B file or pipe (classified,
+//! not re-encoded). Owns pacing (frame n is released at its decode time n / fps,
+//! which is also its media time) and the layer plan measured from a lookahead.
+//!
+//! A pipe is read as frames fall due, inside `lcs_until`; a driver that must not block
+//! wraps the source in `ThreadedSource`, which reads ahead on its own thread.
+
+use super::annexb::{AccessUnit, AnnexBError, AnnexBReader};
+use super::picture::{FrameRate, Picture, Resolution};
+use super::y4m::{Y4mError, Y4mReader};
+use crate::chunk::{Lc, MediaTime};
+use crate::layer::{Kbps, LayerPlan, PlanError};
+use crate::packetize::{Frame, PacketizeError, Packetizer};
+use crate::source::LcSource;
+use std::collections::VecDeque;
+use std::io::{BufRead, Read};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Y4m(#[from] Y4mError),
+    #[error("H.264 input: {0}")]
+    AnnexB(#[from] AnnexBError),
+    #[cfg(feature = "h264")]
+    #[error(transparent)]
+    Codec(#[from] super::CodecError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Packetize(#[from] PacketizeError),
+    #[error("the input holds no frame")]
+    Empty,
+    #[error("input is neither Y4M (YUV4MPEG2 header) nor H.264 Annex B (00 00 01 start codes)")]
+    UnknownFormat,
+}
+
+/// Where coded frames come from.
+pub trait UnitFeed: Send + std::fmt::Debug {
+    /// The next access unit in decode order; `None` at the end.
+    fn next_unit(&mut self) -> Result<Option<AccessUnit>, SourceError>;
+}
+
+/// Pictures to encode.
+pub trait PictureFeed: Send + std::fmt::Debug {
+    fn next_picture(&mut self) -> Result<Option<Picture>, SourceError>;
+}
+
+/// The built-in clip: endless, or `frames` long.
+#[derive(Debug)]
+pub struct ClipFeed {
+    pub resolution: Resolution,
+    pub next: u32,
+    pub frames: Option<u32>,
+}
+
+impl PictureFeed for ClipFeed {
+    fn next_picture(&mut self) -> Result<Option<Picture>, SourceError> {
+        if self.frames.is_some_and(|f| self.next >= f) {
+            return Ok(None);
+        }
+        let p = super::clip::frame(self.resolution, self.next);
+        self.next = self.next.wrapping_add(1);
+        Ok(Some(p))
+    }
+}
+
+impl<R: BufRead + Send + std::fmt::Debug> PictureFeed for Y4mReader<R> {
+    fn next_picture(&mut self) -> Result<Option<Picture>, SourceError> {
+        Ok(Y4mReader::next_picture(self)?)
+    }
+}
+
+/// Pictures encoded on the fly.
+#[cfg(feature = "h264")]
+#[derive(Debug)]
+pub struct EncodingFeed<P> {
+    pub pictures: P,
+    pub encoder: super::encoder::Encoder,
+}
+
+#[cfg(feature = "h264")]
+impl<P: PictureFeed> UnitFeed for EncodingFeed<P> {
+    fn next_unit(&mut self) -> Result<Option<AccessUnit>, SourceError> {
+        match self.pictures.next_picture()? {
+            Some(p) => Ok(Some(self.encoder.encode(&p)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl<R: Read + Send + std::fmt::Debug> UnitFeed for AnnexBReader<R> {
+    fn next_unit(&mut self) -> Result<Option<AccessUnit>, SourceError> {
+        Ok(AnnexBReader::next_unit(self)?)
+    }
+}
+
+/// Access units already in memory, played once or looped.
+#[derive(Debug)]
+pub struct ReplayFeed {
+    units: Vec<AccessUnit>,
+    at: usize,
+    looping: bool,
+}
+
+impl ReplayFeed {
+    /// Looping restarts at the first unit, which should be an IDR.
+    pub fn new(units: Vec<AccessUnit>, looping: bool) -> ReplayFeed {
+        ReplayFeed { units, at: 0, looping }
+    }
+}
+
+impl UnitFeed for ReplayFeed {
+    fn next_unit(&mut self) -> Result<Option<AccessUnit>, SourceError> {
+        if self.at >= self.units.len() {
+            if !self.looping || self.units.is_empty() {
+                return Ok(None);
+            }
+            self.at = 0;
+        }
+        self.at += 1;
+        Ok(Some(self.units[self.at - 1].clone()))
+    }
+}
+
+/// A live layered stream from a `UnitFeed`, paced at the frame rate.
+#[derive(Debug)]
+pub struct VideoSource {
+    feed: Box<dyn UnitFeed>,
+    rate: FrameRate,
+    plan: LayerPlan,
+    packetizer: Packetizer,
+    lookahead: VecDeque<AccessUnit>,
+    next: u32,
+    ended: bool,
+    error: Option<SourceError>,
+}
+
+impl VideoSource {
+    /// Reads `lookahead` frames (at least one) to measure each layer's rate, which
+    /// becomes the plan. A layer absent from the lookahead gets 1 kbps.
+    pub fn new(mut feed: Box<dyn UnitFeed>, rate: FrameRate, layers: usize, lookahead: usize) -> Result<VideoSource, SourceError> {
+        let mut ahead = VecDeque::new();
+        while ahead.len() < lookahead.max(1) {
+            match feed.next_unit()? {
+                Some(u) => ahead.push_back(u),
+                None => break,
+            }
+        }
+        if ahead.is_empty() {
+            return Err(SourceError::Empty);
+        }
+        let layers = layers.clamp(1, crate::layer::MAX_LAYERS);
+        let mut bytes = vec![0u64; layers];
+        for u in &ahead {
+            bytes[u.layer.index().min(layers - 1)] += u.len() as u64;
+        }
+        let micros = rate.frame_start_us(ahead.len() as u64).max(1);
+        let plan = LayerPlan::new(bytes.iter().map(|&b| Kbps(Kbps::from_bytes_over(b, micros).0.max(1))).collect())?;
+        Ok(VideoSource { feed, rate, plan, packetizer: Packetizer::new(layers), lookahead: ahead, next: 0, ended: false, error: None })
+    }
+
+    pub fn frame_rate(&self) -> FrameRate {
+        self.rate
+    }
+
+    /// Frames released so far.
+    pub fn frames(&self) -> u32 {
+        self.next
+    }
+
+    /// The input ended (or failed).
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Why the input stopped early, if it did.
+    pub fn error(&self) -> Option<&SourceError> {
+        self.error.as_ref()
+    }
+
+    fn next_unit(&mut self) -> Option<AccessUnit> {
+        if let Some(u) = self.lookahead.pop_front() {
+            return Some(u);
+        }
+        match self.feed.next_unit() {
+            Ok(u) => u,
+            Err(e) => {
+                self.error = Some(e);
+                None
+            }
+        }
+    }
+}
+
+impl crate::source::LcSource for VideoSource {
+    fn plan(&self) -> &LayerPlan {
+        &self.plan
+    }
+
+    fn lcs_until(&mut self, until: MediaTime, out: &mut Vec<Lc>) {
+        while !self.ended && self.rate.frame_start_us(self.next as u64) < until.0 {
+            let Some(unit) = self.next_unit() else {
+                self.ended = true;
+                break;
+            };
+            let frame = Frame { number: self.next, layer: unit.layer, time: MediaTime(self.rate.frame_start_us(self.next as u64)), units: unit.units };
+            match self.packetizer.packetize(&frame) {
+                Ok(lcs) => out.extend(lcs),
+                Err(e) => {
+                    self.error = Some(e.into());
+                    self.ended = true;
+                }
+            }
+            self.next = self.next.wrapping_add(1);
+        }
+    }
+}
+
+/// The built-in clip encoded live: endless unless `frames` is set.
+#[cfg(feature = "h264")]
+pub fn clip_source(cfg: super::encoder::EncoderConfig, frames: Option<u32>) -> Result<VideoSource, SourceError> {
+    let (rate, layers, lookahead) = (cfg.rate, cfg.layers, cfg.intra_period as usize);
+    let feed = EncodingFeed { pictures: ClipFeed { resolution: cfg.resolution, next: 0, frames }, encoder: super::encoder::Encoder::new(cfg)? };
+    VideoSource::new(Box::new(feed), rate, layers, lookahead)
+}
+
+/// A Y4M input (file or pipe) encoded live with `qp`, `layers`, `intra_period`.
+#[cfg(feature = "h264")]
+pub fn y4m_source<R: BufRead + Send + std::fmt::Debug + 'static>(input: R, qp: u8, layers: usize, intra_period: u32) -> Result<VideoSource, SourceError> {
+    let reader = Y4mReader::new(input)?;
+    let rate = reader.frame_rate();
+    let cfg = super::encoder::EncoderConfig { resolution: reader.resolution(), rate, qp, layers, intra_period };
+    let feed = EncodingFeed { pictures: reader, encoder: super::encoder::Encoder::new(cfg)? };
+    VideoSource::new(Box::new(feed), rate, layers, intra_period as usize)
+}
+
+/// An H.264 Annex B input (file or pipe), frames classified into `layers` layers,
+/// paced at `rate` (Annex B carries no timing). The plan is measured over
+/// `lookahead` frames.
+pub fn annexb_source<R: Read + Send + std::fmt::Debug + 'static>(input: R, rate: FrameRate, layers: usize, lookahead: usize) -> Result<VideoSource, SourceError> {
+    VideoSource::new(Box::new(AnnexBReader::new(input, layers)), rate, layers, lookahead)
+}
+
+/// Frames a `ThreadedSource` reads ahead of the caller at most.
+pub const READ_AHEAD_FRAMES: usize = 256;
+
+/// A `VideoSource` run on its own thread, a frame at a time up to
+/// `READ_AHEAD_FRAMES` ahead, so a slow or blocking input (a live pipe) never stalls
+/// the caller's `lcs_until`: frames not read yet simply come later.
+#[derive(Debug)]
+pub struct ThreadedSource {
+    plan: LayerPlan,
+    rx: std::sync::mpsc::Receiver<(MediaTime, Vec<Lc>)>,
+    /// A frame received but not yet due.
+    held: Option<(MediaTime, Vec<Lc>)>,
+    ended: bool,
+}
+
+impl ThreadedSource {
+    /// Starts the reading thread. When the input ends or fails, the thread stops; the
+    /// failure is printed on stderr.
+    pub fn spawn(mut source: VideoSource) -> std::io::Result<ThreadedSource> {
+        let plan = source.plan.clone();
+        let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD_FRAMES);
+        std::thread::Builder::new().name("layerp2p-video-input".into()).spawn(move || {
+            let mut lcs = Vec::new();
+            loop {
+                let time = MediaTime(source.rate.frame_start_us(source.next as u64));
+                source.lcs_until(MediaTime(time.0 + 1), &mut lcs);
+                if source.ended() && lcs.is_empty() {
+                    if let Some(e) = source.error() {
+                        eprintln!("video input stopped: {e}");
+                    }
+                    return;
+                }
+                // The receiver is gone: nobody wants more frames.
+                if tx.send((time, std::mem::take(&mut lcs))).is_err() {
+                    return;
+                }
+            }
+        })?;
+        Ok(ThreadedSource { plan, rx, held: None, ended: false })
+    }
+
+    /// The input ended and every frame has been handed out.
+    pub fn ended(&self) -> bool {
+        self.ended && self.held.is_none()
+    }
+}
+
+impl crate::source::LcSource for ThreadedSource {
+    fn plan(&self) -> &LayerPlan {
+        &self.plan
+    }
+
+    fn lcs_until(&mut self, until: MediaTime, out: &mut Vec<Lc>) {
+        loop {
+            let next = match self.held.take() {
+                Some(f) => f,
+                None => match self.rx.try_recv() {
+                    Ok(f) => f,
+                    Err(std::sync::mpsc::TryRecvError::Empty) => return,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        self.ended = true;
+                        return;
+                    }
+                },
+            };
+            if next.0 >= until {
+                self.held = Some(next);
+                return;
+            }
+            out.extend(next.1);
+        }
+    }
+}
+
+/// A boxed byte input (file or stdin) that the feeds can own.
+pub struct Input(pub Box<dyn BufRead + Send>);
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Input")
+    }
+}
+
+impl Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl BufRead for Input {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.0.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.0.consume(n)
+    }
+}
+
+/// How a seed turns its `--input` into LCs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputOptions {
+    /// Layers to produce (encoder temporal layers, or Annex B classification).
+    pub layers: usize,
+    /// Encoder quantiser for Y4M input.
+    pub qp: u8,
+    /// Frames between IDRs for Y4M input; also the plan's lookahead.
+    pub intra_period: u32,
+    /// Frame rate of Annex B input (Y4M carries its own).
+    pub annexb_rate: FrameRate,
+}
+
+impl Default for InputOptions {
+    fn default() -> InputOptions {
+        InputOptions { layers: 3, qp: 30, intra_period: 64, annexb_rate: FrameRate::FPS_30 }
+    }
+}
+
+/// What an input holds, from its first bytes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum InputFormat {
+    Y4m,
+    AnnexB,
+}
+
+/// Recognises Y4M (`YUV4MPEG2`) or Annex B (a start code after zero bytes).
+pub fn sniff(input: &mut Input) -> Result<InputFormat, SourceError> {
+    let head = input.fill_buf().map_err(|e| SourceError::AnnexB(e.into()))?;
+    if head.starts_with(b"YUV4MPEG2") {
+        return Ok(InputFormat::Y4m);
+    }
+    let zeros = head.iter().take_while(|&&b| b == 0).count();
+    if zeros >= 2 && head.get(zeros) == Some(&1) {
+        return Ok(InputFormat::AnnexB);
+    }
+    Err(SourceError::UnknownFormat)
+}
+
+/// A seed's source from a file or stdin holding Y4M (encoded here) or H.264 Annex B.
+#[cfg(feature = "h264")]
+pub fn input_source(mut input: Input, opts: &InputOptions) -> Result<VideoSource, SourceError> {
+    match sniff(&mut input)? {
+        InputFormat::Y4m => y4m_source(input, opts.qp, opts.layers, opts.intra_period),
+        InputFormat::AnnexB => annexb_source(input, opts.annexb_rate, opts.layers, opts.intra_period as usize),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::LayerId;
+
+    use bytes::Bytes;
+
+    fn unit(layer: u8, len: usize) -> AccessUnit {
+        AccessUnit { layer: LayerId::new(layer).expect("layer"), idr: layer == 1, units: vec![Bytes::from(vec![0x11; len])] }
+    }
+
+    #[test]
+    fn paces_frames_at_decode_time_and_measures_the_plan() {
+        // 1 s at 4 fps: layer 1 = 1000 B/s, layer 2 = 500, layer 3 = 1000.
+        let units = vec![unit(1, 1000), unit(3, 500), unit(2, 500), unit(3, 500)];
+        let rate = FrameRate::per_second(4).expect("fps");
+        let mut src = VideoSource::new(Box::new(ReplayFeed::new(units, true)), rate, 3, 4).expect("source");
+        assert_eq!(src.plan().rates(), &[Kbps(8), Kbps(4), Kbps(8)]);
+        let mut out = Vec::new();
+        src.lcs_until(MediaTime(500_000), &mut out);
+        // Frames at 0 and 250 ms are due before 500 ms.
+        assert_eq!(out.iter().map(|lc| lc.header.frame).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(out[1].header.time, MediaTime(250_000));
+        src.lcs_until(MediaTime(2_000_001), &mut out);
+        // Looping: frames keep their count up across the loop.
+        assert_eq!(out.last().map(|lc| lc.header.frame), Some(8));
+        assert_eq!(out.last().map(|lc| lc.header.id.layer.get()), Some(1));
+    }
+
+    #[test]
+    fn finite_input_ends_and_empty_input_is_refused() {
+        let rate = FrameRate::per_second(10).expect("fps");
+        let mut src = VideoSource::new(Box::new(ReplayFeed::new(vec![unit(1, 10)], false)), rate, 3, 8).expect("source");
+        let mut out = Vec::new();
+        src.lcs_until(MediaTime(10_000_000), &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(src.ended() && src.error().is_none());
+        assert!(matches!(VideoSource::new(Box::new(ReplayFeed::new(vec![], false)), rate, 3, 8), Err(SourceError::Empty)));
+        assert!(matches!(annexb_source(&b"junk"[..], rate, 3, 8), Err(SourceError::AnnexB(_))));
+    }
+
+    #[test]
+    fn threaded_source_hands_out_the_same_frames_in_order() {
+        let units: Vec<AccessUnit> = (0..40).map(|i| unit([1, 3, 2, 3][i % 4], 100 + i)).collect();
+        let rate = FrameRate::per_second(10).expect("fps");
+        let direct_src = || VideoSource::new(Box::new(ReplayFeed::new(units.clone(), false)), rate, 3, 8).expect("source");
+        let mut direct = direct_src();
+        let mut expect = Vec::new();
+        direct.lcs_until(MediaTime(u64::MAX), &mut expect);
+        let mut threaded = ThreadedSource::spawn(direct_src()).expect("thread");
+        assert_eq!(threaded.plan(), direct.plan());
+        let mut got = Vec::new();
+        // Frames come no earlier than due: at 1.05 s, frames 0..=10 (0.0 .. 1.0 s).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while got.len() < 11 && std::time::Instant::now() < deadline {
+            threaded.lcs_until(MediaTime(1_050_000), &mut got);
+            std::thread::yield_now();
+        }
+        assert_eq!(got.len(), 11);
+        while !threaded.ended() && std::time::Instant::now() < deadline {
+            threaded.lcs_until(MediaTime(u64::MAX), &mut got);
+            std::thread::yield_now();
+        }
+        assert!(threaded.ended());
+        assert_eq!(got, expect);
+    }
+
+    #[test]
+    fn sniffs_the_input_format() {
+        let input = |b: &'static [u8]| Input(Box::new(b));
+        assert_eq!(sniff(&mut input(b"YUV4MPEG2 W2 H2\n")).ok(), Some(InputFormat::Y4m));
+        assert_eq!(sniff(&mut input(&[0, 0, 0, 1, 0x67])).ok(), Some(InputFormat::AnnexB));
+        assert_eq!(sniff(&mut input(&[0, 0, 1, 0x67])).ok(), Some(InputFormat::AnnexB));
+        assert!(matches!(sniff(&mut input(b"RIFF....")), Err(SourceError::UnknownFormat)));
+        assert!(matches!(sniff(&mut input(b"")), Err(SourceError::UnknownFormat)));
+    }
+
+    #[cfg(feature = "h264")]
+    #[test]
+    fn y4m_input_is_encoded_into_three_layers() {
+        use crate::video::picture::Resolution;
+        use crate::video::y4m::Y4mWriter;
+        let rate = FrameRate::per_second(30).expect("fps");
+        let mut w = Y4mWriter::new(Vec::new(), Resolution::QCIF, rate).expect("header");
+        for p in crate::video::clip::frames(Resolution::QCIF, 8) {
+            w.write(&p).expect("frame");
+        }
+        let bytes: &'static [u8] = Box::leak(w.into_inner().into_boxed_slice());
+        let opts = InputOptions { intra_period: 8, ..InputOptions::default() };
+        let mut src = input_source(Input(Box::new(bytes)), &opts).expect("source");
+        assert_eq!(src.plan().layers(), 3);
+        let mut out = Vec::new();
+        src.lcs_until(MediaTime(u64::MAX), &mut out);
+        let layers: Vec<u8> = out.iter().filter(|lc| lc.header.part == 0).map(|lc| lc.header.id.layer.get()).collect();
+        assert_eq!(layers, vec![1, 3, 2, 3, 1, 3, 2, 3]);
+        assert!(src.ended() && src.error().is_none());
+    }
+}
