@@ -6,9 +6,11 @@
 //! LC then takes `size / upload` to cross the sender's access link plus a fixed
 //! latency; signalling takes the latency alone. Download links are unconstrained.
 
+pub mod mixes;
 pub mod queue;
 pub mod report;
 pub mod scenario;
+pub mod trace;
 
 use crate::config::PeerConfig;
 use crate::node::Node;
