@@ -2,6 +2,7 @@
 //! parses the command line and hands over to `cmd/`; no protocol logic lives here.
 
 mod cmd;
+mod plot;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,6 +21,9 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Run the built-in synthetic layered source and print what it produces.
     Source(cmd::source::Args),
+    /// Trace-driven simulation at chunk level (one-day channel trace, Table II mixes):
+    /// per-class tables, speed, JSON and PNG plots for LayerP2P and the baselines.
+    Sim(cmd::sim::Args),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +31,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Source(args) => cmd::source::run(args),
+        Command::Sim(args) => cmd::sim::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -53,8 +53,10 @@ pub struct TraceStats {
     /// Last departure, seconds.
     pub span_secs: f64,
     pub peak_concurrent: usize,
-    /// Fewest concurrent peers after the first hour (so an empty start is not counted).
+    /// Fewest concurrent peers from the first hour to the last arrival (so neither an
+    /// empty start nor the run-out tail is counted).
     pub min_concurrent_after_first_hour: usize,
+    /// Mean concurrency from the start to the last arrival.
     pub mean_concurrent: f64,
     pub session_p01_secs: f64,
     pub session_p50_secs: f64,
@@ -177,7 +179,11 @@ impl Trace {
 
     pub fn stats(&self) -> TraceStats {
         let conc = self.concurrency(std::time::Duration::from_secs(10));
-        let after_hour: Vec<usize> = conc.iter().skip(360).copied().collect();
+        // Between the first hour and the last arrival: neither the empty start nor
+        // the tail of sessions running out after arrivals stop.
+        let last_arrival = self.sessions.iter().map(|s| s.arrival.0 / 10_000_000).max().unwrap_or(0) as usize;
+        let active = &conc[..(last_arrival + 1).min(conc.len())];
+        let after_hour: Vec<usize> = active.iter().skip(360).copied().collect();
         let mut lens: Vec<f64> = self.sessions.iter().map(Session::length_secs).collect();
         lens.sort_by(f64::total_cmp);
         let q = |p: f64| super::report::percentile(&lens, p);
@@ -186,7 +192,7 @@ impl Trace {
             span_secs: self.sessions.iter().map(|s| s.departure).max().unwrap_or(Time::ZERO).as_secs_f64(),
             peak_concurrent: conc.iter().copied().max().unwrap_or(0),
             min_concurrent_after_first_hour: after_hour.iter().copied().min().unwrap_or(0),
-            mean_concurrent: if conc.is_empty() { 0.0 } else { conc.iter().sum::<usize>() as f64 / conc.len() as f64 },
+            mean_concurrent: if active.is_empty() { 0.0 } else { active.iter().sum::<usize>() as f64 / active.len() as f64 },
             session_p01_secs: q(0.01),
             session_p50_secs: q(0.5),
             session_p99_secs: q(0.99),
