@@ -6,6 +6,7 @@
 //! SHARE` with SHARE in percent (shares need not sum to 100; they are normalised);
 //! `#` starts a comment. Example: `free-rider 0 10; residential 300 30; office 700 60`.
 
+use super::report::{ClassReport, SwarmReport};
 use super::scenario::{Mix, PeerClass};
 use layerp2p_codec::Kbps;
 
@@ -33,6 +34,21 @@ const TABLE_TWO: [(&str, f64, u32, u32); 10] = [
 pub enum Load {
     Underloaded,
     Overloaded,
+}
+
+/// Contributed upload (kbps) of Table II's "low contributors": up to two layers' worth.
+pub const LOW_CONTRIBUTORS: std::ops::RangeInclusive<u32> = 1..=400;
+/// Contributed upload (kbps) of Table II's "high contributors" (SPEC §11: above 720 kbps).
+pub const HIGH_CONTRIBUTORS: std::ops::RangeInclusive<u32> = 720..=u32::MAX;
+
+/// The groups SPEC §11 speaks of for Table II, by contributed upload: free-riders,
+/// low contributors and high contributors.
+pub fn table_two_groups(report: &SwarmReport) -> Vec<ClassReport> {
+    vec![
+        report.group("free-riders", 0..=0),
+        report.group("low 1-400", LOW_CONTRIBUTORS),
+        report.group("high >=720", HIGH_CONTRIBUTORS),
+    ]
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]

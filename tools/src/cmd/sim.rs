@@ -6,7 +6,7 @@
 
 use crate::plot::{self, Panel};
 use clap::{Args as ClapArgs, ValueEnum};
-use layerp2p_engine::sim::mixes::Load;
+use layerp2p_engine::sim::mixes::{table_two_groups, Load};
 use layerp2p_engine::sim::report::SwarmReport;
 use layerp2p_engine::sim::scenario::{trace_driven, Mix};
 use layerp2p_engine::sim::trace::{generate_day, DayTraceConfig, Trace};
@@ -289,10 +289,12 @@ pub fn run(args: Args) -> Result<(), String> {
         mix.resource_index(&layerp2p_codec::LayerPlan::simulation()),
         args.seed
     );
+    let table_two = args.mix.is_none() && args.mix_file.is_none() && matches!(args.scenario, Scenario::Overloaded | Scenario::Underloaded);
     let mut results = Vec::new();
     for policy in policies {
         let (report, speed) = run_one(policy, &mix, &trace, &args, duration)?;
-        println!("\n== {policy} ==\n{}", report.table());
+        let groups = if table_two { table_two_groups(&report) } else { Vec::new() };
+        println!("\n== {policy} ==\n{}", report.table_with_groups(&groups));
         println!(
             "concurrent viewers: peak {}, mean {:.0}; {} LC deliveries in {:.1} s wall: {:.0} LC/s, {:.1} s wall per simulated hour",
             speed.peak_concurrent,
@@ -305,7 +307,13 @@ pub fn run(args: Args) -> Result<(), String> {
         results.push((policy, report, speed));
     }
     if let Some(path) = &args.json {
-        let runs: Vec<_> = results.iter().map(|(p, r, s)| serde_json::json!({ "policy": p.name(), "report": r, "speed": s.to_json() })).collect();
+        let runs: Vec<_> = results
+            .iter()
+            .map(|(p, r, s)| {
+                let groups = if table_two { table_two_groups(r) } else { Vec::new() };
+                serde_json::json!({ "policy": p.name(), "report": r, "groups": groups, "speed": s.to_json() })
+            })
+            .collect();
         let json = serde_json::json!({
             "trace": args.trace, "trace_stats": stats, "from_hour": args.from_hour, "hours": args.hours,
             "scale": args.scale, "latency_ms": args.latency_ms, "seed": args.seed, "runs": runs,
