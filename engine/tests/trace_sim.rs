@@ -28,11 +28,11 @@ fn trace() -> &'static Trace {
 fn run(policy: Policy, load: Load) -> [ClassReport; 3] {
     let cfg = trace_driven(policy, &Mix::table_two(load), trace(), Duration::from_secs(SECONDS), Duration::ZERO, 5);
     let report: SwarmReport = Swarm::new(cfg).expect("valid scenario").run();
-    let groups = table_two_groups(&report);
+    let groups = table_two_groups(&report, 0.0);
     eprintln!("{policy} {load:?}, {} sessions\n{}", trace().sessions.len(), report.table_with_groups(&groups));
     let [free, low, high]: [ClassReport; 3] = groups.try_into().expect("three groups");
     // Table II underloaded has no free-riders; every other group must be populated.
-    for g in [&free, &low, &high].into_iter().filter(|g| load == Load::Overloaded || g.name != "free-riders") {
+    for g in [&low, &high].into_iter().chain((load == Load::Overloaded).then_some(&free)) {
         assert!(g.peers >= 5, "group {} has only {} counted peers", g.name, g.peers);
     }
     [free, low, high]

@@ -54,8 +54,10 @@ fn err(e: impl std::fmt::Display) -> String {
     format!("plot: {e}")
 }
 
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
 /// Sets up a white canvas split into one area per panel, with a title.
-fn canvas<'a>(path: &'a Path, title: &str, panels: usize) -> Result<(DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>, Vec<DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>>), String> {
+fn canvas<'a>(path: &'a Path, title: &str, panels: usize) -> Result<(Area<'a>, Vec<Area<'a>>), String> {
     register_font()?;
     let root = BitMapBackend::new(path, (PANEL_W * panels.max(1) as u32, HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;

@@ -6,7 +6,7 @@
 //! SHARE` with SHARE in percent (shares need not sum to 100; they are normalised);
 //! `#` starts a comment. Example: `free-rider 0 10; residential 300 30; office 700 60`.
 
-use super::report::{ClassReport, SwarmReport};
+use super::report::{ClassReport, SwarmReport, MIN_COUNTED_SECONDS};
 use super::scenario::{Mix, PeerClass};
 use layerp2p_codec::Kbps;
 
@@ -42,12 +42,14 @@ pub const LOW_CONTRIBUTORS: std::ops::RangeInclusive<u32> = 1..=400;
 pub const HIGH_CONTRIBUTORS: std::ops::RangeInclusive<u32> = 720..=u32::MAX;
 
 /// The groups SPEC §11 speaks of for Table II, by contributed upload: free-riders,
-/// low contributors and high contributors.
-pub fn table_two_groups(report: &SwarmReport) -> Vec<ClassReport> {
+/// low contributors and high contributors, over peers that played at least
+/// `min_seconds` (names get a suffix when that is above the report's own minimum).
+pub fn table_two_groups(report: &SwarmReport, min_seconds: f64) -> Vec<ClassReport> {
+    let suffix = if min_seconds > MIN_COUNTED_SECONDS { format!(" {:.0}s+", min_seconds) } else { String::new() };
     vec![
-        report.group("free-riders", 0..=0),
-        report.group("low 1-400", LOW_CONTRIBUTORS),
-        report.group("high >=720", HIGH_CONTRIBUTORS),
+        report.group(&format!("free-riders{suffix}"), 0..=0, min_seconds),
+        report.group(&format!("low 1-400{suffix}"), LOW_CONTRIBUTORS, min_seconds),
+        report.group(&format!("high >=720{suffix}"), HIGH_CONTRIBUTORS, min_seconds),
     ]
 }
 

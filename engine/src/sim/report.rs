@@ -128,11 +128,12 @@ impl SwarmReport {
         }
     }
 
-    /// Figures for the counted peers whose contributed upload lies in `range` (kbps),
+    /// Figures for the peers that played at least `min_seconds` (at least
+    /// `MIN_COUNTED_SECONDS`) and whose contributed upload lies in `range` (kbps),
     /// whatever their class: e.g. Table II's free-riders, low and high contributors.
-    pub fn group(&self, name: &str, range: std::ops::RangeInclusive<u32>) -> ClassReport {
-        let members: Vec<&PeerOutcome> =
-            self.peers.iter().filter(|p| p.seconds >= MIN_COUNTED_SECONDS && range.contains(&p.upload.0)).collect();
+    pub fn group(&self, name: &str, range: std::ops::RangeInclusive<u32>, min_seconds: f64) -> ClassReport {
+        let min = min_seconds.max(MIN_COUNTED_SECONDS);
+        let members: Vec<&PeerOutcome> = self.peers.iter().filter(|p| p.seconds >= min && range.contains(&p.upload.0)).collect();
         ClassReport::of(name, &members, self.layers)
     }
 

@@ -124,7 +124,7 @@ pub fn trace_driven(policy: Policy, mix: &Mix, trace: &Trace, duration: Duration
     let peer = PeerConfig::peer(policy, source.plan.clone(), Kbps(0));
     let end = Time(duration.as_micros() as u64);
     let sessions: Vec<_> = trace.sessions.iter().filter(|s| s.arrival < end).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6d69_78);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x006d_6978);
     let classes = mix.assign(sessions.len(), &mut rng);
     let peers = sessions
         .iter()

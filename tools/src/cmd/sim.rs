@@ -96,6 +96,10 @@ pub struct Args {
     /// paper; an LC still takes its size over the sender's upload rate).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     latency_ms: u64,
+    /// Table II groups are also shown over the peers that played at least this many
+    /// seconds (past the start-up transient); 0 turns that off.
+    #[arg(long, default_value_t = 300)]
+    settled_secs: u64,
     /// Seed of every random choice; the same seed gives the same result.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -168,6 +172,15 @@ fn trace_of(args: &Args) -> Result<Trace, String> {
     }
     let text = std::fs::read_to_string(&args.trace).map_err(|e| format!("cannot read trace {}: {e}", args.trace))?;
     Trace::parse(&text).map_err(|e| format!("{}: {e}", args.trace))
+}
+
+/// Table II groups over every counted peer, then over the settled ones.
+fn groups_of(report: &SwarmReport, settled_secs: u64) -> Vec<layerp2p_engine::sim::report::ClassReport> {
+    let mut groups = table_two_groups(report, 0.0);
+    if settled_secs > 0 {
+        groups.extend(table_two_groups(report, settled_secs as f64));
+    }
+    groups
 }
 
 fn secs_to_time(s: f64) -> Time {
@@ -293,7 +306,7 @@ pub fn run(args: Args) -> Result<(), String> {
     let mut results = Vec::new();
     for policy in policies {
         let (report, speed) = run_one(policy, &mix, &trace, &args, duration)?;
-        let groups = if table_two { table_two_groups(&report) } else { Vec::new() };
+        let groups = if table_two { groups_of(&report, args.settled_secs) } else { Vec::new() };
         println!("\n== {policy} ==\n{}", report.table_with_groups(&groups));
         println!(
             "concurrent viewers: peak {}, mean {:.0}; {} LC deliveries in {:.1} s wall: {:.0} LC/s, {:.1} s wall per simulated hour",
@@ -310,7 +323,7 @@ pub fn run(args: Args) -> Result<(), String> {
         let runs: Vec<_> = results
             .iter()
             .map(|(p, r, s)| {
-                let groups = if table_two { table_two_groups(r) } else { Vec::new() };
+                let groups = if table_two { groups_of(r, args.settled_secs) } else { Vec::new() };
                 serde_json::json!({ "policy": p.name(), "report": r, "groups": groups, "speed": s.to_json() })
             })
             .collect();
