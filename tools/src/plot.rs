@@ -7,6 +7,7 @@
 //! plotting needs no system fonts.
 
 use layerp2p_engine::sim::report::SwarmReport;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 use std::path::Path;
@@ -66,6 +67,20 @@ fn canvas<'a>(path: &'a Path, title: &str, panels: usize) -> Result<(Area<'a>, V
     Ok((root, areas))
 }
 
+type Chart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The series legend, top left, the same on every panel.
+fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 12))
+        .draw()
+        .map_err(err)
+}
+
 /// CDF of playback rate, one line per class, one panel per system.
 pub fn playback_cdf(path: &Path, title: &str, panels: &[Panel]) -> Result<(), String> {
     let (root, areas) = canvas(path, title, panels.len())?;
@@ -105,14 +120,7 @@ pub fn playback_cdf(path: &Path, title: &str, panels: &[Panel]) -> Result<(), St
                 .label(format!("{} ({} peers)", class.name, class.peers))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 12))
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart)?;
     }
     root.present().map_err(err)
 }
@@ -158,14 +166,7 @@ pub fn chunk_ratio(path: &Path, title: &str, panels: &[Panel]) -> Result<(), Str
                 .label(format!("layer {}", l + 1))
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 12))
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart)?;
     }
     root.present().map_err(err)
 }

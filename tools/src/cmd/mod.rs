@@ -2,4 +2,5 @@
 
 pub mod source;
 pub mod demo;
+pub mod policy;
 pub mod sim;

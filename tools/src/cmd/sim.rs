@@ -4,7 +4,9 @@
 //! per-class tables and speed, and writes JSON and PNG plots. Wiring only: every
 //! algorithm lives in the engine.
 
+use super::policy::PolicyArg;
 use crate::plot::{self, Panel};
+use crate::progress::Progress;
 use clap::{Args as ClapArgs, ValueEnum};
 use layerp2p_engine::sim::mixes::{table_two_groups, Load};
 use layerp2p_engine::sim::report::SwarmReport;
@@ -12,7 +14,6 @@ use layerp2p_engine::sim::scenario::{trace_driven, Mix};
 use layerp2p_engine::sim::trace::{generate_day, DayTraceConfig, Trace};
 use layerp2p_engine::sim::Swarm;
 use layerp2p_engine::{Policy, Time};
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -42,15 +43,6 @@ pub enum Scenario {
     Table1Overloaded,
     /// SPEC Table I (prototype) underloaded mix: 40 % @ 400, 60 % @ 1000 kbps.
     Table1Underloaded,
-}
-
-#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
-pub enum PolicyArg {
-    Layerp2p,
-    SingleIncent,
-    SingleLayer,
-    /// All three, side by side.
-    All,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -192,9 +184,7 @@ fn run_one(policy: Policy, mix: &Mix, trace: &Trace, args: &Args, duration: Dura
     let cfg = trace_driven(policy, mix, trace, duration, Duration::from_millis(args.latency_ms), args.seed);
     let mut swarm = Swarm::new(cfg)?;
     let started = Instant::now();
-    let live = std::io::stderr().is_terminal();
-    let every = if live { Duration::from_millis(500) } else { Duration::from_secs(30) };
-    let mut last = Instant::now();
+    let mut progress = Progress::new();
     let total = duration.as_secs().max(1);
     let (mut peak, mut sum, mut samples) = (0usize, 0usize, 0usize);
     let step = 10;
@@ -209,8 +199,7 @@ fn run_one(policy: Policy, mix: &Mix, trace: &Trace, args: &Args, duration: Dura
             sum += viewers;
             samples += 1;
         }
-        if last.elapsed() >= every || t == total {
-            last = Instant::now();
+        if progress.due(t == total) {
             let wall = started.elapsed().as_secs_f64();
             let done = t as f64 / total as f64;
             let bar: String = (0..30).map(|i| if (i as f64) < done * 30.0 { '#' } else { '.' }).collect();
@@ -226,17 +215,10 @@ fn run_one(policy: Policy, mix: &Mix, trace: &Trace, args: &Args, duration: Dura
                 wall,
                 eta
             );
-            if live {
-                eprint!("\r{line}");
-                let _ = std::io::stderr().flush();
-            } else {
-                eprintln!("{line}");
-            }
+            progress.show(&line);
         }
     }
-    if live {
-        eprintln!();
-    }
+    progress.finish();
     let lc_deliveries = swarm.lc_deliveries;
     let report = swarm.finish();
     let wall = started.elapsed().as_secs_f64();
@@ -286,12 +268,7 @@ pub fn run(args: Args) -> Result<(), String> {
     if trace.sessions.is_empty() {
         return Err(format!("no session of the trace falls in hours {} .. {}", args.from_hour, args.from_hour + args.hours));
     }
-    let policies: Vec<Policy> = match args.policy {
-        PolicyArg::All => Policy::ALL.to_vec(),
-        PolicyArg::Layerp2p => vec![Policy::LayerP2P],
-        PolicyArg::SingleIncent => vec![Policy::SingleIncent],
-        PolicyArg::SingleLayer => vec![Policy::SingleLayer],
-    };
+    let policies = args.policy.policies();
     println!(
         "simulating hours {:.2} .. {:.2} of the trace at scale {}: {} sessions; mix {} (resource index {:.2} for 600 kbps); seed {}",
         args.from_hour,
