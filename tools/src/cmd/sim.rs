@@ -73,10 +73,10 @@ pub struct Args {
     #[arg(long)]
     trace_only: bool,
     /// Start of the simulated window, in hours after the trace start.
-    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
+    #[arg(long, default_value_t = 0.0, value_parser = start_hour)]
     from_hour: f64,
     /// Length of the simulated window in hours (a full day is 24).
-    #[arg(long, default_value_t = 24.0, value_parser = positive)]
+    #[arg(long, default_value_t = 24.0, value_parser = window_hours)]
     hours: f64,
     /// Keep this fraction of the sessions, chosen at random (same dynamics, fewer peers).
     #[arg(long, default_value_t = 1.0, value_parser = fraction)]
@@ -107,11 +107,13 @@ fn parse_f64(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
     if v.is_finite() { Ok(v) } else { Err(format!("{s} is not finite")) }
 }
-fn non_negative(s: &str) -> Result<f64, String> {
-    parse_f64(s).and_then(|v| if v >= 0.0 { Ok(v) } else { Err(format!("{v} is negative")) })
+/// Longest window and latest start, in hours: a year is far beyond any trace.
+const MAX_HOURS: f64 = 24.0 * 365.0;
+fn start_hour(s: &str) -> Result<f64, String> {
+    parse_f64(s).and_then(|v| if (0.0..=MAX_HOURS).contains(&v) { Ok(v) } else { Err(format!("{v} must be in [0, {MAX_HOURS}] hours")) })
 }
-fn positive(s: &str) -> Result<f64, String> {
-    parse_f64(s).and_then(|v| if v > 0.0 { Ok(v) } else { Err(format!("{v} must be positive")) })
+fn window_hours(s: &str) -> Result<f64, String> {
+    parse_f64(s).and_then(|v| if v > 0.0 && v <= MAX_HOURS { Ok(v) } else { Err(format!("{v} must be in (0, {MAX_HOURS}] hours")) })
 }
 fn fraction(s: &str) -> Result<f64, String> {
     parse_f64(s).and_then(|v| if v > 0.0 && v <= 1.0 { Ok(v) } else { Err(format!("{v} must be in (0, 1]")) })
