@@ -2,6 +2,8 @@
 //! parses the command line and hands over to `cmd/`; no protocol logic lives here.
 
 mod cmd;
+mod plot;
+mod progress;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,6 +25,9 @@ enum Command {
     /// Real layered H.264: the built-in clip, encoding, inspecting, decoding, PSNR and
     /// the layer-drop experiment.
     Video(cmd::video::Args),
+    /// Trace-driven simulation at chunk level (one-day channel trace, Table II mixes):
+    /// per-class tables, speed, JSON and PNG plots for LayerP2P and the baselines.
+    Sim(cmd::sim::Args),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +36,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Source(args) => cmd::source::run(args),
         Command::Video(args) => cmd::video::run(args),
+        Command::Sim(args) => cmd::sim::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

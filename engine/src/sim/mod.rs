@@ -10,9 +10,11 @@
 //! latency; signalling takes the latency alone. Download links are unconstrained.
 
 pub mod faults;
+pub mod mixes;
 pub mod queue;
 pub mod report;
 pub mod scenario;
+pub mod trace;
 
 use crate::config::PeerConfig;
 use crate::node::Node;

@@ -43,6 +43,32 @@ pub struct ClassReport {
 }
 
 impl ClassReport {
+    /// Aggregates `members` (already filtered to counted peers) over `layers` layers.
+    pub fn of(name: &str, members: &[&PeerOutcome], layers: usize) -> ClassReport {
+        let mut rates: Vec<f64> = members.iter().map(|p| p.rate_kbps()).collect();
+        rates.sort_by(f64::total_cmp);
+        let n = members.len().max(1) as f64;
+        let sum = |f: &dyn Fn(&PeerOutcome) -> u64| members.iter().map(|p| f(p)).sum::<u64>();
+        let ratio = |played: u64, missed: u64| if played + missed == 0 { 0.0 } else { played as f64 / (played + missed) as f64 };
+        let alpha: Vec<f64> = (0..layers)
+            .map(|l| ratio(sum(&|p| p.stats.layers[l].played), sum(&|p| p.stats.layers[l].missed)))
+            .collect();
+        let played = sum(&|p| p.stats.layers.iter().map(|l| l.played).sum());
+        let missed = sum(&|p| p.stats.layers.iter().map(|l| l.missed).sum());
+        ClassReport {
+            name: name.to_string(),
+            peers: members.len(),
+            upload_kbps: members.iter().map(|p| p.upload.0 as f64).fold(0.0, |a, b| a + b) / n,
+            rate_mean: rates.iter().fold(0.0, |a, b| a + b) / n,
+            rate_p10: percentile(&rates, 0.1),
+            rate_p50: percentile(&rates, 0.5),
+            rate_p90: percentile(&rates, 0.9),
+            alpha,
+            alpha_all: ratio(played, missed),
+            rates,
+        }
+    }
+
     /// Fraction of the class's peers whose playback rate is above `kbps`.
     pub fn share_above(&self, kbps: f64) -> f64 {
         if self.rates.is_empty() {
@@ -82,32 +108,8 @@ impl SwarmReport {
             .iter()
             .enumerate()
             .map(|(c, name)| {
-                let members: Vec<&&PeerOutcome> = counted.iter().filter(|p| p.class == c).collect();
-                let mut rates: Vec<f64> = members.iter().map(|p| p.rate_kbps()).collect();
-                rates.sort_by(f64::total_cmp);
-                let n = members.len().max(1) as f64;
-                let sum = |f: &dyn Fn(&PeerOutcome) -> u64| members.iter().map(|p| f(p)).sum::<u64>();
-                let alpha: Vec<f64> = (0..layers)
-                    .map(|l| {
-                        let played = sum(&|p| p.stats.layers[l].played);
-                        let missed = sum(&|p| p.stats.layers[l].missed);
-                        if played + missed == 0 { 0.0 } else { played as f64 / (played + missed) as f64 }
-                    })
-                    .collect();
-                let played = sum(&|p| p.stats.layers.iter().map(|l| l.played).sum());
-                let missed = sum(&|p| p.stats.layers.iter().map(|l| l.missed).sum());
-                ClassReport {
-                    name: name.clone(),
-                    peers: members.len(),
-                    upload_kbps: members.iter().map(|p| p.upload.0 as f64).sum::<f64>() / n,
-                    rate_mean: rates.iter().sum::<f64>() / n,
-                    rate_p10: percentile(&rates, 0.1),
-                    rate_p50: percentile(&rates, 0.5),
-                    rate_p90: percentile(&rates, 0.9),
-                    alpha,
-                    alpha_all: if played + missed == 0 { 0.0 } else { played as f64 / (played + missed) as f64 },
-                    rates,
-                }
+                let members: Vec<&PeerOutcome> = counted.iter().copied().filter(|p| p.class == c).collect();
+                ClassReport::of(name, &members, layers)
             })
             .collect();
         let avg_upload = if peers.is_empty() {
@@ -126,19 +128,39 @@ impl SwarmReport {
         }
     }
 
+    /// Figures for the peers that played at least `min_seconds` (at least
+    /// `MIN_COUNTED_SECONDS`) and whose contributed upload lies in `range` (kbps),
+    /// whatever their class: e.g. Table II's free-riders, low and high contributors.
+    pub fn group(&self, name: &str, range: std::ops::RangeInclusive<u32>, min_seconds: f64) -> ClassReport {
+        let min = min_seconds.max(MIN_COUNTED_SECONDS);
+        let members: Vec<&PeerOutcome> = self.peers.iter().filter(|p| p.seconds >= min && range.contains(&p.upload.0)).collect();
+        ClassReport::of(name, &members, self.layers)
+    }
+
     pub fn class(&self, name: &str) -> Option<&ClassReport> {
         self.classes.iter().find(|c| c.name == name)
     }
 
     /// A fixed-width table: one row per class.
     pub fn table(&self) -> String {
+        self.table_with_groups(&[])
+    }
+
+    /// The class table, then `groups` (e.g. from `group`) under a rule.
+    pub fn table_with_groups(&self, groups: &[ClassReport]) -> String {
         let mut s = String::new();
         let _ = write!(s, "{:<14} {:>5} {:>7} {:>7} {:>7} {:>7} {:>7}", "class", "peers", "upload", "R p10", "R p50", "R p90", "R mean");
         for l in 1..=self.layers {
             let _ = write!(s, " {:>7}", format!("a(L{l})"));
         }
         let _ = writeln!(s, " {:>7}", "a(all)");
-        for c in &self.classes {
+        let rule = (!groups.is_empty()).then_some(None);
+        let rows = self.classes.iter().map(Some).chain(rule).chain(groups.iter().map(Some));
+        for row in rows {
+            let Some(c) = row else {
+                let _ = writeln!(s, "{}", "-".repeat(54 + 8 * (self.layers + 1)));
+                continue;
+            };
             let _ = write!(
                 s,
                 "{:<14} {:>5} {:>7.0} {:>7.0} {:>7.0} {:>7.0} {:>7.0}",

@@ -1,5 +1,7 @@
-//! Scenarios from the paper: upload mixes (SPEC §9 Table I) and flash-crowd arrivals.
+//! Scenarios from the paper: upload mixes (SPEC §9 Table I), flash-crowd arrivals, and
+//! the trace-driven simulation (sessions from a `Trace`, uploads from a `Mix`).
 
+use super::trace::Trace;
 use super::{PeerSpec, SwarmConfig};
 use crate::config::PeerConfig;
 use crate::policy::Policy;
@@ -106,6 +108,36 @@ pub fn prototype(policy: Policy, mix: &Mix, n: usize, join_over: Duration, durat
         latency: Duration::from_millis(50),
         classes: mix.names(),
         peers: mix.flash_crowd(n, join_over, seed),
+        duration,
+        seed,
+        source,
+    }
+}
+
+/// The trace-driven simulation (SPEC §9): the simulated video (3 x 200 kbps CBR in
+/// 1250-byte LCs), one 2 Mbps seed, and one viewer per session of `trace` that
+/// arrives before `duration`, with uploads from `mix` (exact class counts, shuffled).
+/// `latency` is the one-way delay of every message on top of an LC's transfer time;
+/// zero is the paper's instantaneous signalling.
+pub fn trace_driven(policy: Policy, mix: &Mix, trace: &Trace, duration: Duration, latency: Duration, seed: u64) -> SwarmConfig {
+    let source = SyntheticConfig { payload: PayloadKind::Phantom, seed, ..SyntheticConfig::simulation() };
+    let peer = PeerConfig::peer(policy, source.plan.clone(), Kbps(0));
+    let end = Time(duration.as_micros() as u64);
+    let sessions: Vec<_> = trace.sessions.iter().filter(|s| s.arrival < end).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x006d_6978);
+    let classes = mix.assign(sessions.len(), &mut rng);
+    let peers = sessions
+        .iter()
+        .zip(classes)
+        .map(|(s, class)| PeerSpec { class, upload: mix.classes[class].upload, join: s.arrival, leave: (s.departure < end).then_some(s.departure) })
+        .collect();
+    SwarmConfig {
+        peer,
+        seed_upload: Kbps(2000),
+        seed_n_max: 20,
+        latency,
+        classes: mix.names(),
+        peers,
         duration,
         seed,
         source,

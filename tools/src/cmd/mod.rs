@@ -3,3 +3,5 @@
 pub mod source;
 pub mod demo;
 pub mod video;
+pub mod policy;
+pub mod sim;

@@ -1,0 +1,328 @@
+//! `layerp2p sim`: the trace-driven simulation of SPEC §9 at chunk level. Picks a
+//! trace (generated or from a file), a window and scale of it, an upload mix and the
+//! systems to compare; runs the real `Peer`/`Tracker` in `engine::sim::Swarm`; prints
+//! per-class tables and speed, and writes JSON and PNG plots. Wiring only: every
+//! algorithm lives in the engine.
+
+use super::policy::PolicyArg;
+use crate::plot::{self, Panel};
+use crate::progress::Progress;
+use clap::{Args as ClapArgs, ValueEnum};
+use layerp2p_engine::sim::mixes::{table_two_groups, Load};
+use layerp2p_engine::sim::report::SwarmReport;
+use layerp2p_engine::sim::scenario::{trace_driven, Mix};
+use layerp2p_engine::sim::trace::{generate_day, DayTraceConfig, Trace};
+use layerp2p_engine::sim::Swarm;
+use layerp2p_engine::{Policy, Time};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const FORMATS: &str = "\
+Trace format (--trace FILE, --write-trace FILE): one session per line,
+`ARRIVAL DEPARTURE` in seconds from the trace start (decimals allowed; spaces, tabs
+or a comma between); `#` starts a comment; blank lines are ignored; a bad line is
+reported with its number. The built-in generator (--trace generate) makes a one-day
+channel: time 0 is 04:00, concurrency from ~150 to over 9,000 (evening peak),
+~100,000 sessions with log-normal lengths (20 s to 20 h), flash crowds at 12:30
+and 20:30.
+
+Custom mix format (--mix or --mix-file): one class per line or per `;`,
+`NAME UPLOAD_KBPS SHARE_PERCENT`, e.g. \"free 0 10; low 300 30; high 700 60\".
+
+Example (the overloaded Table II scenario, evening hours, 1/10 of the peers):
+  layerp2p sim --scenario overloaded --policy all --from-hour 15 --hours 2 \\
+      --scale 0.1 --json out.json --plots plots/";
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Scenario {
+    /// SPEC Table II, "contributed, overloaded" row: resource index 0.73.
+    Overloaded,
+    /// SPEC Table II, "contributed, underloaded" row: resource index 1.26.
+    Underloaded,
+    /// SPEC Table I (prototype) overloaded mix: 10 % free-riders, 30 % @ 300, 60 % @ 700 kbps.
+    Table1Overloaded,
+    /// SPEC Table I (prototype) underloaded mix: 40 % @ 400, 60 % @ 1000 kbps.
+    Table1Underloaded,
+}
+
+#[derive(ClapArgs, Debug)]
+#[command(after_help = FORMATS)]
+pub struct Args {
+    /// Upload mix (ignored when --mix or --mix-file is given).
+    #[arg(long, value_enum, default_value_t = Scenario::Overloaded)]
+    scenario: Scenario,
+    /// A custom upload mix inline: "NAME KBPS SHARE%; NAME KBPS SHARE%; ...".
+    #[arg(long, conflicts_with = "mix_file")]
+    mix: Option<String>,
+    /// A custom upload mix from a file (one `NAME KBPS SHARE%` per line).
+    #[arg(long)]
+    mix_file: Option<PathBuf>,
+    /// System(s) to run; `all` runs the three on the same trace and mix.
+    #[arg(long, value_enum, default_value_t = PolicyArg::All)]
+    policy: PolicyArg,
+    /// `generate` for the built-in one-day trace, or a trace file (format above).
+    #[arg(long, default_value = "generate")]
+    trace: String,
+    /// Seed of the generated trace (defaults to --seed).
+    #[arg(long)]
+    trace_seed: Option<u64>,
+    /// Write the (generated or read) full trace to this file, before windowing.
+    #[arg(long)]
+    write_trace: Option<PathBuf>,
+    /// Only prepare the trace (and write it with --write-trace), print its figures, and exit.
+    #[arg(long)]
+    trace_only: bool,
+    /// Start of the simulated window, in hours after the trace start.
+    #[arg(long, default_value_t = 0.0, value_parser = start_hour)]
+    from_hour: f64,
+    /// Length of the simulated window in hours (a full day is 24).
+    #[arg(long, default_value_t = 24.0, value_parser = window_hours)]
+    hours: f64,
+    /// Keep this fraction of the sessions, chosen at random (same dynamics, fewer peers).
+    #[arg(long, default_value_t = 1.0, value_parser = fraction)]
+    scale: f64,
+    /// Sessions already running at the window start join spread over this many seconds.
+    #[arg(long, default_value_t = 60)]
+    ramp_secs: u64,
+    /// One-way latency of every message in ms (0 = instantaneous signalling, as in the
+    /// paper; an LC still takes its size over the sender's upload rate).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    latency_ms: u64,
+    /// Table II groups are also shown over the peers that played at least this many
+    /// seconds (past the start-up transient); 0 turns that off.
+    #[arg(long, default_value_t = 300)]
+    settled_secs: u64,
+    /// Seed of every random choice; the same seed gives the same result.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write the reports (per class, per policy, speed, trace figures) as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write playback-cdf.png and chunk-ratio.png into this directory (created if missing).
+    #[arg(long)]
+    plots: Option<PathBuf>,
+}
+
+fn parse_f64(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v.is_finite() { Ok(v) } else { Err(format!("{s} is not finite")) }
+}
+/// Longest window and latest start, in hours: a year is far beyond any trace.
+const MAX_HOURS: f64 = 24.0 * 365.0;
+fn start_hour(s: &str) -> Result<f64, String> {
+    parse_f64(s).and_then(|v| if (0.0..=MAX_HOURS).contains(&v) { Ok(v) } else { Err(format!("{v} must be in [0, {MAX_HOURS}] hours")) })
+}
+fn window_hours(s: &str) -> Result<f64, String> {
+    parse_f64(s).and_then(|v| if v > 0.0 && v <= MAX_HOURS { Ok(v) } else { Err(format!("{v} must be in (0, {MAX_HOURS}] hours")) })
+}
+fn fraction(s: &str) -> Result<f64, String> {
+    parse_f64(s).and_then(|v| if v > 0.0 && v <= 1.0 { Ok(v) } else { Err(format!("{v} must be in (0, 1]")) })
+}
+
+/// How fast a run went.
+#[derive(Clone, Debug)]
+pub struct Speed {
+    pub wall_secs: f64,
+    pub simulated_secs: f64,
+    pub lc_deliveries: u64,
+    pub lc_deliveries_per_wall_sec: f64,
+    pub wall_secs_per_simulated_hour: f64,
+    pub peak_concurrent: usize,
+    pub mean_concurrent: f64,
+}
+
+impl Speed {
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "wall_secs": self.wall_secs, "simulated_secs": self.simulated_secs, "lc_deliveries": self.lc_deliveries,
+            "lc_deliveries_per_wall_sec": self.lc_deliveries_per_wall_sec,
+            "wall_secs_per_simulated_hour": self.wall_secs_per_simulated_hour,
+            "peak_concurrent": self.peak_concurrent, "mean_concurrent": self.mean_concurrent,
+        })
+    }
+}
+
+fn mix_of(args: &Args) -> Result<Mix, String> {
+    let text = match (&args.mix, &args.mix_file) {
+        (Some(m), _) => Some(m.clone()),
+        (None, Some(p)) => Some(std::fs::read_to_string(p).map_err(|e| format!("cannot read mix {}: {e}", p.display()))?),
+        (None, None) => None,
+    };
+    if let Some(t) = text {
+        return Mix::parse(&t).map_err(|e| e.to_string());
+    }
+    Ok(match args.scenario {
+        Scenario::Overloaded => Mix::table_two(Load::Overloaded),
+        Scenario::Underloaded => Mix::table_two(Load::Underloaded),
+        Scenario::Table1Overloaded => Mix::overloaded(),
+        Scenario::Table1Underloaded => Mix::underloaded(),
+    })
+}
+
+fn trace_of(args: &Args) -> Result<Trace, String> {
+    if args.trace == "generate" {
+        let cfg = DayTraceConfig { seed: args.trace_seed.unwrap_or(args.seed), ..DayTraceConfig::default() };
+        return Ok(generate_day(&cfg));
+    }
+    let text = std::fs::read_to_string(&args.trace).map_err(|e| format!("cannot read trace {}: {e}", args.trace))?;
+    Trace::parse(&text).map_err(|e| format!("{}: {e}", args.trace))
+}
+
+/// Table II groups over every counted peer, then over the settled ones.
+fn groups_of(report: &SwarmReport, settled_secs: u64) -> Vec<layerp2p_engine::sim::report::ClassReport> {
+    let mut groups = table_two_groups(report, 0.0);
+    if settled_secs > 0 {
+        groups.extend(table_two_groups(report, settled_secs as f64));
+    }
+    groups
+}
+
+fn secs_to_time(s: f64) -> Time {
+    Time((s * 1e6) as u64)
+}
+
+/// Runs one system with a progress line on stderr; returns its report and speed.
+fn run_one(policy: Policy, mix: &Mix, trace: &Trace, args: &Args, duration: Duration) -> Result<(SwarmReport, Speed), String> {
+    let cfg = trace_driven(policy, mix, trace, duration, Duration::from_millis(args.latency_ms), args.seed);
+    let mut swarm = Swarm::new(cfg)?;
+    let started = Instant::now();
+    let mut progress = Progress::new();
+    let total = duration.as_secs().max(1);
+    let (mut peak, mut sum, mut samples) = (0usize, 0usize, 0usize);
+    let step = 10;
+    let mut t = 0;
+    while t < total {
+        t = (t + step).min(total);
+        swarm.run_until(Time::from_secs(t));
+        if t % 60 == 0 || t == total {
+            // Tracker and seed are not viewers.
+            let viewers = swarm.alive().saturating_sub(2);
+            peak = peak.max(viewers);
+            sum += viewers;
+            samples += 1;
+        }
+        if progress.due(t == total) {
+            let wall = started.elapsed().as_secs_f64();
+            let done = t as f64 / total as f64;
+            let bar: String = (0..30).map(|i| if (i as f64) < done * 30.0 { '#' } else { '.' }).collect();
+            let eta = if done > 0.0 { wall / done - wall } else { 0.0 };
+            let line = format!(
+                "{policy:<13} [{bar}] {:>5.1}%  sim {:>6.2}/{:.2} h  viewers {:>6}  LCs {:>12}  {:>7.0} k LC/s  wall {:>6.0} s  eta {:>6.0} s",
+                done * 100.0,
+                t as f64 / 3600.0,
+                total as f64 / 3600.0,
+                swarm.alive().saturating_sub(2),
+                swarm.lc_deliveries,
+                swarm.lc_deliveries as f64 / wall.max(1e-9) / 1000.0,
+                wall,
+                eta
+            );
+            progress.show(&line);
+        }
+    }
+    progress.finish();
+    let lc_deliveries = swarm.lc_deliveries;
+    let report = swarm.finish();
+    let wall = started.elapsed().as_secs_f64();
+    let simulated = duration.as_secs_f64();
+    let speed = Speed {
+        wall_secs: wall,
+        simulated_secs: simulated,
+        lc_deliveries,
+        lc_deliveries_per_wall_sec: lc_deliveries as f64 / wall.max(1e-9),
+        wall_secs_per_simulated_hour: wall / (simulated / 3600.0),
+        peak_concurrent: peak,
+        mean_concurrent: sum as f64 / samples.max(1) as f64,
+    };
+    Ok((report, speed))
+}
+
+pub fn run(args: Args) -> Result<(), String> {
+    let mix = mix_of(&args)?;
+    let full = trace_of(&args)?;
+    let stats = full.stats();
+    println!(
+        "trace: {} sessions over {:.1} h; concurrency peak {}, mean {:.0}, min after the first hour {}; session length p1 {:.0} s, median {:.0} s, p99 {:.1} h, max {:.1} h",
+        stats.sessions,
+        stats.span_secs / 3600.0,
+        stats.peak_concurrent,
+        stats.mean_concurrent,
+        stats.min_concurrent_after_first_hour,
+        stats.session_p01_secs,
+        stats.session_p50_secs,
+        stats.session_p99_secs / 3600.0,
+        stats.session_max_secs / 3600.0
+    );
+    if let Some(path) = &args.write_trace {
+        let comment = format!("layerp2p sim trace: source {}, seed {}", args.trace, args.trace_seed.unwrap_or(args.seed));
+        std::fs::write(path, full.to_text(&comment)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("wrote trace to {}", path.display());
+    }
+    if args.trace_only {
+        return Ok(());
+    }
+    let from = secs_to_time(args.from_hour * 3600.0);
+    let duration = Duration::from_secs_f64(args.hours * 3600.0);
+    let mut trace = full.window(from, from + duration, Duration::from_secs(args.ramp_secs));
+    if args.scale < 1.0 {
+        trace = trace.thin(args.scale, args.seed);
+    }
+    if trace.sessions.is_empty() {
+        return Err(format!("no session of the trace falls in hours {} .. {}", args.from_hour, args.from_hour + args.hours));
+    }
+    let policies = args.policy.policies();
+    println!(
+        "simulating hours {:.2} .. {:.2} of the trace at scale {}: {} sessions; mix {} (resource index {:.2} for 600 kbps); seed {}",
+        args.from_hour,
+        args.from_hour + args.hours,
+        args.scale,
+        trace.sessions.len(),
+        mix.classes.iter().map(|c| format!("{:.1}% {} @ {}", c.share * 100.0, c.name, c.upload)).collect::<Vec<_>>().join(", "),
+        mix.resource_index(&layerp2p_codec::LayerPlan::simulation()),
+        args.seed
+    );
+    let table_two = args.mix.is_none() && args.mix_file.is_none() && matches!(args.scenario, Scenario::Overloaded | Scenario::Underloaded);
+    let mut results = Vec::new();
+    for policy in policies {
+        let (report, speed) = run_one(policy, &mix, &trace, &args, duration)?;
+        let groups = if table_two { groups_of(&report, args.settled_secs) } else { Vec::new() };
+        println!("\n== {policy} ==\n{}", report.table_with_groups(&groups));
+        println!(
+            "concurrent viewers: peak {}, mean {:.0}; {} LC deliveries in {:.1} s wall: {:.0} LC/s, {:.1} s wall per simulated hour",
+            speed.peak_concurrent,
+            speed.mean_concurrent,
+            speed.lc_deliveries,
+            speed.wall_secs,
+            speed.lc_deliveries_per_wall_sec,
+            speed.wall_secs_per_simulated_hour
+        );
+        results.push((policy, report, speed));
+    }
+    if let Some(path) = &args.json {
+        let runs: Vec<_> = results
+            .iter()
+            .map(|(p, r, s)| {
+                let groups = if table_two { groups_of(r, args.settled_secs) } else { Vec::new() };
+                serde_json::json!({ "policy": p.name(), "report": r, "groups": groups, "speed": s.to_json() })
+            })
+            .collect();
+        let json = serde_json::json!({
+            "trace": args.trace, "trace_stats": stats, "from_hour": args.from_hour, "hours": args.hours,
+            "scale": args.scale, "latency_ms": args.latency_ms, "seed": args.seed, "runs": runs,
+        });
+        let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(dir) = &args.plots {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let panels: Vec<Panel> = results.iter().map(|(p, r, _)| Panel { title: p.name().to_string(), report: r }).collect();
+        let what = format!("{:?} mix, hours {}..{} at scale {}", args.scenario, args.from_hour, args.from_hour + args.hours, args.scale);
+        let cdf = dir.join("playback-cdf.png");
+        plot::playback_cdf(&cdf, &format!("Playback rate per class — {what}"), &panels)?;
+        let alpha = dir.join("chunk-ratio.png");
+        plot::chunk_ratio(&alpha, &format!("Received chunk ratio per layer — {what}"), &panels)?;
+        println!("wrote {} and {}", cdf.display(), alpha.display());
+    }
+    Ok(())
+}
