@@ -11,6 +11,7 @@ pub mod supplier;
 
 use crate::bucket::TokenBucket;
 use crate::config::PeerConfig;
+use crate::metrics::{Latencies, RequestTimes};
 use crate::node::{Node, Transmit};
 use crate::policy::SupplierPolicy;
 use crate::time::Time;
@@ -92,6 +93,8 @@ pub struct PeerStats {
     pub unvalidated_requests: u64,
     /// Packets withheld from an unvalidated address to respect the 3x limit.
     pub amplification_limited: u64,
+    /// Request-to-send (supplier) and request-to-arrival (receiver) latencies.
+    pub latency: Latencies,
 }
 
 impl PeerStats {
@@ -136,6 +139,8 @@ pub struct Peer {
     next_adapt: Time,
     next_refresh: Time,
     last_tracker_ask: Option<Time>,
+    /// When each outstanding request of ours left, for the delivery latency.
+    requested: RequestTimes,
     stats: PeerStats,
 }
 
@@ -170,6 +175,7 @@ impl Peer {
             next_adapt,
             next_refresh: now + cfg.tracker_refresh,
             last_tracker_ask: Some(now),
+            requested: RequestTimes::default(),
             stats: PeerStats { layers: vec![LayerStats::default(); layers], ..Default::default() },
             rng,
             cfg,
@@ -535,7 +541,7 @@ impl Peer {
         let expires = now + ttl;
         self.stats.requests_received += ids.len() as u64;
         for id in ids {
-            if self.store.get(id).is_some() && !self.supplier.enqueue(slot, id, expires) {
+            if self.store.get(id).is_some() && !self.supplier.enqueue(slot, id, now, expires) {
                 break;
             }
         }
@@ -553,6 +559,9 @@ impl Peer {
         self.stats.bytes_down += cost as u64;
         self.stats.lcs_down += 1;
         let layer = lc.header.id.layer;
+        if let Some(sent) = self.requested.arrived(lc.header.id) {
+            self.stats.latency.delivery.record(now.since(sent));
+        }
         if layer.index() >= self.cfg.plan.layers() {
             self.stats.rejected += 1;
             return;
@@ -679,6 +688,8 @@ impl Peer {
                 &mut self.scratch,
             );
         }
+        // A request older than two rounds has been dropped by its supplier.
+        self.requested.prune(now - self.cfg.round * 2);
         let slots: Vec<usize> = self.neighbours.iter().map(|(s, _)| s).collect();
         for slot in slots {
             let map = self.buffer_map_for(now, slot);
@@ -690,6 +701,9 @@ impl Peer {
             let mut messages = vec![map];
             messages.extend(self.token_for(slot));
             let ids = self.scratch.per_slot.get_mut(slot).map(std::mem::take).unwrap_or_default();
+            for &id in &ids {
+                self.requested.requested(id, now);
+            }
             for chunk in ids.chunks(MAX_REQUEST_IDS) {
                 messages.push(Message::Request { ttl_ms, ids: chunk.to_vec() });
             }
@@ -778,7 +792,7 @@ impl Node for Peer {
         if self.left || !self.supplier.has_work() || !self.bucket.has(now, max_data_cost()) {
             return None;
         }
-        while let Some((slot, id)) = self.supplier.next(now, &mut self.rng) {
+        while let Some((slot, id, arrived)) = self.supplier.next(now, &mut self.rng) {
             let Some(lc) = self.store.get(id).cloned() else { continue };
             let Some(n) = self.neighbours.get_mut(slot) else { continue };
             let cost = data_cost(lc.payload.len());
@@ -786,6 +800,7 @@ impl Node for Peer {
             n.bytes_up += cost as u64;
             self.stats.bytes_up += cost as u64;
             self.stats.lcs_up += 1;
+            self.stats.latency.request_to_send.record(now.since(arrived));
             self.stats.requests_expired = self.supplier.expired;
             self.stats.requests_overflowed = self.supplier.overflowed;
             return Some(Transmit { dst: n.addr, packet: Packet { messages: vec![Message::Data(lc)] } });
