@@ -107,6 +107,34 @@ impl PeerStats {
         Kbps((bytes as f64 * 8.0 / seconds / 1000.0) as u32)
     }
 
+    /// Adds `other`'s counters and latencies (the shards of one node, or a class).
+    pub fn merge(&mut self, other: &PeerStats) {
+        if self.layers.len() < other.layers.len() {
+            self.layers.resize(other.layers.len(), LayerStats::default());
+        }
+        for (a, b) in self.layers.iter_mut().zip(&other.layers) {
+            a.played += b.played;
+            a.played_bytes += b.played_bytes;
+            a.missed += b.missed;
+            a.late += b.late;
+        }
+        self.bytes_up += other.bytes_up;
+        self.bytes_down += other.bytes_down;
+        self.lcs_up += other.lcs_up;
+        self.lcs_down += other.lcs_down;
+        self.duplicates += other.duplicates;
+        self.rejected += other.rejected;
+        self.requests_received += other.requests_received;
+        self.requests_expired += other.requests_expired;
+        self.requests_overflowed += other.requests_overflowed;
+        self.neighbours_added += other.neighbours_added;
+        self.neighbours_removed += other.neighbours_removed;
+        self.control_dropped += other.control_dropped;
+        self.unvalidated_requests += other.unvalidated_requests;
+        self.amplification_limited += other.amplification_limited;
+        self.latency.merge(&other.latency);
+    }
+
     /// alpha over all layers.
     pub fn overall_ratio(&self) -> f64 {
         let played: u64 = self.layers.iter().map(|l| l.played).sum();
@@ -807,6 +835,10 @@ impl Node for Peer {
         }
         self.stats.requests_expired = self.supplier.expired;
         None
+    }
+
+    fn close(&mut self, now: Time) {
+        self.leave(now);
     }
 
     fn poll_timeout(&self) -> Option<Time> {

@@ -1,4 +1,6 @@
 //! One module per subcommand.
 
-pub mod source;
+pub mod args;
 pub mod demo;
+pub mod node;
+pub mod source;
