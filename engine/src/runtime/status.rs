@@ -133,6 +133,14 @@ impl NodeSummary {
     pub fn text(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "{} on {} ({} shard{}), {:.0} s", self.role, self.listen, self.shards, if self.shards == 1 { "" } else { "s" }, self.seconds);
+        if self.role == "tracker" {
+            let io = &self.io;
+            let _ = writeln!(s, "  socket: {} datagrams out, {} in ({} malformed)", io.datagrams_out, io.datagrams_in, io.malformed);
+            if let Some(t) = &self.tracker {
+                let _ = writeln!(s, "  tracker: {} joins, {} leaves, {} expired, {} lists sent", t.joins, t.leaves, t.expired, t.lists_sent);
+            }
+            return s;
+        }
         let _ = writeln!(
             s,
             "  LC data: up {:.0} kbps ({} LCs), down {:.0} kbps ({} LCs), {} duplicates",
