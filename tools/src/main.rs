@@ -29,6 +29,9 @@ enum Command {
     Relay(cmd::node::RelayArgs),
     /// Run a viewer peer; --upload-kbps 0 makes a free-rider.
     Peer(cmd::node::PeerArgs),
+    /// Measure a seed's LC throughput on loopback per shard count against a raw GSO
+    /// blast in the same run (a benchmark; takes about (warm-up + secs) per count).
+    BenchNode(cmd::bench_node::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Seed(args) => cmd::node::seed(args),
         Command::Relay(args) => cmd::node::relay(args),
         Command::Peer(args) => cmd::node::peer(args),
+        Command::BenchNode(args) => cmd::bench_node::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -37,6 +37,9 @@ pub struct Status {
     pub alpha: Vec<f64>,
     pub queued_requests: usize,
     pub tracker_peers: Option<usize>,
+    /// LCs and LC bytes sent since the start, all shards.
+    pub lcs_up: u64,
+    pub bytes_up: u64,
 }
 
 impl fmt::Display for Status {
@@ -131,6 +134,8 @@ impl StatusMeter {
             alpha: total.layers.iter().map(|l| l.ratio()).collect(),
             queued_requests: shards.iter().map(|(s, _)| s.queued).sum(),
             tracker_peers: shards.iter().find_map(|(s, _)| s.tracker_peers),
+            lcs_up: total.lcs_up,
+            bytes_up: total.bytes_up,
         })
     }
 }
