@@ -64,6 +64,9 @@ pub struct PeerConfig {
     pub max_candidates: usize,
     /// Emit `Event::Played` / `Event::Missed` for each LC (for reassembly and output).
     pub emit_playback: bool,
+    /// Emit `Event::Received` for each new LC (a sharded relay's upstream fans them
+    /// out to its serving shards).
+    pub emit_received: bool,
 }
 
 impl PeerConfig {
@@ -95,6 +98,7 @@ impl PeerConfig {
             max_queue: 4096,
             max_candidates: 256,
             emit_playback: false,
+            emit_received: false,
         }
     }
 

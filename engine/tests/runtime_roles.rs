@@ -73,3 +73,49 @@ fn sharded_seed_serves_peers_found_through_its_tracker_within_its_cap() {
     assert_eq!(seed.stats.latency.request_to_send.count(), seed.stats.lcs_up);
     assert!(peers.iter().all(|p| p.stats.latency.delivery.count() > 0));
 }
+
+#[test]
+fn sharded_relay_fetches_upstream_and_serves_from_its_shared_port() {
+    let video = SyntheticConfig::prototype();
+    let tracker = free_port();
+    let mut seed = PeerConfig::seed(Policy::LayerP2P, video.plan.clone(), Kbps(2000));
+    seed.tracker = Some(tracker);
+    seed.lag = Duration::from_secs(6);
+    // Room for one neighbour: the relay's upstream peer, which starts first. Every
+    // viewer must then be served through the relay's shared port.
+    seed.n_max = 1;
+    let seed_spec = NodeSpec { peer: seed, listen: free_port(), shards: 1, embedded_tracker: Some(tracker), first_core: 0, rng_seed: 2 };
+    let seed = run_for(seed_spec, Some(SyntheticSource::new(video.clone()).expect("source")), 16);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut relay = PeerConfig::relay(Policy::LayerP2P, video.plan.clone(), Kbps(4000));
+    relay.tracker = Some(tracker);
+    relay.lag = Duration::from_secs(6);
+    relay.startup = Duration::from_secs(5);
+    let relay_spec = NodeSpec { peer: relay, listen: free_port(), shards: 2, embedded_tracker: None, first_core: 1, rng_seed: 3 };
+    let relay = run_for(relay_spec, None, 15);
+    std::thread::sleep(Duration::from_secs(1));
+    // Free-riders: everything they play comes from the relay's serving shards.
+    let peers: Vec<_> = (0..4)
+        .map(|i| {
+            let mut pc = PeerConfig::peer(Policy::LayerP2P, video.plan.clone(), Kbps(0));
+            pc.tracker = Some(tracker);
+            pc.lag = Duration::from_secs(6);
+            pc.startup = Duration::from_secs(5);
+            let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+            run_for(NodeSpec { peer: pc, listen, shards: 1, embedded_tracker: None, first_core: 1, rng_seed: 20 + i }, None, 13)
+        })
+        .collect();
+    let peers: Vec<NodeSummary> = peers.into_iter().map(|h| h.join().expect("peer thread")).collect();
+    let relay = relay.join().expect("relay thread");
+    let seed = seed.join().expect("seed thread");
+    eprintln!("{}\n{}", seed.text(), relay.text());
+    for p in &peers {
+        eprintln!("{}", p.text());
+        assert!(p.playback_kbps > 290.0, "{}", p.text());
+    }
+    // The relay received the stream once (through its upstream peer) and passed it on
+    // to every viewer: it uploaded more LC data than it downloaded.
+    assert!(relay.stats.lcs_down > 0, "{}", relay.text());
+    assert!(relay.stats.bytes_up > relay.stats.bytes_down, "{}", relay.text());
+    assert!(relay.upload_kbps <= 4000.0 * 1.05);
+}

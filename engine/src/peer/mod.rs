@@ -68,6 +68,8 @@ pub enum Event {
     Played(Lc),
     /// An LC missed its deadline (only with `emit_playback`).
     Missed(LcId),
+    /// A new LC arrived in time (only with `emit_received`).
+    Received(Lc),
 }
 
 /// Counters of one node.
@@ -598,8 +600,13 @@ impl Peer {
             self.playback.record_late(now, layer);
             return;
         }
+        let copy = self.cfg.emit_received.then(|| lc.clone());
         match self.store.insert(lc) {
-            Ok(Insert::New) => {}
+            Ok(Insert::New) => {
+                if let Some(lc) = copy {
+                    self.event(Event::Received(lc));
+                }
+            }
             Ok(Insert::Duplicate) => self.stats.duplicates += 1,
             Ok(Insert::Stale) => self.playback.record_late(now, layer),
             Err(_) => self.stats.rejected += 1,

@@ -50,6 +50,19 @@ pub async fn ingest(
     clock: Clock,
     stop: Arc<AtomicBool>,
 ) -> u64 {
+    fan_out(move |now, out| source.lcs_until(MediaTime(now.0), out), local, others, clock, stop).await
+}
+
+/// Runs until `stop`: every tick, the LCs `pull` yields go to `local` and to every
+/// shard behind `others` (a seed's source, or a sharded relay's upstream peer).
+/// Returns the number of batches dropped because a shard's channel was full.
+pub async fn fan_out(
+    mut pull: impl FnMut(Time, &mut Vec<Lc>),
+    local: Rc<RefCell<Peer>>,
+    others: Vec<SharedSender<Batch>>,
+    clock: Clock,
+    stop: Arc<AtomicBool>,
+) -> u64 {
     let mut senders = Vec::new();
     for s in others {
         senders.push(s.connect().await);
@@ -58,7 +71,7 @@ pub async fn ingest(
     let mut buf = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let now = clock.now();
-        source.lcs_until(MediaTime(now.0), &mut buf);
+        pull(now, &mut buf);
         if !buf.is_empty() {
             for s in &senders {
                 // A clone of an `Lc` copies its header and bumps the payload's refcount.

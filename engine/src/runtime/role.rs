@@ -13,9 +13,16 @@
 //! The upload cap U is split equally (shard k gets U/S): no shared counter on the hot
 //! path, and with the kernel's hash spreading receivers evenly each shard sees about
 //! 1/S of the demand; a skewed spread can leave part of the cap unused.
+//!
+//! A relay with `shards > 1` must also fetch the stream, which means initiating
+//! neighbour relationships. It does that from a private upstream socket (its own
+//! ephemeral port, on shard 0's executor), where every reply comes back to the peer
+//! that asked; that upstream peer fans each new LC out to the S serving shards, which
+//! are accept-only on the shared port like a seed's (N_min = 0). The cap is split over
+//! S + 1 parts (the upstream peer serves its own neighbours too).
 
 use super::driver::{drive, Clock, IoStats};
-use super::ingest::{fanout_channel, ingest, receive};
+use super::ingest::{fan_out, fanout_channel, ingest, receive};
 use super::status::{NodeSummary, Snapshot, Status, StatusMeter};
 use super::udp;
 use crate::config::PeerConfig;
@@ -52,6 +59,25 @@ pub struct NodeSpec {
 }
 
 impl NodeSpec {
+    /// A relay whose serving shards are fed by an upstream peer.
+    pub fn sharded_relay(&self) -> bool {
+        self.peer.role == Role::Relay && self.shards > 1
+    }
+
+    /// How many parts the upload cap and neighbour budget are split into.
+    fn parts(&self) -> usize {
+        self.shards + usize::from(self.sharded_relay())
+    }
+
+    /// The sharded relay's upstream peer: the last part of the cap, seeks neighbours.
+    pub fn upstream_config(&self) -> PeerConfig {
+        let mut pc = self.shard_config(self.shards);
+        pc.tracker = self.peer.tracker;
+        pc.n_min = self.peer.n_min.min(pc.n_max);
+        pc.emit_received = true;
+        pc
+    }
+
     pub fn role_name(&self) -> &'static str {
         role_name(self.peer.role)
     }
@@ -61,10 +87,8 @@ impl NodeSpec {
         if self.shards == 0 || self.shards > MAX_SHARDS {
             return Err(format!("shards must be 1..={MAX_SHARDS}, got {}", self.shards));
         }
-        if self.shards > 1 && self.peer.role != Role::Seed {
-            return Err("only a seed runs several shards: a relay or peer initiates neighbour relationships, \
-                        whose replies SO_REUSEPORT could deliver to another shard"
-                .into());
+        if self.shards > 1 && self.peer.role == Role::Peer {
+            return Err("only a seed or relay runs several shards".into());
         }
         if self.shards > 1 && self.peer.n_max < self.shards {
             return Err(format!("n_max {} is smaller than the shard count {}", self.peer.n_max, self.shards));
@@ -76,13 +100,14 @@ impl NodeSpec {
     /// only shard 0 registers with the tracker.
     pub fn shard_config(&self, k: usize) -> PeerConfig {
         let mut pc = self.peer.clone();
-        let s = self.shards as u32;
+        let s = self.parts() as u32;
         let k32 = k as u32;
         let up = self.peer.upload.0;
         pc.upload = Kbps(up / s + u32::from(k32 < up % s));
         let n = self.peer.n_max;
-        pc.n_max = (n / self.shards + usize::from(k < n % self.shards)).max(1);
-        pc.n_min = pc.n_min.min(pc.n_max);
+        let parts = self.parts();
+        pc.n_max = (n / parts + usize::from(k < n % parts)).max(1);
+        pc.n_min = if self.sharded_relay() { 0 } else { pc.n_min.min(pc.n_max) };
         if k > 0 {
             pc.tracker = None;
         }
@@ -262,6 +287,11 @@ pub fn run_node(
         Some(addr) => Some(udp::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("cannot bind tracker {addr}: {e}")))?),
         None => None,
     };
+    let mut upstream_socket = match spec.sharded_relay() {
+        true => Some(udp::bind(SocketAddr::new(spec.listen.ip(), 0))?),
+        false => None,
+    };
+    let upstream_cfg = spec.upstream_config();
     let start = Instant::now();
     let (tx, rx) = mpsc::channel();
     // Ingest runs on shard 0 and feeds every other shard through its own SPSC channel.
@@ -278,8 +308,13 @@ pub fn run_node(
     for (k, socket) in sockets.drain(..).enumerate() {
         let cfg = spec.shard_config(k);
         let rng_seed = spec.rng_seed.wrapping_add(k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let (tracker_socket, source, fan_tx, fan_rx) =
-            if k == 0 { (tracker_socket.take(), source.take(), fan_tx.take().unwrap_or_default(), None) } else { (None, None, Vec::new(), fan_rx[k].take()) };
+        let (tracker_socket, source, fan_tx, fan_rx, upstream) = if k == 0 {
+            (tracker_socket.take(), source.take(), fan_tx.take().unwrap_or_default(), None, upstream_socket.take())
+        } else {
+            (None, None, Vec::new(), fan_rx[k].take(), None)
+        };
+        let upstream_cfg = upstream_cfg.clone();
+        let sharded_relay = spec.sharded_relay();
         let (tx, stop) = (tx.clone(), stop.clone());
         let handle = spawn_shard(k, spec.first_core + k, stop.clone(), move || async move {
             let clock = Clock::starting_at(start);
@@ -289,8 +324,22 @@ pub fn run_node(
             });
             let peer = Peer::new(cfg, rng_seed, clock.now()).map_err(|e| io::Error::other(e.to_string()))?;
             let peer = Rc::new(RefCell::new(peer));
+            let mut upstream_task = None;
             if let Some(source) = source {
                 glommio::spawn_local(ingest(source, peer.clone(), fan_tx, clock, stop.clone())).detach();
+            } else if let Some(socket) = upstream {
+                let up = Peer::new(upstream_cfg, rng_seed ^ 0x0F57, clock.now()).map_err(|e| io::Error::other(e.to_string()))?;
+                let up = Rc::new(RefCell::new(up));
+                let events = up.clone();
+                let pull = move |_now, out: &mut Vec<layerp2p_codec::Lc>| {
+                    while let Some(e) = events.borrow_mut().poll_event() {
+                        if let crate::peer::Event::Received(lc) = e {
+                            out.push(lc);
+                        }
+                    }
+                };
+                glommio::spawn_local(fan_out(pull, peer.clone(), fan_tx, clock, stop.clone())).detach();
+                upstream_task = Some((up.clone(), glommio::spawn_local(drive(up, socket, clock, stop.clone()))));
             }
             if let Some(rx) = fan_rx {
                 glommio::spawn_local(receive(rx, peer.clone(), clock)).detach();
@@ -310,6 +359,11 @@ pub fn run_node(
             .detach();
             let mut io = drive(peer.clone(), socket, clock, stop).await;
             let mut tracker_stats = None;
+            let mut upstream_stats = None;
+            if let Some((up, task)) = upstream_task {
+                io.add(&task.await);
+                upstream_stats = Some(up.borrow().stats());
+            }
             if let Some((t, task)) = tracker {
                 io.add(&task.await);
                 tracker_stats = Some(t.borrow().stats().clone());
@@ -317,7 +371,15 @@ pub fn run_node(
             let p = peer.borrow();
             let counted_seconds =
                 if p.config().role == Role::Seed { 0.0 } else { clock.now().0.saturating_sub(p.counted_since().0) as f64 / 1e6 };
-            Ok(ShardResult { stats: p.stats(), io, counted_seconds, tracker: tracker_stats })
+            let mut stats = p.stats();
+            if sharded_relay {
+                // Serving shards only relay; what the relay plays is its upstream's.
+                stats.layers.iter_mut().for_each(|l| *l = Default::default());
+            }
+            if let Some(up) = upstream_stats {
+                stats.merge(&up);
+            }
+            Ok(ShardResult { stats, io, counted_seconds, tracker: tracker_stats })
         })?;
         handles.push(handle);
     }
@@ -342,7 +404,16 @@ mod tests {
         assert_eq!(a.upload.0 + b.upload.0, 2001);
         assert_eq!(a.n_max + b.n_max, 21);
         assert!(a.tracker.is_some() && b.tracker.is_none());
-        let relay = NodeSpec { peer: PeerConfig::relay(crate::Policy::LayerP2P, LayerPlan::prototype(), Kbps(1)), ..spec };
-        assert!(relay.validate().is_err(), "a multi-shard relay would initiate on the shared port");
+        let peer = NodeSpec { peer: PeerConfig::peer(crate::Policy::LayerP2P, LayerPlan::prototype(), Kbps(1)), ..spec.clone() };
+        assert!(peer.validate().is_err(), "a viewer runs one shard");
+        let mut rc = PeerConfig::relay(crate::Policy::LayerP2P, LayerPlan::prototype(), Kbps(3000));
+        rc.tracker = Some(SocketAddr::from(([127, 0, 0, 1], 9)));
+        let relay = NodeSpec { peer: rc, ..spec };
+        assert!(relay.validate().is_ok());
+        // Two serving shards, accept-only, and an upstream peer that seeks: 3 parts.
+        let (a, b, up) = (relay.shard_config(0), relay.shard_config(1), relay.upstream_config());
+        assert_eq!(a.upload.0 + b.upload.0 + up.upload.0, 3000);
+        assert_eq!((a.n_min, b.n_min), (0, 0));
+        assert!(up.n_min > 0 && up.tracker.is_some() && up.emit_received && !a.emit_received);
     }
 }

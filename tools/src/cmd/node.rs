@@ -101,9 +101,13 @@ pub struct RelayArgs {
     /// Upload cap in kbps (a super-peer's is high).
     #[arg(long, default_value_t = 10_000)]
     upload_kbps: u32,
-    /// Most neighbours.
+    /// Most neighbours of the whole relay, split over its parts.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     n_max: u64,
+    /// Serving executors sharing the port (SO_REUSEPORT); with more than one, an extra
+    /// upstream peer on a private port fetches the stream and feeds them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    shards: u64,
     #[command(flatten)]
     protocol: Protocol,
     #[command(flatten)]
@@ -223,19 +227,19 @@ pub fn seed(args: SeedArgs) -> Result<(), String> {
 }
 
 /// Runs a relay or peer that joins `m.tracker`'s swarm.
-fn member(role: Role, m: &Member, upload: u32, n_max: Option<u64>, protocol: &Protocol, common: &Common) -> Result<(), String> {
+fn member(role: Role, m: &Member, upload: u32, n_max: Option<u64>, shards: u64, protocol: &Protocol, common: &Common) -> Result<(), String> {
     let mut peer = config(role, protocol, upload, Some(m.tracker));
     if let Some(n) = n_max {
         peer.n_max = n as usize;
     }
-    let spec = NodeSpec { peer, listen: m.listen, shards: 1, embedded_tracker: None, first_core: common.core, rng_seed: common.rng_seed };
+    let spec = NodeSpec { peer, listen: m.listen, shards: shards as usize, embedded_tracker: None, first_core: common.core, rng_seed: common.rng_seed };
     node(spec, None, common)
 }
 
 pub fn relay(args: RelayArgs) -> Result<(), String> {
-    member(Role::Relay, &args.member, args.upload_kbps, Some(args.n_max), &args.protocol, &args.common)
+    member(Role::Relay, &args.member, args.upload_kbps, Some(args.n_max), args.shards, &args.protocol, &args.common)
 }
 
 pub fn peer(args: PeerArgs) -> Result<(), String> {
-    member(Role::Peer, &args.member, args.upload_kbps, None, &args.protocol, &args.common)
+    member(Role::Peer, &args.member, args.upload_kbps, None, 1, &args.protocol, &args.common)
 }
