@@ -32,6 +32,21 @@ fn run_for(spec: NodeSpec, source: Option<SyntheticSource>, secs: u64) -> std::t
     })
 }
 
+/// Starts four viewers uploading `upload` that join through `tracker` and run for
+/// `secs`; the handles give their summaries.
+fn viewers(tracker: SocketAddr, upload: u32, secs: u64, rng_base: u64) -> Vec<std::thread::JoinHandle<NodeSummary>> {
+    (0..4)
+        .map(|i| {
+            let mut pc = PeerConfig::peer(Policy::LayerP2P, SyntheticConfig::prototype().plan, Kbps(upload));
+            pc.tracker = Some(tracker);
+            pc.lag = Duration::from_secs(6);
+            pc.startup = Duration::from_secs(5);
+            let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+            run_for(NodeSpec { peer: pc, listen, shards: 1, embedded_tracker: None, first_core: 1, rng_seed: rng_base + i }, None, secs)
+        })
+        .collect()
+}
+
 #[test]
 fn sharded_seed_serves_peers_found_through_its_tracker_within_its_cap() {
     let video = SyntheticConfig::prototype();
@@ -43,16 +58,7 @@ fn sharded_seed_serves_peers_found_through_its_tracker_within_its_cap() {
         NodeSpec { peer: seed, listen: free_port(), shards: 2, embedded_tracker: Some(tracker), first_core: 0, rng_seed: 1 };
     let seed = run_for(seed_spec, Some(SyntheticSource::new(video.clone()).expect("source")), 15);
     std::thread::sleep(Duration::from_millis(300));
-    let peers: Vec<_> = (0..4)
-        .map(|i| {
-            let mut pc = PeerConfig::peer(Policy::LayerP2P, video.plan.clone(), Kbps(700));
-            pc.tracker = Some(tracker);
-            pc.lag = Duration::from_secs(6);
-            pc.startup = Duration::from_secs(5);
-            let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-            run_for(NodeSpec { peer: pc, listen, shards: 1, embedded_tracker: None, first_core: 1, rng_seed: 10 + i }, None, 14)
-        })
-        .collect();
+    let peers = viewers(tracker, 700, 14, 10);
     let peers: Vec<NodeSummary> = peers.into_iter().map(|h| h.join().expect("peer thread")).collect();
     let seed = seed.join().expect("seed thread");
     eprintln!("{}", seed.text());
@@ -95,16 +101,7 @@ fn sharded_relay_fetches_upstream_and_serves_from_its_shared_port() {
     let relay = run_for(relay_spec, None, 15);
     std::thread::sleep(Duration::from_secs(1));
     // Free-riders: everything they play comes from the relay's serving shards.
-    let peers: Vec<_> = (0..4)
-        .map(|i| {
-            let mut pc = PeerConfig::peer(Policy::LayerP2P, video.plan.clone(), Kbps(0));
-            pc.tracker = Some(tracker);
-            pc.lag = Duration::from_secs(6);
-            pc.startup = Duration::from_secs(5);
-            let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-            run_for(NodeSpec { peer: pc, listen, shards: 1, embedded_tracker: None, first_core: 1, rng_seed: 20 + i }, None, 13)
-        })
-        .collect();
+    let peers = viewers(tracker, 0, 13, 20);
     let peers: Vec<NodeSummary> = peers.into_iter().map(|h| h.join().expect("peer thread")).collect();
     let relay = relay.join().expect("relay thread");
     let seed = seed.join().expect("seed thread");
