@@ -68,6 +68,9 @@ pub struct PeerConfig {
     /// Content integrity: `Off` (the simulator's default, phantom payloads), or the
     /// channel key that signs (seed) or checks (everyone) manifests of LC hashes.
     pub content_auth: ContentAuth,
+    /// Emit `Event::Received` for each new LC (a sharded relay's upstream fans them
+    /// out to its serving shards).
+    pub emit_received: bool,
 }
 
 impl PeerConfig {
@@ -100,6 +103,7 @@ impl PeerConfig {
             max_candidates: 256,
             emit_playback: false,
             content_auth: ContentAuth::Off,
+            emit_received: false,
         }
     }
 

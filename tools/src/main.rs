@@ -17,8 +17,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// A whole swarm (tracker, seed, peers) on the built-in video, simulated in virtual
-    /// time: per-class playback rate and chunk ratio per layer for each system.
+    /// A whole swarm (tracker, seed, N peers) on real UDP over loopback in this process:
+    /// per-class playback rate and chunk ratio per layer, and latency percentiles.
     Demo(cmd::demo::Args),
     /// Run the built-in synthetic layered source and print what it produces.
     Source(cmd::source::Args),
@@ -28,6 +28,18 @@ enum Command {
     /// Trace-driven simulation at chunk level (one-day channel trace, Table II mixes):
     /// per-class tables, speed, JSON and PNG plots for LayerP2P and the baselines.
     Sim(cmd::sim::Args),
+    /// Run a tracker: the peer lists of a swarm.
+    Tracker(cmd::node::TrackerArgs),
+    /// Run a seed: ingests the built-in synthetic video and serves it (embeds a
+    /// tracker unless --tracker is given).
+    Seed(cmd::node::SeedArgs),
+    /// Run a relay (super-peer): a high-upload node that adds supply to the swarm.
+    Relay(cmd::node::RelayArgs),
+    /// Run a viewer peer; --upload-kbps 0 makes a free-rider.
+    Peer(cmd::node::PeerArgs),
+    /// Measure a seed's LC throughput on loopback per shard count against a raw GSO
+    /// blast in the same run (a benchmark; takes about (warm-up + secs) per count).
+    BenchNode(cmd::bench_node::Args),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +49,11 @@ fn main() -> ExitCode {
         Command::Source(args) => cmd::source::run(args),
         Command::Video(args) => cmd::video::run(args),
         Command::Sim(args) => cmd::sim::run(args),
+        Command::Tracker(args) => cmd::node::tracker(args),
+        Command::Seed(args) => cmd::node::seed(args),
+        Command::Relay(args) => cmd::node::relay(args),
+        Command::Peer(args) => cmd::node::peer(args),
+        Command::BenchNode(args) => cmd::bench_node::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

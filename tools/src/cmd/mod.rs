@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
-pub mod source;
+pub mod args;
+pub mod bench_node;
 pub mod demo;
 pub mod video;
-pub mod policy;
 pub mod sim;
+pub mod node;
+pub mod source;

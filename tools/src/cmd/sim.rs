@@ -4,7 +4,7 @@
 //! per-class tables and speed, and writes JSON and PNG plots. Wiring only: every
 //! algorithm lives in the engine.
 
-use super::policy::PolicyArg;
+use super::args::PolicySet;
 use crate::plot::{self, Panel};
 use crate::progress::Progress;
 use clap::{Args as ClapArgs, ValueEnum};
@@ -58,8 +58,8 @@ pub struct Args {
     #[arg(long)]
     mix_file: Option<PathBuf>,
     /// System(s) to run; `all` runs the three on the same trace and mix.
-    #[arg(long, value_enum, default_value_t = PolicyArg::All)]
-    policy: PolicyArg,
+    #[arg(long, value_enum, default_value_t = PolicySet::All)]
+    policy: PolicySet,
     /// `generate` for the built-in one-day trace, or a trace file (format above).
     #[arg(long, default_value = "generate")]
     trace: String,
