@@ -1,0 +1,178 @@
+//! What the kernel knows about a run, read from /proc: CPU time of a thread or a
+//! process (for the target's CPU use and the load generator's own), and the
+//! system-wide UDP counters (for packet loss). Parsing never panics: an unreadable or
+//! malformed file is `None`.
+
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Clock ticks per second of /proc CPU times.
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+/// The calling thread's kernel id, for `CpuSource::thread`.
+pub fn current_tid() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as u32 }
+}
+
+/// utime + stime, in seconds, from the text of a `stat` file.
+pub fn parse_cpu_seconds(stat: &str) -> Option<f64> {
+    // The command name (field 2) may hold spaces and parentheses: skip past the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3, utime field 14, stime field 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / ticks_per_second())
+}
+
+/// One thread or process whose CPU use is sampled.
+#[derive(Clone, Debug)]
+pub struct CpuSource {
+    pub name: String,
+    path: PathBuf,
+}
+
+impl CpuSource {
+    /// A thread of this process.
+    pub fn thread(name: &str, tid: u32) -> CpuSource {
+        CpuSource { name: name.into(), path: PathBuf::from(format!("/proc/self/task/{tid}/stat")) }
+    }
+
+    /// Another process (all its threads).
+    pub fn process(name: &str, pid: u32) -> CpuSource {
+        CpuSource { name: name.into(), path: PathBuf::from(format!("/proc/{pid}/stat")) }
+    }
+
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        read(&self.path).as_deref().and_then(parse_cpu_seconds)
+    }
+}
+
+fn read(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+/// CPU use of one source over an interval, in percent of one core.
+#[derive(Clone, Debug, Serialize)]
+pub struct CpuUse {
+    pub name: String,
+    pub percent: f64,
+}
+
+/// Samples a set of sources: `sample` returns each one's CPU use since the last call.
+#[derive(Debug)]
+pub struct CpuMeter {
+    sources: Vec<CpuSource>,
+    last: Vec<Option<f64>>,
+    at: Instant,
+}
+
+impl CpuMeter {
+    pub fn new(sources: Vec<CpuSource>) -> CpuMeter {
+        let last = sources.iter().map(CpuSource::cpu_seconds).collect();
+        CpuMeter { sources, last, at: Instant::now() }
+    }
+
+    pub fn sample(&mut self) -> Vec<CpuUse> {
+        let wall = self.at.elapsed().as_secs_f64().max(1e-3);
+        self.at = Instant::now();
+        let mut out = Vec::with_capacity(self.sources.len());
+        for (src, last) in self.sources.iter().zip(self.last.iter_mut()) {
+            let now = src.cpu_seconds();
+            let percent = match (now, *last) {
+                (Some(n), Some(l)) => (n - l).max(0.0) / wall * 100.0,
+                _ => 0.0,
+            };
+            *last = now;
+            out.push(CpuUse { name: src.name.clone(), percent });
+        }
+        out
+    }
+}
+
+/// The kernel's UDP counters (all sockets of the machine).
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct UdpCounters {
+    pub in_datagrams: u64,
+    pub out_datagrams: u64,
+    pub in_errors: u64,
+    pub rcvbuf_errors: u64,
+    pub sndbuf_errors: u64,
+}
+
+impl UdpCounters {
+    pub fn read() -> Option<UdpCounters> {
+        read(Path::new("/proc/net/snmp")).as_deref().and_then(UdpCounters::parse)
+    }
+
+    /// Parses /proc/net/snmp: a `Udp:` header line of names, then one of values.
+    pub fn parse(snmp: &str) -> Option<UdpCounters> {
+        let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
+        let names: Vec<&str> = lines.next()?.split_whitespace().skip(1).collect();
+        let values: Vec<u64> = lines.next()?.split_whitespace().skip(1).map(|v| v.parse().ok()).collect::<Option<_>>()?;
+        let get = |name: &str| names.iter().position(|n| *n == name).and_then(|i| values.get(i).copied());
+        Some(UdpCounters {
+            in_datagrams: get("InDatagrams")?,
+            out_datagrams: get("OutDatagrams")?,
+            in_errors: get("InErrors")?,
+            rcvbuf_errors: get("RcvbufErrors").unwrap_or(0),
+            sndbuf_errors: get("SndbufErrors").unwrap_or(0),
+        })
+    }
+
+    /// Counts since `earlier`.
+    pub fn since(&self, earlier: &UdpCounters) -> UdpCounters {
+        UdpCounters {
+            in_datagrams: self.in_datagrams.saturating_sub(earlier.in_datagrams),
+            out_datagrams: self.out_datagrams.saturating_sub(earlier.out_datagrams),
+            in_errors: self.in_errors.saturating_sub(earlier.in_errors),
+            rcvbuf_errors: self.rcvbuf_errors.saturating_sub(earlier.rcvbuf_errors),
+            sndbuf_errors: self.sndbuf_errors.saturating_sub(earlier.sndbuf_errors),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_spaces_and_parens_in_the_name_parses() {
+        let ticks = ticks_per_second();
+        let stat = "4242 (my (odd) name) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0";
+        let s = parse_cpu_seconds(stat).expect("parses");
+        assert!((s - 300.0 / ticks).abs() < 1e-9, "{s}");
+        assert_eq!(parse_cpu_seconds("garbage"), None);
+        assert_eq!(parse_cpu_seconds("1 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn own_thread_cpu_time_is_readable_and_grows() {
+        let src = CpuSource::thread("me", current_tid());
+        let before = src.cpu_seconds().expect("own stat readable");
+        let t = Instant::now();
+        let mut x = 0u64;
+        while t.elapsed().as_millis() < 150 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let after = src.cpu_seconds().expect("own stat readable");
+        assert!(after > before, "{before} -> {after}");
+    }
+
+    #[test]
+    fn snmp_udp_lines_parse_by_name() {
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+                    Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors\n\
+                    Udp: 100 2 7 90 5 1 0\nUdpLite: InDatagrams\nUdpLite: 0\n";
+        let c = UdpCounters::parse(snmp).expect("parses");
+        assert_eq!(c, UdpCounters { in_datagrams: 100, out_datagrams: 90, in_errors: 7, rcvbuf_errors: 5, sndbuf_errors: 1 });
+        assert_eq!(UdpCounters::parse("Udp: InDatagrams\nUdp: x\n"), None);
+        assert!(UdpCounters::read().is_some(), "this machine has /proc/net/snmp");
+    }
+}
