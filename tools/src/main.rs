@@ -20,6 +20,10 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Run the built-in synthetic layered source and print what it produces.
     Source(cmd::source::Args),
+    /// Thousands of synthetic peers (real protocol state machines, one UDP socket each)
+    /// against one seed or relay: delivered LC/s and Gbit/s, playback per class,
+    /// request->LC latency, loss and the target's CPU use.
+    Loadgen(cmd::loadgen::Args),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +31,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Source(args) => cmd::source::run(args),
+        Command::Loadgen(args) => cmd::loadgen::run_cmd(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,5 @@
 //! The load generator: thousands of synthetic peers — real `Peer` state machines,
-//! each on its own UDP socket, sharded over pinned glommio executors — joined on a
+//! each on its own UDP socket, sharded over threads pinned to cores — joined on a
 //! ramp against one node under test (an external seed/relay, or a built-in tracker +
 //! seed in this process). It measures what the target delivers (LC/s, Gbit/s), what
 //! the peers play (per class rate and alpha per layer), request->LC latency, loss,
@@ -55,7 +55,7 @@ pub struct LoadConfig {
     pub peers: Vec<PeerSpec>,
     pub target: Target,
     pub duration: Duration,
-    /// Executors the synthetic peers are spread over, pinned to cores round-robin.
+    /// Threads the synthetic peers are spread over, pinned to cores round-robin.
     pub shards: usize,
     pub seed: u64,
 }
@@ -207,23 +207,20 @@ pub fn run(cfg: LoadConfig, progress: &mut dyn FnMut(&Second)) -> io::Result<Loa
     let mut handles = Vec::new();
     let tids: Vec<Arc<std::sync::atomic::AtomicU32>> = (0..shards).map(|_| Default::default()).collect();
     for (index, tid) in tids.iter().enumerate() {
+        // The built-in target sits on core 0; the first shard starts on the next core.
         let plan = swarm::ShardPlan {
             index,
+            core: Some((index + 1) % cores),
             peer: peer.clone(),
             peers: cfg.peers.iter().cloned().enumerate().filter(|(i, _)| i % shards == index).collect(),
             target: target_addr,
             seed: cfg.seed,
         };
         let (live, stop, tid) = (live.clone(), stop.clone(), tid.clone());
-        // The built-in target sits on core 0; the first shard starts on the next core.
-        let core = (index + 1) % cores;
-        let handle = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(core))
-            .name(&format!("loadgen-{index}"))
-            .spawn(move || async move {
-                tid.store(procfs::current_tid(), Ordering::Relaxed);
-                swarm::run_shard(plan, clock, live, stop).await
-            })
-            .map_err(|e| io::Error::other(format!("cannot start executor: {e}")))?;
+        let handle = std::thread::Builder::new().name(format!("loadgen-{index}")).spawn(move || {
+            tid.store(procfs::current_tid(), Ordering::Relaxed);
+            swarm::run_shard(plan, clock, live, stop)
+        })?;
         handles.push(handle);
     }
     let waited = Instant::now();
@@ -254,7 +251,7 @@ pub fn run(cfg: LoadConfig, progress: &mut dyn FnMut(&Second)) -> io::Result<Loa
     let mut outcomes: Vec<PeerOutcome> = Vec::with_capacity(cfg.peers.len());
     let mut io_total = IoStats::default();
     for h in handles {
-        let (o, io) = h.join().map_err(|e| io::Error::other(format!("executor failed: {e}")))??;
+        let (o, io) = h.join().map_err(|_| io::Error::other("a load generator shard panicked"))??;
         outcomes.extend(o);
         io_total.add(&io);
     }
