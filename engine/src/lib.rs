@@ -4,9 +4,12 @@
 //!   global RNG); `node::Node` is the interface drivers use.
 //! - `wire`: message types and their byte format.
 //! - `sim`: a discrete-event driver with virtual time, used by tests and `layerp2p sim`.
+//! - `runtime`: the glommio UDP driver and the node roles operators deploy.
+//! - `metrics`: HDR latency histograms recorded by the core.
 
 pub mod bucket;
 pub mod config;
+pub mod metrics;
 pub mod node;
 pub mod peer;
 pub mod policy;

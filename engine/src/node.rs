@@ -24,4 +24,6 @@ pub trait Node {
     fn poll_transmit(&mut self, now: Time) -> Option<Transmit>;
     /// When the node next wants `handle_timeout`.
     fn poll_timeout(&self) -> Option<Time>;
+    /// The driver is shutting down: queue any goodbyes (they are flushed once more).
+    fn close(&mut self, _now: Time) {}
 }

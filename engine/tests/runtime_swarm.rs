@@ -29,9 +29,9 @@ fn loopback_swarm_plays_and_rewards_contributors() {
         duration: Duration::from_secs(60),
         shards: 2,
         seed: 3,
-        source,
     };
-    let report = run_local_swarm(cfg, &mut |_| {}).expect("swarm runs");
+    let source = layerp2p_codec::synthetic::SyntheticSource::new(source).expect("valid source");
+    let report = run_local_swarm(cfg, Box::new(source), &mut |_| {}).expect("swarm runs");
     eprintln!("{}\n{:?}", report.swarm.table(), report.io);
     let class = |name: &str| report.swarm.class(name).unwrap_or_else(|| panic!("class {name}"));
     let (free, inst) = (class("free-rider"), class("institutional"));

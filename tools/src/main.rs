@@ -15,11 +15,20 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// A whole swarm (tracker, seed, peers) on the built-in video, simulated in virtual
-    /// time: per-class playback rate and chunk ratio per layer for each system.
+    /// A whole swarm (tracker, seed, N peers) on real UDP over loopback in this process:
+    /// per-class playback rate and chunk ratio per layer, and latency percentiles.
     Demo(cmd::demo::Args),
     /// Run the built-in synthetic layered source and print what it produces.
     Source(cmd::source::Args),
+    /// Run a tracker: the peer lists of a swarm.
+    Tracker(cmd::node::TrackerArgs),
+    /// Run a seed: ingests the built-in synthetic video and serves it (embeds a
+    /// tracker unless --tracker is given).
+    Seed(cmd::node::SeedArgs),
+    /// Run a relay (super-peer): a high-upload node that adds supply to the swarm.
+    Relay(cmd::node::RelayArgs),
+    /// Run a viewer peer; --upload-kbps 0 makes a free-rider.
+    Peer(cmd::node::PeerArgs),
     /// Thousands of synthetic peers (real protocol state machines, one UDP socket each)
     /// against one seed or relay: delivered LC/s and Gbit/s, playback per class,
     /// request->LC latency, loss and the target's CPU use.
@@ -31,6 +40,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Source(args) => cmd::source::run(args),
+        Command::Tracker(args) => cmd::node::tracker(args),
+        Command::Seed(args) => cmd::node::seed(args),
+        Command::Relay(args) => cmd::node::relay(args),
+        Command::Peer(args) => cmd::node::peer(args),
         Command::Loadgen(args) => cmd::loadgen::run_cmd(args),
     };
     match result {

@@ -11,6 +11,7 @@ pub mod supplier;
 
 use crate::bucket::TokenBucket;
 use crate::config::PeerConfig;
+use crate::metrics::{Latencies, RequestTimes};
 use crate::node::{Node, Transmit};
 use crate::policy::SupplierPolicy;
 use crate::time::Time;
@@ -92,6 +93,8 @@ pub struct PeerStats {
     pub unvalidated_requests: u64,
     /// Packets withheld from an unvalidated address to respect the 3x limit.
     pub amplification_limited: u64,
+    /// Request-to-send (supplier) and request-to-arrival (receiver) latencies.
+    pub latency: Latencies,
 }
 
 impl PeerStats {
@@ -102,6 +105,34 @@ impl PeerStats {
         }
         let bytes: u64 = self.layers.iter().map(|l| l.played_bytes).sum();
         Kbps((bytes as f64 * 8.0 / seconds / 1000.0) as u32)
+    }
+
+    /// Adds `other`'s counters and latencies (the shards of one node, or a class).
+    pub fn merge(&mut self, other: &PeerStats) {
+        if self.layers.len() < other.layers.len() {
+            self.layers.resize(other.layers.len(), LayerStats::default());
+        }
+        for (a, b) in self.layers.iter_mut().zip(&other.layers) {
+            a.played += b.played;
+            a.played_bytes += b.played_bytes;
+            a.missed += b.missed;
+            a.late += b.late;
+        }
+        self.bytes_up += other.bytes_up;
+        self.bytes_down += other.bytes_down;
+        self.lcs_up += other.lcs_up;
+        self.lcs_down += other.lcs_down;
+        self.duplicates += other.duplicates;
+        self.rejected += other.rejected;
+        self.requests_received += other.requests_received;
+        self.requests_expired += other.requests_expired;
+        self.requests_overflowed += other.requests_overflowed;
+        self.neighbours_added += other.neighbours_added;
+        self.neighbours_removed += other.neighbours_removed;
+        self.control_dropped += other.control_dropped;
+        self.unvalidated_requests += other.unvalidated_requests;
+        self.amplification_limited += other.amplification_limited;
+        self.latency.merge(&other.latency);
     }
 
     /// alpha over all layers.
@@ -136,6 +167,8 @@ pub struct Peer {
     next_adapt: Time,
     next_refresh: Time,
     last_tracker_ask: Option<Time>,
+    /// When each outstanding request of ours left, for the delivery latency.
+    requested: RequestTimes,
     stats: PeerStats,
 }
 
@@ -170,6 +203,7 @@ impl Peer {
             next_adapt,
             next_refresh: now + cfg.tracker_refresh,
             last_tracker_ask: Some(now),
+            requested: RequestTimes::default(),
             stats: PeerStats { layers: vec![LayerStats::default(); layers], ..Default::default() },
             rng,
             cfg,
@@ -535,7 +569,7 @@ impl Peer {
         let expires = now + ttl;
         self.stats.requests_received += ids.len() as u64;
         for id in ids {
-            if self.store.get(id).is_some() && !self.supplier.enqueue(slot, id, expires) {
+            if self.store.get(id).is_some() && !self.supplier.enqueue(slot, id, now, expires) {
                 break;
             }
         }
@@ -553,6 +587,9 @@ impl Peer {
         self.stats.bytes_down += cost as u64;
         self.stats.lcs_down += 1;
         let layer = lc.header.id.layer;
+        if let Some(sent) = self.requested.arrived(lc.header.id) {
+            self.stats.latency.delivery.record(now.since(sent));
+        }
         if layer.index() >= self.cfg.plan.layers() {
             self.stats.rejected += 1;
             return;
@@ -679,6 +716,8 @@ impl Peer {
                 &mut self.scratch,
             );
         }
+        // A request older than two rounds has been dropped by its supplier.
+        self.requested.prune(now - self.cfg.round * 2);
         let slots: Vec<usize> = self.neighbours.iter().map(|(s, _)| s).collect();
         for slot in slots {
             let map = self.buffer_map_for(now, slot);
@@ -690,6 +729,9 @@ impl Peer {
             let mut messages = vec![map];
             messages.extend(self.token_for(slot));
             let ids = self.scratch.per_slot.get_mut(slot).map(std::mem::take).unwrap_or_default();
+            for &id in &ids {
+                self.requested.requested(id, now);
+            }
             for chunk in ids.chunks(MAX_REQUEST_IDS) {
                 messages.push(Message::Request { ttl_ms, ids: chunk.to_vec() });
             }
@@ -778,7 +820,7 @@ impl Node for Peer {
         if self.left || !self.supplier.has_work() || !self.bucket.has(now, max_data_cost()) {
             return None;
         }
-        while let Some((slot, id)) = self.supplier.next(now, &mut self.rng) {
+        while let Some((slot, id, arrived)) = self.supplier.next(now, &mut self.rng) {
             let Some(lc) = self.store.get(id).cloned() else { continue };
             let Some(n) = self.neighbours.get_mut(slot) else { continue };
             let cost = data_cost(lc.payload.len());
@@ -786,12 +828,17 @@ impl Node for Peer {
             n.bytes_up += cost as u64;
             self.stats.bytes_up += cost as u64;
             self.stats.lcs_up += 1;
+            self.stats.latency.request_to_send.record(now.since(arrived));
             self.stats.requests_expired = self.supplier.expired;
             self.stats.requests_overflowed = self.supplier.overflowed;
             return Some(Transmit { dst: n.addr, packet: Packet { messages: vec![Message::Data(lc)] } });
         }
         self.stats.requests_expired = self.supplier.expired;
         None
+    }
+
+    fn close(&mut self, now: Time) {
+        self.leave(now);
     }
 
     fn poll_timeout(&self) -> Option<Time> {

@@ -13,6 +13,8 @@ use std::collections::VecDeque;
 #[derive(Copy, Clone, Debug)]
 struct Queued {
     id: LcId,
+    /// When the request arrived (for the request-to-send latency).
+    arrived: Time,
     expires: Time,
 }
 
@@ -72,15 +74,15 @@ impl Supplier {
         }
     }
 
-    /// Queues a request; false if the receiver's queue is full.
-    pub fn enqueue(&mut self, slot: usize, id: LcId, expires: Time) -> bool {
+    /// Queues a request that arrived at `arrived`; false if the receiver's queue is full.
+    pub fn enqueue(&mut self, slot: usize, id: LcId, arrived: Time, expires: Time) -> bool {
         self.ensure(slot);
         let q = &mut self.queues[slot];
         if q.len() >= self.max_queue {
             self.overflowed += 1;
             return false;
         }
-        q.push_back(Queued { id, expires });
+        q.push_back(Queued { id, arrived, expires });
         self.queued += 1;
         if q.len() == 1 {
             self.sampler.set(slot, self.weights[slot]);
@@ -111,8 +113,8 @@ impl Supplier {
     }
 
     /// The next request to serve at `now`: picks a receiver, drops its expired
-    /// requests, and pops the first live one.
-    pub fn next(&mut self, now: Time, rng: &mut impl Rng) -> Option<(usize, LcId)> {
+    /// requests, and pops the first live one: its slot, LC and arrival time.
+    pub fn next(&mut self, now: Time, rng: &mut impl Rng) -> Option<(usize, LcId, Time)> {
         while self.queued > 0 {
             let slot = self.choose(rng)?;
             let q = &mut self.queues[slot];
@@ -120,7 +122,7 @@ impl Supplier {
             while let Some(r) = q.pop_front() {
                 self.queued -= 1;
                 if r.expires >= now {
-                    found = Some(r.id);
+                    found = Some((r.id, r.arrived));
                     break;
                 }
                 self.expired += 1;
@@ -128,8 +130,8 @@ impl Supplier {
             if q.is_empty() {
                 self.sampler.set(slot, 0);
             }
-            if let Some(id) = found {
-                return Some((slot, id));
+            if let Some((id, arrived)) = found {
+                return Some((slot, id, arrived));
             }
         }
         None
@@ -151,12 +153,12 @@ mod tests {
     fn queues_are_fifo_and_expired_requests_are_dropped() {
         let mut s = Supplier::new(SupplierPolicy::TitForTat, 10);
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        s.enqueue(0, id(1), Time::from_secs(1));
-        s.enqueue(0, id(2), Time::from_secs(5));
-        s.enqueue(0, id(3), Time::from_secs(5));
-        assert_eq!(s.next(Time::from_secs(2), &mut rng), Some((0, id(2))));
+        s.enqueue(0, id(1), Time::ZERO, Time::from_secs(1));
+        s.enqueue(0, id(2), Time::ZERO, Time::from_secs(5));
+        s.enqueue(0, id(3), Time::ZERO, Time::from_secs(5));
+        assert_eq!(s.next(Time::from_secs(2), &mut rng), Some((0, id(2), Time::ZERO)));
         assert_eq!(s.expired, 1);
-        assert_eq!(s.next(Time::from_secs(2), &mut rng), Some((0, id(3))));
+        assert_eq!(s.next(Time::from_secs(2), &mut rng), Some((0, id(3), Time::ZERO)));
         assert_eq!(s.next(Time::from_secs(2), &mut rng), None);
         assert!(!s.has_work());
     }
@@ -164,9 +166,9 @@ mod tests {
     #[test]
     fn queue_bound_holds() {
         let mut s = Supplier::new(SupplierPolicy::TitForTat, 2);
-        assert!(s.enqueue(3, id(1), Time::ZERO));
-        assert!(s.enqueue(3, id(2), Time::ZERO));
-        assert!(!s.enqueue(3, id(3), Time::ZERO));
+        assert!(s.enqueue(3, id(1), Time::ZERO, Time::ZERO));
+        assert!(s.enqueue(3, id(2), Time::ZERO, Time::ZERO));
+        assert!(!s.enqueue(3, id(3), Time::ZERO, Time::ZERO));
         assert_eq!(s.queued(), 2);
         assert_eq!(s.overflowed, 1);
         s.clear(3);
@@ -182,7 +184,7 @@ mod tests {
         s.set_weight(2, 1_000); // a free-rider: only eps
         for k in 0..3 {
             for i in 0..20_000 {
-                s.enqueue(k, id(i), Time::from_secs(100));
+                s.enqueue(k, id(i), Time::ZERO, Time::from_secs(100));
             }
         }
         let mut served = [0u32; 3];
@@ -199,8 +201,8 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         s.set_weight(0, 1_000_000);
         s.set_weight(1, 1);
-        s.enqueue(1, id(7), Time::from_secs(1));
-        assert_eq!(s.next(Time::ZERO, &mut rng), Some((1, id(7))));
+        s.enqueue(1, id(7), Time::ZERO, Time::from_secs(1));
+        assert_eq!(s.next(Time::ZERO, &mut rng), Some((1, id(7), Time::ZERO)));
     }
 
     #[test]
@@ -210,8 +212,8 @@ mod tests {
         s.set_weight(0, 1_000_000);
         s.set_weight(1, 1);
         for i in 0..3 {
-            s.enqueue(0, id(i), Time::from_secs(1));
-            s.enqueue(1, id(i), Time::from_secs(1));
+            s.enqueue(0, id(i), Time::ZERO, Time::from_secs(1));
+            s.enqueue(1, id(i), Time::ZERO, Time::from_secs(1));
         }
         let order: Vec<usize> = (0..6).map(|_| s.next(Time::ZERO, &mut rng).expect("work").0).collect();
         assert_eq!(order, vec![0, 1, 0, 1, 0, 1]);

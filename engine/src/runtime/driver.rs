@@ -137,6 +137,10 @@ pub async fn drive<N: Node + 'static>(node: Rc<RefCell<N>>, socket: std::net::Ud
         let wait = next.map_or(MAX_TICK, |t| Duration::from_micros(t.0.saturating_sub(now.0)));
         glommio::timer::sleep(wait.clamp(MIN_TICK, MAX_TICK)).await;
     }
+    // Goodbyes (a peer's Disconnects and Leave) go out before the socket closes.
+    let now = shared.clock.now();
+    shared.node.borrow_mut().close(now);
+    shared.flush(now);
     // Cancels the pending receive; the socket closes when the last Rc goes.
     drop(receiver);
     *shared.stats.borrow()

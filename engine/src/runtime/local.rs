@@ -1,8 +1,9 @@
-//! A whole swarm in one process over real loopback UDP: a tracker, a seed fed by the
-//! synthetic source, and viewers joining on a schedule, spread over one pinned glommio
+//! A whole swarm in one process over real loopback UDP: a tracker, a seed fed by any
+//! `LcSource` (the synthetic one by default), and viewers joining on a schedule, spread over one pinned glommio
 //! executor per shard. Used by `layerp2p demo` and the runtime tests.
 
 use super::driver::{drive, Clock, IoStats};
+use super::ingest::ingest;
 use super::udp;
 use crate::config::PeerConfig;
 use crate::peer::Peer;
@@ -10,8 +11,7 @@ use crate::sim::report::{PeerOutcome, SwarmReport};
 use crate::sim::PeerSpec;
 use crate::tracker::{Tracker, TrackerConfig};
 use glommio::{LocalExecutorBuilder, Placement};
-use layerp2p_codec::synthetic::{SyntheticConfig, SyntheticSource};
-use layerp2p_codec::{Kbps, MediaTime};
+use layerp2p_codec::{Kbps, LcSource};
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
@@ -20,12 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How often the seed pulls freshly "encoded" LCs from the source.
-const INGEST_TICK: Duration = Duration::from_millis(20);
-
 #[derive(Clone, Debug)]
 pub struct LocalSwarmConfig {
-    pub source: SyntheticConfig,
     /// Template for every viewer; `upload` and `tracker` are set per peer.
     pub peer: PeerConfig,
     pub seed_upload: Kbps,
@@ -49,8 +45,17 @@ fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-/// Runs the swarm for `cfg.duration`, calling `progress(elapsed)` about once a second.
-pub fn run_local_swarm(cfg: LocalSwarmConfig, progress: &mut dyn FnMut(Duration)) -> io::Result<LocalReport> {
+/// Runs the swarm for `cfg.duration` with the seed ingesting `source`, calling
+/// `progress(elapsed)` about once a second. The layer plan is the source's.
+pub fn run_local_swarm(
+    cfg: LocalSwarmConfig,
+    source: Box<dyn LcSource>,
+    progress: &mut dyn FnMut(Duration),
+) -> io::Result<LocalReport> {
+    let plan = source.plan().clone();
+    if plan != cfg.peer.plan {
+        return Err(io::Error::other("the peers' layer plan differs from the source's"));
+    }
     let tracker_socket = udp::bind(loopback())?;
     let tracker_addr = tracker_socket.local_addr()?;
     let seed_socket = udp::bind(loopback())?;
@@ -58,7 +63,7 @@ pub fn run_local_swarm(cfg: LocalSwarmConfig, progress: &mut dyn FnMut(Duration)
     let stop = Arc::new(AtomicBool::new(false));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let shards = cfg.shards.max(1);
-    let mut infra = Some((tracker_socket, seed_socket));
+    let mut infra = Some((tracker_socket, seed_socket, source));
     let mut handles = Vec::new();
     for shard in 0..shards {
         let mine: Vec<(usize, PeerSpec)> =
@@ -85,13 +90,13 @@ pub fn run_local_swarm(cfg: LocalSwarmConfig, progress: &mut dyn FnMut(Duration)
         io_total.add(&io);
     }
     let lc_deliveries = outcomes.iter().map(|o: &PeerOutcome| o.stats.lcs_down).sum();
-    Ok(LocalReport { swarm: SwarmReport::new(cfg.classes, cfg.source.plan, outcomes, lc_deliveries), io: io_total })
+    Ok(LocalReport { swarm: SwarmReport::new(cfg.classes, plan, outcomes, lc_deliveries), io: io_total })
 }
 
 async fn run_shard(
     cfg: LocalSwarmConfig,
     peers: Vec<(usize, PeerSpec)>,
-    infra: Option<(std::net::UdpSocket, std::net::UdpSocket)>,
+    infra: Option<(std::net::UdpSocket, std::net::UdpSocket, Box<dyn LcSource>)>,
     tracker_addr: SocketAddr,
     start: Instant,
     stop: Arc<AtomicBool>,
@@ -99,18 +104,17 @@ async fn run_shard(
     let clock = Clock::starting_at(start);
     let mut io = IoStats::default();
     let mut infra_tasks = Vec::new();
-    if let Some((tracker_socket, seed_socket)) = infra {
+    if let Some((tracker_socket, seed_socket, source)) = infra {
         let tracker = Rc::new(RefCell::new(Tracker::new(TrackerConfig::default(), cfg.seed)));
         infra_tasks.push(glommio::spawn_local(drive(tracker, tracker_socket, clock, stop.clone())));
-        let mut seed_cfg = PeerConfig::seed(cfg.peer.policy, cfg.source.plan.clone(), cfg.seed_upload);
+        let mut seed_cfg = PeerConfig::seed(cfg.peer.policy, cfg.peer.plan.clone(), cfg.seed_upload);
         seed_cfg.tracker = Some(tracker_addr);
         seed_cfg.n_max = cfg.seed_n_max;
         seed_cfg.lag = cfg.peer.lag;
         seed_cfg.round = cfg.peer.round;
         let seed = Peer::new(seed_cfg, cfg.seed ^ 0x5EED, clock.now()).map_err(|e| io::Error::other(e.to_string()))?;
         let seed = Rc::new(RefCell::new(seed));
-        let source = SyntheticSource::new(cfg.source.clone()).map_err(|e| io::Error::other(e.to_string()))?;
-        glommio::spawn_local(ingest(seed.clone(), source, clock, stop.clone())).detach();
+        glommio::spawn_local(ingest(source, seed.clone(), Vec::new(), clock, stop.clone())).detach();
         infra_tasks.push(glommio::spawn_local(drive(seed, seed_socket, clock, stop.clone())));
     }
     let mut viewers = Vec::new();
@@ -141,23 +145,4 @@ async fn run_shard(
         io.add(&t.await);
     }
     Ok((outcomes, io))
-}
-
-/// Feeds the seed the LCs the source has produced by now, like a live encoder.
-async fn ingest(seed: Rc<RefCell<Peer>>, mut source: SyntheticSource, clock: Clock, stop: Arc<AtomicBool>) {
-    let mut buf = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        let now = clock.now();
-        source.lcs_until(MediaTime(now.0), &mut buf);
-        {
-            let mut s = seed.borrow_mut();
-            for lc in buf.drain(..) {
-                // The window holds the whole lag; an error would mean a broken source.
-                if s.push_lc(now, lc).is_err() {
-                    break;
-                }
-            }
-        }
-        glommio::timer::sleep(INGEST_TICK).await;
-    }
 }

@@ -7,5 +7,8 @@
 //! glommio's socket has no batched or segmented send.
 
 pub mod driver;
+pub mod ingest;
 pub mod local;
+pub mod role;
+pub mod status;
 pub mod udp;

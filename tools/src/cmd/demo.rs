@@ -1,120 +1,122 @@
-//! `layerp2p demo`: a whole swarm on the built-in video source, no setup. It runs the
-//! real protocol core (tracker, seed, peers) in the discrete-event driver — virtual
-//! time, so a 4-minute session takes seconds — and prints per-class results for each
-//! chosen policy.
+//! `layerp2p demo`: the README's main job. A whole swarm — tracker, seed and N peers —
+//! on real UDP over loopback in this one process (glommio executors, batched
+//! sendmmsg/GSO), on the built-in synthetic video. It shows progress, then prints per
+//! class the playback rate and chunk ratio per layer, and the latency histograms.
+//! Wiring only: the swarm is `runtime::local`.
 
-use clap::{Args as ClapArgs, ValueEnum};
-use layerp2p_engine::sim::scenario::{prototype, Mix};
-use layerp2p_engine::sim::Swarm;
-use layerp2p_engine::{Policy, Time};
+use super::args::{MixArg, PolicyArg, Video};
+use clap::Args as ClapArgs;
+use layerp2p_codec::synthetic::SyntheticSource;
+use layerp2p_codec::Kbps;
+use layerp2p_engine::metrics::Latencies;
+use layerp2p_engine::runtime::local::{run_local_swarm, LocalSwarmConfig};
+use layerp2p_engine::PeerConfig;
 use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
-
-#[derive(Copy, Clone, Debug, ValueEnum)]
-pub enum MixArg {
-    /// Table I, resource index 0.82: 10 % free-riders, 30 % at 300 kbps, 60 % at 700 kbps.
-    Overloaded,
-    /// Table I, resource index 1.23: 40 % at 400 kbps, 60 % at 1000 kbps.
-    Underloaded,
-}
-
-#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
-pub enum PolicyArg {
-    Layerp2p,
-    SingleIncent,
-    SingleLayer,
-    /// All three, side by side.
-    All,
-}
+use std::time::Duration;
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
-    /// Upload mix of the peers.
+    /// Upload mix of the peers (Table I of the paper).
     #[arg(long, value_enum, default_value_t = MixArg::Overloaded)]
     mix: MixArg,
-    /// System to run.
-    #[arg(long, value_enum, default_value_t = PolicyArg::All)]
+    /// Scheduling policy of every node.
+    #[arg(long, value_enum, default_value_t = PolicyArg::Layerp2p)]
     policy: PolicyArg,
-    /// Number of peers (besides the tracker and the 2 Mbps seed).
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=20_000))]
+    /// Number of viewer peers (besides the tracker and the seed).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(3..=2_000))]
     peers: u64,
-    /// Simulated session length in seconds.
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(30..=86_400))]
+    /// Wall-clock length of the run in seconds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(20..=86_400))]
     duration: u64,
     /// Peers join uniformly over this many seconds (a flash crowd).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 5)]
     join_over: u64,
-    /// Seed of every random choice; the same seed gives the same result.
+    /// Playback lag behind the source, seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=600))]
+    lag: u64,
+    /// Playback is counted from this many seconds after a peer joins (tit-for-tat
+    /// needs a few rate windows to tell contributors from free-riders).
+    #[arg(long, default_value_t = 15)]
+    startup: u64,
+    /// Seed upload cap in kbps (the paper's seed: 2000 for 100 peers).
+    #[arg(long, default_value_t = 1500)]
+    seed_upload_kbps: u32,
+    /// Most neighbours of the seed.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    seed_n_max: u64,
+    /// The built-in video the seed streams.
+    #[arg(long, value_enum, default_value_t = Video::Prototype)]
+    video: Video,
+    /// Executors (pinned cores) the nodes are spread over.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    shards: u64,
+    /// Seed of every random choice (UDP timing still varies between runs).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Write the reports as JSON to this file.
+    /// Write the report as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<(), String> {
-    let mix = match args.mix {
-        MixArg::Overloaded => Mix::overloaded(),
-        MixArg::Underloaded => Mix::underloaded(),
-    };
-    let policies: Vec<Policy> = match args.policy {
-        PolicyArg::All => Policy::ALL.to_vec(),
-        PolicyArg::Layerp2p => vec![Policy::LayerP2P],
-        PolicyArg::SingleIncent => vec![Policy::SingleIncent],
-        PolicyArg::SingleLayer => vec![Policy::SingleLayer],
-    };
-    if args.join_over >= args.duration {
-        return Err(format!("--join-over ({}) must be shorter than --duration ({})", args.join_over, args.duration));
+    if args.join_over + args.startup + 10 >= args.duration {
+        return Err(format!(
+            "--duration ({}) must exceed --join-over ({}) + --startup ({}) by more than 10 s, or no playback is counted",
+            args.duration, args.join_over, args.startup
+        ));
     }
+    let mix = args.mix.mix();
+    let source = args.video.synthetic(args.seed);
+    let mut peer = PeerConfig::peer(args.policy.policy(), source.plan.clone(), Kbps(0));
+    peer.lag = Duration::from_secs(args.lag);
+    peer.startup = Duration::from_secs(args.startup);
+    let cfg = LocalSwarmConfig {
+        peer,
+        seed_upload: Kbps(args.seed_upload_kbps),
+        seed_n_max: args.seed_n_max as usize,
+        classes: mix.names(),
+        peers: mix.flash_crowd(args.peers as usize, Duration::from_secs(args.join_over), args.seed),
+        duration: Duration::from_secs(args.duration),
+        shards: args.shards as usize,
+        seed: args.seed,
+    };
     println!(
-        "LayerP2P demo: {} peers ({}), one 2 Mbps seed, flash crowd over {} s, {} s session, seed {}",
+        "LayerP2P demo on real UDP (loopback): {} peers ({}), {} kbps seed, {} s, lag {} s, policy {}",
         args.peers,
         mix.classes.iter().map(|c| format!("{:.0}% {} @ {}", c.share * 100.0, c.name, c.upload)).collect::<Vec<_>>().join(", "),
-        args.join_over,
+        args.seed_upload_kbps,
         args.duration,
-        args.seed
+        args.lag,
+        args.policy.policy()
     );
-    let mut reports = Vec::new();
-    for policy in policies {
-        let cfg = prototype(
-            policy,
-            &mix,
-            args.peers as usize,
-            Duration::from_secs(args.join_over),
-            Duration::from_secs(args.duration),
-            args.seed,
-        );
-        let mut swarm = Swarm::new(cfg)?;
-        let started = Instant::now();
-        // A live line on a terminal; four plain lines when logged to a file.
-        let live = std::io::stderr().is_terminal();
-        let steps = if live { 50 } else { 4 };
-        for i in 1..=steps {
-            let t = args.duration * i / steps;
-            swarm.run_until(Time::from_secs(t));
-            let line = format!(
-                "{policy:<13} simulated {t:>5}/{} s  nodes {:>5}  LCs delivered {:>9}  ({:.1} s wall)",
-                args.duration,
-                swarm.alive(),
-                swarm.lc_deliveries,
-                started.elapsed().as_secs_f64()
-            );
-            if live {
-                eprint!("\r{line}");
-                let _ = std::io::stderr().flush();
-            } else {
-                eprintln!("{line}");
-            }
-        }
+    let source = SyntheticSource::new(source).map_err(|e| e.to_string())?;
+    let live = std::io::stderr().is_terminal();
+    let total = args.duration;
+    let report = run_local_swarm(cfg, Box::new(source), &mut |elapsed| {
+        let line = format!("running {:>4}/{total} s", elapsed.as_secs());
         if live {
-            eprintln!();
+            eprint!("\r{line}");
+            let _ = std::io::stderr().flush();
+        } else if elapsed.as_secs() % 10 == 0 {
+            eprintln!("{line}");
         }
-        let report = swarm.finish();
-        println!("\n== {policy} ==\n{}", report.table());
-        reports.push((policy, report));
+    })
+    .map_err(|e| e.to_string())?;
+    if live {
+        eprintln!();
     }
+    let mut latency = Latencies::default();
+    report.swarm.peers.iter().for_each(|p| latency.merge(&p.stats.latency));
+    println!("\n{}", report.swarm.table());
+    println!("request→send latency (suppliers): {}", latency.request_to_send.summary());
+    println!("LC delivery latency (receivers):  {}", latency.delivery.summary());
+    let io = &report.io;
+    println!(
+        "UDP: {} datagrams out in {} send calls ({} dropped), {} in, {} malformed",
+        io.datagrams_out, io.send_syscalls, io.send_dropped, io.datagrams_in, io.malformed
+    );
     if let Some(path) = args.json {
-        let json: Vec<_> = reports.iter().map(|(p, r)| serde_json::json!({ "policy": p.name(), "report": r })).collect();
+        let json = serde_json::json!({ "policy": args.policy.policy().name(), "report": report.swarm, "latency": latency, "io": io });
         let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
         std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         println!("wrote {}", path.display());

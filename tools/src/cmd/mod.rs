@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
-pub mod source;
+pub mod args;
 pub mod demo;
 pub mod loadgen;
+pub mod node;
+pub mod source;

@@ -1,17 +1,10 @@
 //! `layerp2p source`: runs the synthetic layered source for a while and reports, per
 //! layer, the frames, LCs and rate it produced against the layer plan.
 
-use clap::{ValueEnum, Args as ClapArgs};
-use layerp2p_codec::synthetic::{PayloadKind, RateMode, SyntheticConfig, SyntheticSource};
+use super::args::Video;
+use clap::Args as ClapArgs;
+use layerp2p_codec::synthetic::{PayloadKind, RateMode, SyntheticSource};
 use layerp2p_codec::{Kbps, LayerPlan, MediaTime};
-
-#[derive(Copy, Clone, Debug, ValueEnum)]
-pub enum Video {
-    /// The paper's prototype video: 290/230/100 kbps VBR, 30 fps, 64-frame GOPs.
-    Prototype,
-    /// The paper's simulated video: 3 x 200 kbps CBR in 1250-byte LCs.
-    Simulation,
-}
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -33,11 +26,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<(), String> {
-    let mut cfg = match args.video {
-        Video::Prototype => SyntheticConfig::prototype(),
-        Video::Simulation => SyntheticConfig::simulation(),
-    };
-    cfg.seed = args.seed;
+    let mut cfg = args.video.synthetic(args.seed);
     cfg.payload = PayloadKind::Phantom;
     if let Some(rates) = args.rates {
         cfg.plan = LayerPlan::new(rates.into_iter().map(Kbps).collect()).map_err(|e| e.to_string())?;

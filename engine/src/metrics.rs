@@ -1,0 +1,195 @@
+//! Latency metrics: HDR histograms that the protocol core records into with the `now`
+//! its driver gives it (so they are as deterministic as the core), and the bounded
+//! table of outstanding requests the receiver-side delivery latency is measured from.
+//! Owns no clock and no I/O; drivers only read and merge what is recorded here.
+
+use crate::time::Time;
+use hdrhistogram::Histogram;
+use layerp2p_codec::LcId;
+use serde::{Serialize, Serializer};
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+/// Largest latency a histogram resolves; longer samples are clamped to it.
+const MAX_LATENCY_US: u64 = 300_000_000;
+/// Two significant digits: 1 % resolution in ~20 KB per histogram.
+const SIGNIFICANT_DIGITS: u8 = 2;
+/// Most outstanding requests whose send time a receiver remembers.
+pub const MAX_TRACKED_REQUESTS: usize = 16_384;
+
+/// A latency distribution in microseconds. Serialises as its [`LatencySummary`].
+#[derive(Clone, Debug)]
+pub struct Latency {
+    hist: Histogram<u64>,
+}
+
+impl Default for Latency {
+    fn default() -> Latency {
+        Latency::new()
+    }
+}
+
+impl Latency {
+    pub fn new() -> Latency {
+        // The bounds are constants that hdrhistogram accepts (low >= 1, high >= 2 * low,
+        // sigfig <= 5), so construction cannot fail.
+        let hist = Histogram::new_with_bounds(1, MAX_LATENCY_US, SIGNIFICANT_DIGITS)
+            .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid"));
+        Latency { hist }
+    }
+
+    /// Records one sample; zero is recorded as 1 µs, beyond the bound as the bound.
+    pub fn record(&mut self, d: Duration) {
+        let us = (d.as_micros().min(MAX_LATENCY_US as u128) as u64).max(1);
+        self.hist.saturating_record(us);
+    }
+
+    /// Adds every sample of `other` (both have the same bounds, so this cannot fail).
+    pub fn merge(&mut self, other: &Latency) {
+        let _ = self.hist.add(&other.hist);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.hist.len()
+    }
+
+    /// Value at quantile `q` (0..=1), zero when empty.
+    pub fn quantile(&self, q: f64) -> Duration {
+        if self.hist.is_empty() {
+            return Duration::ZERO;
+        }
+        Duration::from_micros(self.hist.value_at_quantile(q))
+    }
+
+    pub fn summary(&self) -> LatencySummary {
+        let ms = |q: f64| self.quantile(q).as_secs_f64() * 1e3;
+        LatencySummary {
+            count: self.count(),
+            mean_ms: if self.hist.is_empty() { 0.0 } else { self.hist.mean() / 1e3 },
+            p50_ms: ms(0.5),
+            p90_ms: ms(0.9),
+            p99_ms: ms(0.99),
+            p999_ms: ms(0.999),
+            max_ms: if self.hist.is_empty() { 0.0 } else { self.hist.max() as f64 / 1e3 },
+        }
+    }
+}
+
+impl Serialize for Latency {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.summary().serialize(s)
+    }
+}
+
+/// The percentiles printed in summaries and written to JSON, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+impl fmt::Display for LatencySummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "n={} p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  p99.9 {:.1} ms  max {:.1} ms",
+            self.count, self.p50_ms, self.p90_ms, self.p99_ms, self.p999_ms, self.max_ms
+        )
+    }
+}
+
+/// The two latencies a node records.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Latencies {
+    /// Supplier side: a request's arrival to its LC being handed to the driver.
+    pub request_to_send: Latency,
+    /// Receiver side: a request being sent to the LC arriving (latest request wins
+    /// when an LC was requested again).
+    pub delivery: Latency,
+}
+
+impl Latencies {
+    pub fn merge(&mut self, other: &Latencies) {
+        self.request_to_send.merge(&other.request_to_send);
+        self.delivery.merge(&other.delivery);
+    }
+}
+
+/// When each outstanding request left the receiver, bounded by
+/// [`MAX_TRACKED_REQUESTS`]; entries older than the caller's horizon are pruned.
+#[derive(Debug, Default)]
+pub struct RequestTimes {
+    sent: HashMap<LcId, Time>,
+}
+
+impl RequestTimes {
+    /// Notes that `id` was requested at `now` (untracked when the table is full).
+    pub fn requested(&mut self, id: LcId, now: Time) {
+        if self.sent.len() < MAX_TRACKED_REQUESTS || self.sent.contains_key(&id) {
+            self.sent.insert(id, now);
+        }
+    }
+
+    /// The time `id` was requested, forgetting it; `None` if it was never tracked.
+    pub fn arrived(&mut self, id: LcId) -> Option<Time> {
+        self.sent.remove(&id)
+    }
+
+    /// Forgets requests sent before `horizon` (their suppliers have dropped them).
+    pub fn prune(&mut self, horizon: Time) {
+        self.sent.retain(|_, t| *t >= horizon);
+    }
+
+    pub fn len(&self) -> usize {
+        self.sent.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sent.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use layerp2p_codec::{LayerId, Seq};
+
+    #[test]
+    fn percentiles_follow_the_samples() {
+        let mut l = Latency::new();
+        for ms in 1..=1000u64 {
+            l.record(Duration::from_millis(ms));
+        }
+        let s = l.summary();
+        assert_eq!(s.count, 1000);
+        assert!((s.p50_ms - 500.0).abs() < 10.0, "{s}");
+        assert!((s.p99_ms - 990.0).abs() < 15.0, "{s}");
+        assert!((s.max_ms - 1000.0).abs() < 15.0, "{s}");
+        let mut other = Latency::new();
+        other.record(Duration::from_secs(100));
+        l.merge(&other);
+        assert_eq!(l.count(), 1001);
+        assert!(l.summary().max_ms > 99_000.0);
+        assert_eq!(Latency::new().summary(), LatencySummary::default());
+    }
+
+    #[test]
+    fn request_table_is_bounded_and_pruned() {
+        let id = |seq| LcId { layer: LayerId::BASE, seq: Seq(seq) };
+        let mut t = RequestTimes::default();
+        for seq in 0..(MAX_TRACKED_REQUESTS as u32 + 100) {
+            t.requested(id(seq), Time::from_secs(seq as u64 % 2));
+        }
+        assert_eq!(t.len(), MAX_TRACKED_REQUESTS);
+        assert_eq!(t.arrived(id(3)), Some(Time::from_secs(1)));
+        assert_eq!(t.arrived(id(3)), None);
+        t.prune(Time::from_secs(1));
+        assert_eq!(t.len(), MAX_TRACKED_REQUESTS / 2 - 1);
+    }
+}
