@@ -27,5 +27,9 @@ fn two_hundred_peers_play_the_base_layer_from_a_local_seed() {
     let share = report.share_with_base_layer(0.9);
     assert!(share >= 0.9, "only {:.0}% of peers played >= 90% of the base layer", share * 100.0);
     assert!(report.target.cpu_percent.is_some_and(|c| c.mean > 0.0), "target CPU not measured");
+    assert!(report.latency.count > 1000, "request->LC latency histogram nearly empty: {}", report.latency);
+    assert!(report.latency.p50_ms > 0.0 && report.latency.p50_ms <= report.latency.max_ms);
     assert_eq!(report.loss.malformed, 0);
+    assert!(report.loss.socket_drops.is_some(), "socket drops not read");
+    assert!(report.loss.loss_ratio < 0.2, "loss {:.1}%", report.loss.loss_ratio * 100.0);
 }

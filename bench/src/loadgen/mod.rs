@@ -83,6 +83,8 @@ pub struct Setup {
     /// `None`: the built-in tracker + seed uploading `target_upload`.
     pub external: Option<(SocketAddr, SocketAddr, Option<u32>)>,
     pub target_upload: Kbps,
+    /// Executors of the built-in seed.
+    pub target_shards: usize,
 }
 
 impl Setup {
@@ -104,6 +106,7 @@ impl Setup {
             seed: 1,
             external: None,
             target_upload: Kbps(10_000_000),
+            target_shards: 1,
         }
     }
 
@@ -132,7 +135,7 @@ impl Setup {
                 upload: self.target_upload,
                 n_max: self.peers + 64,
                 lag: self.lag,
-                core: 0,
+                shards: self.target_shards,
                 seed: self.seed,
             }),
         };
@@ -185,29 +188,25 @@ pub fn run(cfg: LoadConfig, progress: &mut dyn FnMut(&Second)) -> io::Result<Loa
     let live = Arc::new(Live::new(shards));
     let udp_before = UdpCounters::read();
 
-    let (running, target_addr, tracker_addr, mut cpu_sources) = match &cfg.target {
+    let (running, target_addr, tracker_addr, target_threads) = match &cfg.target {
         Target::Builtin(b) => {
-            let r = target::start(b.clone(), clock, stop.clone())?;
-            let (t, k) = (r.target, r.tracker);
-            let waited = Instant::now();
-            while r.tid.load(Ordering::Relaxed) == 0 && waited.elapsed() < TID_WAIT {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            let tid = r.tid.load(Ordering::Relaxed);
-            (Some(r), t, k, vec![CpuSource::thread("target", tid)])
+            let r = target::start(b.clone(), stop.clone())?;
+            let (t, k, threads) = (r.target, r.tracker, r.threads.clone());
+            (Some(r), t, k, threads)
         }
         Target::External { target, tracker, pid } => {
             (None, *target, *tracker, pid.map(|p| CpuSource::process("target", p)).into_iter().collect())
         }
     };
-    let has_target_cpu = !cpu_sources.is_empty();
+    let target_cpus = target_threads.len();
+    let mut cpu_sources = target_threads;
 
     let mut peer = cfg.peer.clone();
     peer.tracker = Some(tracker_addr);
     let mut handles = Vec::new();
     let tids: Vec<Arc<std::sync::atomic::AtomicU32>> = (0..shards).map(|_| Default::default()).collect();
     for (index, tid) in tids.iter().enumerate() {
-        // The built-in target sits on core 0; the first shard starts on the next core.
+        // The built-in target starts on core 0; the first shard on the next core.
         let plan = swarm::ShardPlan {
             index,
             core: Some((index + 1) % cores),
@@ -239,13 +238,15 @@ pub fn run(cfg: LoadConfig, progress: &mut dyn FnMut(&Second)) -> io::Result<Loa
         let cpu = meter.sample();
         let wall = last_at.elapsed().as_secs_f64().max(1e-3);
         last_at = Instant::now();
-        let target_cpu = if has_target_cpu { cpu.first().map(|c| c.percent) } else { None };
-        let loadgen_cpu: Vec<f64> = cpu.iter().skip(usize::from(has_target_cpu)).map(|c| c.percent).collect();
+        let target_cpu = (target_cpus > 0).then(|| cpu[..target_cpus].iter().map(|c| c.percent).sum());
+        let loadgen_cpu: Vec<f64> = cpu[target_cpus..].iter().map(|c| c.percent).collect();
         let sec = Second::between(start.elapsed(), &last, &now, wall, target_cpu, loadgen_cpu);
         progress(&sec);
         seconds.push(sec);
         last = now;
     }
+    // Read while every socket is still open.
+    let socket_drops = procfs::own_udp_drops();
     stop.store(true, Ordering::Relaxed);
 
     let mut outcomes: Vec<PeerOutcome> = Vec::with_capacity(cfg.peers.len());
@@ -263,5 +264,5 @@ pub fn run(cfg: LoadConfig, progress: &mut dyn FnMut(&Second)) -> io::Result<Loa
     let lc_deliveries = outcomes.iter().map(|o| o.stats.lcs_down).sum();
     let plan = cfg.peer.plan.clone();
     let swarm = SwarmReport::new(cfg.classes.clone(), plan, outcomes, lc_deliveries);
-    Ok(LoadReport::new(&cfg, target_addr, swarm, seconds, io_total, live.snapshot(), target_outcome, udp))
+    Ok(LoadReport::new(&cfg, target_addr, swarm, seconds, io_total, live.snapshot(), target_outcome, udp, socket_drops))
 }

@@ -138,6 +138,42 @@ impl UdpCounters {
     }
 }
 
+/// Datagrams the kernel dropped on this process's own UDP sockets (full receive
+/// buffers), from the `drops` column of /proc/net/udp{,6} for the socket inodes
+/// behind /proc/self/fd. Unlike the machine-wide counters, other programs' traffic
+/// does not count.
+pub fn own_udp_drops() -> Option<u64> {
+    let inodes: std::collections::HashSet<u64> = std::fs::read_dir("/proc/self/fd")
+        .ok()?
+        .filter_map(|e| {
+            let link = std::fs::read_link(e.ok()?.path()).ok()?;
+            let s = link.to_str()?;
+            s.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect();
+    let mut total = 0;
+    for file in ["/proc/net/udp", "/proc/net/udp6"] {
+        if let Some(text) = read(Path::new(file)) {
+            total += udp_drops_of(&text, &inodes);
+        }
+    }
+    Some(total)
+}
+
+/// Sums the `drops` column of /proc/net/udp lines whose inode is in `inodes`.
+pub fn udp_drops_of(table: &str, inodes: &std::collections::HashSet<u64>) -> u64 {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let inode: u64 = f.get(9)?.parse().ok()?;
+            let drops: u64 = f.get(12)?.parse().ok()?;
+            inodes.contains(&inode).then_some(drops)
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +199,18 @@ mod tests {
         }
         let after = src.cpu_seconds().expect("own stat readable");
         assert!(after > before, "{before} -> {after}");
+    }
+
+    #[test]
+    fn socket_drops_are_summed_for_our_inodes_only() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+            1: 0100007F:9C40 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 111 2 0000000000000000 5\n\
+            2: 0100007F:9C41 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 222 2 0000000000000000 7\n\
+            3: 0100007F:9C42 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 333 2 0000000000000000 11\n";
+        let ours: std::collections::HashSet<u64> = [111, 333].into_iter().collect();
+        assert_eq!(udp_drops_of(table, &ours), 16);
+        let _keep = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        assert_eq!(own_udp_drops(), Some(0), "a fresh idle socket has dropped nothing");
     }
 
     #[test]

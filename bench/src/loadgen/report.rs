@@ -4,9 +4,10 @@
 
 use super::live::Snapshot;
 use super::procfs::UdpCounters;
-use super::target::TargetOutcome;
 use super::{LoadConfig, Target};
+use layerp2p_engine::metrics::{Latency, LatencySummary};
 use layerp2p_engine::runtime::driver::IoStats;
+use layerp2p_engine::runtime::status::NodeSummary;
 use layerp2p_engine::sim::report::SwarmReport;
 use serde::Serialize;
 use std::fmt::Write;
@@ -107,6 +108,8 @@ pub struct TargetFigures {
     pub requests_expired: Option<u64>,
     pub datagrams_out: Option<u64>,
     pub send_dropped: Option<u64>,
+    /// The built-in seed's request arrival -> LC handed to its socket.
+    pub request_to_send: Option<LatencySummary>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -115,11 +118,13 @@ pub struct LossFigures {
     pub datagrams_sent: u64,
     /// Sends refused by a full socket buffer (counted by the senders).
     pub send_dropped: u64,
+    /// Datagrams the kernel dropped on this process's sockets (receive buffer full).
+    pub socket_drops: Option<u64>,
     /// Datagrams the peers could not decode.
     pub malformed: u64,
     /// The kernel's UDP counters over the run (whole machine, so other traffic too).
     pub kernel: Option<UdpCounters>,
-    /// (send drops + kernel receive-buffer drops) / datagrams sent.
+    /// (send drops + our sockets' receive drops) / datagrams sent.
     pub loss_ratio: f64,
 }
 
@@ -137,6 +142,8 @@ pub struct LoadReport {
     pub neighbours_avg: f64,
     /// Per class playback rate and alpha per layer.
     pub swarm: SwarmReport,
+    /// Request sent -> LC arrived, at the synthetic peers (from any supplier).
+    pub latency: LatencySummary,
     pub loss: LossFigures,
     pub loadgen_io: IoStats,
     /// Mean CPU percent per load-generator shard.
@@ -154,9 +161,14 @@ impl LoadReport {
         seconds: Vec<Second>,
         io: IoStats,
         end: Snapshot,
-        outcome: Option<TargetOutcome>,
+        outcome: Option<NodeSummary>,
         kernel: Option<UdpCounters>,
+        socket_drops: Option<u64>,
     ) -> LoadReport {
+        let mut latency = Latency::new();
+        for p in &swarm.peers {
+            latency.merge(&p.stats.latency.delivery);
+        }
         let ramp = cfg.peers.iter().map(|p| p.join).max().unwrap_or_default().as_secs_f64();
         // Steady: from a second after the last join; the whole run if that is empty.
         let steady: Vec<&Second> = {
@@ -168,10 +180,10 @@ impl LoadReport {
         let loadgen_cpu = (0..shards)
             .map(|i| MeanMax::of(steady.iter().filter_map(|s| s.loadgen_cpu.get(i).copied())).mean)
             .collect();
-        let seed_io = outcome.as_ref().map(|o| o.seed_io);
+        let seed_io = outcome.as_ref().map(|o| o.io);
         let datagrams_sent = io.datagrams_out + seed_io.map_or(0, |s| s.datagrams_out);
         let send_dropped = io.send_dropped + seed_io.map_or(0, |s| s.send_dropped);
-        let lost = send_dropped + kernel.map_or(0, |k| k.rcvbuf_errors);
+        let lost = send_dropped + socket_drops.unwrap_or(0);
         LoadReport {
             peers: cfg.peers.len(),
             peers_up: end.peers_up,
@@ -185,18 +197,21 @@ impl LoadReport {
                 lc_per_s: MeanMax::of(steady.iter().map(|s| s.target_lc_per_s)),
                 gbit_per_s: MeanMax::of(steady.iter().map(|s| s.target_gbit_per_s)),
                 cpu_percent: target_cpu.map(|v| MeanMax::of(v.into_iter())),
-                lcs_sent: outcome.as_ref().map(|o| o.seed.lcs_up),
-                requests_received: outcome.as_ref().map(|o| o.seed.requests_received),
-                requests_expired: outcome.as_ref().map(|o| o.seed.requests_expired),
+                lcs_sent: outcome.as_ref().map(|o| o.stats.lcs_up),
+                requests_received: outcome.as_ref().map(|o| o.stats.requests_received),
+                requests_expired: outcome.as_ref().map(|o| o.stats.requests_expired),
                 datagrams_out: seed_io.map(|s| s.datagrams_out),
                 send_dropped: seed_io.map(|s| s.send_dropped),
+                request_to_send: outcome.as_ref().map(|o| o.stats.latency.request_to_send.summary()),
             },
             all_lc_per_s: MeanMax::of(steady.iter().map(|s| s.all_lc_per_s)),
             neighbours_avg: if end.peers_up == 0 { 0.0 } else { end.neighbours as f64 / end.peers_up as f64 },
             swarm,
+            latency: latency.summary(),
             loss: LossFigures {
                 datagrams_sent,
                 send_dropped,
+                socket_drops,
                 malformed: io.malformed,
                 kernel,
                 loss_ratio: if datagrams_sent == 0 { 0.0 } else { lost as f64 / datagrams_sent as f64 },
@@ -254,18 +269,24 @@ impl LoadReport {
             self.all_lc_per_s.mean, self.neighbours_avg
         );
         let _ = writeln!(s, "\n{}", self.swarm.table());
+        let _ = writeln!(s, "request->LC latency at the peers: {}", self.latency);
+        if let Some(l) = t.request_to_send {
+            let _ = writeln!(s, "request->send latency at the target: {l}");
+        }
         let l = &self.loss;
+        let drops = l.socket_drops.map_or_else(|| "?".to_string(), |d| d.to_string());
         let _ = write!(
             s,
-            "loss: {:.3}% ({} send drops, {} malformed of {} datagrams sent",
+            "loss: {:.3}% ({} send drops, {} receive-buffer drops, {} malformed, of {} datagrams sent",
             l.loss_ratio * 100.0,
             l.send_dropped,
+            drops,
             l.malformed,
             l.datagrams_sent
         );
         match l.kernel {
             Some(k) => {
-                let _ = writeln!(s, "; kernel: {} receive-buffer drops, {} in errors)", k.rcvbuf_errors, k.in_errors);
+                let _ = writeln!(s, "; whole machine: {} receive-buffer drops)", k.rcvbuf_errors);
             }
             None => {
                 let _ = writeln!(s, ")");

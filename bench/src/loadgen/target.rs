@@ -1,26 +1,25 @@
-//! The built-in node under test: a tracker and a seed fed by the synthetic source, on
-//! an executor of their own (so the target's CPU use is its thread's), started in
-//! the load generator's process when no `--target` is given.
+//! The built-in node under test: the runtime's own seed (`runtime::role::run_node`,
+//! the code `layerp2p seed` runs, with its embedded tracker and `shards` pinned
+//! executors) fed by the synthetic source, started in the load generator's process
+//! when no `--target` is given. Its CPU use is read from its executor threads.
 
-use super::procfs::current_tid;
+use super::procfs::CpuSource;
 use layerp2p_codec::synthetic::{SyntheticConfig, SyntheticSource};
-use layerp2p_codec::{Kbps, MediaTime};
-use layerp2p_engine::peer::{Peer, PeerStats};
-use layerp2p_engine::runtime::driver::{drive, Clock, IoStats};
-use layerp2p_engine::runtime::udp;
-use layerp2p_engine::tracker::TrackerStats;
-use layerp2p_engine::{PeerConfig, Policy, Tracker, TrackerConfig};
-use glommio::{LocalExecutorBuilder, Placement};
-use std::cell::RefCell;
+use layerp2p_codec::Kbps;
+use layerp2p_engine::runtime::role::{run_node, NodeSpec};
+use layerp2p_engine::runtime::status::NodeSummary;
+use layerp2p_engine::{PeerConfig, Policy};
 use std::io;
-use std::net::SocketAddr;
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How often the seed pulls freshly "encoded" LCs from the source.
-const INGEST_TICK: Duration = Duration::from_millis(20);
+/// The runtime names its executor threads `layerp2p-shard-N`; the kernel keeps the
+/// first 15 bytes of a thread name.
+const SHARD_THREAD_PREFIX: &str = "layerp2p-shard";
+/// How long to wait for the target's threads to appear.
+const THREAD_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Clone, Debug)]
 pub struct BuiltinTarget {
@@ -29,87 +28,69 @@ pub struct BuiltinTarget {
     pub upload: Kbps,
     pub n_max: usize,
     pub lag: Duration,
-    /// Core the target's executor is pinned to.
-    pub core: usize,
+    /// Executors of the seed (SO_REUSEPORT shards), pinned from core 0.
+    pub shards: usize,
     pub seed: u64,
-}
-
-/// What the target did, collected when it stops.
-#[derive(Debug, Default)]
-pub struct TargetOutcome {
-    pub seed: PeerStats,
-    pub seed_io: IoStats,
-    pub tracker: TrackerStats,
 }
 
 #[derive(Debug)]
 pub struct RunningTarget {
     pub target: SocketAddr,
     pub tracker: SocketAddr,
-    /// Kernel id of the target's thread, once it runs (0 before).
-    pub tid: Arc<AtomicU32>,
-    handle: glommio::ExecutorJoinHandle<io::Result<TargetOutcome>>,
+    /// The target's executor threads, for its CPU use.
+    pub threads: Vec<CpuSource>,
+    handle: std::thread::JoinHandle<io::Result<NodeSummary>>,
 }
 
 impl RunningTarget {
-    pub fn join(self) -> io::Result<TargetOutcome> {
-        self.handle.join().map_err(|e| io::Error::other(format!("target executor failed: {e}")))?
+    pub fn join(self) -> io::Result<NodeSummary> {
+        self.handle.join().map_err(|_| io::Error::other("the target's supervisor panicked"))?
     }
 }
 
-fn loopback() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
+/// A loopback address with a port free right now (the node binds it a moment later).
+fn free_port() -> io::Result<SocketAddr> {
+    UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?.local_addr()
 }
 
-/// Starts the tracker and the seed; they run until `stop`.
-pub fn start(cfg: BuiltinTarget, clock: Clock, stop: Arc<AtomicBool>) -> io::Result<RunningTarget> {
-    let tracker_socket = udp::bind(loopback())?;
-    let seed_socket = udp::bind(loopback())?;
-    let tracker = tracker_socket.local_addr()?;
-    let target = seed_socket.local_addr()?;
+/// Thread ids of this process whose name starts with `prefix`.
+fn threads_named(prefix: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let tid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+        comm.starts_with(prefix).then_some(tid)
+    })
+    .collect()
+}
+
+/// Starts the seed and its tracker; they run until `stop`.
+pub fn start(cfg: BuiltinTarget, stop: Arc<AtomicBool>) -> io::Result<RunningTarget> {
+    let target = free_port()?;
+    let tracker = free_port()?;
     let source = SyntheticSource::new(cfg.source.clone()).map_err(|e| io::Error::other(e.to_string()))?;
-    let mut seed_cfg = PeerConfig::seed(cfg.policy, cfg.source.plan.clone(), cfg.upload);
-    seed_cfg.tracker = Some(tracker);
-    seed_cfg.n_max = cfg.n_max;
-    seed_cfg.lag = cfg.lag;
-    let seed = Peer::new(seed_cfg, cfg.seed ^ 0x5EED, clock.now()).map_err(|e| io::Error::other(e.to_string()))?;
-    let tid = Arc::new(AtomicU32::new(0));
-    let tid_inner = tid.clone();
-    let tracker_seed = cfg.seed;
-    let handle = LocalExecutorBuilder::new(Placement::Fixed(cfg.core))
-        .name("loadgen-target")
-        .spawn(move || async move {
-            tid_inner.store(current_tid(), Ordering::Relaxed);
-            let tracker = Rc::new(RefCell::new(Tracker::new(TrackerConfig::default(), tracker_seed)));
-            let tracker_task = glommio::spawn_local(drive(tracker.clone(), tracker_socket, clock, stop.clone()));
-            let seed = Rc::new(RefCell::new(seed));
-            let ingest_task = glommio::spawn_local(ingest(seed.clone(), source, clock, stop.clone()));
-            let seed_io = drive(seed.clone(), seed_socket, clock, stop).await;
-            tracker_task.await;
-            ingest_task.await;
-            let stats = seed.borrow().stats();
-            let tracker_stats = tracker.borrow().stats().clone();
-            Ok(TargetOutcome { seed: stats, seed_io, tracker: tracker_stats })
-        })
-        .map_err(|e| io::Error::other(format!("cannot start the target's executor: {e}")))?;
-    Ok(RunningTarget { target, tracker, tid, handle })
-}
-
-/// Feeds the seed the LCs the source has produced by now, like a live encoder.
-async fn ingest(seed: Rc<RefCell<Peer>>, mut source: SyntheticSource, clock: Clock, stop: Arc<AtomicBool>) {
-    let mut buf = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        let now = clock.now();
-        source.lcs_until(MediaTime(now.0), &mut buf);
-        {
-            let mut s = seed.borrow_mut();
-            for lc in buf.drain(..) {
-                // The window holds the whole lag; an error would mean a broken source.
-                if s.push_lc(now, lc).is_err() {
-                    break;
-                }
-            }
-        }
-        glommio::timer::sleep(INGEST_TICK).await;
+    let mut peer = PeerConfig::seed(cfg.policy, cfg.source.plan.clone(), cfg.upload);
+    peer.tracker = Some(tracker);
+    peer.n_max = cfg.n_max;
+    peer.lag = cfg.lag;
+    let spec = NodeSpec { peer, listen: target, shards: cfg.shards, embedded_tracker: Some(tracker), first_core: 0, rng_seed: cfg.seed };
+    spec.validate().map_err(io::Error::other)?;
+    let before = threads_named(SHARD_THREAD_PREFIX).len();
+    let handle = std::thread::Builder::new()
+        .name("loadgen-target".into())
+        .spawn(move || run_node(spec, Some(Box::new(source)), stop, &mut |_| {}))?;
+    let waited = Instant::now();
+    let mut tids = threads_named(SHARD_THREAD_PREFIX);
+    while tids.len() < before + cfg.shards && waited.elapsed() < THREAD_WAIT && !handle.is_finished() {
+        std::thread::sleep(Duration::from_millis(5));
+        tids = threads_named(SHARD_THREAD_PREFIX);
     }
+    if handle.is_finished() {
+        // It failed to start (e.g. a port taken in between): report why.
+        let err = handle.join().map_err(|_| io::Error::other("the target's supervisor panicked"))?;
+        return Err(err.err().unwrap_or_else(|| io::Error::other("the target stopped at once")));
+    }
+    let threads = tids.iter().enumerate().map(|(k, &tid)| CpuSource::thread(&format!("target-{k}"), tid)).collect();
+    Ok(RunningTarget { target, tracker, threads, handle })
 }

@@ -2,28 +2,13 @@
 //! flags into a `loadgen::Setup`, prints the live line on stderr and the report on
 //! stdout; the work is in `layerp2p_bench::loadgen`.
 
-use clap::{Args as ClapArgs, ValueEnum};
+use super::args::{MixArg, PolicyArg};
+use clap::Args as ClapArgs;
 use layerp2p_bench::loadgen::{run, Setup};
 use layerp2p_codec::Kbps;
 use layerp2p_engine::sim::scenario::{Mix, PeerClass};
-use layerp2p_engine::Policy;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-#[derive(Copy, Clone, Debug, ValueEnum)]
-pub enum MixArg {
-    /// Table I, resource index 0.82: 10 % free-riders, 30 % at 300 kbps, 60 % at 700 kbps.
-    Overloaded,
-    /// Table I, resource index 1.23: 40 % at 400 kbps, 60 % at 1000 kbps.
-    Underloaded,
-}
-
-#[derive(Copy, Clone, Debug, ValueEnum)]
-pub enum PolicyArg {
-    Layerp2p,
-    SingleIncent,
-    SingleLayer,
-}
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -48,6 +33,7 @@ pub struct Args {
     #[arg(long, default_value_t = 620, value_parser = clap::value_parser!(u32).range(3..=100_000))]
     video_kbps: u32,
     /// Video frame rate: with small frames each frame is one LC, so this bounds LC/s.
+    /// An external target must run the same video (620 kbps, 30 fps = `--video prototype`).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=1000))]
     fps: u32,
     /// Scheduling policy of the peers (and of the built-in target).
@@ -81,6 +67,9 @@ pub struct Args {
     /// Upload limit of the built-in seed, in Mbit/s.
     #[arg(long, default_value_t = 10_000, conflicts_with = "target")]
     target_upload_mbps: u32,
+    /// Executors of the built-in seed (SO_REUSEPORT shards, pinned from core 0).
+    #[arg(long, default_value_t = 1, conflicts_with = "target", value_parser = clap::value_parser!(u64).range(1..=64))]
+    target_shards: u64,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -110,24 +99,12 @@ pub fn run_cmd(args: Args) -> Result<(), String> {
     if args.ramp >= args.duration {
         return Err(format!("--ramp ({}) must be shorter than --duration ({})", args.ramp, args.duration));
     }
-    let mix = if args.class.is_empty() {
-        match args.mix {
-            MixArg::Overloaded => Mix::overloaded(),
-            MixArg::Underloaded => Mix::underloaded(),
-        }
-    } else {
-        Mix { classes: args.class.clone() }
-    };
-    let policy = match args.policy {
-        PolicyArg::Layerp2p => Policy::LayerP2P,
-        PolicyArg::SingleIncent => Policy::SingleIncent,
-        PolicyArg::SingleLayer => Policy::SingleLayer,
-    };
+    let mix = if args.class.is_empty() { args.mix.mix() } else { Mix { classes: args.class.clone() } };
     let mut setup = Setup::small(args.peers as usize, Duration::from_secs(args.duration));
     setup.mix = mix;
     setup.video_kbps = args.video_kbps;
     setup.fps = args.fps;
-    setup.policy = policy;
+    setup.policy = args.policy.policy();
     setup.ramp = Duration::from_secs(args.ramp);
     setup.lag = Duration::from_secs(args.lag);
     setup.startup = Duration::from_secs(args.startup);
@@ -142,6 +119,7 @@ pub fn run_cmd(args: Args) -> Result<(), String> {
     setup.seed = args.seed;
     setup.external = args.target.zip(args.tracker).map(|(t, k)| (t, k, args.target_pid));
     setup.target_upload = Kbps(args.target_upload_mbps.saturating_mul(1000));
+    setup.target_shards = args.target_shards as usize;
     let cfg = setup.config()?;
     eprintln!(
         "loadgen: {} peers joining over {} s, {} s run, {} shards, video {} kbps at {} fps, target {}",
