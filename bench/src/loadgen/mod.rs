@@ -239,8 +239,7 @@ pub fn run(cfg: LoadConfig, progress: &mut dyn FnMut(&Second)) -> io::Result<Loa
         let wall = last_at.elapsed().as_secs_f64().max(1e-3);
         last_at = Instant::now();
         let target_cpu = (target_cpus > 0).then(|| cpu[..target_cpus].iter().map(|c| c.percent).sum());
-        let loadgen_cpu: Vec<f64> = cpu[target_cpus..].iter().map(|c| c.percent).collect();
-        let sec = Second::between(start.elapsed(), &last, &now, wall, target_cpu, loadgen_cpu);
+        let sec = Second::between(start.elapsed(), &last, &now, wall, target_cpu, &cpu[target_cpus..]);
         progress(&sec);
         seconds.push(sec);
         last = now;

@@ -31,26 +31,39 @@ pub fn parse_cpu_seconds(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / ticks_per_second())
 }
 
+/// Seconds a task spent waiting on a run queue (runnable, but no CPU free), from the
+/// text of a `schedstat` file: "<on-cpu ns> <waiting ns> <timeslices>".
+pub fn parse_wait_seconds(schedstat: &str) -> Option<f64> {
+    let ns: u64 = schedstat.split_whitespace().nth(1)?.parse().ok()?;
+    Some(ns as f64 / 1e9)
+}
+
 /// One thread or process whose CPU use is sampled.
 #[derive(Clone, Debug)]
 pub struct CpuSource {
     pub name: String,
-    path: PathBuf,
+    dir: PathBuf,
 }
 
 impl CpuSource {
     /// A thread of this process.
     pub fn thread(name: &str, tid: u32) -> CpuSource {
-        CpuSource { name: name.into(), path: PathBuf::from(format!("/proc/self/task/{tid}/stat")) }
+        CpuSource { name: name.into(), dir: PathBuf::from(format!("/proc/self/task/{tid}")) }
     }
 
-    /// Another process (all its threads).
+    /// Another process (its stat sums all its threads; its schedstat is its main
+    /// thread's).
     pub fn process(name: &str, pid: u32) -> CpuSource {
-        CpuSource { name: name.into(), path: PathBuf::from(format!("/proc/{pid}/stat")) }
+        CpuSource { name: name.into(), dir: PathBuf::from(format!("/proc/{pid}")) }
     }
 
     pub fn cpu_seconds(&self) -> Option<f64> {
-        read(&self.path).as_deref().and_then(parse_cpu_seconds)
+        read(&self.dir.join("stat")).as_deref().and_then(parse_cpu_seconds)
+    }
+
+    /// Time spent runnable but not running: how much the machine held it back.
+    pub fn wait_seconds(&self) -> Option<f64> {
+        read(&self.dir.join("schedstat")).as_deref().and_then(parse_wait_seconds)
     }
 }
 
@@ -63,34 +76,37 @@ fn read(path: &Path) -> Option<String> {
 pub struct CpuUse {
     pub name: String,
     pub percent: f64,
+    /// Percent of the interval it was runnable but waiting for a core.
+    pub waiting: f64,
 }
 
 /// Samples a set of sources: `sample` returns each one's CPU use since the last call.
 #[derive(Debug)]
 pub struct CpuMeter {
     sources: Vec<CpuSource>,
-    last: Vec<Option<f64>>,
+    /// (CPU seconds, waiting seconds) at the last sample.
+    last: Vec<(Option<f64>, Option<f64>)>,
     at: Instant,
 }
 
 impl CpuMeter {
     pub fn new(sources: Vec<CpuSource>) -> CpuMeter {
-        let last = sources.iter().map(CpuSource::cpu_seconds).collect();
+        let last = sources.iter().map(|s| (s.cpu_seconds(), s.wait_seconds())).collect();
         CpuMeter { sources, last, at: Instant::now() }
     }
 
     pub fn sample(&mut self) -> Vec<CpuUse> {
         let wall = self.at.elapsed().as_secs_f64().max(1e-3);
         self.at = Instant::now();
+        let share = |now: Option<f64>, then: Option<f64>| match (now, then) {
+            (Some(n), Some(l)) => (n - l).max(0.0) / wall * 100.0,
+            _ => 0.0,
+        };
         let mut out = Vec::with_capacity(self.sources.len());
         for (src, last) in self.sources.iter().zip(self.last.iter_mut()) {
-            let now = src.cpu_seconds();
-            let percent = match (now, *last) {
-                (Some(n), Some(l)) => (n - l).max(0.0) / wall * 100.0,
-                _ => 0.0,
-            };
+            let now = (src.cpu_seconds(), src.wait_seconds());
+            out.push(CpuUse { name: src.name.clone(), percent: share(now.0, last.0), waiting: share(now.1, last.1) });
             *last = now;
-            out.push(CpuUse { name: src.name.clone(), percent });
         }
         out
     }
@@ -199,6 +215,9 @@ mod tests {
         }
         let after = src.cpu_seconds().expect("own stat readable");
         assert!(after > before, "{before} -> {after}");
+        assert!(src.wait_seconds().is_some(), "own schedstat readable");
+        assert_eq!(parse_wait_seconds("100 2500000000 7\n"), Some(2.5));
+        assert_eq!(parse_wait_seconds("100"), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! collected elsewhere; no I/O but formatting.
 
 use super::live::Snapshot;
-use super::procfs::UdpCounters;
+use super::procfs::{CpuUse, UdpCounters};
 use super::{LoadConfig, Target};
 use layerp2p_engine::metrics::{Latency, LatencySummary};
 use layerp2p_engine::runtime::driver::IoStats;
@@ -33,12 +33,15 @@ pub struct Second {
     pub target_cpu: Option<f64>,
     /// Percent of one core per load-generator shard.
     pub loadgen_cpu: Vec<f64>,
+    /// Percent of the second each shard was runnable but waiting for a core: how much
+    /// other work on the machine held the load generator back.
+    pub loadgen_waiting: Vec<f64>,
     /// Worst lateness of a peer timer in this second: the shards' saturation gauge.
     pub timer_lag_ms: f64,
 }
 
 impl Second {
-    pub fn between(elapsed: Duration, a: &Snapshot, b: &Snapshot, wall: f64, target_cpu: Option<f64>, loadgen_cpu: Vec<f64>) -> Second {
+    pub fn between(elapsed: Duration, a: &Snapshot, b: &Snapshot, wall: f64, target_cpu: Option<f64>, loadgen: &[CpuUse]) -> Second {
         let rate = |x: u64, y: u64| y.saturating_sub(x) as f64 / wall;
         Second {
             elapsed_s: elapsed.as_secs_f64(),
@@ -48,7 +51,8 @@ impl Second {
             target_gbit_per_s: rate(a.target_bytes, b.target_bytes) * 8.0 / GIGA,
             all_lc_per_s: rate(a.lcs_in, b.lcs_in),
             target_cpu,
-            loadgen_cpu,
+            loadgen_cpu: loadgen.iter().map(|c| c.percent).collect(),
+            loadgen_waiting: loadgen.iter().map(|c| c.waiting).collect(),
             timer_lag_ms: b.timer_lag_us as f64 / 1e3,
         }
     }
@@ -56,7 +60,8 @@ impl Second {
     /// The live line.
     pub fn line(&self) -> String {
         let cpu = self.target_cpu.map_or_else(|| "n/a".to_string(), |c| format!("{c:.0}%"));
-        let shards: Vec<String> = self.loadgen_cpu.iter().map(|c| format!("{c:.0}%")).collect();
+        let shards: Vec<String> =
+            self.loadgen_cpu.iter().zip(&self.loadgen_waiting).map(|(c, w)| format!("{c:.0}%(wait {w:.0}%)")).collect();
         format!(
             "{:>5.0} s  peers {:>5}  nbrs {:>4.1}  target {:>8.0} LC/s {:>6.3} Gbit/s  all {:>8.0} LC/s  target cpu {:>4}  loadgen cpu {}  lag {:.0} ms",
             self.elapsed_s,
@@ -148,6 +153,8 @@ pub struct LoadReport {
     pub loadgen_io: IoStats,
     /// Mean CPU percent per load-generator shard.
     pub loadgen_cpu: Vec<f64>,
+    /// Mean percent of time each shard waited for a core while runnable.
+    pub loadgen_waiting: Vec<f64>,
     pub timer_lag_ms: MeanMax,
     pub seconds: Vec<Second>,
 }
@@ -177,9 +184,11 @@ impl LoadReport {
         };
         let target_cpu = steady.iter().map(|s| s.target_cpu).collect::<Option<Vec<f64>>>().filter(|v| !v.is_empty());
         let shards = cfg.shards.max(1);
-        let loadgen_cpu = (0..shards)
-            .map(|i| MeanMax::of(steady.iter().filter_map(|s| s.loadgen_cpu.get(i).copied())).mean)
-            .collect();
+        let per_shard = |f: fn(&Second) -> &Vec<f64>| -> Vec<f64> {
+            (0..shards).map(|i| MeanMax::of(steady.iter().filter_map(|s| f(s).get(i).copied())).mean).collect()
+        };
+        let loadgen_cpu = per_shard(|s| &s.loadgen_cpu);
+        let loadgen_waiting = per_shard(|s| &s.loadgen_waiting);
         let seed_io = outcome.as_ref().map(|o| o.io);
         let datagrams_sent = io.datagrams_out + seed_io.map_or(0, |s| s.datagrams_out);
         let send_dropped = io.send_dropped + seed_io.map_or(0, |s| s.send_dropped);
@@ -218,6 +227,7 @@ impl LoadReport {
             },
             loadgen_io: io,
             loadgen_cpu,
+            loadgen_waiting,
             timer_lag_ms: MeanMax::of(steady.iter().map(|s| s.timer_lag_ms)),
             seconds,
         }
@@ -292,7 +302,8 @@ impl LoadReport {
                 let _ = writeln!(s, ")");
             }
         }
-        let cpu: Vec<String> = self.loadgen_cpu.iter().map(|c| format!("{c:.0}%")).collect();
+        let cpu: Vec<String> =
+            self.loadgen_cpu.iter().zip(&self.loadgen_waiting).map(|(c, w)| format!("{c:.0}% (waiting for a core {w:.0}%)")).collect();
         let _ = writeln!(
             s,
             "load generator: CPU {} per shard; timer lag {:.1} ms mean, {:.1} ms worst",
