@@ -133,7 +133,9 @@ impl Setup {
                 source,
                 policy: self.policy,
                 upload: self.target_upload,
-                n_max: self.peers + 64,
+                // Headroom: the kernel's SO_REUSEPORT hash spreads peers over the
+                // seed's shards unevenly, and each shard gets n_max / shards.
+                n_max: 2 * self.peers + 64,
                 lag: self.lag,
                 shards: self.target_shards,
                 seed: self.seed,

@@ -5,7 +5,8 @@
 use super::live::Snapshot;
 use super::procfs::{CpuUse, UdpCounters};
 use super::{LoadConfig, Target};
-use layerp2p_engine::metrics::{Latency, LatencySummary};
+use layerp2p_engine::metrics::LatencySummary;
+use layerp2p_engine::PeerStats;
 use layerp2p_engine::runtime::driver::IoStats;
 use layerp2p_engine::runtime::status::NodeSummary;
 use layerp2p_engine::sim::report::SwarmReport;
@@ -115,6 +116,8 @@ pub struct TargetFigures {
     pub send_dropped: Option<u64>,
     /// The built-in seed's request arrival -> LC handed to its socket.
     pub request_to_send: Option<LatencySummary>,
+    /// Every counter of the built-in seed (all shards).
+    pub stats: Option<PeerStats>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -149,6 +152,8 @@ pub struct LoadReport {
     pub swarm: SwarmReport,
     /// Request sent -> LC arrived, at the synthetic peers (from any supplier).
     pub latency: LatencySummary,
+    /// Every counter of the synthetic peers, summed.
+    pub peers_total: PeerStats,
     pub loss: LossFigures,
     pub loadgen_io: IoStats,
     /// Mean CPU percent per load-generator shard.
@@ -172,10 +177,11 @@ impl LoadReport {
         kernel: Option<UdpCounters>,
         socket_drops: Option<u64>,
     ) -> LoadReport {
-        let mut latency = Latency::new();
+        let mut peers_total = PeerStats::default();
         for p in &swarm.peers {
-            latency.merge(&p.stats.latency.delivery);
+            peers_total.merge(&p.stats);
         }
+        let latency = peers_total.latency.delivery.clone();
         let ramp = cfg.peers.iter().map(|p| p.join).max().unwrap_or_default().as_secs_f64();
         // Steady: from a second after the last join; the whole run if that is empty.
         let steady: Vec<&Second> = {
@@ -212,11 +218,13 @@ impl LoadReport {
                 datagrams_out: seed_io.map(|s| s.datagrams_out),
                 send_dropped: seed_io.map(|s| s.send_dropped),
                 request_to_send: outcome.as_ref().map(|o| o.stats.latency.request_to_send.summary()),
+                stats: outcome.as_ref().map(|o| o.stats.clone()),
             },
             all_lc_per_s: MeanMax::of(steady.iter().map(|s| s.all_lc_per_s)),
             neighbours_avg: if end.peers_up == 0 { 0.0 } else { end.neighbours as f64 / end.peers_up as f64 },
             swarm,
             latency: latency.summary(),
+            peers_total,
             loss: LossFigures {
                 datagrams_sent,
                 send_dropped,
