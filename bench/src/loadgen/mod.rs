@@ -267,3 +267,45 @@ pub fn run(cfg: LoadConfig, progress: &mut dyn FnMut(&Second)) -> io::Result<Loa
     let swarm = SwarmReport::new(cfg.classes.clone(), plan, outcomes, lc_deliveries);
     Ok(LoadReport::new(&cfg, target_addr, swarm, seconds, io_total, live.snapshot(), target_outcome, udp, socket_drops))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_the_video_keeps_the_resource_index_and_free_riders() {
+        let mut setup = Setup::small(100, Duration::from_secs(20));
+        setup.mix = Mix::overloaded();
+        setup.video_kbps = 62;
+        let cfg = setup.config().expect("valid");
+        let plan = &cfg.peer.plan;
+        assert_eq!(plan.rates(), &[Kbps(29), Kbps(23), Kbps(10)]);
+        let avg = cfg.peers.iter().map(|p| p.upload.0 as f64).sum::<f64>() / cfg.peers.len() as f64;
+        let index = avg / plan.full_rate().0 as f64;
+        assert!((index - 0.82).abs() < 0.03, "resource index {index:.2}");
+        assert!(cfg.peers.iter().any(|p| p.upload == Kbps(0)), "free-riders stay free-riders");
+        assert!(cfg.peers.iter().all(|p| p.join.as_secs_f64() < 2.0), "joins within the ramp");
+        let Target::Builtin(b) = &cfg.target else { panic!("built-in target expected") };
+        assert!(b.n_max > 100);
+    }
+
+    #[test]
+    fn impossible_setups_are_refused_with_a_reason() {
+        let mut setup = Setup::small(10, Duration::from_secs(20));
+        setup.fps = 0;
+        assert!(setup.config().unwrap_err().contains("frame rate"));
+        let mut setup = Setup::small(10, Duration::from_secs(20));
+        setup.n_min = 30;
+        assert!(setup.config().unwrap_err().contains("n_min"));
+        let mut setup = Setup::small(10, Duration::from_secs(20));
+        setup.lag = Duration::from_millis(500);
+        assert!(setup.config().unwrap_err().contains("lag"));
+    }
+
+    #[test]
+    fn the_file_limit_is_raised_for_the_sockets() {
+        let limit = raise_fd_limit(1000).expect("within the hard limit here");
+        assert!(limit >= 1000 + FD_HEADROOM);
+        assert!(raise_fd_limit(usize::MAX / 2).unwrap_err().to_string().contains("hard limit"));
+    }
+}
