@@ -293,19 +293,19 @@ mod tests {
     fn impossible_setups_are_refused_with_a_reason() {
         let mut setup = Setup::small(10, Duration::from_secs(20));
         setup.fps = 0;
-        assert!(setup.config().unwrap_err().contains("frame rate"));
+        assert!(setup.config().expect_err("refused").contains("frame rate"));
         let mut setup = Setup::small(10, Duration::from_secs(20));
         setup.n_min = 30;
-        assert!(setup.config().unwrap_err().contains("n_min"));
+        assert!(setup.config().expect_err("refused").contains("n_min"));
         let mut setup = Setup::small(10, Duration::from_secs(20));
         setup.lag = Duration::from_millis(500);
-        assert!(setup.config().unwrap_err().contains("lag"));
+        assert!(setup.config().expect_err("refused").contains("lag"));
     }
 
     #[test]
     fn the_file_limit_is_raised_for_the_sockets() {
         let limit = raise_fd_limit(1000).expect("within the hard limit here");
         assert!(limit >= 1000 + FD_HEADROOM);
-        assert!(raise_fd_limit(usize::MAX / 2).unwrap_err().to_string().contains("hard limit"));
+        assert!(raise_fd_limit(usize::MAX / 2).expect_err("refused").to_string().contains("hard limit"));
     }
 }
