@@ -29,6 +29,9 @@ enum Command {
     Relay(cmd::node::RelayArgs),
     /// Run a viewer peer; --upload-kbps 0 makes a free-rider.
     Peer(cmd::node::PeerArgs),
+    /// Measure a seed's LC throughput on loopback per shard count against a raw GSO
+    /// blast in the same run (a benchmark; takes about (warm-up + secs) per count).
+    BenchNode(cmd::bench_node::Args),
     /// Thousands of synthetic peers (real protocol state machines, one UDP socket each)
     /// against one seed or relay: delivered LC/s and Gbit/s, playback per class,
     /// request->LC latency, loss and the target's CPU use.
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Seed(args) => cmd::node::seed(args),
         Command::Relay(args) => cmd::node::relay(args),
         Command::Peer(args) => cmd::node::peer(args),
+        Command::BenchNode(args) => cmd::bench_node::run(args),
         Command::Loadgen(args) => cmd::loadgen::run_cmd(args),
     };
     match result {

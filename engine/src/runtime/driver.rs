@@ -58,6 +58,9 @@ impl IoStats {
 /// Longest the timer loop sleeps: bounds how late a token-bucket send can start.
 const MAX_TICK: Duration = Duration::from_millis(2);
 const MIN_TICK: Duration = Duration::from_micros(200);
+/// Size of the send buffers a flush encodes into (a new one when one is full);
+/// below malloc's mmap threshold, so buffers are reused rather than faulted in.
+const FLUSH_BUFFER: usize = 64 * 1024;
 
 struct Shared<N> {
     node: Rc<RefCell<N>>,
@@ -68,20 +71,28 @@ struct Shared<N> {
 }
 
 impl<N: Node> Shared<N> {
-    /// Sends everything the node has queued, in one batch.
+    /// Sends everything the node has queued, in one batch: all packets are encoded
+    /// into one buffer (each datagram a refcounted slice of it, no allocation per
+    /// packet), ordered by destination, and handed to `udp::send_batch`.
     fn flush(&self, now: Time) {
-        let mut batch = Vec::new();
+        let mut batch: Vec<(std::net::SocketAddr, Bytes)> = Vec::new();
         {
             let mut node = self.node.borrow_mut();
+            let mut buf = BytesMut::new();
             while let Some(t) = node.poll_transmit(now) {
-                let mut buf = BytesMut::with_capacity(t.packet.wire_len());
+                if buf.capacity() - buf.len() < t.packet.wire_len() {
+                    buf.reserve(FLUSH_BUFFER.max(t.packet.wire_len()));
+                }
                 // The core never builds a packet its own decoder would refuse; if it
                 // ever did, dropping it is the safe choice.
                 if wire::encode(&t.packet, &mut buf).is_ok() {
-                    batch.push((t.dst, Vec::from(buf)));
+                    batch.push((t.dst, buf.split().freeze()));
+                } else {
+                    buf.clear();
                 }
             }
         }
+        udp::by_destination(&mut batch);
         if batch.is_empty() {
             return;
         }
@@ -123,6 +134,10 @@ pub async fn drive<N: Node + 'static>(node: Rc<RefCell<N>>, socket: std::net::Ud
                 Err(_) => rx_shared.stats.borrow_mut().malformed += 1,
             }
             rx_shared.flush(now);
+            // Under load a read completes without waiting, so this loop would never
+            // give the timer loop, ingest or status tasks a turn: yield once the
+            // task queue's time slice is used up.
+            glommio::yield_if_needed().await;
         }
     });
 

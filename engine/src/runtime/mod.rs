@@ -11,4 +11,5 @@ pub mod ingest;
 pub mod local;
 pub mod role;
 pub mod status;
+pub mod throughput;
 pub mod udp;

@@ -162,20 +162,19 @@ fn supervise(
     stop: &AtomicBool,
     on_status: &mut dyn FnMut(&Status),
 ) -> io::Result<Vec<ShardResult>> {
+    let mut next_line = Instant::now() + STATUS_INTERVAL;
     while !stop.load(Ordering::Relaxed) {
         match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(s) => {
-                meter.update(s);
-                // One line per round of snapshots: only once every shard reported.
-                while let Ok(more) = rx.try_recv() {
-                    meter.update(more);
-                }
-                if let Some(status) = meter.status() {
-                    on_status(&status);
-                }
-            }
+            Ok(s) => meter.update(s),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        // One status per interval, whatever order the shards report in.
+        if Instant::now() >= next_line {
+            next_line += STATUS_INTERVAL;
+            if let Some(status) = meter.status() {
+                on_status(&status);
+            }
         }
     }
     stop.store(true, Ordering::Relaxed);

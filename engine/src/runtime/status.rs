@@ -37,6 +37,9 @@ pub struct Status {
     pub alpha: Vec<f64>,
     pub queued_requests: usize,
     pub tracker_peers: Option<usize>,
+    /// LCs and LC bytes sent since the start, all shards.
+    pub lcs_up: u64,
+    pub bytes_up: u64,
 }
 
 impl fmt::Display for Status {
@@ -57,57 +60,83 @@ impl fmt::Display for Status {
     }
 }
 
-/// Turns the latest snapshot of every shard into a `Status`, remembering the previous
-/// totals so rates cover exactly the last interval.
+/// Rates of one shard over the interval between its last two snapshots.
+#[derive(Clone, Debug, Default)]
+struct Rates {
+    upload_kbps: f64,
+    download_kbps: f64,
+    layer_kbps: Vec<f64>,
+}
+
+impl Rates {
+    fn between(a: &Snapshot, b: &Snapshot) -> Rates {
+        let secs = b.at.0.saturating_sub(a.at.0) as f64 / 1e6;
+        let kbps = |x: u64, y: u64| if secs > 0.0 { y.saturating_sub(x) as f64 * 8.0 / secs / 1000.0 } else { 0.0 };
+        Rates {
+            upload_kbps: kbps(a.stats.bytes_up, b.stats.bytes_up),
+            download_kbps: kbps(a.stats.bytes_down, b.stats.bytes_down),
+            layer_kbps: b
+                .stats
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| kbps(a.stats.layers.get(i).map_or(0, |x| x.played_bytes), l.played_bytes))
+                .collect(),
+        }
+    }
+}
+
+/// Turns the snapshots of every shard into a `Status`: each shard's rates come from
+/// its own two latest snapshots (shards report at slightly different instants), and
+/// the node's rates are their sum.
 #[derive(Debug)]
 pub struct StatusMeter {
     role: &'static str,
-    latest: Vec<Option<Snapshot>>,
-    prev: Option<(Time, PeerStats)>,
+    shards: Vec<Option<(Snapshot, Rates)>>,
 }
 
 impl StatusMeter {
     pub fn new(role: &'static str, shards: usize) -> StatusMeter {
-        StatusMeter { role, latest: vec![None; shards.max(1)], prev: None }
+        StatusMeter { role, shards: vec![None; shards.max(1)] }
     }
 
     pub fn update(&mut self, s: Snapshot) {
-        if let Some(slot) = self.latest.get_mut(s.shard) {
-            *slot = Some(s);
-        }
+        let Some(slot) = self.shards.get_mut(s.shard) else { return };
+        let rates = match slot.take() {
+            Some((prev, _)) => Rates::between(&prev, &s),
+            None => Rates::between(&Snapshot { at: Time::ZERO, stats: PeerStats::default(), ..s.clone() }, &s),
+        };
+        *slot = Some((s, rates));
     }
 
     /// The node's status now (shards merged); `None` before every shard reported.
-    pub fn status(&mut self) -> Option<Status> {
-        let snaps: Vec<&Snapshot> = self.latest.iter().flatten().collect();
-        if snaps.len() < self.latest.len() {
+    pub fn status(&self) -> Option<Status> {
+        let shards: Vec<&(Snapshot, Rates)> = self.shards.iter().flatten().collect();
+        if shards.len() < self.shards.len() {
             return None;
         }
-        let at = snaps.iter().map(|s| s.at).max().unwrap_or_default();
         let mut total = PeerStats::default();
-        snaps.iter().for_each(|s| total.merge(&s.stats));
-        let (t0, before) = self.prev.take().unwrap_or((Time::ZERO, PeerStats::default()));
-        let secs = at.0.saturating_sub(t0.0) as f64 / 1e6;
-        let kbps = |bytes: u64| if secs > 0.0 { bytes as f64 * 8.0 / secs / 1000.0 } else { 0.0 };
-        let layer_kbps = total
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(i, l)| kbps(l.played_bytes.saturating_sub(before.layers.get(i).map_or(0, |b| b.played_bytes))))
-            .collect();
-        let status = Status {
+        let mut rates = Rates::default();
+        for (snap, r) in &shards {
+            total.merge(&snap.stats);
+            rates.upload_kbps += r.upload_kbps;
+            rates.download_kbps += r.download_kbps;
+            rates.layer_kbps.resize(rates.layer_kbps.len().max(r.layer_kbps.len()), 0.0);
+            rates.layer_kbps.iter_mut().zip(&r.layer_kbps).for_each(|(a, b)| *a += b);
+        }
+        Some(Status {
             role: self.role,
-            elapsed_s: at.as_secs_f64(),
-            neighbours: snaps.iter().map(|s| s.neighbours).sum(),
-            upload_kbps: kbps(total.bytes_up.saturating_sub(before.bytes_up)),
-            download_kbps: kbps(total.bytes_down.saturating_sub(before.bytes_down)),
-            layer_kbps,
+            elapsed_s: shards.iter().map(|(s, _)| s.at).max().unwrap_or_default().as_secs_f64(),
+            neighbours: shards.iter().map(|(s, _)| s.neighbours).sum(),
+            upload_kbps: rates.upload_kbps,
+            download_kbps: rates.download_kbps,
+            layer_kbps: rates.layer_kbps,
             alpha: total.layers.iter().map(|l| l.ratio()).collect(),
-            queued_requests: snaps.iter().map(|s| s.queued).sum(),
-            tracker_peers: snaps.iter().find_map(|s| s.tracker_peers),
-        };
-        self.prev = Some((at, total));
-        Some(status)
+            queued_requests: shards.iter().map(|(s, _)| s.queued).sum(),
+            tracker_peers: shards.iter().find_map(|(s, _)| s.tracker_peers),
+            lcs_up: total.lcs_up,
+            bytes_up: total.bytes_up,
+        })
     }
 }
 
@@ -176,7 +205,7 @@ mod tests {
     }
 
     #[test]
-    fn rates_cover_the_last_interval_of_all_shards() {
+    fn rates_are_per_shard_intervals_summed() {
         let mut m = StatusMeter::new("seed", 2);
         m.update(snap(0, 1, 125_000, 0));
         assert!(m.status().is_none(), "one shard has not reported");
@@ -184,11 +213,13 @@ mod tests {
         let s = m.status().expect("both reported");
         assert_eq!(s.neighbours, 4);
         assert!((s.upload_kbps - 2000.0).abs() < 1e-6, "{s}");
+        // Shard 1 reports later than shard 0: each shard's rate uses its own interval.
         m.update(snap(0, 3, 375_000, 50_000));
-        m.update(snap(1, 3, 125_000, 0));
+        m.update(snap(1, 5, 625_000, 0));
         let s = m.status().expect("both reported");
-        // 250 kB more over 2 s = 1000 kbps; 50 kB played over 2 s = 200 kbps.
-        assert!((s.upload_kbps - 1000.0).abs() < 1e-6, "{s}");
+        // Shard 0: 250 kB over 2 s = 1000 kbps; shard 1: 500 kB over 4 s = 1000 kbps.
+        // 50 kB played over 2 s = 200 kbps.
+        assert!((s.upload_kbps - 2000.0).abs() < 1e-6, "{s}");
         assert!((s.layer_kbps[0] - 200.0).abs() < 1e-6, "{s}");
         assert!((s.alpha[0] - 0.5).abs() < 1e-9);
     }

@@ -33,6 +33,12 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
+/// Orders a tick's datagrams by destination, keeping each destination's own order,
+/// so that `group` can hand each destination's run to one GSO send.
+pub fn by_destination<B>(datagrams: &mut [(SocketAddr, B)]) {
+    datagrams.sort_by_key(|(dst, _)| *dst);
+}
+
 /// A run of datagrams to one destination that one send can carry: all segments
 /// `segment` bytes long except possibly the last, which may be shorter.
 #[derive(Debug, PartialEq, Eq)]
@@ -44,22 +50,22 @@ pub struct Group {
 
 /// Splits `datagrams` into groups for GSO (consecutive, same destination, equal size
 /// but the last, at most 64 segments and 65,507 bytes).
-pub fn group(datagrams: &[(SocketAddr, Vec<u8>)], gso: bool) -> Vec<Group> {
+pub fn group<B: AsRef<[u8]>>(datagrams: &[(SocketAddr, B)], gso: bool) -> Vec<Group> {
     let mut groups = Vec::new();
     let mut i = 0;
     while i < datagrams.len() {
-        let (dst, first) = (&datagrams[i].0, datagrams[i].1.len());
+        let (dst, first) = (&datagrams[i].0, datagrams[i].1.as_ref().len());
         let mut end = i + 1;
         let mut total = first;
         if gso && first > 0 {
             while end < datagrams.len()
                 && end - i < MAX_SEGMENTS
                 && datagrams[end].0 == *dst
-                && datagrams[end].1.len() <= first
-                && datagrams[end - 1].1.len() == first
-                && total + datagrams[end].1.len() <= MAX_SEND
+                && datagrams[end].1.as_ref().len() <= first
+                && datagrams[end - 1].1.as_ref().len() == first
+                && total + datagrams[end].1.as_ref().len() <= MAX_SEND
             {
-                total += datagrams[end].1.len();
+                total += datagrams[end].1.as_ref().len();
                 end += 1;
             }
         }
@@ -80,7 +86,7 @@ pub struct Sent {
 
 /// Sends `datagrams` on the non-blocking socket `fd`. `gso` is cleared if the kernel
 /// refuses segmentation offload.
-pub fn send_batch(fd: RawFd, datagrams: &[(SocketAddr, Vec<u8>)], gso: &mut bool) -> Sent {
+pub fn send_batch<B: AsRef<[u8]>>(fd: RawFd, datagrams: &[(SocketAddr, B)], gso: &mut bool) -> Sent {
     let mut sent = Sent::default();
     let groups = group(datagrams, *gso);
     let mut at = 0;
@@ -124,11 +130,12 @@ pub fn send_batch(fd: RawFd, datagrams: &[(SocketAddr, Vec<u8>)], gso: &mut bool
 }
 
 /// One sendmmsg over `groups`; returns how many groups the kernel took.
-fn sendmmsg(fd: RawFd, datagrams: &[(SocketAddr, Vec<u8>)], groups: &[Group], gso: bool) -> io::Result<usize> {
+fn sendmmsg<B: AsRef<[u8]>>(fd: RawFd, datagrams: &[(SocketAddr, B)], groups: &[Group], gso: bool) -> io::Result<usize> {
     let addrs: Vec<socket2::SockAddr> = groups.iter().map(|g| datagrams[g.start].0.into()).collect();
     let mut iovecs: Vec<libc::iovec> = Vec::with_capacity(datagrams.len());
     for g in groups {
         for (_, buf) in &datagrams[g.start..g.end] {
+            let buf = buf.as_ref();
             iovecs.push(libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() });
         }
     }

@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = PolicyArg::Layerp2p)]
     policy: PolicyArg,
     /// Number of viewer peers (besides the tracker and the seed).
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(3..=2_000))]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(3..=2_000))]
     peers: u64,
     /// Wall-clock length of the run in seconds.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(20..=86_400))]
@@ -32,14 +32,14 @@ pub struct Args {
     #[arg(long, default_value_t = 5)]
     join_over: u64,
     /// Playback lag behind the source, seconds.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=600))]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(2..=600))]
     lag: u64,
     /// Playback is counted from this many seconds after a peer joins (tit-for-tat
     /// needs a few rate windows to tell contributors from free-riders).
     #[arg(long, default_value_t = 15)]
     startup: u64,
-    /// Seed upload cap in kbps (the paper's seed: 2000 for 100 peers).
-    #[arg(long, default_value_t = 1500)]
+    /// Seed upload cap in kbps (the paper's: 2000 for 100 peers).
+    #[arg(long, default_value_t = 2000)]
     seed_upload_kbps: u32,
     /// Most neighbours of the seed.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod args;
+pub mod bench_node;
 pub mod demo;
 pub mod loadgen;
 pub mod node;

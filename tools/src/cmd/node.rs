@@ -83,14 +83,21 @@ pub struct SeedArgs {
     common: Common,
 }
 
+/// Where a relay or peer listens and which swarm it joins.
 #[derive(ClapArgs, Debug)]
-pub struct RelayArgs {
+pub struct Member {
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0:0")]
     listen: SocketAddr,
     /// The swarm's tracker.
     #[arg(long)]
     tracker: SocketAddr,
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct RelayArgs {
+    #[command(flatten)]
+    member: Member,
     /// Upload cap in kbps (a super-peer's is high).
     #[arg(long, default_value_t = 10_000)]
     upload_kbps: u32,
@@ -105,12 +112,8 @@ pub struct RelayArgs {
 
 #[derive(ClapArgs, Debug)]
 pub struct PeerArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "0.0.0.0:0")]
-    listen: SocketAddr,
-    /// The swarm's tracker.
-    #[arg(long)]
-    tracker: SocketAddr,
+    #[command(flatten)]
+    member: Member,
     /// Upload cap in kbps; 0 makes a free-rider.
     #[arg(long)]
     upload_kbps: u32,
@@ -219,15 +222,20 @@ pub fn seed(args: SeedArgs) -> Result<(), String> {
     node(spec, Some(Box::new(source)), &args.common)
 }
 
+/// Runs a relay or peer that joins `m.tracker`'s swarm.
+fn member(role: Role, m: &Member, upload: u32, n_max: Option<u64>, protocol: &Protocol, common: &Common) -> Result<(), String> {
+    let mut peer = config(role, protocol, upload, Some(m.tracker));
+    if let Some(n) = n_max {
+        peer.n_max = n as usize;
+    }
+    let spec = NodeSpec { peer, listen: m.listen, shards: 1, embedded_tracker: None, first_core: common.core, rng_seed: common.rng_seed };
+    node(spec, None, common)
+}
+
 pub fn relay(args: RelayArgs) -> Result<(), String> {
-    let mut peer = config(Role::Relay, &args.protocol, args.upload_kbps, Some(args.tracker));
-    peer.n_max = args.n_max as usize;
-    let spec = NodeSpec { peer, listen: args.listen, shards: 1, embedded_tracker: None, first_core: args.common.core, rng_seed: args.common.rng_seed };
-    node(spec, None, &args.common)
+    member(Role::Relay, &args.member, args.upload_kbps, Some(args.n_max), &args.protocol, &args.common)
 }
 
 pub fn peer(args: PeerArgs) -> Result<(), String> {
-    let peer = config(Role::Peer, &args.protocol, args.upload_kbps, Some(args.tracker));
-    let spec = NodeSpec { peer, listen: args.listen, shards: 1, embedded_tracker: None, first_core: args.common.core, rng_seed: args.common.rng_seed };
-    node(spec, None, &args.common)
+    member(Role::Peer, &args.member, args.upload_kbps, None, &args.protocol, &args.common)
 }
