@@ -17,12 +17,6 @@ pub struct Live {
     /// LCs and their wire bytes received from the target: what the target achieved.
     pub target_lcs: AtomicU64,
     pub target_bytes: AtomicU64,
-    pub datagrams_out: AtomicU64,
-    pub datagrams_in: AtomicU64,
-    /// Datagrams the synthetic peers could not send (socket buffer full).
-    pub send_dropped: AtomicU64,
-    /// Datagrams that did not decode or did not fit the receive buffer.
-    pub malformed: AtomicU64,
     /// Worst lateness of a timer in the last second, microseconds (saturation).
     pub timer_lag_us: AtomicU64,
 }

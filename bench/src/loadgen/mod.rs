@@ -220,7 +220,12 @@ pub fn run(cfg: LoadConfig, progress: &mut dyn FnMut(&Second)) -> io::Result<Loa
         let (live, stop, tid) = (live.clone(), stop.clone(), tid.clone());
         let handle = std::thread::Builder::new().name(format!("loadgen-{index}")).spawn(move || {
             tid.store(procfs::current_tid(), Ordering::Relaxed);
-            swarm::run_shard(plan, clock, live, stop)
+            let result = swarm::run_shard(plan, clock, live, stop.clone());
+            if result.is_err() {
+                // End the run now rather than at its full duration.
+                stop.store(true, Ordering::Relaxed);
+            }
+            result
         })?;
         handles.push(handle);
     }
@@ -234,7 +239,7 @@ pub fn run(cfg: LoadConfig, progress: &mut dyn FnMut(&Second)) -> io::Result<Loa
     let mut seconds = Vec::new();
     let mut last = Snapshot::default();
     let mut last_at = Instant::now();
-    while start.elapsed() < cfg.duration {
+    while start.elapsed() < cfg.duration && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_secs(1).min(cfg.duration.saturating_sub(start.elapsed())));
         let now = live.snapshot();
         let cpu = meter.sample();
