@@ -78,6 +78,10 @@ pub struct Setup {
     pub startup: Duration,
     pub n_min: usize,
     pub n_max: usize,
+    /// Period after which a peer drops its least-contributing neighbour (SPEC §4).
+    /// In a star (`n_max` 1) that neighbour is the target, so a pure load test of
+    /// the target sets this beyond the run.
+    pub adaptation: Duration,
     pub shards: usize,
     pub seed: u64,
     /// `None`: the built-in tracker + seed uploading `target_upload`.
@@ -102,6 +106,7 @@ impl Setup {
             startup: Duration::from_secs(3),
             n_min: 10,
             n_max: 20,
+            adaptation: Duration::from_secs(30),
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             seed: 1,
             external: None,
@@ -126,6 +131,7 @@ impl Setup {
         peer.startup = self.startup;
         peer.n_min = self.n_min;
         peer.n_max = self.n_max;
+        peer.adaptation = self.adaptation;
         peer.validate()?;
         let target = match self.external {
             Some((target, tracker, pid)) => Target::External { target, tracker, pid },

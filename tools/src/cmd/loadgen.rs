@@ -51,7 +51,12 @@ pub struct Args {
     /// Neighbours each synthetic peer accepts at most.
     #[arg(long, default_value_t = 20)]
     n_max: usize,
-    /// Executors the synthetic peers are spread over (default: one per core).
+    /// Seconds after which a peer drops its least-contributing neighbour and finds
+    /// another (the paper's 30). With --n-max 1 that neighbour is the target: set this
+    /// beyond --duration for a pure load test of the target.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    adaptation: u64,
+    /// Threads the synthetic peers are spread over, pinned to cores (default: one per core).
     #[arg(long)]
     shards: Option<usize>,
     /// Node under test, an already running seed or relay (needs --tracker). Without
@@ -110,6 +115,7 @@ pub fn run_cmd(args: Args) -> Result<(), String> {
     setup.startup = Duration::from_secs(args.startup);
     setup.n_min = args.n_min;
     setup.n_max = args.n_max;
+    setup.adaptation = Duration::from_secs(args.adaptation);
     if let Some(shards) = args.shards {
         if shards == 0 || shards > 256 {
             return Err(format!("--shards must be 1 to 256, got {shards}"));
