@@ -90,6 +90,32 @@ pub fn pin_to_core(core: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Socket buffer size asked for (the kernel caps it at net.core.[rw]mem_max).
+const SOCKET_BUFFER: libc::c_int = 4 << 20;
+
+/// A non-blocking loopback socket on a port of its own. Not `udp::bind`: that sets
+/// SO_REUSEPORT, and a port-0 bind with SO_REUSEPORT may be given a port another
+/// such socket of ours already holds; the kernel then splits that port's datagrams
+/// between the two peers, and each gets some of the other's replies.
+fn bind_own_port() -> io::Result<UdpSocket> {
+    let socket = UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    socket.set_nonblocking(true)?;
+    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        // SAFETY: the fd is open and the option value is a c_int of the size given.
+        // Best effort: a smaller buffer only means earlier drops under overload.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&SOCKET_BUFFER as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    Ok(socket)
+}
+
 impl Shard {
     /// Sends everything peer `i` has queued, in one batch: encoded into one buffer
     /// (each datagram a refcounted slice), ordered by destination for GSO. The same
@@ -177,7 +203,7 @@ impl Shard {
 
     /// Starts the next peer: binds its socket, registers it with epoll, sends its Join.
     fn join(&mut self, global: usize, spec: PeerSpec) -> io::Result<()> {
-        let socket = udp::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let socket = bind_own_port()?;
         let mut cfg = self.plan.peer.clone();
         cfg.upload = spec.upload;
         let rng_seed = self.plan.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ global as u64;
