@@ -2,7 +2,9 @@
 //! - the supplier's weighted receiver pick + weight update (8-ary sum-tree sampler) versus
 //!   `rand`'s `WeightedIndex` rebuilt per pick and a linear scan;
 //! - the receiver scheduler's round at 20 neighbours x 30 s window x 3 layers;
-//! - buffer-map diff (what a neighbour has that we lack).
+//! - buffer-map diff (what a neighbour has that we lack) and merge (taking a
+//!   neighbour's holdings into our map), each beside a bit-by-bit baseline;
+//! - wire encode/decode of an LC and of a round's request message.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use layerp2p_codec::{LayerWindow, Seq};
@@ -92,6 +94,42 @@ fn buffer_map_diff(c: &mut Criterion) {
     });
 }
 
+/// Merge: our map becomes the union with a neighbour's (what we hold after it sent
+/// us everything it has). Word-level diff then insert of only the new LCs, against
+/// inserting every LC the neighbour holds one by one.
+fn buffer_map_merge(c: &mut Criterion) {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let own = window(1000, 900, 0.9, &mut rng);
+    let theirs = window(1000, 900, 0.95, &mut rng);
+    let expected = {
+        let mut m = own.clone();
+        for s in theirs.iter() {
+            m.insert(s).expect("within limit");
+        }
+        m.count()
+    };
+    c.bench_function("buffer_map_merge_900", |b| {
+        b.iter(|| {
+            let mut m = black_box(&own).clone();
+            let new: Vec<Seq> = m.wanted_from(black_box(&theirs)).collect();
+            for s in new {
+                m.insert(s).expect("within limit");
+            }
+            debug_assert_eq!(m.count(), expected);
+            m.count()
+        })
+    });
+    c.bench_function("buffer_map_merge_900_bitwise_baseline", |b| {
+        b.iter(|| {
+            let mut m = black_box(&own).clone();
+            for s in black_box(&theirs).iter() {
+                m.insert(s).expect("within limit");
+            }
+            m.count()
+        })
+    });
+}
+
 /// One receiver round: 20 neighbours, a 30 s window of the prototype video (about
 /// 900 / 700 / 900 LCs per layer), each neighbour holding 95 % and us 90 %.
 fn receiver_round(c: &mut Criterion) {
@@ -165,5 +203,5 @@ fn wire_codec(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pick_and_update, buffer_map_diff, receiver_round, wire_codec);
+criterion_group!(benches, pick_and_update, buffer_map_diff, buffer_map_merge, receiver_round, wire_codec);
 criterion_main!(benches);

@@ -1,1 +1,3 @@
 //! Shared helpers for the benchmarks and the load generator.
+
+pub mod loadgen;

@@ -40,6 +40,10 @@ enum Command {
     /// Measure a seed's LC throughput on loopback per shard count against a raw GSO
     /// blast in the same run (a benchmark; takes about (warm-up + secs) per count).
     BenchNode(cmd::bench_node::Args),
+    /// Thousands of synthetic peers (real protocol state machines, one UDP socket each)
+    /// against one seed or relay: delivered LC/s and Gbit/s, playback per class,
+    /// request->LC latency, loss and the target's CPU use.
+    Loadgen(cmd::loadgen::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Command::Relay(args) => cmd::node::relay(args),
         Command::Peer(args) => cmd::node::peer(args),
         Command::BenchNode(args) => cmd::bench_node::run(args),
+        Command::Loadgen(args) => cmd::loadgen::run_cmd(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

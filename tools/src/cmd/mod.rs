@@ -5,5 +5,6 @@ pub mod bench_node;
 pub mod demo;
 pub mod video;
 pub mod sim;
+pub mod loadgen;
 pub mod node;
 pub mod source;
