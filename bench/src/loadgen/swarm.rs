@@ -11,10 +11,10 @@
 //! This module never decides anything a peer decides: it delivers, times and counts.
 
 use super::live::Live;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use layerp2p_engine::node::Node;
 use layerp2p_engine::peer::Peer;
-use layerp2p_engine::runtime::driver::{Clock, IoStats};
+use layerp2p_engine::runtime::driver::{self, Clock, IoStats};
 use layerp2p_engine::runtime::udp;
 use layerp2p_engine::sim::report::PeerOutcome;
 use layerp2p_engine::sim::PeerSpec;
@@ -36,8 +36,6 @@ const MAX_EVENTS: usize = 1024;
 /// Datagrams read from one socket per wakeup, so one busy peer cannot starve the rest
 /// (level-triggered epoll reports the socket again).
 const READS_PER_WAKE: usize = 64;
-/// Size of the buffers a flush encodes into (a new one when one is full).
-const FLUSH_BUFFER: usize = 64 * 1024;
 /// How often the shard publishes its neighbour count.
 const GAUGE_EVERY: Duration = Duration::from_secs(1);
 
@@ -90,61 +88,12 @@ pub fn pin_to_core(core: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// Socket buffer size asked for (the kernel caps it at net.core.[rw]mem_max).
-const SOCKET_BUFFER: libc::c_int = 4 << 20;
-
-/// A non-blocking loopback socket on a port of its own. Not `udp::bind`: that sets
-/// SO_REUSEPORT, and a port-0 bind with SO_REUSEPORT may be given a port another
-/// such socket of ours already holds; the kernel then splits that port's datagrams
-/// between the two peers, and each gets some of the other's replies.
-fn bind_own_port() -> io::Result<UdpSocket> {
-    let socket = UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    socket.set_nonblocking(true)?;
-    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
-        // SAFETY: the fd is open and the option value is a c_int of the size given.
-        // Best effort: a smaller buffer only means earlier drops under overload.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&SOCKET_BUFFER as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-    }
-    Ok(socket)
-}
 
 impl Shard {
-    /// Sends everything peer `i` has queued, in one batch: encoded into one buffer
-    /// (each datagram a refcounted slice), ordered by destination for GSO. The same
-    /// steps as the runtime driver's private flush (see the report: to be shared).
+    /// Sends everything peer `i` has queued, in one batch (the runtime's flush).
     fn flush(&mut self, i: usize, now: Time) {
-        self.batch.clear();
         let s = &mut self.synths[i];
-        let mut buf = BytesMut::new();
-        while let Some(t) = s.peer.poll_transmit(now) {
-            if buf.capacity() - buf.len() < t.packet.wire_len() {
-                buf.reserve(FLUSH_BUFFER.max(t.packet.wire_len()));
-            }
-            // The core never builds a packet its own decoder refuses; if it did,
-            // dropping it is the safe choice.
-            if wire::encode(&t.packet, &mut buf).is_ok() {
-                self.batch.push((t.dst, buf.split().freeze()));
-            } else {
-                buf.clear();
-            }
-        }
-        udp::by_destination(&mut self.batch);
-        if self.batch.is_empty() {
-            return;
-        }
-        let sent = udp::send_batch(s.socket.as_raw_fd(), &self.batch, &mut s.gso);
-        self.io.datagrams_out += sent.datagrams as u64;
-        self.io.bytes_out += self.batch.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
-        self.io.send_syscalls += sent.syscalls as u64;
-        self.io.send_dropped += sent.dropped as u64;
+        driver::flush(&mut s.peer, now, s.socket.as_raw_fd(), &mut s.gso, &mut self.batch, &mut self.io);
     }
 
     /// Puts peer `i`'s next deadline in the heap if it is earlier than the one there.
@@ -203,7 +152,7 @@ impl Shard {
 
     /// Starts the next peer: binds its socket, registers it with epoll, sends its Join.
     fn join(&mut self, global: usize, spec: PeerSpec) -> io::Result<()> {
-        let socket = bind_own_port()?;
+        let socket = udp::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let mut cfg = self.plan.peer.clone();
         cfg.upload = spec.upload;
         let rng_seed = self.plan.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ global as u64;

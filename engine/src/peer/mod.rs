@@ -41,8 +41,9 @@ pub fn data_cost(payload: usize) -> usize {
     crate::wire::PACKET_HEADER_LEN + crate::wire::data_wire_len(payload)
 }
 
-/// Most packets waiting in the control outbox; beyond that, control replies are
-/// dropped (a flood of requests cannot grow memory).
+/// Most packets waiting in the control outbox, besides two per allowed neighbour (a
+/// round queues one per neighbour); beyond that, control replies are dropped, so a
+/// flood of requests cannot grow memory.
 const MAX_OUTBOX: usize = 1024;
 /// Most events kept for a driver that does not poll them.
 const MAX_EVENTS: usize = 65_536;
@@ -331,7 +332,8 @@ impl Peer {
     }
 
     fn send(&mut self, dst: SocketAddr, messages: Vec<Message>) {
-        if self.outbox.len() >= MAX_OUTBOX {
+        // Each round queues a packet per neighbour, so the bound grows with N_max.
+        if self.outbox.len() >= MAX_OUTBOX + 2 * self.cfg.n_max {
             self.stats.control_dropped += 1;
             return;
         }

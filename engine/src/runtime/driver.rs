@@ -75,36 +75,48 @@ impl<N: Node> Shared<N> {
     /// into one buffer (each datagram a refcounted slice of it, no allocation per
     /// packet), ordered by destination, and handed to `udp::send_batch`.
     fn flush(&self, now: Time) {
-        let mut batch: Vec<(std::net::SocketAddr, Bytes)> = Vec::new();
-        {
-            let mut node = self.node.borrow_mut();
-            let mut buf = BytesMut::new();
-            while let Some(t) = node.poll_transmit(now) {
-                if buf.capacity() - buf.len() < t.packet.wire_len() {
-                    buf.reserve(FLUSH_BUFFER.max(t.packet.wire_len()));
-                }
-                // The core never builds a packet its own decoder would refuse; if it
-                // ever did, dropping it is the safe choice.
-                if wire::encode(&t.packet, &mut buf).is_ok() {
-                    batch.push((t.dst, buf.split().freeze()));
-                } else {
-                    buf.clear();
-                }
-            }
-        }
-        udp::by_destination(&mut batch);
-        if batch.is_empty() {
-            return;
-        }
         let mut gso = self.gso.get();
-        let sent = udp::send_batch(self.fd, &batch, &mut gso);
+        let mut batch = Vec::new();
+        flush(&mut *self.node.borrow_mut(), now, self.fd, &mut gso, &mut batch, &mut self.stats.borrow_mut());
         self.gso.set(gso);
-        let mut s = self.stats.borrow_mut();
-        s.datagrams_out += sent.datagrams as u64;
-        s.bytes_out += batch.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
-        s.send_syscalls += sent.syscalls as u64;
-        s.send_dropped += sent.dropped as u64;
     }
+}
+
+/// Sends everything `node` has queued at `now` on `fd`, in one batch: encoded into one
+/// buffer (each datagram a refcounted slice of it, no allocation per packet), ordered
+/// by destination so GSO gets long runs. `batch` is scratch space; `gso` is cleared if
+/// the kernel refuses segmentation offload. Every driver of a node sends through this.
+pub fn flush<N: Node + ?Sized>(
+    node: &mut N,
+    now: Time,
+    fd: RawFd,
+    gso: &mut bool,
+    batch: &mut Vec<(std::net::SocketAddr, Bytes)>,
+    stats: &mut IoStats,
+) {
+    batch.clear();
+    let mut buf = BytesMut::new();
+    while let Some(t) = node.poll_transmit(now) {
+        if buf.capacity() - buf.len() < t.packet.wire_len() {
+            buf.reserve(FLUSH_BUFFER.max(t.packet.wire_len()));
+        }
+        // The core never builds a packet its own decoder would refuse; if it ever
+        // did, dropping it is the safe choice.
+        if wire::encode(&t.packet, &mut buf).is_ok() {
+            batch.push((t.dst, buf.split().freeze()));
+        } else {
+            buf.clear();
+        }
+    }
+    if batch.is_empty() {
+        return;
+    }
+    udp::by_destination(batch);
+    let sent = udp::send_batch(fd, batch, gso);
+    stats.datagrams_out += sent.datagrams as u64;
+    stats.bytes_out += batch.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+    stats.send_syscalls += sent.syscalls as u64;
+    stats.send_dropped += sent.dropped as u64;
 }
 
 /// Drives `node` on `socket` until `stop` is set; returns the socket counters.

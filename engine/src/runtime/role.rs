@@ -132,16 +132,9 @@ struct ShardResult {
     tracker: Option<TrackerStats>,
 }
 
-/// Binds `shards` sockets on one address with SO_REUSEPORT (port 0: the kernel's
-/// choice for the first, shared by the rest).
+/// Binds one socket per shard on `addr`, sharing its port (`udp::bind_shared`).
 fn bind_shared(addr: SocketAddr, shards: usize) -> io::Result<Vec<std::net::UdpSocket>> {
-    let first = udp::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
-    let actual = first.local_addr()?;
-    let mut sockets = vec![first];
-    for _ in 1..shards {
-        sockets.push(udp::bind(actual)?);
-    }
-    Ok(sockets)
+    udp::bind_shared(addr, shards).map_err(|e| io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))
 }
 
 /// Sends a snapshot every `STATUS_INTERVAL` until `stop`.

@@ -1,4 +1,5 @@
-//! All socket tricks in one place: SO_REUSEPORT binding and batched transmission.
+//! All socket tricks in one place: binding (SO_REUSEPORT for shards of one node) and
+//! batched transmission.
 //!
 //! `send_batch` groups consecutive datagrams to the same destination into one UDP GSO
 //! send (UDP_SEGMENT: the kernel cuts one large buffer into equal segments) and hands
@@ -19,12 +20,32 @@ const MAX_MMSG: usize = 64;
 const SOL_UDP: libc::c_int = 17;
 const UDP_SEGMENT: libc::c_int = 103;
 
-/// Binds a non-blocking UDP socket with SO_REUSEPORT (so several shards can share a
-/// port, the kernel spreading peers over them by address hash) and large buffers.
+/// Binds a non-blocking UDP socket with large buffers, on a port of its own.
+///
+/// No SO_REUSEPORT: a port-0 bind with it may be given a port that another such
+/// socket of the same user holds, and the kernel then splits that port's datagrams
+/// between the two. Only the shards of one node share a port (`bind_shared`).
 pub fn bind(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    socket(addr, false)
+}
+
+/// Binds `count` sockets on one address with SO_REUSEPORT, so the kernel spreads
+/// remote addresses over them by hash (one per shard). For port 0 the port is first
+/// reserved by a plain bind, so it is not one another SO_REUSEPORT socket holds.
+pub fn bind_shared(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::UdpSocket>> {
+    if count <= 1 {
+        return Ok(vec![bind(addr)?]);
+    }
+    let addr = if addr.port() == 0 { bind(addr)?.local_addr()? } else { addr };
+    (0..count).map(|_| socket(addr, true)).collect()
+}
+
+fn socket(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_port(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     // Best effort: the kernel caps these at net.core.{r,w}mem_max.
     let _ = socket.set_recv_buffer_size(4 << 20);
