@@ -57,6 +57,28 @@ pub struct ClassQuality {
     pub quality: Quality,
 }
 
+/// PSNR per class as a table for humans: scored viewers, Q1..QL, Q, concealed share.
+pub fn psnr_table(names: &[String], psnr: &[ClassQuality]) -> String {
+    use std::fmt::Write;
+    let layers = psnr.iter().map(|q| q.quality.layers.len()).max().unwrap_or(0);
+    let mut t = format!("{:<16} {:>6}", "class", "scored");
+    for l in 1..=layers {
+        let _ = write!(t, " {:>7}", format!("Q{l}"));
+    }
+    let _ = writeln!(t, " {:>7} {:>10}", "Q", "concealed");
+    let show = |m: Option<f64>| m.map_or("-".to_string(), |v| format!("{v:.2}"));
+    for (name, q) in names.iter().zip(psnr) {
+        let _ = write!(t, "{name:<16} {:>6}", q.scored);
+        for l in 0..layers {
+            let _ = write!(t, " {:>7}", show(q.quality.layers.get(l).and_then(|m| m.mean())));
+        }
+        let all = &q.quality.all;
+        let pct = if all.frames > 0 { 100.0 * q.quality.concealed as f64 / all.frames as f64 } else { 0.0 };
+        let _ = writeln!(t, " {:>7} {:>9.1}%", show(q.quality.overall()), pct);
+    }
+    t
+}
+
 /// Per-second rates of one watched viewer, from its successive samples.
 #[derive(Clone, Debug, Serialize)]
 pub struct RateSeries {

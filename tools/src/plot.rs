@@ -1,11 +1,13 @@
 //! PNG plots of simulation reports, one panel per system side by side: the CDF of
 //! playback rate per peer class (the paper's Figures 14/16) and the received-chunk
-//! ratio per layer per class (Figures 15/17). Drawing only: the figures come from
-//! `SwarmReport`; nothing here computes a metric.
+//! ratio per layer per class (Figures 15/17), and the playback rate over time of a
+//! typical peer per class (the prototype's Figures 5/9). Drawing only: the figures come
+//! from `SwarmReport` and `RateSeries`; nothing here computes a metric.
 //!
 //! Text uses DejaVu Sans embedded in the binary (assets/, licence alongside), so
 //! plotting needs no system fonts.
 
+use layerp2p_engine::experiment::RateSeries;
 use layerp2p_engine::sim::report::SwarmReport;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
@@ -173,4 +175,52 @@ pub fn chunk_ratio(path: &Path, title: &str, panels: &[Panel]) -> Result<(), Str
 
 fn layer_colour(l: usize) -> RGBColor {
     [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(148, 103, 189)][l % 4]
+}
+
+/// One panel of the time-series plot: a system's name, its class names and the typical
+/// peer of each class (None: no such peer).
+#[derive(Debug)]
+pub struct SeriesPanel<'a> {
+    pub title: String,
+    pub classes: Vec<String>,
+    pub typical: &'a [Option<RateSeries>],
+    /// Top of the y axis (the full video rate, say).
+    pub y_max: f64,
+}
+
+/// Playback rate (all layers) of a typical peer per class over time, one line per
+/// class, one panel per system.
+pub fn time_series(path: &Path, title: &str, panels: &[SeriesPanel]) -> Result<(), String> {
+    let (root, areas) = canvas(path, title, panels.len())?;
+    for (panel, area) in panels.iter().zip(&areas) {
+        let x_max = panel.typical.iter().flatten().filter_map(|s| s.at_s.last().copied()).fold(1.0, f64::max);
+        let mut chart = ChartBuilder::on(area)
+            .caption(&panel.title, (FONT, 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..x_max, 0.0..panel.y_max * 1.3)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("time since start (s)")
+            .y_desc("played rate (kbps)")
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
+            .draw()
+            .map_err(err)?;
+        for (i, series) in panel.typical.iter().enumerate() {
+            let Some(series) = series else { continue };
+            let pts: Vec<(f64, f64)> = series.at_s.iter().copied().zip(series.played_kbps()).collect();
+            let c = colour(i);
+            let name = panel.classes.get(i).cloned().unwrap_or_default();
+            chart
+                .draw_series(LineSeries::new(pts, c.stroke_width(1)))
+                .map_err(err)?
+                .label(format!("{name} (viewer #{})", series.index))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        }
+        legend(&mut chart)?;
+    }
+    root.present().map_err(err)
 }
