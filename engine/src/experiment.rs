@@ -245,10 +245,10 @@ impl Prototype {
             Stream::Synthetic(s) => s.plan.clone(),
             Stream::Clip(_) => stream.source()?.plan().clone(),
         };
-        let cfg = self.swarm(policy, run, plan);
+        let cfg = self.swarm(policy, run, plan.clone());
         let seed = cfg.seed;
         let observed = run_observed(cfg, stream, self.watch_per_class, progress)?;
-        Ok(RunResult { policy: policy.name().to_string(), run, seed, observed })
+        Ok(RunResult { policy: policy.name().to_string(), run, seed, plan, observed })
     }
 }
 
@@ -258,6 +258,7 @@ pub struct RunResult {
     pub policy: String,
     pub run: u32,
     pub seed: u64,
+    pub plan: LayerPlan,
     pub observed: Observed,
 }
 
@@ -285,7 +286,9 @@ pub struct Aggregate {
     pub psnr: Option<Vec<ClassQuality>>,
 }
 
-pub fn aggregate(runs: &[&RunResult], plan: LayerPlan) -> Aggregate {
+/// `None` if `runs` is empty.
+pub fn aggregate(runs: &[&RunResult]) -> Option<Aggregate> {
+    let plan = runs.first()?.plan.clone();
     let names: Vec<String> = runs.first().map(|r| r.observed.local.swarm.classes.iter().map(|c| c.name.clone()).collect()).unwrap_or_default();
     let peers = runs.iter().flat_map(|r| r.observed.local.swarm.peers.iter().cloned()).collect();
     let deliveries = runs.iter().map(|r| r.observed.local.swarm.lc_deliveries).sum();
@@ -297,7 +300,28 @@ pub fn aggregate(runs: &[&RunResult], plan: LayerPlan) -> Aggregate {
             a.quality.merge(&b.quality);
         }
     }
-    Aggregate { report: SwarmReport::new(names, plan, peers, deliveries), psnr }
+    Some(Aggregate { report: SwarmReport::new(names, plan, peers, deliveries), psnr })
+}
+
+/// One figure SPEC §11 publishes for the overloaded prototype, beside ours.
+#[derive(Clone, Debug, Serialize)]
+pub struct Published {
+    pub figure: &'static str,
+    pub published: &'static str,
+    /// Ours (a share or ratio in 0..1); None when the class is absent.
+    pub measured: Option<f64>,
+}
+
+/// SPEC §11's overloaded-prototype figures for LayerP2P, measured on `report` (classes
+/// named as in `Mix::overloaded`).
+pub fn published_overloaded(report: &SwarmReport) -> Vec<Published> {
+    let class = |name: &str| report.class(name).filter(|c| c.peers > 0);
+    vec![
+        Published { figure: "institutional above 550 kbps", published: "> 70 %", measured: class("institutional").map(|c| c.share_above(550.0)) },
+        Published { figure: "residential above 400 kbps", published: "> 70 %", measured: class("residential").map(|c| c.share_above(400.0)) },
+        Published { figure: "free-riders below 200 kbps", published: "> 90 %", measured: class("free-rider").map(|c| 1.0 - c.share_above(200.0)) },
+        Published { figure: "residential base-layer ratio", published: "> 95 %", measured: class("residential").and_then(|c| c.alpha.first().copied()) },
+    ]
 }
 
 #[cfg(test)]
