@@ -83,26 +83,32 @@ fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> Result<(), String> {
         .map_err(err)
 }
 
+/// A panel with axes from 0 to `max` (x, y), described by `desc` (x, y), for lines.
+fn line_chart<'a, 'b>(area: &'a Area<'b>, title: &str, max: (f64, f64), desc: (&str, &str)) -> Result<Chart<'a, 'b>, String> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT, 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..max.0, 0.0..max.1)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(desc.0)
+        .y_desc(desc.1)
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 14))
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
+}
+
 /// CDF of playback rate, one line per class, one panel per system.
 pub fn playback_cdf(path: &Path, title: &str, panels: &[Panel]) -> Result<(), String> {
     let (root, areas) = canvas(path, title, panels.len())?;
     for (panel, area) in panels.iter().zip(&areas) {
         let full = panel.report.full_rate_kbps as f64;
-        let mut chart = ChartBuilder::on(area)
-            .caption(&panel.title, (FONT, 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..full * 1.05, 0.0..1.0)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("playback rate R (kbps)")
-            .y_desc("CDF (share of peers)")
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .draw()
-            .map_err(err)?;
+        let mut chart = line_chart(area, &panel.title, (full * 1.05, 1.0), ("playback rate R (kbps)", "CDF (share of peers)"))?;
         for (i, class) in panel.report.classes.iter().enumerate() {
             if class.rates.is_empty() {
                 continue;
@@ -194,21 +200,7 @@ pub fn time_series(path: &Path, title: &str, panels: &[SeriesPanel]) -> Result<(
     let (root, areas) = canvas(path, title, panels.len())?;
     for (panel, area) in panels.iter().zip(&areas) {
         let x_max = panel.typical.iter().flatten().filter_map(|s| s.at_s.last().copied()).fold(1.0, f64::max);
-        let mut chart = ChartBuilder::on(area)
-            .caption(&panel.title, (FONT, 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..x_max, 0.0..panel.y_max * 1.3)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("time since start (s)")
-            .y_desc("played rate (kbps)")
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .draw()
-            .map_err(err)?;
+        let mut chart = line_chart(area, &panel.title, (x_max, panel.y_max * 1.3), ("time since start (s)", "played rate (kbps)"))?;
         for (i, series) in panel.typical.iter().enumerate() {
             let Some(series) = series else { continue };
             let pts: Vec<(f64, f64)> = series.at_s.iter().copied().zip(series.played_kbps()).collect();
