@@ -7,9 +7,11 @@
 //! - `sim`: a discrete-event driver with virtual time, used by tests and `layerp2p sim`.
 //! - `runtime`: the glommio UDP driver and the node roles operators deploy.
 //! - `metrics`: HDR latency histograms recorded by the core.
+//! - `experiment`: the prototype experiment on a real UDP swarm (runs, PSNR, pooling).
 
 pub mod bucket;
 pub mod config;
+pub mod experiment;
 pub mod integrity;
 pub mod metrics;
 pub mod node;

@@ -20,6 +20,10 @@ enum Command {
     /// A whole swarm (tracker, seed, N peers) on real UDP over loopback in this process:
     /// per-class playback rate and chunk ratio per layer, and latency percentiles.
     Demo(cmd::demo::Args),
+    /// Experiments on a real UDP swarm over loopback: `prototype` is SPEC §9's
+    /// wide-area experiment (Table I mixes, flash crowd, all three systems, several
+    /// runs) with per-run JSON, a pooled report and PNG plots.
+    Experiment(cmd::experiment::Args),
     /// Run the built-in synthetic layered source and print what it produces.
     Source(cmd::source::Args),
     /// Real layered H.264: the built-in clip, encoding, inspecting, decoding, PSNR and
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Experiment(args) => cmd::experiment::run(args),
         Command::Source(args) => cmd::source::run(args),
         Command::Video(args) => cmd::video::run(args),
         Command::Sim(args) => cmd::sim::run(args),

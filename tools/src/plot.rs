@@ -1,11 +1,13 @@
 //! PNG plots of simulation reports, one panel per system side by side: the CDF of
 //! playback rate per peer class (the paper's Figures 14/16) and the received-chunk
-//! ratio per layer per class (Figures 15/17). Drawing only: the figures come from
-//! `SwarmReport`; nothing here computes a metric.
+//! ratio per layer per class (Figures 15/17), and the playback rate over time of a
+//! typical peer per class (the prototype's Figures 5/9). Drawing only: the figures come
+//! from `SwarmReport` and `RateSeries`; nothing here computes a metric.
 //!
 //! Text uses DejaVu Sans embedded in the binary (assets/, licence alongside), so
 //! plotting needs no system fonts.
 
+use layerp2p_engine::experiment::RateSeries;
 use layerp2p_engine::sim::report::SwarmReport;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
@@ -81,26 +83,32 @@ fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> Result<(), String> {
         .map_err(err)
 }
 
+/// A panel with axes from 0 to `max` (x, y), described by `desc` (x, y), for lines.
+fn line_chart<'a, 'b>(area: &'a Area<'b>, title: &str, max: (f64, f64), desc: (&str, &str)) -> Result<Chart<'a, 'b>, String> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT, 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..max.0, 0.0..max.1)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(desc.0)
+        .y_desc(desc.1)
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 14))
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
+}
+
 /// CDF of playback rate, one line per class, one panel per system.
 pub fn playback_cdf(path: &Path, title: &str, panels: &[Panel]) -> Result<(), String> {
     let (root, areas) = canvas(path, title, panels.len())?;
     for (panel, area) in panels.iter().zip(&areas) {
         let full = panel.report.full_rate_kbps as f64;
-        let mut chart = ChartBuilder::on(area)
-            .caption(&panel.title, (FONT, 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..full * 1.05, 0.0..1.0)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("playback rate R (kbps)")
-            .y_desc("CDF (share of peers)")
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .draw()
-            .map_err(err)?;
+        let mut chart = line_chart(area, &panel.title, (full * 1.05, 1.0), ("playback rate R (kbps)", "CDF (share of peers)"))?;
         for (i, class) in panel.report.classes.iter().enumerate() {
             if class.rates.is_empty() {
                 continue;
@@ -173,4 +181,38 @@ pub fn chunk_ratio(path: &Path, title: &str, panels: &[Panel]) -> Result<(), Str
 
 fn layer_colour(l: usize) -> RGBColor {
     [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(148, 103, 189)][l % 4]
+}
+
+/// One panel of the time-series plot: a system's name, its class names and the typical
+/// peer of each class (None: no such peer).
+#[derive(Debug)]
+pub struct SeriesPanel<'a> {
+    pub title: String,
+    pub classes: Vec<String>,
+    pub typical: &'a [Option<RateSeries>],
+    /// Top of the y axis (the full video rate, say).
+    pub y_max: f64,
+}
+
+/// Playback rate (all layers) of a typical peer per class over time, one line per
+/// class, one panel per system.
+pub fn time_series(path: &Path, title: &str, panels: &[SeriesPanel]) -> Result<(), String> {
+    let (root, areas) = canvas(path, title, panels.len())?;
+    for (panel, area) in panels.iter().zip(&areas) {
+        let x_max = panel.typical.iter().flatten().filter_map(|s| s.at_s.last().copied()).fold(1.0, f64::max);
+        let mut chart = line_chart(area, &panel.title, (x_max, panel.y_max * 1.3), ("time since start (s)", "played rate (kbps)"))?;
+        for (i, series) in panel.typical.iter().enumerate() {
+            let Some(series) = series else { continue };
+            let pts: Vec<(f64, f64)> = series.at_s.iter().copied().zip(series.played_kbps()).collect();
+            let c = colour(i);
+            let name = panel.classes.get(i).cloned().unwrap_or_default();
+            chart
+                .draw_series(LineSeries::new(pts, c.stroke_width(1)))
+                .map_err(err)?
+                .label(format!("{name} (viewer #{})", series.index))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        }
+        legend(&mut chart)?;
+    }
+    root.present().map_err(err)
 }

@@ -1,6 +1,9 @@
 //! A whole swarm in one process over real loopback UDP: a tracker, a seed fed by any
 //! `LcSource` (the synthetic one by default), and viewers joining on a schedule, spread over one pinned glommio
-//! executor per shard. Used by `layerp2p demo` and the runtime tests.
+//! executor per shard. Used by `layerp2p demo`, `layerp2p experiment` and the runtime
+//! tests. Viewers picked in a `Watch` are also observed while they run: a per-second
+//! sample of their counters (the time series of a typical peer) and, with playback
+//! logging, the `(frame, part)` of every LC they played (for decoding and PSNR).
 
 use super::driver::{drive, Clock, IoStats};
 use super::ingest::ingest;
@@ -40,6 +43,47 @@ pub struct LocalSwarmConfig {
 pub struct LocalReport {
     pub swarm: SwarmReport,
     pub io: IoStats,
+    /// The watched viewers, in viewer-index order.
+    pub watched: Vec<WatchedPeer>,
+}
+
+/// Which viewers to observe while the swarm runs.
+#[derive(Clone, Debug, Default)]
+pub struct Watch {
+    /// Indices into `LocalSwarmConfig::peers`.
+    pub peers: Vec<usize>,
+    /// Also log the LCs they play (turns on `emit_playback` for them only).
+    pub playback: bool,
+}
+
+/// Most LCs one watched viewer's playback log holds (about 5 h of 620 kbps video);
+/// later ones are not logged.
+pub const MAX_PLAYED_LOG: usize = 1 << 22;
+/// How often a watched viewer is sampled (and its playback events drained).
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// One per-second observation of a watched viewer: counters since it joined.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Sample {
+    /// Seconds since the swarm started.
+    pub at_s: f64,
+    /// Played LC bytes per layer so far (index 0 = layer 1).
+    pub played_bytes: Vec<u64>,
+    /// LC bytes uploaded and downloaded so far.
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+/// What was observed of one watched viewer.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct WatchedPeer {
+    pub index: usize,
+    pub class: usize,
+    pub upload: Kbps,
+    pub samples: Vec<Sample>,
+    /// `(frame, part)` of each LC played, in playback order (empty unless logged).
+    #[serde(skip)]
+    pub played: Vec<(u32, u16)>,
 }
 
 fn loopback() -> SocketAddr {
@@ -53,6 +97,19 @@ pub fn run_local_swarm(
     source: Box<dyn LcSource>,
     progress: &mut dyn FnMut(Duration),
 ) -> io::Result<LocalReport> {
+    run_local_swarm_watched(cfg, source, Watch::default(), progress)
+}
+
+/// `run_local_swarm`, also observing the viewers in `watch`.
+pub fn run_local_swarm_watched(
+    cfg: LocalSwarmConfig,
+    source: Box<dyn LcSource>,
+    watch: Watch,
+    progress: &mut dyn FnMut(Duration),
+) -> io::Result<LocalReport> {
+    if let Some(&bad) = watch.peers.iter().find(|&&i| i >= cfg.peers.len()) {
+        return Err(io::Error::other(format!("watched viewer {bad} does not exist ({} viewers)", cfg.peers.len())));
+    }
     let plan = source.plan().clone();
     if plan != cfg.peer.plan {
         return Err(io::Error::other("the peers' layer plan differs from the source's"));
@@ -72,9 +129,10 @@ pub fn run_local_swarm(
         let infra = if shard == 0 { infra.take() } else { None };
         let cfg = cfg.clone();
         let stop = stop.clone();
+        let watch = watch.clone();
         let handle = LocalExecutorBuilder::new(Placement::Fixed(shard % cores))
             .name(&format!("layerp2p-shard-{shard}"))
-            .spawn(move || async move { run_shard(cfg, mine, infra, tracker_addr, start, stop).await })
+            .spawn(move || async move { run_shard(cfg, mine, infra, tracker_addr, watch, start, stop).await })
             .map_err(|e| io::Error::other(format!("cannot start executor: {e}")))?;
         handles.push(handle);
     }
@@ -84,14 +142,46 @@ pub fn run_local_swarm(
     }
     stop.store(true, Ordering::Relaxed);
     let mut outcomes = Vec::new();
+    let mut watched = Vec::new();
     let mut io_total = IoStats::default();
     for h in handles {
-        let (o, io) = h.join().map_err(|e| io::Error::other(format!("executor failed: {e}")))??;
+        let (o, w, io) = h.join().map_err(|e| io::Error::other(format!("executor failed: {e}")))??;
         outcomes.extend(o);
+        watched.extend(w);
         io_total.add(&io);
     }
+    watched.sort_by_key(|w: &WatchedPeer| w.index);
     let lc_deliveries = outcomes.iter().map(|o: &PeerOutcome| o.stats.lcs_down).sum();
-    Ok(LocalReport { swarm: SwarmReport::new(cfg.classes, plan, outcomes, lc_deliveries), io: io_total })
+    Ok(LocalReport { swarm: SwarmReport::new(cfg.classes, plan, outcomes, lc_deliveries), io: io_total, watched })
+}
+
+/// Samples a watched viewer every `SAMPLE_EVERY` until `stop`, draining its playback
+/// events into `log` (bounded by `MAX_PLAYED_LOG`).
+async fn observe(peer: Rc<RefCell<Peer>>, clock: Clock, stop: Arc<AtomicBool>, log: Rc<RefCell<WatchedPeer>>) {
+    loop {
+        {
+            let mut p = peer.borrow_mut();
+            let mut w = log.borrow_mut();
+            while let Some(ev) = p.poll_event() {
+                if let crate::peer::Event::Played(lc) = ev
+                    && w.played.len() < MAX_PLAYED_LOG
+                {
+                    w.played.push((lc.header.frame, lc.header.part));
+                }
+            }
+            let stats = p.stats();
+            w.samples.push(Sample {
+                at_s: clock.now().0 as f64 / 1e6,
+                played_bytes: stats.layers.iter().map(|l| l.played_bytes).collect(),
+                bytes_up: stats.bytes_up,
+                bytes_down: stats.bytes_down,
+            });
+        }
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        glommio::timer::sleep(SAMPLE_EVERY).await;
+    }
 }
 
 async fn run_shard(
@@ -99,9 +189,10 @@ async fn run_shard(
     peers: Vec<(usize, PeerSpec)>,
     infra: Option<(std::net::UdpSocket, std::net::UdpSocket, Box<dyn LcSource>)>,
     tracker_addr: SocketAddr,
+    watch: Watch,
     start: Instant,
     stop: Arc<AtomicBool>,
-) -> io::Result<(Vec<PeerOutcome>, IoStats)> {
+) -> io::Result<(Vec<PeerOutcome>, Vec<WatchedPeer>, IoStats)> {
     let clock = Clock::starting_at(start);
     let mut io = IoStats::default();
     let mut infra_tasks = Vec::new();
@@ -125,6 +216,8 @@ async fn run_shard(
         pc.content_auth = channel_auth(&cfg).for_viewer();
         pc.upload = spec.upload;
         pc.tracker = Some(tracker_addr);
+        let watched = watch.peers.contains(&index);
+        pc.emit_playback = watched && watch.playback;
         let stop = stop.clone();
         let rng_seed = cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index as u64;
         viewers.push(glommio::spawn_local(async move {
@@ -132,22 +225,36 @@ async fn run_shard(
             let socket = udp::bind(loopback())?;
             let peer = Peer::new(pc, rng_seed, clock.now()).map_err(|e| io::Error::other(e.to_string()))?;
             let peer = Rc::new(RefCell::new(peer));
+            let log = watched.then(|| {
+                let log = WatchedPeer { index, class: spec.class, upload: spec.upload, samples: Vec::new(), played: Vec::new() };
+                let log = Rc::new(RefCell::new(log));
+                (glommio::spawn_local(observe(peer.clone(), clock, stop.clone(), log.clone())), log)
+            });
             let io = drive(peer.clone(), socket, clock, stop).await;
+            let watched = match log {
+                Some((task, log)) => {
+                    task.await;
+                    Some(log.take())
+                }
+                None => None,
+            };
             let p = peer.borrow();
             let seconds = clock.now().0.saturating_sub(p.counted_since().0) as f64 / 1e6;
-            Ok::<_, io::Error>((PeerOutcome { class: spec.class, upload: spec.upload, seconds, stats: p.stats() }, io))
+            Ok::<_, io::Error>((PeerOutcome { class: spec.class, upload: spec.upload, seconds, stats: p.stats() }, watched, io))
         }));
     }
     let mut outcomes = Vec::new();
+    let mut watched = Vec::new();
     for v in viewers {
-        let (outcome, peer_io) = v.await?;
+        let (outcome, w, peer_io) = v.await?;
         outcomes.push(outcome);
+        watched.extend(w);
         io.add(&peer_io);
     }
     for t in infra_tasks {
         io.add(&t.await);
     }
-    Ok((outcomes, io))
+    Ok((outcomes, watched, io))
 }
 
 /// The channel key: the template's, or (content checking is always on over real

@@ -1,18 +1,33 @@
 //! `layerp2p demo`: the README's main job. A whole swarm — tracker, seed and N peers —
 //! on real UDP over loopback in this one process (glommio executors, batched
-//! sendmmsg/GSO), on the built-in synthetic video. It shows progress, then prints per
-//! class the playback rate and chunk ratio per layer, and the latency histograms.
-//! Wiring only: the swarm is `runtime::local`.
+//! sendmmsg/GSO), on the built-in synthetic video or (`--video clip`) the built-in clip
+//! as real H.264. It shows progress, then prints per class the playback rate and chunk
+//! ratio per layer, the latency histograms and, with the clip, PSNR per class from
+//! decoding what sampled viewers played. Wiring only: the run is
+//! `experiment::run_observed` (shared with `layerp2p experiment`).
 
 use super::args::{MixArg, PolicyArg, Video};
-use clap::Args as ClapArgs;
-use layerp2p_codec::synthetic::SyntheticSource;
+use clap::{Args as ClapArgs, ValueEnum};
+use layerp2p_codec::video::Resolution;
 use layerp2p_codec::Kbps;
+use layerp2p_engine::experiment::{encode_clip, psnr_table, run_observed, Stream, CLIP_FRAMES};
 use layerp2p_engine::metrics::Latencies;
-use layerp2p_engine::runtime::local::{run_local_swarm, LocalSwarmConfig};
+use layerp2p_engine::runtime::local::LocalSwarmConfig;
 use layerp2p_engine::PeerConfig;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
+
+/// What the seed streams.
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum DemoVideo {
+    /// Synthetic, the paper's prototype video: 290/230/100 kbps VBR, 30 fps, 64-frame GOPs.
+    Prototype,
+    /// Synthetic, the paper's simulated video: 3 x 200 kbps CBR in 1250-byte LCs.
+    Simulation,
+    /// The built-in clip as real H.264 (3 temporal layers, encoded once and looped);
+    /// adds PSNR per class.
+    Clip,
+}
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -44,9 +59,20 @@ pub struct Args {
     /// Most neighbours of the seed.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     seed_n_max: u64,
-    /// The built-in video the seed streams.
-    #[arg(long, value_enum, default_value_t = Video::Prototype)]
-    video: Video,
+    /// The video the seed streams.
+    #[arg(long, value_enum, default_value_t = DemoVideo::Prototype)]
+    video: DemoVideo,
+    /// With --video clip: picture size of the clip, WIDTHxHEIGHT.
+    #[arg(long, default_value = "176x144", value_parser = super::video::parse_resolution)]
+    video_resolution: Resolution,
+    /// With --video clip: encoder QP (lower = higher rate; 16 at 176x144 gives about
+    /// the paper's 620 kbps).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(0..=51))]
+    video_qp: u8,
+    /// Viewers per class watched: their playback is decoded and scored with --video
+    /// clip, and the JSON holds the per-second rates of the class's typical one.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    score_peers: u64,
     /// Executors (pinned cores) the nodes are spread over.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     shards: u64,
@@ -66,8 +92,13 @@ pub fn run(args: Args) -> Result<(), String> {
         ));
     }
     let mix = args.mix.mix();
-    let source = args.video.synthetic(args.seed);
-    let mut peer = PeerConfig::peer(args.policy.policy(), source.plan.clone(), Kbps(0));
+    let synthetic = match args.video {
+        DemoVideo::Simulation => Video::Simulation,
+        DemoVideo::Prototype | DemoVideo::Clip => Video::Prototype,
+    }
+    .synthetic(args.seed);
+    // The plan is replaced by the stream's in `run_observed`.
+    let mut peer = PeerConfig::peer(args.policy.policy(), synthetic.plan.clone(), Kbps(0));
     peer.lag = Duration::from_secs(args.lag);
     peer.startup = Duration::from_secs(args.startup);
     let cfg = LocalSwarmConfig {
@@ -89,10 +120,23 @@ pub fn run(args: Args) -> Result<(), String> {
         args.lag,
         args.policy.policy()
     );
-    let source = SyntheticSource::new(source).map_err(|e| e.to_string())?;
+    let clip = match args.video {
+        DemoVideo::Clip => {
+            eprintln!("encoding {CLIP_FRAMES} frames of the built-in clip at {} ...", args.video_resolution);
+            let clip = encode_clip(args.video_resolution, args.video_qp)?;
+            let rates: Vec<String> = clip.layer_rates().iter().map(|r| r.0.to_string()).collect();
+            println!("video: built-in clip {} at 30 fps, QP {}, layers {} kbps (looped every {CLIP_FRAMES} frames)", clip.cfg.resolution, clip.cfg.qp, rates.join(" / "));
+            Some(clip)
+        }
+        _ => None,
+    };
+    let stream = match &clip {
+        Some(c) => Stream::Clip(c),
+        None => Stream::Synthetic(synthetic),
+    };
     let live = std::io::stderr().is_terminal();
     let total = args.duration;
-    let report = run_local_swarm(cfg, Box::new(source), &mut |elapsed| {
+    let observed = run_observed(cfg, stream, args.score_peers as usize, &mut |elapsed| {
         let line = format!("running {:>4}/{total} s", elapsed.as_secs());
         if live {
             eprint!("\r{line}");
@@ -100,11 +144,11 @@ pub fn run(args: Args) -> Result<(), String> {
         } else if elapsed.as_secs() % 10 == 0 {
             eprintln!("{line}");
         }
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     if live {
         eprintln!();
     }
+    let report = &observed.local;
     let mut latency = Latencies::default();
     report.swarm.peers.iter().for_each(|p| latency.merge(&p.stats.latency));
     println!("\n{}", report.swarm.table());
@@ -115,8 +159,20 @@ pub fn run(args: Args) -> Result<(), String> {
         "UDP: {} datagrams out in {} send calls ({} dropped), {} in, {} malformed",
         io.datagrams_out, io.send_syscalls, io.send_dropped, io.datagrams_in, io.malformed
     );
+    let names: Vec<String> = report.swarm.classes.iter().map(|c| c.name.clone()).collect();
+    if let Some(psnr) = &observed.psnr {
+        println!("\nPSNR (luma dB, mean over frames from each scored viewer's first played frame; lost frames repeat the last picture):");
+        print!("{}", psnr_table(&names, psnr));
+    }
     if let Some(path) = args.json {
-        let json = serde_json::json!({ "policy": args.policy.policy().name(), "report": report.swarm, "latency": latency, "io": io });
+        let json = serde_json::json!({
+            "policy": args.policy.policy().name(),
+            "report": report.swarm,
+            "latency": latency,
+            "io": io,
+            "psnr": observed.psnr,
+            "typical": observed.typical,
+        });
         let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
         std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         println!("wrote {}", path.display());

@@ -3,6 +3,7 @@
 pub mod args;
 pub mod bench_node;
 pub mod demo;
+pub mod experiment;
 pub mod video;
 pub mod sim;
 pub mod loadgen;

@@ -1,0 +1,350 @@
+//! The prototype experiment (SPEC §9) on a real UDP swarm, and the observed run it is
+//! made of (shared with `layerp2p demo`): a `run_local_swarm` whose sampled viewers
+//! per class are watched, giving the time series of a typical peer per class and,
+//! when the seed streams the built-in H.264 clip, PSNR Q1..Q3/Q per class from
+//! decoding what they played. Also the aggregation of several runs into one report.
+//! No CLI, no plotting, no printing here.
+
+use crate::runtime::local::{run_local_swarm_watched, LocalReport, LocalSwarmConfig, Watch, WatchedPeer};
+use crate::sim::report::SwarmReport;
+use crate::sim::scenario::Mix;
+use crate::sim::PeerSpec;
+use crate::{PeerConfig, Policy};
+use layerp2p_codec::synthetic::{PayloadKind, SyntheticConfig, SyntheticSource};
+use layerp2p_codec::video::droptest::{self, TestClip};
+use layerp2p_codec::video::encoder::EncoderConfig;
+use layerp2p_codec::video::quality::Quality;
+use layerp2p_codec::video::source::{ReplayFeed, VideoSource};
+use layerp2p_codec::video::{FrameRate, Resolution};
+use layerp2p_codec::{Kbps, LayerPlan, LcSource};
+use serde::Serialize;
+use std::time::Duration;
+
+/// Frames of the looped clip: 5 GOPs of 64, so every loop starts with an IDR.
+pub const CLIP_FRAMES: u32 = 320;
+
+/// Encodes the built-in clip once, for a seed to loop (`Stream::Clip`).
+pub fn encode_clip(resolution: Resolution, qp: u8) -> Result<TestClip, String> {
+    let cfg = EncoderConfig { qp, ..EncoderConfig::new(resolution, FrameRate::FPS_30) };
+    TestClip::encode(cfg, CLIP_FRAMES).map_err(|e| format!("cannot encode the built-in clip: {e}"))
+}
+
+/// What the seed streams.
+#[derive(Debug)]
+pub enum Stream<'a> {
+    /// The built-in synthetic layered source (no PSNR).
+    Synthetic(SyntheticConfig),
+    /// The built-in clip as real H.264, looped; watched viewers are decoded and scored.
+    Clip(&'a TestClip),
+}
+
+impl Stream<'_> {
+    fn source(&self) -> Result<Box<dyn LcSource>, String> {
+        match self {
+            Stream::Synthetic(cfg) => Ok(Box::new(SyntheticSource::new(cfg.clone()).map_err(|e| e.to_string())?)),
+            Stream::Clip(c) => {
+                let feed = Box::new(ReplayFeed::new(c.units.clone(), true));
+                Ok(Box::new(VideoSource::new(feed, c.cfg.rate, c.cfg.layers, c.units.len()).map_err(|e| e.to_string())?))
+            }
+        }
+    }
+}
+
+/// PSNR of the scored viewers of one class.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ClassQuality {
+    pub scored: usize,
+    pub quality: Quality,
+}
+
+/// PSNR per class as a table for humans: scored viewers, Q1..QL, Q, concealed share.
+pub fn psnr_table(names: &[String], psnr: &[ClassQuality]) -> String {
+    use std::fmt::Write;
+    let layers = psnr.iter().map(|q| q.quality.layers.len()).max().unwrap_or(0);
+    let mut t = format!("{:<16} {:>6}", "class", "scored");
+    for l in 1..=layers {
+        let _ = write!(t, " {:>7}", format!("Q{l}"));
+    }
+    let _ = writeln!(t, " {:>7} {:>10}", "Q", "concealed");
+    let show = |m: Option<f64>| m.map_or("-".to_string(), |v| format!("{v:.2}"));
+    for (name, q) in names.iter().zip(psnr) {
+        let _ = write!(t, "{name:<16} {:>6}", q.scored);
+        for l in 0..layers {
+            let _ = write!(t, " {:>7}", show(q.quality.layers.get(l).and_then(|m| m.mean())));
+        }
+        let all = &q.quality.all;
+        let pct = if all.frames > 0 { 100.0 * q.quality.concealed as f64 / all.frames as f64 } else { 0.0 };
+        let _ = writeln!(t, " {:>7} {:>9.1}%", show(q.quality.overall()), pct);
+    }
+    t
+}
+
+/// Per-second rates of one watched viewer, from its successive samples.
+#[derive(Clone, Debug, Serialize)]
+pub struct RateSeries {
+    pub index: usize,
+    pub class: usize,
+    pub upload: Kbps,
+    /// Seconds since the swarm started, at the end of each interval.
+    pub at_s: Vec<f64>,
+    /// Played rate per interval, per layer (outer index = layer - 1).
+    pub layer_kbps: Vec<Vec<f64>>,
+    pub upload_kbps: Vec<f64>,
+    pub download_kbps: Vec<f64>,
+}
+
+impl RateSeries {
+    pub fn of(w: &WatchedPeer) -> RateSeries {
+        let layers = w.samples.first().map_or(0, |s| s.played_bytes.len());
+        let mut r = RateSeries {
+            index: w.index,
+            class: w.class,
+            upload: w.upload,
+            at_s: Vec::new(),
+            layer_kbps: vec![Vec::new(); layers],
+            upload_kbps: Vec::new(),
+            download_kbps: Vec::new(),
+        };
+        let kbps = |bytes: u64, secs: f64| bytes as f64 * 8.0 / 1000.0 / secs;
+        for pair in w.samples.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            let secs = b.at_s - a.at_s;
+            if secs <= 0.0 {
+                continue;
+            }
+            r.at_s.push(b.at_s);
+            for (l, series) in r.layer_kbps.iter_mut().enumerate() {
+                let delta = b.played_bytes.get(l).zip(a.played_bytes.get(l)).map_or(0, |(x, y)| x.saturating_sub(*y));
+                series.push(kbps(delta, secs));
+            }
+            r.upload_kbps.push(kbps(b.bytes_up.saturating_sub(a.bytes_up), secs));
+            r.download_kbps.push(kbps(b.bytes_down.saturating_sub(a.bytes_down), secs));
+        }
+        r
+    }
+
+    /// Total played rate per interval, all layers.
+    pub fn played_kbps(&self) -> Vec<f64> {
+        (0..self.at_s.len()).map(|i| self.layer_kbps.iter().map(|l| l[i]).sum()).collect()
+    }
+}
+
+/// One observed run: the swarm's report, the typical watched peer of each class and,
+/// with the clip, PSNR per class.
+#[derive(Debug)]
+pub struct Observed {
+    pub local: LocalReport,
+    /// Per class: the watched viewer whose playback rate is the class median of the
+    /// watched ones (None if none of that class was watched or counted).
+    pub typical: Vec<Option<RateSeries>>,
+    pub psnr: Option<Vec<ClassQuality>>,
+}
+
+/// Up to `per_class` viewers of each class, spread evenly over the class in join order
+/// (early joiners fare differently from late ones).
+pub fn watch_sample(peers: &[PeerSpec], classes: usize, per_class: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    for class in 0..classes {
+        let mut members: Vec<usize> = (0..peers.len()).filter(|&i| peers[i].class == class).collect();
+        members.sort_by_key(|&i| peers[i].join);
+        let picks = per_class.min(members.len());
+        out.extend((0..picks).map(|k| members[k * members.len() / picks]));
+    }
+    out.sort_unstable();
+    out
+}
+
+/// PSNR per class from the watched viewers' playback logs.
+pub fn score_classes(clip: &TestClip, classes: usize, watched: &[WatchedPeer]) -> Result<Vec<ClassQuality>, String> {
+    let by_frame = clip.lcs_by_frame();
+    let mut out = vec![ClassQuality { scored: 0, quality: Quality::new(clip.cfg.layers) }; classes];
+    for w in watched {
+        let Some(slot) = out.get_mut(w.class) else { continue };
+        if let Some(q) = droptest::score_played(clip, &by_frame, &w.played).map_err(|e| e.to_string())? {
+            slot.quality.merge(&q);
+        }
+        slot.scored += 1;
+    }
+    Ok(out)
+}
+
+/// Runs the swarm `cfg` streaming `stream`, watching `per_class` viewers of each class;
+/// `cfg.peer.plan` is replaced by the stream's. The one run function of `demo` and
+/// `experiment`.
+pub fn run_observed(mut cfg: LocalSwarmConfig, stream: Stream, per_class: usize, progress: &mut dyn FnMut(Duration)) -> Result<Observed, String> {
+    let source = stream.source()?;
+    cfg.peer.plan = source.plan().clone();
+    let classes = cfg.classes.len();
+    let watch = Watch { peers: watch_sample(&cfg.peers, classes, per_class), playback: matches!(stream, Stream::Clip(_)) };
+    let local = run_local_swarm_watched(cfg, source, watch, progress).map_err(|e| e.to_string())?;
+    let psnr = match stream {
+        Stream::Clip(c) => Some(score_classes(c, classes, &local.watched)?),
+        Stream::Synthetic(_) => None,
+    };
+    let typical = (0..classes).map(|c| typical_peer(&local, c)).collect();
+    Ok(Observed { local, typical, psnr })
+}
+
+/// The watched viewer of `class` with the median playback rate among the watched ones.
+fn typical_peer(local: &LocalReport, class: usize) -> Option<RateSeries> {
+    let rate = |index: usize| local.swarm.peers.get(index).map(|p| p.rate_kbps());
+    let mut members: Vec<(f64, &WatchedPeer)> =
+        local.watched.iter().filter(|w| w.class == class).filter_map(|w| Some((rate(w.index)?, w))).collect();
+    members.sort_by(|a, b| a.0.total_cmp(&b.0));
+    members.get(members.len() / 2).map(|(_, w)| RateSeries::of(w))
+}
+
+/// SPEC §9's prototype experiment: the swarm, its timing and what the seed streams.
+#[derive(Clone, Debug)]
+pub struct Prototype {
+    pub mix: Mix,
+    pub peers: usize,
+    /// Peers join uniformly over this (the paper: 120 s), then all stay `stay`.
+    pub join_over: Duration,
+    pub stay: Duration,
+    pub lag: Duration,
+    pub startup: Duration,
+    pub seed_upload: Kbps,
+    pub shards: usize,
+    /// Viewers per class watched (time series, and PSNR with the clip).
+    pub watch_per_class: usize,
+    pub seed: u64,
+}
+
+impl Prototype {
+    /// The swarm of run `run` (numbered from 0) under `policy`; run k uses seed + k.
+    pub fn swarm(&self, policy: Policy, run: u32, plan: LayerPlan) -> LocalSwarmConfig {
+        let seed = self.seed.wrapping_add(u64::from(run));
+        let mut peer = PeerConfig::peer(policy, plan, Kbps(0));
+        peer.lag = self.lag;
+        peer.startup = self.startup;
+        LocalSwarmConfig {
+            peer,
+            seed_upload: self.seed_upload,
+            seed_n_max: 20,
+            classes: self.mix.names(),
+            peers: self.mix.flash_crowd(self.peers, self.join_over, seed),
+            duration: self.join_over + self.stay,
+            shards: self.shards,
+            seed,
+        }
+    }
+
+    /// The synthetic prototype video (290/230/100 kbps VBR) for run `run`.
+    pub fn synthetic(&self, run: u32) -> SyntheticConfig {
+        SyntheticConfig { payload: PayloadKind::Pattern, seed: self.seed.wrapping_add(u64::from(run)), ..SyntheticConfig::prototype() }
+    }
+
+    /// Runs one run of `policy`, streaming the clip if given, else the synthetic video.
+    pub fn run(&self, policy: Policy, run: u32, clip: Option<&TestClip>, progress: &mut dyn FnMut(Duration)) -> Result<RunResult, String> {
+        let stream = match clip {
+            Some(c) => Stream::Clip(c),
+            None => Stream::Synthetic(self.synthetic(run)),
+        };
+        let plan = match &stream {
+            Stream::Synthetic(s) => s.plan.clone(),
+            Stream::Clip(_) => stream.source()?.plan().clone(),
+        };
+        let cfg = self.swarm(policy, run, plan.clone());
+        let seed = cfg.seed;
+        let observed = run_observed(cfg, stream, self.watch_per_class, progress)?;
+        Ok(RunResult { policy: policy.name().to_string(), run, seed, plan, observed })
+    }
+}
+
+/// One run of one policy.
+#[derive(Debug)]
+pub struct RunResult {
+    pub policy: String,
+    pub run: u32,
+    pub seed: u64,
+    pub plan: LayerPlan,
+    pub observed: Observed,
+}
+
+impl RunResult {
+    /// The per-run JSON: report, typical time series, PSNR, socket counters.
+    pub fn json(&self) -> serde_json::Value {
+        let o = &self.observed;
+        serde_json::json!({
+            "policy": self.policy,
+            "run": self.run,
+            "seed": self.seed,
+            "report": o.local.swarm,
+            "typical": o.typical,
+            "psnr": o.psnr,
+            "io": o.local.io,
+        })
+    }
+}
+
+/// Several runs of one policy pooled: every counted peer of every run in one report
+/// (so CDFs are over peers × runs), PSNR merged per class.
+#[derive(Debug)]
+pub struct Aggregate {
+    pub report: SwarmReport,
+    pub psnr: Option<Vec<ClassQuality>>,
+}
+
+/// `None` if `runs` is empty.
+pub fn aggregate(runs: &[&RunResult]) -> Option<Aggregate> {
+    let plan = runs.first()?.plan.clone();
+    let names: Vec<String> = runs.first().map(|r| r.observed.local.swarm.classes.iter().map(|c| c.name.clone()).collect()).unwrap_or_default();
+    let peers = runs.iter().flat_map(|r| r.observed.local.swarm.peers.iter().cloned()).collect();
+    let deliveries = runs.iter().map(|r| r.observed.local.swarm.lc_deliveries).sum();
+    let mut psnr: Option<Vec<ClassQuality>> = None;
+    for q in runs.iter().filter_map(|r| r.observed.psnr.as_ref()) {
+        let acc = psnr.get_or_insert_with(|| vec![ClassQuality::default(); q.len()]);
+        for (a, b) in acc.iter_mut().zip(q) {
+            a.scored += b.scored;
+            a.quality.merge(&b.quality);
+        }
+    }
+    Some(Aggregate { report: SwarmReport::new(names, plan, peers, deliveries), psnr })
+}
+
+/// One figure SPEC §11 publishes for the overloaded prototype, beside ours.
+#[derive(Clone, Debug, Serialize)]
+pub struct Published {
+    pub figure: &'static str,
+    pub published: &'static str,
+    /// Ours (a share or ratio in 0..1); None when the class is absent.
+    pub measured: Option<f64>,
+}
+
+/// SPEC §11's overloaded-prototype figures for LayerP2P, measured on `report` (classes
+/// named as in `Mix::overloaded`).
+pub fn published_overloaded(report: &SwarmReport) -> Vec<Published> {
+    let class = |name: &str| report.class(name).filter(|c| c.peers > 0);
+    vec![
+        Published { figure: "institutional above 550 kbps", published: "> 70 %", measured: class("institutional").map(|c| c.share_above(550.0)) },
+        Published { figure: "residential above 400 kbps", published: "> 70 %", measured: class("residential").map(|c| c.share_above(400.0)) },
+        Published { figure: "free-riders below 200 kbps", published: "> 90 %", measured: class("free-rider").map(|c| 1.0 - c.share_above(200.0)) },
+        Published { figure: "residential base-layer ratio", published: "> 95 %", measured: class("residential").and_then(|c| c.alpha.first().copied()) },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::local::Sample;
+
+    #[test]
+    fn rate_series_differences_successive_samples() {
+        let s = |at_s: f64, l1: u64, l2: u64, up: u64| Sample { at_s, played_bytes: vec![l1, l2], bytes_up: up, bytes_down: 0 };
+        let w = WatchedPeer { samples: vec![s(1.0, 0, 0, 0), s(2.0, 1000, 500, 250), s(4.0, 3000, 500, 250)], ..WatchedPeer::default() };
+        let r = RateSeries::of(&w);
+        assert_eq!(r.at_s, vec![2.0, 4.0]);
+        assert_eq!(r.layer_kbps, vec![vec![8.0, 8.0], vec![4.0, 0.0]]);
+        assert_eq!(r.upload_kbps, vec![2.0, 0.0]);
+        assert_eq!(r.played_kbps(), vec![12.0, 8.0]);
+    }
+
+    #[test]
+    fn watch_sample_spreads_over_each_class_in_join_order() {
+        let spec = |class, join| PeerSpec { class, upload: Kbps(0), join: crate::Time(join), leave: None };
+        let peers = vec![spec(0, 50), spec(1, 10), spec(0, 10), spec(0, 30), spec(0, 40), spec(1, 5)];
+        // Class 0 in join order: 2, 3, 4, 0 -> picks 2 and 4; class 1: 5, 1 -> both.
+        assert_eq!(watch_sample(&peers, 2, 2), vec![1, 2, 4, 5]);
+    }
+}

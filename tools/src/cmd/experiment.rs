@@ -1,0 +1,204 @@
+//! `layerp2p experiment prototype`: SPEC §9's prototype experiment on a real UDP swarm
+//! over loopback — 1 tracker, 1 seed, N peers of Table I's mix joining as a flash
+//! crowd, then staying — for each chosen policy and several runs. Writes one JSON per
+//! run, a pooled summary JSON, and PNG plots (playback-rate CDF per class, chunk ratio
+//! per layer per class, time series of a typical peer per class). Wiring only: runs and
+//! pooling are `layerp2p_engine::experiment`.
+
+use super::args::{MixArg, PolicySet};
+use crate::plot::{self, Panel, SeriesPanel};
+use crate::progress::Progress;
+use clap::{Args as ClapArgs, Subcommand};
+use layerp2p_codec::video::Resolution;
+use layerp2p_codec::Kbps;
+use layerp2p_engine::experiment::{aggregate, encode_clip, psnr_table, published_overloaded, Prototype, RunResult, CLIP_FRAMES};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(ClapArgs, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Subcommand, Debug)]
+enum What {
+    /// SPEC §9's wide-area prototype experiment (Table I mixes) on real UDP sockets.
+    Prototype(PrototypeArgs),
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct PrototypeArgs {
+    /// Table I scenario: underloaded (resource index 1.23) or overloaded with
+    /// free-riders (0.82).
+    #[arg(long, value_enum, default_value_t = MixArg::Overloaded)]
+    scenario: MixArg,
+    /// Systems to run (all: LayerP2P, Single-Incent, Single-Layer, one after another).
+    #[arg(long, value_enum, default_value_t = PolicySet::All)]
+    policy: PolicySet,
+    /// Runs per system (run k uses seed + k: other join times and class draws).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    runs: u32,
+    /// Viewer peers (the paper: 100).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(3..=2_000))]
+    peers: u64,
+    /// Peers join uniformly over this many seconds (the paper: 120).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    join_over: u64,
+    /// Seconds everyone stays after the join period (the paper: 1200). A run lasts
+    /// --join-over + --duration seconds of wall-clock time.
+    #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u64).range(20..=86_400))]
+    duration: u64,
+    /// Playback lag behind the source, seconds (the paper: 30).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=600))]
+    lag: u64,
+    /// Playback is counted from this many seconds after a peer joins.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    startup: u64,
+    /// Seed upload cap in kbps (the paper: 2000).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    seed_upload_kbps: u32,
+    /// Executors (pinned cores) the nodes are spread over.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    shards: u64,
+    /// Seed of run 0.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Stream the built-in clip as real H.264 (encoded once, looped) instead of the
+    /// synthetic prototype video, and report PSNR Q1..Q3, Q per class.
+    #[arg(long)]
+    video: bool,
+    /// With --video: picture size of the clip, WIDTHxHEIGHT.
+    #[arg(long, default_value = "176x144", value_parser = super::video::parse_resolution)]
+    video_resolution: Resolution,
+    /// With --video: encoder QP (16 at 176x144 gives about the paper's 620 kbps).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u8).range(0..=51))]
+    video_qp: u8,
+    /// Viewers per class watched in each run: the time series (and PSNR with --video).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1_000))]
+    watch_per_class: u64,
+    /// Directory for the per-run JSON, summary.json and the PNG plots (created).
+    #[arg(long, default_value = "experiment-out")]
+    out: PathBuf,
+}
+
+pub fn run(args: Args) -> Result<(), String> {
+    match args.what {
+        What::Prototype(a) => prototype(a),
+    }
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn prototype(args: PrototypeArgs) -> Result<(), String> {
+    if args.startup + 10 >= args.duration {
+        return Err(format!("--duration ({}) must exceed --startup ({}) by more than 10 s, or late joiners count no playback", args.duration, args.startup));
+    }
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+    let setup = Prototype {
+        mix: args.scenario.mix(),
+        peers: args.peers as usize,
+        join_over: Duration::from_secs(args.join_over),
+        stay: Duration::from_secs(args.duration),
+        lag: Duration::from_secs(args.lag),
+        startup: Duration::from_secs(args.startup),
+        seed_upload: Kbps(args.seed_upload_kbps),
+        shards: args.shards as usize,
+        watch_per_class: args.watch_per_class as usize,
+        seed: args.seed,
+    };
+    let scenario = format!("{:?}", args.scenario).to_lowercase();
+    let policies = args.policy.policies();
+    let total = args.join_over + args.duration;
+    println!(
+        "prototype experiment, {scenario}: {} peers ({}), {} kbps seed, join over {} s then stay {} s, lag {} s; {} system(s) x {} run(s) = about {} min",
+        args.peers,
+        setup.mix.classes.iter().map(|c| format!("{:.0}% {} @ {}", c.share * 100.0, c.name, c.upload)).collect::<Vec<_>>().join(", "),
+        args.seed_upload_kbps,
+        args.join_over,
+        args.duration,
+        args.lag,
+        policies.len(),
+        args.runs,
+        (total * policies.len() as u64 * u64::from(args.runs)).div_ceil(60)
+    );
+    let clip = if args.video {
+        eprintln!("encoding {CLIP_FRAMES} frames of the built-in clip at {} ...", args.video_resolution);
+        let clip = encode_clip(args.video_resolution, args.video_qp)?;
+        let rates: Vec<String> = clip.layer_rates().iter().map(|r| r.0.to_string()).collect();
+        println!("video: built-in clip {} at 30 fps, QP {}, layers {} kbps", clip.cfg.resolution, clip.cfg.qp, rates.join(" / "));
+        Some(clip)
+    } else {
+        None
+    };
+    let started = Instant::now();
+    let mut progress = Progress::new();
+    let mut results: Vec<RunResult> = Vec::new();
+    for &policy in &policies {
+        for run in 0..args.runs {
+            let r = setup.run(policy, run, clip.as_ref(), &mut |elapsed| {
+                if progress.due(false) {
+                    progress.show(&format!(
+                        "{policy:<13} run {}/{}  {:>5}/{total} s  ({:.0} s wall in all)",
+                        run + 1,
+                        args.runs,
+                        elapsed.as_secs(),
+                        started.elapsed().as_secs_f64()
+                    ));
+                }
+            })?;
+            progress.finish();
+            let path = args.out.join(format!("{scenario}-{}-run{run}.json", policy.name().to_lowercase()));
+            write_json(&path, &r.json())?;
+            println!("{policy} run {run} (seed {}): wrote {}\n{}", r.seed, path.display(), r.observed.local.swarm.table());
+            results.push(r);
+        }
+    }
+    let mut summary = Vec::new();
+    let mut pooled = Vec::new();
+    for &policy in &policies {
+        let runs: Vec<&RunResult> = results.iter().filter(|r| r.policy == policy.name()).collect();
+        let Some(agg) = aggregate(&runs) else { continue };
+        println!("\n== {policy}, {} run(s) pooled ==\n{}", runs.len(), agg.report.table());
+        let names: Vec<String> = agg.report.classes.iter().map(|c| c.name.clone()).collect();
+        if let Some(psnr) = &agg.psnr {
+            println!("PSNR (luma dB):\n{}", psnr_table(&names, psnr));
+        }
+        let published = published_overloaded(&agg.report);
+        if matches!(args.scenario, MixArg::Overloaded) {
+            println!("SPEC §11 (LayerP2P, overloaded prototype) beside this {policy} run:");
+            for p in &published {
+                let m = p.measured.map_or("-".to_string(), |v| format!("{:.0} %", v * 100.0));
+                println!("  {:<32} published {:<7} measured {m}", p.figure, p.published);
+            }
+        }
+        summary.push(serde_json::json!({ "policy": policy.name(), "runs": runs.len(), "report": agg.report, "psnr": agg.psnr, "published": published }));
+        pooled.push((policy, agg, runs.first().map(|r| &r.observed.typical)));
+    }
+    let summary_path = args.out.join(format!("{scenario}-summary.json"));
+    write_json(&summary_path, &serde_json::Value::Array(summary))?;
+    let what = format!("prototype, {scenario}, {} peers, {} run(s)", args.peers, args.runs);
+    let panels: Vec<Panel> = pooled.iter().map(|(p, a, _)| Panel { title: p.name().to_string(), report: &a.report }).collect();
+    let cdf = args.out.join(format!("{scenario}-playback-cdf.png"));
+    plot::playback_cdf(&cdf, &format!("Playback rate per class — {what}"), &panels)?;
+    let alpha = args.out.join(format!("{scenario}-chunk-ratio.png"));
+    plot::chunk_ratio(&alpha, &format!("Received chunk ratio per layer — {what}"), &panels)?;
+    let series: Vec<SeriesPanel> = pooled
+        .iter()
+        .filter_map(|(p, a, t)| {
+            Some(SeriesPanel {
+                title: p.name().to_string(),
+                classes: a.report.classes.iter().map(|c| c.name.clone()).collect(),
+                typical: t.as_ref()?,
+                y_max: a.report.full_rate_kbps as f64,
+            })
+        })
+        .collect();
+    let ts = args.out.join(format!("{scenario}-typical-peer.png"));
+    plot::time_series(&ts, &format!("Played rate of a typical peer per class (run 0) — {what}"), &series)?;
+    println!("\nwrote {}, {}, {} and {}", summary_path.display(), cdf.display(), alpha.display(), ts.display());
+    Ok(())
+}
