@@ -10,6 +10,17 @@ use layerp2p_codec::LcId;
 use rand::Rng;
 use std::collections::VecDeque;
 
+/// A receiver's emptied queue keeps at most this many slots of capacity: a start-up
+/// burst (a whole window requested at once) must not pin its peak for the session.
+const KEPT_QUEUE_CAPACITY: usize = 32;
+
+/// Empties `q`'s storage down to [`KEPT_QUEUE_CAPACITY`] once nothing is queued.
+fn trim(q: &mut VecDeque<Queued>) {
+    if q.is_empty() && q.capacity() > KEPT_QUEUE_CAPACITY {
+        q.shrink_to(KEPT_QUEUE_CAPACITY);
+    }
+}
+
 #[derive(Copy, Clone, Debug)]
 struct Queued {
     id: LcId,
@@ -56,6 +67,11 @@ impl Supplier {
         }
     }
 
+    /// Queue slots allocated over all receivers (memory held, not requests waiting).
+    pub fn capacity(&self) -> usize {
+        self.queues.iter().map(VecDeque::capacity).sum()
+    }
+
     /// Total requests waiting.
     pub fn queued(&self) -> usize {
         self.queued
@@ -95,6 +111,7 @@ impl Supplier {
         if let Some(q) = self.queues.get_mut(slot) {
             self.queued -= q.len();
             q.clear();
+            trim(q);
             self.sampler.set(slot, 0);
             self.weights[slot] = 1;
         }
@@ -128,6 +145,7 @@ impl Supplier {
                 self.expired += 1;
             }
             if q.is_empty() {
+                trim(q);
                 self.sampler.set(slot, 0);
             }
             if let Some((id, arrived)) = found {
@@ -173,6 +191,18 @@ mod tests {
         assert_eq!(s.overflowed, 1);
         s.clear(3);
         assert_eq!(s.queued(), 0);
+    }
+
+    #[test]
+    fn a_drained_burst_gives_its_memory_back() {
+        let mut s = Supplier::new(SupplierPolicy::TitForTat, 4096);
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for i in 0..2000 {
+            s.enqueue(0, id(i), Time::ZERO, Time::from_secs(1));
+        }
+        assert!(s.capacity() >= 2000);
+        while s.next(Time::ZERO, &mut rng).is_some() {}
+        assert!(s.capacity() <= KEPT_QUEUE_CAPACITY, "capacity {} after draining", s.capacity());
     }
 
     #[test]
