@@ -3,11 +3,11 @@
 //! table of outstanding requests the receiver-side delivery latency is measured from.
 //! Owns no clock and no I/O; drivers only read and merge what is recorded here.
 
+use crate::peer::fasthash::FastMap;
 use crate::time::Time;
 use hdrhistogram::Histogram;
 use layerp2p_codec::LcId;
 use serde::{Serialize, Serializer};
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -140,7 +140,7 @@ impl Latencies {
 /// [`MAX_TRACKED_REQUESTS`]; entries older than the caller's horizon are pruned.
 #[derive(Debug, Default)]
 pub struct RequestTimes {
-    sent: HashMap<LcId, Time>,
+    sent: FastMap<LcId, Time>,
 }
 
 impl RequestTimes {
