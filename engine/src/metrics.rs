@@ -3,75 +3,90 @@
 //! table of outstanding requests the receiver-side delivery latency is measured from.
 //! Owns no clock and no I/O; drivers only read and merge what is recorded here.
 
+use crate::peer::fasthash::FastMap;
 use crate::time::Time;
 use hdrhistogram::Histogram;
 use layerp2p_codec::LcId;
 use serde::{Serialize, Serializer};
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-/// Largest latency a histogram resolves; longer samples are clamped to it.
-const MAX_LATENCY_US: u64 = 300_000_000;
-/// Two significant digits: 1 % resolution in ~20 KB per histogram.
+/// Largest latency a histogram resolves; longer samples are clamped to it (a request
+/// is dropped by its supplier long before: ttl is a few rounds, lag 30 s).
+const MAX_LATENCY_US: u64 = 60_000_000;
+/// Smallest latency told apart from zero: 100 µs (samples below it share a bucket).
+const MIN_LATENCY_US: u64 = 100;
+/// Two significant digits: 1 % resolution. With the bounds above and `u32` counts a
+/// histogram is ~7 KB (it was ~23 KB with 1 µs..300 s and `u64` counts, two per peer).
 const SIGNIFICANT_DIGITS: u8 = 2;
 /// Most outstanding requests whose send time a receiver remembers.
 pub const MAX_TRACKED_REQUESTS: usize = 16_384;
 
 /// A latency distribution in microseconds. Serialises as its [`LatencySummary`].
-#[derive(Clone, Debug)]
+/// The histogram is allocated on the first sample, so a node that never records
+/// (a supplier nobody asks) costs one pointer.
+#[derive(Clone, Debug, Default)]
 pub struct Latency {
-    hist: Histogram<u64>,
+    hist: Option<Box<Histogram<u32>>>,
 }
 
-impl Default for Latency {
-    fn default() -> Latency {
-        Latency::new()
-    }
+fn new_histogram() -> Box<Histogram<u32>> {
+    // The bounds are constants that hdrhistogram accepts (low >= 1, high >= 2 * low,
+    // sigfig <= 5), so construction cannot fail.
+    Box::new(
+        Histogram::new_with_bounds(MIN_LATENCY_US, MAX_LATENCY_US, SIGNIFICANT_DIGITS)
+            .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid")),
+    )
 }
 
 impl Latency {
     pub fn new() -> Latency {
-        // The bounds are constants that hdrhistogram accepts (low >= 1, high >= 2 * low,
-        // sigfig <= 5), so construction cannot fail.
-        let hist = Histogram::new_with_bounds(1, MAX_LATENCY_US, SIGNIFICANT_DIGITS)
-            .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid"));
-        Latency { hist }
+        Latency::default()
     }
 
     /// Records one sample; zero is recorded as 1 µs, beyond the bound as the bound.
     pub fn record(&mut self, d: Duration) {
         let us = (d.as_micros().min(MAX_LATENCY_US as u128) as u64).max(1);
-        self.hist.saturating_record(us);
+        self.hist.get_or_insert_with(new_histogram).saturating_record(us);
     }
 
-    /// Adds every sample of `other` (both have the same bounds, so this cannot fail).
+    /// Adds every sample of `other` (both have the same bounds, so this cannot fail;
+    /// a count beyond `u32::MAX` in one bucket saturates).
     pub fn merge(&mut self, other: &Latency) {
-        let _ = self.hist.add(&other.hist);
+        if let Some(theirs) = &other.hist {
+            let _ = self.hist.get_or_insert_with(new_histogram).add(theirs.as_ref());
+        }
+    }
+
+    /// Heap bytes this distribution holds (0 until the first sample).
+    pub fn heap_bytes(&self) -> usize {
+        self.hist.as_ref().map_or(0, |h| h.distinct_values() * std::mem::size_of::<u32>() + std::mem::size_of::<Histogram<u32>>())
     }
 
     pub fn count(&self) -> u64 {
-        self.hist.len()
+        self.hist.as_ref().map_or(0, |h| h.len())
+    }
+
+    /// The histogram, if it holds any sample.
+    fn filled(&self) -> Option<&Histogram<u32>> {
+        self.hist.as_deref().filter(|h| !h.is_empty())
     }
 
     /// Value at quantile `q` (0..=1), zero when empty.
     pub fn quantile(&self, q: f64) -> Duration {
-        if self.hist.is_empty() {
-            return Duration::ZERO;
-        }
-        Duration::from_micros(self.hist.value_at_quantile(q))
+        self.filled().map_or(Duration::ZERO, |h| Duration::from_micros(h.value_at_quantile(q)))
     }
 
     pub fn summary(&self) -> LatencySummary {
         let ms = |q: f64| self.quantile(q).as_secs_f64() * 1e3;
         LatencySummary {
             count: self.count(),
-            mean_ms: if self.hist.is_empty() { 0.0 } else { self.hist.mean() / 1e3 },
+            mean_ms: self.filled().map_or(0.0, |h| h.mean() / 1e3),
             p50_ms: ms(0.5),
             p90_ms: ms(0.9),
             p99_ms: ms(0.99),
             p999_ms: ms(0.999),
-            max_ms: if self.hist.is_empty() { 0.0 } else { self.hist.max() as f64 / 1e3 },
+            max_ms: self.filled().map_or(0.0, |h| h.max() as f64 / 1e3),
         }
     }
 }
@@ -125,7 +140,7 @@ impl Latencies {
 /// [`MAX_TRACKED_REQUESTS`]; entries older than the caller's horizon are pruned.
 #[derive(Debug, Default)]
 pub struct RequestTimes {
-    sent: HashMap<LcId, Time>,
+    sent: FastMap<LcId, Time>,
 }
 
 impl RequestTimes {
@@ -141,9 +156,18 @@ impl RequestTimes {
         self.sent.remove(&id)
     }
 
-    /// Forgets requests sent before `horizon` (their suppliers have dropped them).
+    /// Forgets requests sent before `horizon` (their suppliers have dropped them), and
+    /// gives back memory a burst (a start-up request of a whole window) left behind.
     pub fn prune(&mut self, horizon: Time) {
         self.sent.retain(|_, t| *t >= horizon);
+        if self.sent.capacity() > 4 * self.sent.len().max(64) {
+            self.sent.shrink_to(2 * self.sent.len());
+        }
+    }
+
+    /// Entries the table has room for without growing.
+    pub fn capacity(&self) -> usize {
+        self.sent.capacity()
     }
 
     pub fn len(&self) -> usize {
@@ -175,8 +199,19 @@ mod tests {
         other.record(Duration::from_secs(100));
         l.merge(&other);
         assert_eq!(l.count(), 1001);
-        assert!(l.summary().max_ms > 99_000.0);
+        // Clamped to the bound.
+        assert!(l.summary().max_ms > 59_000.0 && l.summary().max_ms < 61_000.0, "{}", l.summary());
         assert_eq!(Latency::new().summary(), LatencySummary::default());
+    }
+
+    #[test]
+    fn histogram_is_small_and_allocated_on_first_sample() {
+        let mut l = Latency::new();
+        assert_eq!(l.heap_bytes(), 0);
+        l.merge(&Latency::new());
+        assert_eq!(l.heap_bytes(), 0, "merging an empty distribution allocates nothing");
+        l.record(Duration::from_millis(3));
+        assert!(l.heap_bytes() > 0 && l.heap_bytes() < 8 * 1024, "{} bytes", l.heap_bytes());
     }
 
     #[test]
@@ -191,5 +226,8 @@ mod tests {
         assert_eq!(t.arrived(id(3)), None);
         t.prune(Time::from_secs(1));
         assert_eq!(t.len(), MAX_TRACKED_REQUESTS / 2 - 1);
+        t.prune(Time::from_secs(2));
+        assert!(t.is_empty());
+        assert!(t.capacity() <= 4 * 64, "capacity {} kept after the burst", t.capacity());
     }
 }

@@ -3,6 +3,7 @@
 //! receiver scheduler (§6) and playback accounting (§10). It never reads a clock,
 //! touches a socket or uses a global RNG.
 
+pub mod fasthash;
 pub mod neighbours;
 pub mod playback;
 pub mod receiver;

@@ -7,7 +7,8 @@
 use crate::time::Time;
 use crate::wire::{PeerId, Role};
 use layerp2p_codec::{BufferMap, Kbps, LayerId, Seq};
-use std::collections::{HashMap, VecDeque};
+use crate::peer::fasthash::FastMap;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -110,7 +111,7 @@ impl Neighbour {
 #[derive(Debug, Default)]
 pub struct Neighbours {
     slots: Vec<Option<Neighbour>>,
-    by_addr: HashMap<SocketAddr, usize>,
+    by_addr: FastMap<SocketAddr, usize>,
     free: Vec<usize>,
 }
 

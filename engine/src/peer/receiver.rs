@@ -67,15 +67,18 @@ fn collect_layer(layer: LayerId, store: &Store, neighbours: &Neighbours, rng: &m
     let start = own.start().0;
     s.layer.clear();
     s.found.clear();
-    // Sized once; entries are zeroed after use below, not per round.
-    s.holders.resize(MAX_WINDOW_LCS as usize, 0);
-    s.chosen.resize(MAX_WINDOW_LCS as usize, 0);
     for (slot, n) in neighbours.iter() {
         let Some(theirs) = n.map.as_ref().and_then(|m| m.layer(layer)) else { continue };
         for seq in own.wanted_from(theirs) {
             let i = (seq.0 - start) as usize;
             if i >= MAX_WINDOW_LCS as usize {
                 break;
+            }
+            // Grown to the farthest offset seen (the window's span, ~lag x LC rate),
+            // not to the limit; entries are zeroed after use below, not per round.
+            if i >= s.holders.len() {
+                s.holders.resize(i + 1, 0);
+                s.chosen.resize(i + 1, 0);
             }
             s.holders[i] += 1;
             // Reservoir sampling: the k-th holder replaces the choice with

@@ -4,6 +4,17 @@
 use layerp2p_codec::{BufferMap, Insert, LayerId, LayerWindow, Lc, LcId, MediaTime, Seq, WindowError};
 use std::collections::VecDeque;
 
+/// Lengthens `slots` to `len` empty-padded slots, growing its storage by a quarter
+/// rather than doubling: a window is long-lived and stays near its peak length (lag x
+/// LC rate), so doubling would leave up to half of the largest per-peer table unused.
+fn grow_to(slots: &mut VecDeque<Option<Lc>>, len: usize) {
+    if len > slots.capacity() {
+        let target = len.max(slots.capacity() + slots.capacity() / 4);
+        slots.reserve_exact(target - slots.len());
+    }
+    slots.resize(len, None);
+}
+
 #[derive(Debug)]
 pub struct Store {
     map: BufferMap,
@@ -69,7 +80,7 @@ impl Store {
             let slots = &mut self.lcs[layer.index()];
             let idx = (seq.0 - start) as usize;
             if idx >= slots.len() {
-                slots.resize(idx + 1, None);
+                grow_to(slots, idx + 1);
             }
             self.newest = self.newest.max(lc.header.time);
             slots[idx] = Some(lc);
@@ -140,6 +151,16 @@ mod tests {
         assert_eq!(s.pop_front(l1).map(|l| l.header.id.seq), Some(Seq(12)));
         assert_eq!(s.window(l1).start(), Seq(13));
         assert_eq!(s.newest(), MediaTime(12_000));
+    }
+
+    #[test]
+    fn window_storage_grows_by_a_quarter() {
+        let mut s = Store::new(1);
+        for seq in 0..1000 {
+            assert_eq!(s.insert(lc(1, seq)), Ok(Insert::New));
+        }
+        let cap = s.lcs[0].capacity();
+        assert!((1000..1250).contains(&cap), "capacity {cap} for 1000 slots");
     }
 
     #[test]

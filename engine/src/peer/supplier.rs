@@ -10,18 +10,79 @@ use layerp2p_codec::LcId;
 use rand::Rng;
 use std::collections::VecDeque;
 
+/// A receiver's emptied queue keeps at most this many slots of capacity: a start-up
+/// burst (a whole window requested at once) must not pin its peak for the session.
+const KEPT_QUEUE_CAPACITY: usize = 32;
+
+/// Requests of one receiver that arrived together: they share an arrival time and a
+/// deadline, which are stored once per run rather than once per LC.
 #[derive(Copy, Clone, Debug)]
-struct Queued {
-    id: LcId,
-    /// When the request arrived (for the request-to-send latency).
+struct Batch {
+    len: u32,
+    /// When the requests arrived (for the request-to-send latency).
     arrived: Time,
     expires: Time,
+}
+
+/// One receiver's FIFO of requests: 8 bytes per LC plus one [`Batch`] per request
+/// message (it was 24 bytes per LC, the largest per-viewer table in a busy swarm).
+#[derive(Debug, Default)]
+struct Queue {
+    ids: VecDeque<LcId>,
+    batches: VecDeque<Batch>,
+}
+
+impl Queue {
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    fn push_back(&mut self, id: LcId, arrived: Time, expires: Time) {
+        self.ids.push_back(id);
+        match self.batches.back_mut() {
+            Some(b) if b.arrived == arrived && b.expires == expires => b.len += 1,
+            _ => self.batches.push_back(Batch { len: 1, arrived, expires }),
+        }
+    }
+
+    /// The first request: its LC, arrival time and deadline.
+    fn pop_front(&mut self) -> Option<(LcId, Time, Time)> {
+        let id = self.ids.pop_front()?;
+        let b = self.batches.front_mut()?;
+        let (arrived, expires) = (b.arrived, b.expires);
+        b.len -= 1;
+        if b.len == 0 {
+            self.batches.pop_front();
+        }
+        Some((id, arrived, expires))
+    }
+
+    fn clear(&mut self) {
+        self.ids.clear();
+        self.batches.clear();
+    }
+
+    /// Gives storage back down to [`KEPT_QUEUE_CAPACITY`] once nothing is queued.
+    fn trim(&mut self) {
+        if self.is_empty() && self.ids.capacity() > KEPT_QUEUE_CAPACITY {
+            self.ids.shrink_to(KEPT_QUEUE_CAPACITY);
+            self.batches.shrink_to(KEPT_QUEUE_CAPACITY);
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        self.ids.capacity()
+    }
 }
 
 #[derive(Debug)]
 pub struct Supplier {
     policy: SupplierPolicy,
-    queues: Vec<VecDeque<Queued>>,
+    queues: Vec<Queue>,
     /// d(n,k) + eps per slot, whatever the queue state.
     weights: Vec<u64>,
     /// Holds `weights[k]` for non-empty queues and 0 for empty ones.
@@ -50,10 +111,15 @@ impl Supplier {
 
     fn ensure(&mut self, slot: usize) {
         if slot >= self.queues.len() {
-            self.queues.resize_with(slot + 1, VecDeque::new);
+            self.queues.resize_with(slot + 1, Queue::default);
             self.weights.resize(slot + 1, 1);
             self.sampler.grow(slot + 1);
         }
+    }
+
+    /// Queue slots allocated over all receivers (memory held, not requests waiting).
+    pub fn capacity(&self) -> usize {
+        self.queues.iter().map(Queue::capacity).sum()
     }
 
     /// Total requests waiting.
@@ -82,7 +148,7 @@ impl Supplier {
             self.overflowed += 1;
             return false;
         }
-        q.push_back(Queued { id, arrived, expires });
+        q.push_back(id, arrived, expires);
         self.queued += 1;
         if q.len() == 1 {
             self.sampler.set(slot, self.weights[slot]);
@@ -95,6 +161,7 @@ impl Supplier {
         if let Some(q) = self.queues.get_mut(slot) {
             self.queued -= q.len();
             q.clear();
+            q.trim();
             self.sampler.set(slot, 0);
             self.weights[slot] = 1;
         }
@@ -119,15 +186,16 @@ impl Supplier {
             let slot = self.choose(rng)?;
             let q = &mut self.queues[slot];
             let mut found = None;
-            while let Some(r) = q.pop_front() {
+            while let Some((id, arrived, expires)) = q.pop_front() {
                 self.queued -= 1;
-                if r.expires >= now {
-                    found = Some((r.id, r.arrived));
+                if expires >= now {
+                    found = Some((id, arrived));
                     break;
                 }
                 self.expired += 1;
             }
             if q.is_empty() {
+                q.trim();
                 self.sampler.set(slot, 0);
             }
             if let Some((id, arrived)) = found {
@@ -173,6 +241,35 @@ mod tests {
         assert_eq!(s.overflowed, 1);
         s.clear(3);
         assert_eq!(s.queued(), 0);
+    }
+
+    #[test]
+    fn batched_requests_keep_their_own_arrival_and_deadline() {
+        let mut s = Supplier::new(SupplierPolicy::TitForTat, 10);
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let (t1, t2) = (Time::from_secs(1), Time::from_secs(2));
+        s.enqueue(0, id(1), t1, Time::from_secs(3));
+        s.enqueue(0, id(2), t1, Time::from_secs(3));
+        s.enqueue(0, id(3), t2, Time::from_secs(9));
+        s.enqueue(0, id(4), t2, Time::from_secs(9));
+        assert_eq!(s.next(t2, &mut rng), Some((0, id(1), t1)));
+        // id 2 shares id 1's deadline, so at 4 s it has expired; ids 3 and 4 have not.
+        assert_eq!(s.next(Time::from_secs(4), &mut rng), Some((0, id(3), t2)));
+        assert_eq!(s.expired, 1);
+        assert_eq!(s.next(Time::from_secs(4), &mut rng), Some((0, id(4), t2)));
+        assert_eq!(s.next(Time::from_secs(4), &mut rng), None);
+    }
+
+    #[test]
+    fn a_drained_burst_gives_its_memory_back() {
+        let mut s = Supplier::new(SupplierPolicy::TitForTat, 4096);
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for i in 0..2000 {
+            s.enqueue(0, id(i), Time::ZERO, Time::from_secs(1));
+        }
+        assert!(s.capacity() >= 2000);
+        while s.next(Time::ZERO, &mut rng).is_some() {}
+        assert!(s.capacity() <= KEPT_QUEUE_CAPACITY, "capacity {} after draining", s.capacity());
     }
 
     #[test]
