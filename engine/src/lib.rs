@@ -9,6 +9,7 @@
 //! - `metrics`: HDR latency histograms recorded by the core.
 
 pub mod bucket;
+pub mod channel;
 pub mod config;
 pub mod integrity;
 pub mod metrics;
