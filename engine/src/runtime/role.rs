@@ -377,9 +377,8 @@ pub fn run_node_playing(
             if let Some(rx) = fan_rx {
                 glommio::spawn_local(receive(rx, peer.clone(), clock)).detach();
             }
-            if let Some(sink) = output {
-                glommio::spawn_local(play_out(peer.clone(), sink, stop.clone())).detach();
-            }
+            // Awaited, not detached: the writer ends only once this sink is dropped.
+            let playout_task = output.map(|sink| glommio::spawn_local(play_out(peer.clone(), sink, stop.clone())));
             let (p, t) = (peer.clone(), tracker.as_ref().map(|(t, _)| t.clone()));
             glommio::spawn_local(publish(tx, stop.clone(), move || {
                 let p = p.borrow();
@@ -394,6 +393,9 @@ pub fn run_node_playing(
             }))
             .detach();
             let mut io = drive(peer.clone(), socket, clock, stop).await;
+            if let Some(task) = playout_task {
+                task.await;
+            }
             let mut tracker_stats = None;
             let mut upstream_stats = None;
             if let Some((up, task)) = upstream_task {
