@@ -6,6 +6,9 @@
 //! clip, a viewer writing what it plays (`peer --output`), and a viewer with the wrong
 //! key, which must find nobody and ban nobody.
 
+mod common;
+
+use common::roles::{free_port, run_for};
 use glommio::LocalExecutorBuilder;
 use layerp2p_codec::source::LcSource;
 use layerp2p_codec::video::annexb::{AccessUnit, AnnexBReader};
@@ -17,9 +20,8 @@ use layerp2p_codec::video::score::Scorer;
 use layerp2p_codec::video::source::{clip_source, ReplayFeed, ThreadedSource, VideoSource};
 use layerp2p_engine::channel::channel_id;
 use layerp2p_engine::integrity::ContentAuth;
-use layerp2p_engine::runtime::playout::{Playout, PlayoutSink};
-use layerp2p_engine::runtime::role::{run_node_playing, NodeSpec};
-use layerp2p_engine::runtime::status::NodeSummary;
+use layerp2p_engine::runtime::playout::Playout;
+use layerp2p_engine::runtime::role::NodeSpec;
 use layerp2p_codec::video::{FrameRate, Resolution};
 use layerp2p_codec::{Kbps, MediaTime};
 use layerp2p_engine::runtime::driver::{drive, Clock};
@@ -170,23 +172,6 @@ fn decode(stream: &[u8]) -> (usize, usize) {
     (units, pictures)
 }
 
-fn free_port() -> SocketAddr {
-    std::net::UdpSocket::bind(loopback()).expect("bind").local_addr().expect("addr")
-}
-
-/// Runs `spec` on its own thread for `secs`, writing what it plays to `output`.
-fn run_role(spec: NodeSpec, source: Option<Box<dyn LcSource>>, output: Option<PlayoutSink>, secs: u64) -> std::thread::JoinHandle<NodeSummary> {
-    std::thread::spawn(move || {
-        let stop = Arc::new(AtomicBool::new(false));
-        let timer = stop.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs(secs));
-            timer.store(true, Ordering::Relaxed);
-        });
-        run_node_playing(spec, source, output, stop, &mut |_| {}).expect("node runs")
-    })
-}
-
 #[test]
 fn signed_clip_seed_feeds_a_viewer_output_and_a_wrong_key_viewer_finds_nobody() {
     let rate = FrameRate::per_second(30).expect("fps");
@@ -212,12 +197,12 @@ fn signed_clip_seed_feeds_a_viewer_output_and_a_wrong_key_viewer_finds_nobody() 
     seed.content_auth = ContentAuth::Sign(key.clone());
     seed.tracker = Some(tracker);
     seed.lag = Duration::from_secs(3);
-    let seed = run_role(spec(seed, Some(tracker), 1), Some(Box::new(source)), None, 13);
+    let seed = run_for(spec(seed, Some(tracker), 1), Some(Box::new(source)), None, 13);
     std::thread::sleep(Duration::from_millis(300));
     let path = std::env::temp_dir().join(format!("layerp2p-output-{}.264", std::process::id()));
     let (playout, sink) = Playout::spawn(Box::new(std::fs::File::create(&path).expect("output file"))).expect("writer");
-    let viewer = run_role(spec(member(ContentAuth::Verify(key.verifying_key())), None, 2), None, Some(sink), 12);
-    let stranger = run_role(spec(member(ContentAuth::Verify(wrong)), None, 3), None, None, 12);
+    let viewer = run_for(spec(member(ContentAuth::Verify(key.verifying_key())), None, 2), None, Some(sink), 12);
+    let stranger = run_for(spec(member(ContentAuth::Verify(wrong)), None, 3), None, None, 12);
 
     let (viewer, stranger, seed) = (viewer.join().expect("viewer"), stranger.join().expect("stranger"), seed.join().expect("seed"));
     let report = playout.finish().expect("output written");

@@ -167,16 +167,6 @@ pub struct SeedArgs {
     common: Common,
 }
 
-/// Flags of the roles that receive the stream (relay, peer).
-#[derive(ClapArgs, Debug)]
-pub struct Viewer {
-    /// The channel's public key, 64 hex digits (what the seed and `layerp2p keygen`
-    /// print): every LC is checked against manifests it signed. Without it nothing is
-    /// checked (a warning says so) and only a seed without --key is found.
-    #[arg(long, value_parser = parse_key_arg)]
-    channel_key: Option<channel::PublicKey>,
-}
-
 #[derive(ClapArgs, Debug)]
 pub struct KeygenArgs {
     /// Where to write the new 32-byte secret key (never overwritten; mode 0600).
@@ -184,7 +174,7 @@ pub struct KeygenArgs {
     out: PathBuf,
 }
 
-/// Where a relay or peer listens and which swarm it joins.
+/// Where a relay or peer listens, which swarm it joins and the key it checks with.
 #[derive(ClapArgs, Debug)]
 pub struct Member {
     /// Address to listen on.
@@ -193,6 +183,11 @@ pub struct Member {
     /// The swarm's tracker.
     #[arg(long)]
     tracker: SocketAddr,
+    /// The channel's public key, 64 hex digits (what the seed and `layerp2p keygen`
+    /// print): every LC is checked against manifests it signed. Without it nothing is
+    /// checked (a warning says so) and only a seed without --key is found.
+    #[arg(long, value_parser = parse_key_arg)]
+    channel_key: Option<channel::PublicKey>,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -209,8 +204,6 @@ pub struct RelayArgs {
     /// upstream peer on a private port fetches the stream and feeds them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     shards: u64,
-    #[command(flatten)]
-    viewer: Viewer,
     #[command(flatten)]
     protocol: Protocol,
     #[command(flatten)]
@@ -229,8 +222,6 @@ pub struct PeerArgs {
     /// stream (a seed with --input or --video clip).
     #[arg(long)]
     output: Option<PathBuf>,
-    #[command(flatten)]
-    viewer: Viewer,
     #[command(flatten)]
     protocol: Protocol,
     #[command(flatten)]
@@ -418,12 +409,12 @@ pub fn keygen(args: KeygenArgs) -> Result<(), String> {
 
 /// How a relay or peer takes part in the channel: the plan (--plan, else --video's)
 /// and the key to check content with.
-fn membership(protocol: &Protocol, viewer: &Viewer) -> Result<(LayerPlan, ContentAuth), String> {
+fn membership(protocol: &Protocol, m: &Member) -> Result<(LayerPlan, ContentAuth), String> {
     let plan = match &protocol.plan {
         Some(p) => p.clone(),
         None => protocol.video.plan()?,
     };
-    let auth = match viewer.channel_key {
+    let auth = match m.channel_key {
         Some(k) => ContentAuth::Verify(k),
         None => {
             eprintln!("warning: no --channel-key: content is not checked, and only a seed without --key is found");
@@ -442,11 +433,11 @@ fn member(
     upload: u32,
     n_max: Option<u64>,
     shards: u64,
-    (protocol, viewer): (&Protocol, &Viewer),
+    protocol: &Protocol,
     output: Option<PathBuf>,
     common: &Common,
 ) -> Result<(), String> {
-    let (plan, auth) = membership(protocol, viewer)?;
+    let (plan, auth) = membership(protocol, m)?;
     let mut peer = config(role, protocol, plan, auth, upload, Some(m.tracker));
     if let Some(n) = n_max {
         peer.n_max = n as usize;
@@ -456,9 +447,9 @@ fn member(
 }
 
 pub fn relay(args: RelayArgs) -> Result<(), String> {
-    member(Role::Relay, &args.member, args.upload_kbps, Some(args.n_max), args.shards, (&args.protocol, &args.viewer), None, &args.common)
+    member(Role::Relay, &args.member, args.upload_kbps, Some(args.n_max), args.shards, &args.protocol, None, &args.common)
 }
 
 pub fn peer(args: PeerArgs) -> Result<(), String> {
-    member(Role::Peer, &args.member, args.upload_kbps, None, 1, (&args.protocol, &args.viewer), args.output, &args.common)
+    member(Role::Peer, &args.member, args.upload_kbps, None, 1, &args.protocol, args.output, &args.common)
 }
