@@ -10,6 +10,7 @@
 //! - `experiment`: the prototype experiment on a real UDP swarm (runs, PSNR, pooling).
 
 pub mod bucket;
+pub mod channel;
 pub mod config;
 pub mod experiment;
 pub mod integrity;

@@ -98,6 +98,11 @@ impl Tracker {
         &self.stats
     }
 
+    /// Peers registered over all channels.
+    pub fn peers(&self) -> usize {
+        self.peers
+    }
+
     /// Peers registered in `channel`.
     pub fn peer_count(&self, channel: ChannelId) -> usize {
         self.channels.get(&channel).map_or(0, |c| c.entries.len())

@@ -2,34 +2,21 @@
 //! seed with two shards sharing one port (SO_REUSEPORT) and an embedded tracker, and
 //! viewer peers that find it through the tracker, all over loopback UDP for ~15 s.
 
+mod common;
+
 use layerp2p_codec::synthetic::{SyntheticConfig, SyntheticSource};
 use layerp2p_codec::Kbps;
-use layerp2p_engine::runtime::role::{run_node, NodeSpec};
+use layerp2p_engine::runtime::role::NodeSpec;
 use layerp2p_engine::runtime::status::NodeSummary;
 use layerp2p_engine::{PeerConfig, Policy};
-use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use common::roles::free_port;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 const SEED_UPLOAD: u32 = 2000;
 
-fn free_port() -> SocketAddr {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    s.local_addr().expect("addr")
-}
-
 fn run_for(spec: NodeSpec, source: Option<SyntheticSource>, secs: u64) -> std::thread::JoinHandle<NodeSummary> {
-    std::thread::spawn(move || {
-        let stop = Arc::new(AtomicBool::new(false));
-        let timer = stop.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs(secs));
-            timer.store(true, Ordering::Relaxed);
-        });
-        let source = source.map(|s| Box::new(s) as Box<dyn layerp2p_codec::LcSource>);
-        run_node(spec, source, stop, &mut |_| {}).expect("node runs")
-    })
+    common::roles::run_for(spec, source.map(|s| Box::new(s) as Box<dyn layerp2p_codec::LcSource>), None, secs)
 }
 
 /// Starts four viewers uploading `upload` that join through `tracker` and run for

@@ -1,8 +1,14 @@
 //! Real video end to end over loopback UDP: the built-in clip, H.264-encoded with
 //! three temporal layers, is fed from an `LcSource` into a seed; a tracker and three
 //! viewers run on the glommio driver; one viewer's played LCs are reassembled into an
-//! Annex B stream, which must decode, at good PSNR against the original clip.
+//! Annex B stream, which must decode, at good PSNR against the original clip. And the
+//! deployable roles with real video and a channel key: a signed seed streaming the
+//! clip, a viewer writing what it plays (`peer --output`), and a viewer with the wrong
+//! key, which must find nobody and ban nobody.
 
+mod common;
+
+use common::roles::{free_port, run_for};
 use glommio::LocalExecutorBuilder;
 use layerp2p_codec::source::LcSource;
 use layerp2p_codec::video::annexb::{AccessUnit, AnnexBReader};
@@ -11,7 +17,11 @@ use layerp2p_codec::video::droptest::TestClip;
 use layerp2p_codec::video::encoder::EncoderConfig;
 use layerp2p_codec::video::reassemble::{FrameState, Reassembler, StreamOutput, OUTPUT_HOLD};
 use layerp2p_codec::video::score::Scorer;
-use layerp2p_codec::video::source::{ReplayFeed, VideoSource};
+use layerp2p_codec::video::source::{clip_source, ReplayFeed, ThreadedSource, VideoSource};
+use layerp2p_engine::channel::channel_id;
+use layerp2p_engine::integrity::ContentAuth;
+use layerp2p_engine::runtime::playout::Playout;
+use layerp2p_engine::runtime::role::NodeSpec;
 use layerp2p_codec::video::{FrameRate, Resolution};
 use layerp2p_codec::{Kbps, MediaTime};
 use layerp2p_engine::runtime::driver::{drive, Clock};
@@ -135,13 +145,7 @@ fn loopback_swarm_streams_real_video_that_decodes() {
     assert!(complete as f64 >= 0.9 * released.len() as f64, "{complete} of {} frames complete", released.len());
 
     // The output stream decodes, frame for frame, from its first IDR on.
-    let mut reader = AnnexBReader::new(&stream[..], 3);
-    let mut decoder = Decoder::new().expect("decoder");
-    let (mut units, mut pictures) = (0, 0);
-    while let Some(au) = reader.next_unit().expect("output is valid Annex B") {
-        units += 1;
-        pictures += usize::from(decoder.decode(&au.to_annexb()).expect("decode").is_some());
-    }
+    let (units, pictures) = decode(&stream);
     assert!(units >= 120 && pictures as f64 >= 0.95 * units as f64, "{pictures} pictures from {units} frames");
 
     // PSNR against the original clip, from the first IDR played.
@@ -154,6 +158,67 @@ fn loopback_swarm_streams_real_video_that_decodes() {
     let q = scorer.quality();
     eprintln!("viewer 0: {q}");
     assert!(q.overall().expect("frames") > 30.0, "{q}");
+}
+
+/// Decodes an Annex B stream a viewer wrote: (frames, pictures the decoder produced).
+fn decode(stream: &[u8]) -> (usize, usize) {
+    let mut reader = AnnexBReader::new(stream, 3);
+    let mut decoder = Decoder::new().expect("decoder");
+    let (mut units, mut pictures) = (0, 0);
+    while let Some(au) = reader.next_unit().expect("output is valid Annex B") {
+        units += 1;
+        pictures += usize::from(decoder.decode(&au.to_annexb()).expect("decode").is_some());
+    }
+    (units, pictures)
+}
+
+#[test]
+fn signed_clip_seed_feeds_a_viewer_output_and_a_wrong_key_viewer_finds_nobody() {
+    let rate = FrameRate::per_second(30).expect("fps");
+    let clip = EncoderConfig { intra_period: 32, ..EncoderConfig::new(Resolution::QCIF, rate) };
+    let source = ThreadedSource::spawn(clip_source(clip, None).expect("clip")).expect("reader");
+    let plan = source.plan().clone();
+    let key = ContentAuth::signing_key([3; 32]);
+    let wrong = ContentAuth::signing_key([4; 32]).verifying_key();
+    let tracker = free_port();
+    let spec = |pc: PeerConfig, embedded_tracker, rng_seed| NodeSpec { peer: pc, listen: loopback(), shards: 1, embedded_tracker, first_core: 0, rng_seed };
+    let member = |auth: ContentAuth| {
+        let mut pc = PeerConfig::peer(Policy::LayerP2P, plan.clone(), Kbps(1000));
+        pc.channel = channel_id(&plan, auth.verifying_key().as_ref());
+        pc.content_auth = auth;
+        pc.tracker = Some(tracker);
+        pc.lag = Duration::from_secs(3);
+        pc.startup = Duration::from_secs(1);
+        pc
+    };
+
+    let mut seed = PeerConfig::seed(Policy::LayerP2P, plan.clone(), Kbps(3000));
+    seed.channel = channel_id(&plan, Some(&key.verifying_key()));
+    seed.content_auth = ContentAuth::Sign(key.clone());
+    seed.tracker = Some(tracker);
+    seed.lag = Duration::from_secs(3);
+    let seed = run_for(spec(seed, Some(tracker), 1), Some(Box::new(source)), None, 13);
+    std::thread::sleep(Duration::from_millis(300));
+    let path = std::env::temp_dir().join(format!("layerp2p-output-{}.264", std::process::id()));
+    let (playout, sink) = Playout::spawn(Box::new(std::fs::File::create(&path).expect("output file"))).expect("writer");
+    let viewer = run_for(spec(member(ContentAuth::Verify(key.verifying_key())), None, 2), None, Some(sink), 12);
+    let stranger = run_for(spec(member(ContentAuth::Verify(wrong)), None, 3), None, None, 12);
+
+    let (viewer, stranger, seed) = (viewer.join().expect("viewer"), stranger.join().expect("stranger"), seed.join().expect("seed"));
+    let report = playout.finish().expect("output written");
+    let stream = std::fs::read(&path).expect("read output");
+    let _ = std::fs::remove_file(&path);
+    eprintln!("{}{}{}output: {report:?}", seed.text(), viewer.text(), stranger.text());
+
+    // The viewer with the channel key wrote a stream that decodes from its first IDR on.
+    let (units, pictures) = decode(&stream);
+    assert!(units >= 90 && pictures as f64 >= 0.95 * units as f64, "{pictures} pictures from {units} frames");
+    assert_eq!(report.lcs_dropped, 0);
+    // The viewer with another key is in another channel: it got nothing, and nobody
+    // banned anybody.
+    assert_eq!((stranger.stats.lcs_down, stranger.stats.neighbours_banned), (0, 0), "{}", stranger.text());
+    assert_eq!(viewer.stats.neighbours_banned + seed.stats.neighbours_banned, 0);
+    assert_eq!(seed.tracker.as_ref().expect("embedded tracker").joins, 3, "seed, viewer and stranger registered");
 }
 
 /// The deterministic variant: the in-memory simulator with the real clip as the

@@ -34,13 +34,16 @@ enum Command {
     Sim(cmd::sim::Args),
     /// Run a tracker: the peer lists of a swarm.
     Tracker(cmd::node::TrackerArgs),
-    /// Run a seed: ingests the built-in synthetic video and serves it (embeds a
-    /// tracker unless --tracker is given).
+    /// Run a seed: ingests a video (a Y4M or H.264 file or pipe, the built-in clip, or
+    /// synthetic) and serves it (embeds a tracker unless --tracker is given).
     Seed(cmd::node::SeedArgs),
     /// Run a relay (super-peer): a high-upload node that adds supply to the swarm.
     Relay(cmd::node::RelayArgs),
-    /// Run a viewer peer; --upload-kbps 0 makes a free-rider.
+    /// Run a viewer peer; --upload-kbps 0 makes a free-rider; --output writes what it plays.
     Peer(cmd::node::PeerArgs),
+    /// Make a channel key: the secret for `seed --key`, the public key (printed) for
+    /// `peer`/`relay --channel-key`.
+    Keygen(cmd::node::KeygenArgs),
     /// Measure a seed's LC throughput on loopback per shard count against a raw GSO
     /// blast in the same run (a benchmark; takes about (warm-up + secs) per count).
     BenchNode(cmd::bench_node::Args),
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Seed(args) => cmd::node::seed(args),
         Command::Relay(args) => cmd::node::relay(args),
         Command::Peer(args) => cmd::node::peer(args),
+        Command::Keygen(args) => cmd::node::keygen(args),
         Command::BenchNode(args) => cmd::bench_node::run(args),
         Command::Loadgen(args) => cmd::loadgen::run_cmd(args),
     };

@@ -65,7 +65,8 @@ impl<R: BufRead> Y4mReader<R> {
         }
         let (mut w, mut h, mut rate) = (None, None, None);
         for f in fields.filter(|f| !f.is_empty()) {
-            let (tag, value) = f.split_at(1);
+            // The tag is one character, which a hostile header may make multi-byte.
+            let (tag, value) = f.split_at(f.chars().next().map_or(0, char::len_utf8));
             match tag {
                 "W" => w = Some(value.parse::<u32>().map_err(|_| Y4mError::BadField("width (W)"))?),
                 "H" => h = Some(value.parse::<u32>().map_err(|_| Y4mError::BadField("height (H)"))?),
@@ -152,6 +153,14 @@ mod tests {
 
     fn header(extra: &str) -> Vec<u8> {
         format!("YUV4MPEG2 W4 H2 F30000:1001{extra}\n").into_bytes()
+    }
+
+    #[test]
+    fn a_multi_byte_field_tag_is_ignored_not_a_panic() {
+        let h = header(" é1 Xé");
+        let r = Y4mReader::new(&h[..]).expect("unknown tags are skipped");
+        assert_eq!(r.resolution(), Resolution::new(4, 2).expect("valid"));
+        assert!(Y4mReader::new(&b"YUV4MPEG2 W\xc3\xa9 H2\n"[..]).is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@
 pub mod driver;
 pub mod ingest;
 pub mod local;
+pub mod playout;
 pub mod role;
 pub mod status;
 pub mod throughput;

@@ -22,6 +22,7 @@
 //! S + 1 parts (the upstream peer serves its own neighbours too).
 
 use super::driver::{drive, Clock, IoStats};
+use super::playout::PlayoutSink;
 use super::ingest::{fan_out, fanout_channel, ingest, receive};
 use super::status::{NodeSummary, Snapshot, Status, StatusMeter};
 use super::udp;
@@ -258,8 +259,20 @@ pub fn run_tracker(
     Ok(summarize("tracker", bound, 1, start.elapsed().as_secs_f64(), results))
 }
 
+/// Hands every LC `peer` plays to `sink`, until `stop` (other events are dropped).
+async fn play_out(peer: Rc<RefCell<Peer>>, sink: PlayoutSink, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        while let Some(e) = peer.borrow_mut().poll_event() {
+            if let crate::peer::Event::Played(lc) = e {
+                sink.played(lc);
+            }
+        }
+        glommio::timer::sleep(PLAYOUT_TICK).await;
+    }
+}
+
 fn tracker_snapshot(shard: usize, clock: Clock, t: &Tracker) -> Snapshot {
-    let peers = t.peer_count(crate::wire::ChannelId(1));
+    let peers = t.peers();
     Snapshot { shard, at: clock.now(), neighbours: 0, queued: 0, stats: PeerStats::default(), tracker_peers: Some(peers) }
 }
 
@@ -270,7 +283,27 @@ pub fn run_node(
     stop: Arc<AtomicBool>,
     on_status: &mut dyn FnMut(&Status),
 ) -> io::Result<NodeSummary> {
+    run_node_playing(spec, source, None, stop, on_status)
+}
+
+/// How often a viewer's played LCs are handed to its output.
+pub const PLAYOUT_TICK: Duration = Duration::from_millis(20);
+
+/// `run_node`, and every LC the node plays goes to `output` (a viewer's `--output`;
+/// one-shard nodes only).
+pub fn run_node_playing(
+    mut spec: NodeSpec,
+    source: Option<Box<dyn LcSource>>,
+    output: Option<PlayoutSink>,
+    stop: Arc<AtomicBool>,
+    on_status: &mut dyn FnMut(&Status),
+) -> io::Result<NodeSummary> {
     spec.validate().map_err(io::Error::other)?;
+    if output.is_some() && spec.shards > 1 {
+        return Err(io::Error::other("only a one-shard node writes what it plays"));
+    }
+    spec.peer.emit_playback |= output.is_some();
+    let mut output = output;
     if spec.peer.role == Role::Seed && source.is_none() {
         return Err(io::Error::other("a seed needs a source to ingest"));
     }
@@ -301,10 +334,10 @@ pub fn run_node(
     for (k, socket) in sockets.drain(..).enumerate() {
         let cfg = spec.shard_config(k);
         let rng_seed = spec.rng_seed.wrapping_add(k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let (tracker_socket, source, fan_tx, fan_rx, upstream) = if k == 0 {
-            (tracker_socket.take(), source.take(), fan_tx.take().unwrap_or_default(), None, upstream_socket.take())
+        let (tracker_socket, source, fan_tx, fan_rx, upstream, output) = if k == 0 {
+            (tracker_socket.take(), source.take(), fan_tx.take().unwrap_or_default(), None, upstream_socket.take(), output.take())
         } else {
-            (None, None, Vec::new(), fan_rx[k].take(), None)
+            (None, None, Vec::new(), fan_rx[k].take(), None, None)
         };
         let upstream_cfg = upstream_cfg.clone();
         let sharded_relay = spec.sharded_relay();
@@ -337,6 +370,8 @@ pub fn run_node(
             if let Some(rx) = fan_rx {
                 glommio::spawn_local(receive(rx, peer.clone(), clock)).detach();
             }
+            // Awaited, not detached: the writer ends only once this sink is dropped.
+            let playout_task = output.map(|sink| glommio::spawn_local(play_out(peer.clone(), sink, stop.clone())));
             let (p, t) = (peer.clone(), tracker.as_ref().map(|(t, _)| t.clone()));
             glommio::spawn_local(publish(tx, stop.clone(), move || {
                 let p = p.borrow();
@@ -351,6 +386,9 @@ pub fn run_node(
             }))
             .detach();
             let mut io = drive(peer.clone(), socket, clock, stop).await;
+            if let Some(task) = playout_task {
+                task.await;
+            }
             let mut tracker_stats = None;
             let mut upstream_stats = None;
             if let Some((up, task)) = upstream_task {

@@ -1,6 +1,7 @@
 //! Helpers shared by the tests that drive a `Peer` by hand.
 #![allow(dead_code)]
 
+pub mod roles;
 pub mod swarms;
 
 use layerp2p_engine::wire::{ChannelId, Message, Packet, PeerId, Role};

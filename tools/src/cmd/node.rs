@@ -1,17 +1,26 @@
-//! `layerp2p tracker | seed | relay | peer`: the deployable roles on real UDP. Wiring
-//! only: flags become a `NodeSpec`, the engine's `runtime::role` runs it; this file
-//! prints the live status line and the exit summary and turns Ctrl-C into a stop.
+//! `layerp2p tracker | seed | relay | peer | keygen`: the deployable roles on real UDP.
+//! Wiring only: flags become a `NodeSpec` (the channel's plan and key through
+//! `engine::channel`, the seed's video through `codec::video::source`), the engine's
+//! `runtime::role` runs it; this file prints the live status line and the exit
+//! summary (on stderr when stdout carries the video) and turns Ctrl-C into a stop.
 
 use super::args::{PolicyArg, Video};
 use clap::Args as ClapArgs;
 use layerp2p_codec::synthetic::SyntheticSource;
-use layerp2p_codec::{Kbps, LcSource};
-use layerp2p_engine::runtime::role::{run_node, run_tracker, NodeSpec};
+use layerp2p_codec::video::encoder::EncoderConfig;
+use layerp2p_codec::video::source::{clip_source, input_source, Input, InputOptions, ThreadedSource, VideoSource};
+use layerp2p_codec::video::{FrameRate, Resolution};
+use layerp2p_codec::{Kbps, LayerPlan, LcSource};
+use layerp2p_engine::channel::{self, channel_id, plan_text};
+use layerp2p_engine::integrity::ContentAuth;
+use layerp2p_engine::runtime::playout::Playout;
+use layerp2p_engine::runtime::role::{run_node_playing, run_tracker, NodeSpec};
 use layerp2p_engine::runtime::status::{NodeSummary, Status};
 use layerp2p_engine::wire::Role;
 use layerp2p_engine::{PeerConfig, TrackerConfig};
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,12 +49,63 @@ pub struct Protocol {
     /// Scheduling policy; every node of a swarm should use the same.
     #[arg(long, value_enum, default_value_t = PolicyArg::Layerp2p)]
     policy: PolicyArg,
-    /// Layer plan of the stream (the seed's video).
-    #[arg(long, value_enum, default_value_t = Video::Prototype)]
-    video: Video,
+    /// The stream: a synthetic preset (prototype, simulation) or the built-in clip
+    /// H.264-encoded live (clip). Sets the layer plan, which every node of a swarm must
+    /// share; a seed with --input ignores it.
+    #[arg(long, value_enum, default_value_t = NodeVideo::Prototype)]
+    video: NodeVideo,
+    /// The layer plan as kbps per layer, base first (e.g. 290,230,100), overriding
+    /// --video's. A seed prints its plan at start; give relays and peers that value.
+    /// A node whose plan differs from the seed's is in another channel: it finds no peers.
+    #[arg(long, value_parser = parse_plan_arg)]
+    plan: Option<LayerPlan>,
     /// Playback lag behind the source, seconds (at least 2).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=600))]
     lag: u64,
+}
+
+/// What a seed streams (and so every node's default layer plan).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeVideo {
+    /// Synthetic: the paper's prototype video, 290/230/100 kbps VBR.
+    Prototype,
+    /// Synthetic: the paper's simulated video, 3 x 200 kbps CBR.
+    Simulation,
+    /// The built-in procedural clip, CIF 30 fps, H.264 with 3 temporal layers.
+    Clip,
+}
+
+/// The built-in clip as seeds stream it: an IDR every 32 frames (about 1 s), so a
+/// viewer starts soon after it joins.
+fn clip_config() -> EncoderConfig {
+    EncoderConfig { intra_period: 32, ..EncoderConfig::new(Resolution::CIF, FrameRate::FPS_30) }
+}
+
+impl NodeVideo {
+    fn synthetic(self) -> Option<Video> {
+        match self {
+            NodeVideo::Prototype => Some(Video::Prototype),
+            NodeVideo::Simulation => Some(Video::Simulation),
+            NodeVideo::Clip => None,
+        }
+    }
+
+    /// The layer plan a node derives from this video. The clip's is measured from
+    /// its first GOP, encoded here exactly as the seed encodes it.
+    fn plan(self) -> Result<LayerPlan, String> {
+        match self.synthetic() {
+            Some(v) => Ok(v.synthetic(1).plan),
+            None => Ok(clip_source(clip_config(), Some(clip_config().intra_period)).map_err(|e| format!("built-in clip: {e}"))?.plan().clone()),
+        }
+    }
+}
+
+fn parse_plan_arg(s: &str) -> Result<LayerPlan, String> {
+    channel::parse_plan(s).map_err(|e| e.to_string())
+}
+
+fn parse_key_arg(s: &str) -> Result<channel::PublicKey, String> {
+    channel::parse_public_key(s).map_err(|e| e.to_string())
 }
 
 #[derive(ClapArgs, Debug)]
@@ -77,13 +137,44 @@ pub struct SeedArgs {
     /// Most neighbours of the whole seed, split over the shards.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     n_max: u64,
+    /// Stream this video instead of --video: a Y4M file (encoded here with OpenH264)
+    /// or an H.264 Annex B file (layered by frame type, not re-encoded); `-` reads
+    /// stdin. The format is recognised from the first bytes. The layer plan is
+    /// measured from the first --intra-period frames.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Layers to make of --input (temporal layers when encoding Y4M).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=4))]
+    layers: u64,
+    /// Encoder quantiser for Y4M --input, 0 (best) to 51.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u8).range(0..=51))]
+    qp: u8,
+    /// Frames between IDRs for Y4M --input (a multiple of 2^(layers-1)); also how many
+    /// frames the layer plan is measured over.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    intra_period: u32,
+    /// Frame rate of Annex B --input, which carries no timing (Y4M has its own).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=240))]
+    fps: u32,
+    /// The channel's 32-byte secret key (`layerp2p keygen`): the seed signs what it
+    /// streams, and relays and peers given its public key (--channel-key) check every
+    /// LC. Without it content is not signed.
+    #[arg(long)]
+    key: Option<PathBuf>,
     #[command(flatten)]
     protocol: Protocol,
     #[command(flatten)]
     common: Common,
 }
 
-/// Where a relay or peer listens and which swarm it joins.
+#[derive(ClapArgs, Debug)]
+pub struct KeygenArgs {
+    /// Where to write the new 32-byte secret key (never overwritten; mode 0600).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Where a relay or peer listens, which swarm it joins and the key it checks with.
 #[derive(ClapArgs, Debug)]
 pub struct Member {
     /// Address to listen on.
@@ -92,6 +183,11 @@ pub struct Member {
     /// The swarm's tracker.
     #[arg(long)]
     tracker: SocketAddr,
+    /// The channel's public key, 64 hex digits (what the seed and `layerp2p keygen`
+    /// print): every LC is checked against manifests it signed. Without it nothing is
+    /// checked (a warning says so) and only a seed without --key is found.
+    #[arg(long, value_parser = parse_key_arg)]
+    channel_key: Option<channel::PublicKey>,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -121,6 +217,11 @@ pub struct PeerArgs {
     /// Upload cap in kbps; 0 makes a free-rider.
     #[arg(long)]
     upload_kbps: u32,
+    /// Write what this peer plays, as it plays it, as H.264 Annex B (`-`: stdout,
+    /// e.g. `| ffplay -f h264 -`); starts at the first IDR played. Needs a video
+    /// stream (a seed with --input or --video clip).
+    #[arg(long)]
+    output: Option<PathBuf>,
     #[command(flatten)]
     protocol: Protocol,
     #[command(flatten)]
@@ -161,14 +262,20 @@ fn status_printer(common: &Common, stop: Arc<AtomicBool>) -> impl FnMut(&Status)
     }
 }
 
-fn finish(common: &Common, summary: NodeSummary) -> Result<(), String> {
+/// Prints the summary: on stdout, or on stderr when stdout carries the video.
+fn finish(common: &Common, summary: NodeSummary, stdout_busy: bool) -> Result<(), String> {
     if std::io::stderr().is_terminal() && !common.json {
         eprintln!();
     }
-    if common.json {
-        println!("{}", serde_json::to_string(&serde_json::json!({ "summary": summary })).map_err(|e| e.to_string())?);
+    let text = if common.json {
+        serde_json::to_string(&serde_json::json!({ "summary": summary })).map_err(|e| e.to_string())? + "\n"
     } else {
-        print!("{}", summary.text());
+        summary.text()
+    };
+    if stdout_busy {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
     }
     Ok(())
 }
@@ -179,26 +286,78 @@ pub fn tracker(args: TrackerArgs) -> Result<(), String> {
     let mut print = status_printer(&args.common, stop.clone());
     let summary = run_tracker(args.listen, TrackerConfig::default(), args.common.rng_seed, args.common.core, stop, &mut print)
         .map_err(|e| e.to_string())?;
-    finish(&args.common, summary)
+    finish(&args.common, summary, false)
 }
 
-fn config(role: Role, p: &Protocol, upload: u32, tracker: Option<SocketAddr>) -> PeerConfig {
-    let plan = p.video.synthetic(1).plan;
+/// A node's configuration in the channel of `plan` and `auth`'s key.
+fn config(role: Role, p: &Protocol, plan: LayerPlan, auth: ContentAuth, upload: u32, tracker: Option<SocketAddr>) -> PeerConfig {
     let mut pc = match role {
         Role::Seed => PeerConfig::seed(p.policy.policy(), plan, Kbps(upload)),
         Role::Relay => PeerConfig::relay(p.policy.policy(), plan, Kbps(upload)),
         Role::Peer => PeerConfig::peer(p.policy.policy(), plan, Kbps(upload)),
     };
+    pc.channel = channel_id(&pc.plan, auth.verifying_key().as_ref());
+    pc.content_auth = auth;
     pc.lag = Duration::from_secs(p.lag);
     pc.tracker = tracker;
     pc
 }
 
-fn node(spec: NodeSpec, source: Option<Box<dyn LcSource>>, common: &Common) -> Result<(), String> {
+/// Runs `spec`; with `output`, what the node plays is written there as Annex B.
+fn node(spec: NodeSpec, source: Option<Box<dyn LcSource>>, output: Option<PathBuf>, common: &Common) -> Result<(), String> {
+    let stdout_busy = output.as_deref().is_some_and(is_std);
+    if stdout_busy && common.json {
+        return Err("--json and --output - both want stdout: write the video to a file, or drop --json".into());
+    }
+    let playout = match output {
+        Some(path) => Some(Playout::spawn(open_output(&path)?).map_err(|e| format!("cannot start the output writer: {e}"))?),
+        None => None,
+    };
+    let (playout, sink) = playout.unzip();
     let stop = stop_on_signals()?;
     let mut print = status_printer(common, stop.clone());
-    let summary = run_node(spec, source, stop, &mut print).map_err(|e| e.to_string())?;
-    finish(common, summary)
+    let summary = run_node_playing(spec, source, sink, stop, &mut print).map_err(|e| e.to_string())?;
+    if let Some(p) = playout {
+        let report = p.finish().map_err(|e| format!("writing the output: {e}"))?;
+        eprintln!("output: {} frames written, {} played LCs dropped (writer behind)", report.frames_written, report.lcs_dropped);
+    }
+    finish(common, summary, stdout_busy)
+}
+
+/// `-` means stdin or stdout.
+fn is_std(path: &std::path::Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+fn open_output(path: &std::path::Path) -> Result<Box<dyn Write + Send>, String> {
+    if is_std(path) {
+        return Ok(Box::new(std::io::stdout()));
+    }
+    let file = std::fs::File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    Ok(Box::new(std::io::BufWriter::new(file)))
+}
+
+/// The seed's stream: --input, else --video (the clip encoded live, or synthetic).
+fn seed_source(args: &SeedArgs) -> Result<Box<dyn LcSource>, String> {
+    let video = |s: VideoSource| -> Result<Box<dyn LcSource>, String> {
+        Ok(Box::new(ThreadedSource::spawn(s).map_err(|e| format!("cannot start the video reader: {e}"))?))
+    };
+    if let Some(path) = &args.input {
+        let reader: Box<dyn std::io::BufRead + Send> = if is_std(path) {
+            Box::new(std::io::BufReader::new(std::io::stdin()))
+        } else {
+            let f = std::fs::File::open(path).map_err(|e| format!("cannot open --input {}: {e}", path.display()))?;
+            Box::new(std::io::BufReader::new(f))
+        };
+        let rate = FrameRate::per_second(args.fps).map_err(|e| e.to_string())?;
+        let opts = InputOptions { layers: args.layers as usize, qp: args.qp, intra_period: args.intra_period, annexb_rate: rate };
+        let source = input_source(Input(reader), &opts).map_err(|e| format!("--input {}: {e}", path.display()))?;
+        return video(source);
+    }
+    match args.protocol.video.synthetic() {
+        Some(v) => Ok(Box::new(SyntheticSource::new(v.synthetic(args.common.rng_seed)).map_err(|e| e.to_string())?)),
+        None => video(clip_source(clip_config(), None).map_err(|e| format!("built-in clip: {e}"))?),
+    }
 }
 
 /// Where the embedded tracker is reached from this host.
@@ -208,9 +367,17 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 
 pub fn seed(args: SeedArgs) -> Result<(), String> {
     let tracker = args.tracker.unwrap_or(reachable(args.tracker_listen));
-    let mut peer = config(Role::Seed, &args.protocol, args.upload_kbps, Some(tracker));
+    let auth = match &args.key {
+        Some(path) => ContentAuth::Sign(channel::read_secret_key(path).map_err(|e| e.to_string())?),
+        None => ContentAuth::Off,
+    };
+    let source = seed_source(&args)?;
+    let plan = source.plan().clone();
+    if let Some(given) = args.protocol.plan.as_ref().filter(|&p| *p != plan) {
+        return Err(format!("--plan {} differs from the plan of the seed's video, {}: drop --plan or give that one", plan_text(given), plan_text(&plan)));
+    }
+    let mut peer = config(Role::Seed, &args.protocol, plan.clone(), auth.clone(), args.upload_kbps, Some(tracker));
     peer.n_max = args.n_max as usize;
-    let source = SyntheticSource::new(args.protocol.video.synthetic(args.common.rng_seed)).map_err(|e| e.to_string())?;
     let spec = NodeSpec {
         peer,
         listen: args.listen,
@@ -223,23 +390,66 @@ pub fn seed(args: SeedArgs) -> Result<(), String> {
         Some(t) => eprintln!("seed on {} with tracker {t}, {} shard(s) (Ctrl-C to stop)", args.listen, args.shards),
         None => eprintln!("seed on {} with its own tracker on {}, {} shard(s) (Ctrl-C to stop)", args.listen, args.tracker_listen, args.shards),
     }
-    node(spec, Some(Box::new(source)), &args.common)
+    match auth.verifying_key() {
+        Some(k) => eprintln!("channel: --plan {} --channel-key {} (give both to every relay and peer)", plan_text(&plan), channel::to_hex(k.as_bytes())),
+        None => eprintln!("channel: --plan {} (give it to every relay and peer); content is NOT signed: no --key", plan_text(&plan)),
+    }
+    node(spec, Some(source), None, &args.common)
+}
+
+/// `layerp2p keygen`: a new channel secret in a file, its public key on stdout.
+pub fn keygen(args: KeygenArgs) -> Result<(), String> {
+    let secret = channel::new_secret();
+    channel::write_secret_key(&args.out, &secret).map_err(|e| e.to_string())?;
+    let public = ContentAuth::signing_key(secret).verifying_key();
+    eprintln!("secret key written to {}; the channel's public key (--channel-key):", args.out.display());
+    println!("{}", channel::to_hex(public.as_bytes()));
+    Ok(())
+}
+
+/// How a relay or peer takes part in the channel: the plan (--plan, else --video's)
+/// and the key to check content with.
+fn membership(protocol: &Protocol, m: &Member) -> Result<(LayerPlan, ContentAuth), String> {
+    let plan = match &protocol.plan {
+        Some(p) => p.clone(),
+        None => protocol.video.plan()?,
+    };
+    let auth = match m.channel_key {
+        Some(k) => ContentAuth::Verify(k),
+        None => {
+            eprintln!("warning: no --channel-key: content is not checked, and only a seed without --key is found");
+            ContentAuth::Off
+        }
+    };
+    eprintln!("joining channel --plan {}", plan_text(&plan));
+    Ok((plan, auth))
 }
 
 /// Runs a relay or peer that joins `m.tracker`'s swarm.
-fn member(role: Role, m: &Member, upload: u32, n_max: Option<u64>, shards: u64, protocol: &Protocol, common: &Common) -> Result<(), String> {
-    let mut peer = config(role, protocol, upload, Some(m.tracker));
+#[allow(clippy::too_many_arguments)]
+fn member(
+    role: Role,
+    m: &Member,
+    upload: u32,
+    n_max: Option<u64>,
+    shards: u64,
+    protocol: &Protocol,
+    output: Option<PathBuf>,
+    common: &Common,
+) -> Result<(), String> {
+    let (plan, auth) = membership(protocol, m)?;
+    let mut peer = config(role, protocol, plan, auth, upload, Some(m.tracker));
     if let Some(n) = n_max {
         peer.n_max = n as usize;
     }
     let spec = NodeSpec { peer, listen: m.listen, shards: shards as usize, embedded_tracker: None, first_core: common.core, rng_seed: common.rng_seed };
-    node(spec, None, common)
+    node(spec, None, output, common)
 }
 
 pub fn relay(args: RelayArgs) -> Result<(), String> {
-    member(Role::Relay, &args.member, args.upload_kbps, Some(args.n_max), args.shards, &args.protocol, &args.common)
+    member(Role::Relay, &args.member, args.upload_kbps, Some(args.n_max), args.shards, &args.protocol, None, &args.common)
 }
 
 pub fn peer(args: PeerArgs) -> Result<(), String> {
-    member(Role::Peer, &args.member, args.upload_kbps, None, 1, &args.protocol, &args.common)
+    member(Role::Peer, &args.member, args.upload_kbps, None, 1, &args.protocol, args.output, &args.common)
 }
