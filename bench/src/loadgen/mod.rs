@@ -18,6 +18,7 @@ use layerp2p_engine::sim::report::{PeerOutcome, SwarmReport};
 use layerp2p_engine::sim::PeerSpec;
 use layerp2p_codec::synthetic::{PayloadKind, SyntheticConfig, SyntheticSource};
 use layerp2p_codec::{Kbps, LayerPlan};
+use layerp2p_engine::channel::channel_id;
 use layerp2p_engine::sim::scenario::Mix;
 use layerp2p_engine::{PeerConfig, Policy};
 use live::{Live, Snapshot};
@@ -127,6 +128,9 @@ impl Setup {
         let source = SyntheticConfig { plan: plan.clone(), fps: self.fps, payload: PayloadKind::Phantom, seed: self.seed, ..SyntheticConfig::prototype() };
         SyntheticSource::new(source.clone()).map_err(|e| e.to_string())?;
         let mut peer = PeerConfig::peer(self.policy, plan, Kbps(0));
+        // The channel of an unsigned seed of this plan, as `layerp2p seed` without --key
+        // derives it, so external targets and the built-in one take our peers.
+        peer.channel = channel_id(&peer.plan, None);
         peer.lag = self.lag;
         peer.startup = self.startup;
         peer.n_min = self.n_min;

@@ -71,6 +71,7 @@ pub fn start(cfg: BuiltinTarget, stop: Arc<AtomicBool>) -> io::Result<RunningTar
     let tracker = free_port()?;
     let source = SyntheticSource::new(cfg.source.clone()).map_err(|e| io::Error::other(e.to_string()))?;
     let mut peer = PeerConfig::seed(cfg.policy, cfg.source.plan.clone(), cfg.upload);
+    peer.channel = layerp2p_engine::channel::channel_id(&peer.plan, None);
     peer.tracker = Some(tracker);
     peer.n_max = cfg.n_max;
     peer.lag = cfg.lag;
