@@ -55,7 +55,7 @@ pub struct Protocol {
     #[arg(long, value_enum, default_value_t = NodeVideo::Prototype)]
     video: NodeVideo,
     /// The layer plan as kbps per layer, base first (e.g. 290,230,100), overriding
-    /// --video's. A seed prints its plan at start; give relays and peers that value.
+    /// --video's (a seed's synthetic video is generated at this plan). A seed prints its plan at start; give relays and peers that value.
     /// A node whose plan differs from the seed's is in another channel: it finds no peers.
     #[arg(long, value_parser = parse_plan_arg)]
     plan: Option<LayerPlan>,
@@ -153,7 +153,8 @@ pub struct SeedArgs {
     /// frames the layer plan is measured over.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     intra_period: u32,
-    /// Frame rate of Annex B --input, which carries no timing (Y4M has its own).
+    /// Frame rate of Annex B --input, which carries no timing (Y4M has its own), and of
+    /// the synthetic video.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=240))]
     fps: u32,
     /// The channel's 32-byte secret key (`layerp2p keygen`): the seed signs what it
@@ -355,7 +356,13 @@ fn seed_source(args: &SeedArgs) -> Result<Box<dyn LcSource>, String> {
         return video(source);
     }
     match args.protocol.video.synthetic() {
-        Some(v) => Ok(Box::new(SyntheticSource::new(v.synthetic(args.common.rng_seed)).map_err(|e| e.to_string())?)),
+        Some(v) => {
+            // A synthetic stream takes any plan and frame rate: load tests scale it down.
+            let mut cfg = v.synthetic(args.common.rng_seed);
+            cfg.plan = args.protocol.plan.clone().unwrap_or(cfg.plan);
+            cfg.fps = args.fps;
+            Ok(Box::new(SyntheticSource::new(cfg).map_err(|e| e.to_string())?))
+        }
         None => video(clip_source(clip_config(), None).map_err(|e| format!("built-in clip: {e}"))?),
     }
 }
