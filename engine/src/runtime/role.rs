@@ -19,7 +19,11 @@
 //! ephemeral port, on shard 0's executor), where every reply comes back to the peer
 //! that asked; that upstream peer fans each new LC out to the S serving shards, which
 //! are accept-only on the shared port like a seed's (N_min = 0). The cap is split over
-//! S + 1 parts (the upstream peer serves its own neighbours too).
+//! S + 1 parts (the upstream peer serves its own neighbours too). The neighbour budget
+//! N_max is not: the upstream peer keeps a viewer's worth (`UPSTREAM_N_MAX`, enough
+//! suppliers to fetch the stream) and the serving shards split the rest, so a relay
+//! started with `--n-max 6000` serves ~6,000 viewers on its port (a third of the budget
+//! on the private port left a fifth of 5,000 load-test peers declined).
 
 use super::driver::{drive, Clock, IoStats};
 use super::playout::PlayoutSink;
@@ -44,6 +48,9 @@ use std::time::{Duration, Instant};
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// Most shards a node may run.
 pub const MAX_SHARDS: usize = 64;
+/// Most neighbours of a sharded relay's upstream peer (a viewer's N_max): it fetches
+/// the stream for the serving shards, which hold the relay's viewers.
+pub const UPSTREAM_N_MAX: usize = 20;
 
 /// A node (seed, relay or peer) to run.
 #[derive(Clone, Debug)]
@@ -65,14 +72,25 @@ impl NodeSpec {
         self.peer.role == Role::Relay && self.shards > 1
     }
 
-    /// How many parts the upload cap and neighbour budget are split into.
+    /// How many parts the upload cap is split into.
     fn parts(&self) -> usize {
         self.shards + usize::from(self.sharded_relay())
     }
 
-    /// The sharded relay's upstream peer: the last part of the cap, seeks neighbours.
+    /// Neighbours the sharded relay's upstream peer may keep (0 for other nodes); the
+    /// serving shards split the rest of N_max.
+    fn upstream_n_max(&self) -> usize {
+        if !self.sharded_relay() {
+            return 0;
+        }
+        UPSTREAM_N_MAX.min(self.peer.n_max / self.parts()).max(1)
+    }
+
+    /// The sharded relay's upstream peer: the last part of the cap, a viewer's
+    /// neighbour budget, seeks neighbours.
     pub fn upstream_config(&self) -> PeerConfig {
         let mut pc = self.shard_config(self.shards);
+        pc.n_max = self.upstream_n_max();
         pc.tracker = self.peer.tracker;
         pc.n_min = self.peer.n_min.min(pc.n_max);
         pc.emit_received = true;
@@ -91,8 +109,9 @@ impl NodeSpec {
         if self.shards > 1 && self.peer.role == Role::Peer {
             return Err("only a seed or relay runs several shards".into());
         }
-        if self.shards > 1 && self.peer.n_max < self.shards {
-            return Err(format!("n_max {} is smaller than the shard count {}", self.peer.n_max, self.shards));
+        if self.shards > 1 && self.peer.n_max < self.parts() {
+            let what = if self.sharded_relay() { "the shard count + 1 (the relay's upstream peer)" } else { "the shard count" };
+            return Err(format!("n_max {} is smaller than {what}, {}", self.peer.n_max, self.parts()));
         }
         self.peer.validate()
     }
@@ -105,8 +124,8 @@ impl NodeSpec {
         let k32 = k as u32;
         let up = self.peer.upload.0;
         pc.upload = Kbps(up / s + u32::from(k32 < up % s));
-        let n = self.peer.n_max;
-        let parts = self.parts();
+        let n = self.peer.n_max - self.upstream_n_max();
+        let parts = self.shards;
         pc.n_max = (n / parts + usize::from(k < n % parts)).max(1);
         pc.n_min = if self.sharded_relay() { 0 } else { pc.n_min.min(pc.n_max) };
         if k > 0 {
@@ -446,5 +465,13 @@ mod tests {
         assert_eq!(a.upload.0 + b.upload.0 + up.upload.0, 3000);
         assert_eq!((a.n_min, b.n_min), (0, 0));
         assert!(up.n_min > 0 && up.tracker.is_some() && up.emit_received && !a.emit_received);
+        // The viewers' budget goes to the serving shards; the upstream keeps a viewer's.
+        assert_eq!((a.n_max, b.n_max, up.n_max), (90, 90, UPSTREAM_N_MAX), "{} {} {}", a.n_max, b.n_max, up.n_max);
+        let big = NodeSpec { peer: PeerConfig { n_max: 6000, ..relay.peer.clone() }, ..relay.clone() };
+        let (a, b, up) = (big.shard_config(0), big.shard_config(1), big.upstream_config());
+        assert_eq!(a.n_max + b.n_max + up.n_max, 6000);
+        assert!(a.n_max >= 2990 && b.n_max >= 2990, "serving shards get {} and {}", a.n_max, b.n_max);
+        let tiny = NodeSpec { peer: PeerConfig { n_max: 3, ..relay.peer.clone() }, ..relay };
+        assert_eq!((tiny.shard_config(0).n_max, tiny.shard_config(1).n_max, tiny.upstream_config().n_max), (1, 1, 1));
     }
 }
