@@ -249,7 +249,8 @@ fn playback_counts_in_time_and_missed_lcs() {
     // yet when they were due.
     assert_eq!(st.layers[0].played, 6);
     assert_eq!(st.layers[0].missed, 2);
-    assert!(st.layers[0].ratio() < 1.0);
+    assert!(st.layers[0].ratio().is_some_and(|a| a < 1.0));
+    assert_eq!(st.overall_ratio(), Some(6.0 / 8.0));
     // The neighbour has played past them (its window now starts at 10): given up.
     let mut moved = full_map(3, 12, MediaTime::from_secs_f64(1.2));
     if let Message::BufferMap(b) = &mut moved {

@@ -11,6 +11,8 @@ pub struct Live {
     /// Sum over peers of their neighbour count, refreshed by each shard every second
     /// (one slot per shard, summed by the reader).
     pub neighbours: Vec<AtomicU64>,
+    /// Peers that have the target as a neighbour, per shard like `neighbours`.
+    pub on_target: Vec<AtomicU64>,
     /// Data messages (LCs) received by synthetic peers, from anyone.
     pub lcs_in: AtomicU64,
     pub bytes_in: AtomicU64,
@@ -23,7 +25,8 @@ pub struct Live {
 
 impl Live {
     pub fn new(shards: usize) -> Live {
-        Live { neighbours: (0..shards).map(|_| AtomicU64::new(0)).collect(), ..Live::default() }
+        let slots = || (0..shards).map(|_| AtomicU64::new(0)).collect();
+        Live { neighbours: slots(), on_target: slots(), ..Live::default() }
     }
 
     pub fn add(counter: &AtomicU64, n: u64) {
@@ -42,6 +45,7 @@ impl Live {
         Snapshot {
             peers_up: Live::get(&self.peers_up),
             neighbours: self.neighbours(),
+            on_target: self.on_target.iter().map(Live::get).sum(),
             lcs_in: Live::get(&self.lcs_in),
             bytes_in: Live::get(&self.bytes_in),
             target_lcs: Live::get(&self.target_lcs),
@@ -56,6 +60,7 @@ impl Live {
 pub struct Snapshot {
     pub peers_up: u64,
     pub neighbours: u64,
+    pub on_target: u64,
     pub lcs_in: u64,
     pub bytes_in: u64,
     pub target_lcs: u64,

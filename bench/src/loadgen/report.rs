@@ -23,6 +23,8 @@ const GIGA: f64 = 1e9;
 pub struct Second {
     pub elapsed_s: f64,
     pub peers_up: u64,
+    /// Peers with the target as a neighbour (a star: the peers the target serves).
+    pub on_target: u64,
     /// Mean neighbours per synthetic peer.
     pub neighbours_avg: f64,
     /// LCs (and Gbit/s of their datagrams) the peers received from the target.
@@ -47,6 +49,7 @@ impl Second {
         Second {
             elapsed_s: elapsed.as_secs_f64(),
             peers_up: b.peers_up,
+            on_target: b.on_target,
             neighbours_avg: if b.peers_up == 0 { 0.0 } else { b.neighbours as f64 / b.peers_up as f64 },
             target_lc_per_s: rate(a.target_lcs, b.target_lcs),
             target_gbit_per_s: rate(a.target_bytes, b.target_bytes) * 8.0 / GIGA,
@@ -64,9 +67,10 @@ impl Second {
         let shards: Vec<String> =
             self.loadgen_cpu.iter().zip(&self.loadgen_waiting).map(|(c, w)| format!("{c:.0}%(wait {w:.0}%)")).collect();
         format!(
-            "{:>5.0} s  peers {:>5}  nbrs {:>4.1}  target {:>8.0} LC/s {:>6.3} Gbit/s  all {:>8.0} LC/s  target cpu {:>4}  loadgen cpu {}  lag {:.0} ms",
+            "{:>5.0} s  peers {:>5} ({:>5} on target)  nbrs {:>4.1}  target {:>8.0} LC/s {:>6.3} Gbit/s  all {:>8.0} LC/s  target cpu {:>4}  loadgen cpu {}  lag {:.0} ms",
             self.elapsed_s,
             self.peers_up,
+            self.on_target,
             self.neighbours_avg,
             self.target_lc_per_s,
             self.target_gbit_per_s,
@@ -140,6 +144,10 @@ pub struct LossFigures {
 pub struct LoadReport {
     pub peers: usize,
     pub peers_up: u64,
+    /// Peers with the target as a neighbour at the end.
+    pub peers_on_target: u64,
+    /// Peers counted long enough that counted no playback at all (R 0, alpha 0).
+    pub silent_peers: usize,
     pub shards: usize,
     pub duration_s: f64,
     /// When the last peer joined.
@@ -202,6 +210,8 @@ impl LoadReport {
         LoadReport {
             peers: cfg.peers.len(),
             peers_up: end.peers_up,
+            peers_on_target: end.on_target,
+            silent_peers: swarm.silent(),
             shards,
             duration_s: cfg.duration.as_secs_f64(),
             ramp_s: ramp,
@@ -241,13 +251,14 @@ impl LoadReport {
         }
     }
 
-    /// Share of counted peers whose base-layer ratio is at least `alpha`.
+    /// Share of counted peers whose base-layer ratio is at least `alpha` (a peer that
+    /// counted nothing has none).
     pub fn share_with_base_layer(&self, alpha: f64) -> f64 {
         let counted: Vec<_> = self.swarm.peers.iter().filter(|p| p.seconds >= layerp2p_engine::sim::report::MIN_COUNTED_SECONDS).collect();
         if counted.is_empty() {
             return 0.0;
         }
-        counted.iter().filter(|p| p.stats.layers.first().is_some_and(|l| l.ratio() >= alpha)).count() as f64 / counted.len() as f64
+        counted.iter().filter(|p| p.stats.layers.first().and_then(|l| l.ratio()).is_some_and(|r| r >= alpha)).count() as f64 / counted.len() as f64
     }
 
     /// The final human-readable report.
@@ -256,8 +267,8 @@ impl LoadReport {
         let t = &self.target;
         let _ = writeln!(
             s,
-            "load: {} synthetic peers ({} up) on {} shards, {:.0} s, last join at {:.1} s",
-            self.peers, self.peers_up, self.shards, self.duration_s, self.ramp_s
+            "load: {} synthetic peers ({} up, {} with the target as a neighbour at the end) on {} shards, {:.0} s, last join at {:.1} s",
+            self.peers, self.peers_up, self.peers_on_target, self.shards, self.duration_s, self.ramp_s
         );
         let _ = writeln!(
             s,

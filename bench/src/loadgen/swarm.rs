@@ -206,6 +206,9 @@ impl Shard {
     fn publish_neighbours(&self) {
         let total: usize = self.synths.iter().map(|s| s.peer.neighbour_count()).sum();
         self.live.neighbours[self.plan.index].store(total as u64, Ordering::Relaxed);
+        let target = self.plan.target;
+        let on_target = self.synths.iter().filter(|s| s.peer.neighbour_addrs().any(|a| a == target)).count();
+        self.live.on_target[self.plan.index].store(on_target as u64, Ordering::Relaxed);
     }
 }
 
@@ -263,6 +266,7 @@ pub fn run_shard(plan: ShardPlan, clock: Clock, live: Arc<Live>, stop: Arc<Atomi
             }
         }
     }
+    shard.publish_neighbours();
     let now = clock.now();
     let outcomes = shard
         .synths

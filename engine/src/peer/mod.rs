@@ -154,11 +154,11 @@ impl PeerStats {
         self.latency.merge(&other.latency);
     }
 
-    /// alpha over all layers.
-    pub fn overall_ratio(&self) -> f64 {
+    /// alpha over all layers; `None` while nothing was counted.
+    pub fn overall_ratio(&self) -> Option<f64> {
         let played: u64 = self.layers.iter().map(|l| l.played).sum();
         let missed: u64 = self.layers.iter().map(|l| l.missed).sum();
-        if played + missed == 0 { 1.0 } else { played as f64 / (played + missed) as f64 }
+        (played + missed > 0).then(|| played as f64 / (played + missed) as f64)
     }
 }
 

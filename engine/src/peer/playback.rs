@@ -27,10 +27,11 @@ pub struct LayerStats {
 }
 
 impl LayerStats {
-    /// alpha(l): fraction of the layer's LCs that arrived in time (1.0 when none yet).
-    pub fn ratio(&self) -> f64 {
+    /// alpha(l): fraction of the layer's LCs that arrived in time; `None` while none
+    /// was counted (nothing is known yet, which is not a perfect score).
+    pub fn ratio(&self) -> Option<f64> {
         let total = self.played + self.missed;
-        if total == 0 { 1.0 } else { self.played as f64 / total as f64 }
+        (total > 0).then(|| self.played as f64 / total as f64)
     }
 }
 
@@ -163,6 +164,7 @@ mod tests {
         p.record_played(Time::from_secs(6), l2, 100);
         p.record_missed(Time::from_secs(7), l2);
         assert_eq!(p.layers[1], LayerStats { played: 1, played_bytes: 100, missed: 1, late: 0 });
-        assert_eq!(p.layers[1].ratio(), 0.5);
+        assert_eq!(p.layers[1].ratio(), Some(0.5));
+        assert_eq!(p.layers[0].ratio(), None, "nothing counted is not alpha 1");
     }
 }

@@ -33,8 +33,8 @@ pub struct Status {
     pub download_kbps: f64,
     /// Played rate per layer over the last interval (index 0 = layer 1).
     pub layer_kbps: Vec<f64>,
-    /// alpha(l) so far.
-    pub alpha: Vec<f64>,
+    /// alpha(l) so far; `None` for a layer nothing was counted of yet.
+    pub alpha: Vec<Option<f64>>,
     pub queued_requests: usize,
     pub tracker_peers: Option<usize>,
     /// LCs and LC bytes sent since the start, all shards.
@@ -45,9 +45,9 @@ pub struct Status {
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:<7} {:>6.0}s  nbrs {:>3}  up {:>6.0} kbps  down {:>6.0} kbps", self.role, self.elapsed_s, self.neighbours, self.upload_kbps, self.download_kbps)?;
-        if self.layer_kbps.iter().any(|&k| k > 0.0) || self.alpha.iter().any(|&a| a < 1.0) {
+        if self.layer_kbps.iter().any(|&k| k > 0.0) || self.alpha.iter().any(Option::is_some) {
             let play: Vec<String> = self.layer_kbps.iter().map(|k| format!("{k:.0}")).collect();
-            let alpha: Vec<String> = self.alpha.iter().map(|a| format!("{a:.2}")).collect();
+            let alpha: Vec<String> = self.alpha.iter().map(|a| alpha_text(*a, 2)).collect();
             write!(f, "  play {} kbps  α {}", play.join("/"), alpha.join("/"))?;
         }
         if self.queued_requests > 0 {
@@ -140,6 +140,11 @@ impl StatusMeter {
     }
 }
 
+/// alpha with `digits` decimals, or "-" when nothing was counted.
+fn alpha_text(alpha: Option<f64>, digits: usize) -> String {
+    alpha.map_or_else(|| "-".to_string(), |a| format!("{a:.digits$}"))
+}
+
 /// What a node did, printed (or written as JSON) when it stops.
 #[derive(Clone, Debug, Serialize)]
 pub struct NodeSummary {
@@ -150,7 +155,8 @@ pub struct NodeSummary {
     /// Seconds of counted playback (viewers only).
     pub counted_seconds: f64,
     pub playback_kbps: f64,
-    pub alpha: Vec<f64>,
+    /// alpha(l); `None` for a layer nothing was counted of.
+    pub alpha: Vec<Option<f64>>,
     pub upload_kbps: f64,
     pub download_kbps: f64,
     pub stats: PeerStats,
@@ -176,7 +182,7 @@ impl NodeSummary {
             self.upload_kbps, self.stats.lcs_up, self.download_kbps, self.stats.lcs_down, self.stats.duplicates
         );
         if self.counted_seconds > 0.0 {
-            let alpha: Vec<String> = self.alpha.iter().map(|a| format!("{a:.3}")).collect();
+            let alpha: Vec<String> = self.alpha.iter().map(|a| alpha_text(*a, 3)).collect();
             let _ = writeln!(s, "  playback: {:.0} kbps over {:.0} s, α per layer {}", self.playback_kbps, self.counted_seconds, alpha.join(" / "));
         }
         let _ = writeln!(s, "  request→send latency: {}", self.stats.latency.request_to_send.summary());
@@ -221,6 +227,18 @@ mod tests {
         // 50 kB played over 2 s = 200 kbps.
         assert!((s.upload_kbps - 2000.0).abs() < 1e-6, "{s}");
         assert!((s.layer_kbps[0] - 200.0).abs() < 1e-6, "{s}");
-        assert!((s.alpha[0] - 0.5).abs() < 1e-9);
+        assert!(s.alpha[0].is_some_and(|a| (a - 0.5).abs() < 1e-9));
+    }
+
+    #[test]
+    fn alpha_is_unknown_not_perfect_before_anything_is_counted() {
+        let mut m = StatusMeter::new("peer", 1);
+        let mut s = snap(0, 1, 0, 0);
+        s.stats.layers = vec![LayerStats::default(); 2];
+        m.update(s);
+        let st = m.status().expect("reported");
+        assert_eq!(st.alpha, vec![None, None]);
+        assert!(!st.to_string().contains("α 1.00"), "{st}");
+        assert_eq!(alpha_text(None, 2), "-");
     }
 }

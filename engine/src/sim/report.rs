@@ -2,6 +2,8 @@
 //! ratio alpha(l) (SPEC §10), as a readable table and as JSON.
 
 use crate::peer::PeerStats;
+#[cfg(test)]
+use crate::peer::playback::LayerStats;
 use layerp2p_codec::{Kbps, LayerPlan};
 use serde::Serialize;
 use std::fmt::Write;
@@ -23,6 +25,30 @@ impl PeerOutcome {
     pub fn rate_kbps(&self) -> f64 {
         self.stats.playback_rate(self.seconds).0 as f64
     }
+
+    /// Counted long enough, yet played and missed nothing: the peer never learned
+    /// where the stream was (no neighbour ever advertised it), so it could not tell
+    /// which LCs it was missing.
+    pub fn is_silent(&self) -> bool {
+        self.seconds >= MIN_COUNTED_SECONDS && self.stats.layers.iter().all(|l| l.played + l.missed == 0)
+    }
+
+    /// LCs of each layer this peer played and missed. A silent peer missed every LC
+    /// the source produced while it was counted: `lcs_per_s` (per layer) times its
+    /// seconds. SPEC §10's alpha(l) is the fraction of the layer's LCs that arrived in
+    /// time, and none of them reached it.
+    fn played_missed(&self, lcs_per_s: &[f64]) -> Vec<(u64, u64)> {
+        let silent = self.is_silent();
+        self.stats
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(l, s)| {
+                let expected = if silent { (lcs_per_s.get(l).copied().unwrap_or(0.0) * self.seconds).round() as u64 } else { 0 };
+                (s.played, s.missed + expected)
+            })
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -34,27 +60,30 @@ pub struct ClassReport {
     pub rate_p10: f64,
     pub rate_p50: f64,
     pub rate_p90: f64,
-    /// alpha(l) per layer, over all LCs of all peers of the class.
+    /// alpha(l) per layer, over all LCs of all peers of the class (a silent peer's
+    /// all missed).
     pub alpha: Vec<f64>,
     /// alpha over all layers.
     pub alpha_all: f64,
+    /// Peers that counted no playback at all (`PeerOutcome::is_silent`).
+    pub silent: usize,
     /// Every peer's playback rate, ascending: the CDF.
     pub rates: Vec<f64>,
 }
 
 impl ClassReport {
-    /// Aggregates `members` (already filtered to counted peers) over `layers` layers.
-    pub fn of(name: &str, members: &[&PeerOutcome], layers: usize) -> ClassReport {
+    /// Aggregates `members` (already filtered to counted peers) over `layers` layers;
+    /// `lcs_per_s` is the source's LC rate per layer, what a silent member missed.
+    pub fn of(name: &str, members: &[&PeerOutcome], layers: usize, lcs_per_s: &[f64]) -> ClassReport {
         let mut rates: Vec<f64> = members.iter().map(|p| p.rate_kbps()).collect();
         rates.sort_by(f64::total_cmp);
         let n = members.len().max(1) as f64;
-        let sum = |f: &dyn Fn(&PeerOutcome) -> u64| members.iter().map(|p| f(p)).sum::<u64>();
+        let counts: Vec<Vec<(u64, u64)>> = members.iter().map(|p| p.played_missed(lcs_per_s)).collect();
+        let sum = |l: usize, f: fn(&(u64, u64)) -> u64| counts.iter().filter_map(|c| c.get(l)).map(f).sum::<u64>();
         let ratio = |played: u64, missed: u64| if played + missed == 0 { 0.0 } else { played as f64 / (played + missed) as f64 };
-        let alpha: Vec<f64> = (0..layers)
-            .map(|l| ratio(sum(&|p| p.stats.layers[l].played), sum(&|p| p.stats.layers[l].missed)))
-            .collect();
-        let played = sum(&|p| p.stats.layers.iter().map(|l| l.played).sum());
-        let missed = sum(&|p| p.stats.layers.iter().map(|l| l.missed).sum());
+        let alpha: Vec<f64> = (0..layers).map(|l| ratio(sum(l, |c| c.0), sum(l, |c| c.1))).collect();
+        let played = (0..layers).map(|l| sum(l, |c| c.0)).sum();
+        let missed = (0..layers).map(|l| sum(l, |c| c.1)).sum();
         ClassReport {
             name: name.to_string(),
             peers: members.len(),
@@ -65,6 +94,7 @@ impl ClassReport {
             rate_p90: percentile(&rates, 0.9),
             alpha,
             alpha_all: ratio(played, missed),
+            silent: members.iter().filter(|p| p.is_silent()).count(),
             rates,
         }
     }
@@ -76,6 +106,19 @@ impl ClassReport {
         }
         self.rates.iter().filter(|&&r| r > kbps).count() as f64 / self.rates.len() as f64
     }
+}
+
+/// LCs per second of each layer the source produced, estimated from the peers that
+/// counted some playback (silent peers know nothing of it).
+fn source_lcs_per_s(counted: &[&PeerOutcome], layers: usize) -> Vec<f64> {
+    let heard: Vec<&&PeerOutcome> = counted.iter().filter(|p| !p.is_silent()).collect();
+    let seconds: f64 = heard.iter().map(|p| p.seconds).sum();
+    (0..layers)
+        .map(|l| {
+            let lcs: u64 = heard.iter().filter_map(|p| p.stats.layers.get(l)).map(|s| s.played + s.missed).sum();
+            if seconds > 0.0 { lcs as f64 / seconds } else { 0.0 }
+        })
+        .collect()
 }
 
 /// Value at quantile `q` of ascending `sorted` (nearest rank).
@@ -95,6 +138,9 @@ pub struct SwarmReport {
     /// Average viewer upload over the full video rate.
     pub resource_index: f64,
     pub classes: Vec<ClassReport>,
+    /// LCs per second the source produced, per layer, as the counted peers saw them
+    /// (played + missed over their counted seconds): what a silent peer missed.
+    pub lcs_per_s: Vec<f64>,
     pub lc_deliveries: u64,
     #[serde(skip)]
     pub peers: Vec<PeerOutcome>,
@@ -104,12 +150,13 @@ impl SwarmReport {
     pub fn new(names: Vec<String>, plan: LayerPlan, peers: Vec<PeerOutcome>, lc_deliveries: u64) -> SwarmReport {
         let layers = plan.layers();
         let counted: Vec<&PeerOutcome> = peers.iter().filter(|p| p.seconds >= MIN_COUNTED_SECONDS).collect();
+        let lcs_per_s = source_lcs_per_s(&counted, layers);
         let classes = names
             .iter()
             .enumerate()
             .map(|(c, name)| {
                 let members: Vec<&PeerOutcome> = counted.iter().copied().filter(|p| p.class == c).collect();
-                ClassReport::of(name, &members, layers)
+                ClassReport::of(name, &members, layers, &lcs_per_s)
             })
             .collect();
         let avg_upload = if peers.is_empty() {
@@ -123,9 +170,15 @@ impl SwarmReport {
             layer_rates_kbps: plan.rates().iter().map(|r| r.0).collect(),
             resource_index: avg_upload / plan.full_rate().0 as f64,
             classes,
+            lcs_per_s,
             lc_deliveries,
             peers,
         }
+    }
+
+    /// Peers that counted no playback, over all classes.
+    pub fn silent(&self) -> usize {
+        self.classes.iter().map(|c| c.silent).sum()
     }
 
     /// Figures for the peers that played at least `min_seconds` (at least
@@ -134,7 +187,7 @@ impl SwarmReport {
     pub fn group(&self, name: &str, range: std::ops::RangeInclusive<u32>, min_seconds: f64) -> ClassReport {
         let min = min_seconds.max(MIN_COUNTED_SECONDS);
         let members: Vec<&PeerOutcome> = self.peers.iter().filter(|p| p.seconds >= min && range.contains(&p.upload.0)).collect();
-        ClassReport::of(name, &members, self.layers)
+        ClassReport::of(name, &members, self.layers, &self.lcs_per_s)
     }
 
     pub fn class(&self, name: &str) -> Option<&ClassReport> {
@@ -171,6 +224,10 @@ impl SwarmReport {
             }
             let _ = writeln!(s, " {:>6.1}%", c.alpha_all * 100.0);
         }
+        let silent: Vec<String> = self.classes.iter().filter(|c| c.silent > 0).map(|c| format!("{} {}", c.silent, c.name)).collect();
+        if !silent.is_empty() {
+            let _ = writeln!(s, "no playback counted by {} peers ({}): R 0, every LC missed", self.silent(), silent.join(", "));
+        }
         let _ = writeln!(
             s,
             "video {} kbps ({}), resource index {:.2}; rates R in kbps",
@@ -194,5 +251,35 @@ mod tests {
         assert_eq!(percentile(&v, 0.9), 9.0);
         assert_eq!(percentile(&v, 1.0), 10.0);
         assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+
+    fn outcome(class: usize, seconds: f64, played: u64, missed: u64) -> PeerOutcome {
+        let layer = LayerStats { played, played_bytes: played * 100, missed, late: 0 };
+        PeerOutcome { class, upload: Kbps(100), seconds, stats: PeerStats { layers: vec![layer], ..Default::default() } }
+    }
+
+    #[test]
+    fn a_peer_that_counted_nothing_is_flagged_and_missed_everything() {
+        let plan = LayerPlan::new(vec![Kbps(100)]).expect("plan");
+        // Two peers played 10 LCs/s for 20 s; the third heard nothing for 20 s.
+        let peers = vec![outcome(0, 20.0, 200, 0), outcome(0, 20.0, 180, 20), outcome(0, 20.0, 0, 0), outcome(0, 5.0, 0, 0)];
+        let r = SwarmReport::new(vec!["all".into()], plan, peers, 0);
+        let c = &r.classes[0];
+        assert_eq!(c.peers, 3, "the 5 s peer is too short to count");
+        assert_eq!(c.silent, 1);
+        assert_eq!(r.silent(), 1);
+        assert!((r.lcs_per_s[0] - 10.0).abs() < 1e-9);
+        // 380 played of 200 + 200 + 200 the source sent them.
+        assert!((c.alpha[0] - 380.0 / 600.0).abs() < 1e-9, "alpha {}", c.alpha[0]);
+        assert!((c.alpha_all - c.alpha[0]).abs() < 1e-9);
+        assert_eq!(c.rate_p10, 0.0);
+        assert!(r.table().contains("no playback counted by 1 peers"), "{}", r.table());
+    }
+
+    #[test]
+    fn a_swarm_where_nobody_heard_anything_has_alpha_zero() {
+        let plan = LayerPlan::new(vec![Kbps(100)]).expect("plan");
+        let r = SwarmReport::new(vec!["all".into()], plan, vec![outcome(0, 20.0, 0, 0)], 0);
+        assert_eq!((r.classes[0].silent, r.classes[0].alpha[0], r.classes[0].alpha_all), (1, 0.0, 0.0));
     }
 }
