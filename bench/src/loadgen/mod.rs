@@ -18,7 +18,8 @@ use layerp2p_engine::sim::report::{PeerOutcome, SwarmReport};
 use layerp2p_engine::sim::PeerSpec;
 use layerp2p_codec::synthetic::{PayloadKind, SyntheticConfig, SyntheticSource};
 use layerp2p_codec::{Kbps, LayerPlan};
-use layerp2p_engine::channel::channel_id;
+use layerp2p_engine::channel::{channel_id, PublicKey};
+use layerp2p_engine::integrity::ContentAuth;
 use layerp2p_engine::sim::scenario::Mix;
 use layerp2p_engine::{PeerConfig, Policy};
 use live::{Live, Snapshot};
@@ -87,6 +88,9 @@ pub struct Setup {
     pub seed: u64,
     /// `None`: the built-in tracker + seed uploading `target_upload`.
     pub external: Option<(SocketAddr, SocketAddr, Option<u32>)>,
+    /// The channel's public key, for a signed external seed: the peers join the
+    /// channel it derives and check every LC against the seed's manifests.
+    pub channel_key: Option<PublicKey>,
     pub target_upload: Kbps,
     /// Executors of the built-in seed.
     pub target_shards: usize,
@@ -111,6 +115,7 @@ impl Setup {
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             seed: 1,
             external: None,
+            channel_key: None,
             target_upload: Kbps(10_000_000),
             target_shards: 1,
         }
@@ -128,9 +133,14 @@ impl Setup {
         let source = SyntheticConfig { plan: plan.clone(), fps: self.fps, payload: PayloadKind::Phantom, seed: self.seed, ..SyntheticConfig::prototype() };
         SyntheticSource::new(source.clone()).map_err(|e| e.to_string())?;
         let mut peer = PeerConfig::peer(self.policy, plan, Kbps(0));
-        // The channel of an unsigned seed of this plan, as `layerp2p seed` without --key
-        // derives it, so external targets and the built-in one take our peers.
-        peer.channel = channel_id(&peer.plan, None);
+        // The channel of a seed of this plan (signed with the key, if given), as
+        // `layerp2p seed` derives it, so external targets and the built-in one take
+        // our peers.
+        if self.channel_key.is_some() && self.external.is_none() {
+            return Err("a channel key needs an external target: the built-in seed does not sign".into());
+        }
+        peer.channel = channel_id(&peer.plan, self.channel_key.as_ref());
+        peer.content_auth = self.channel_key.map_or(ContentAuth::Off, ContentAuth::Verify);
         peer.lag = self.lag;
         peer.startup = self.startup;
         peer.n_min = self.n_min;
@@ -315,6 +325,24 @@ mod tests {
         let mut setup = Setup::small(10, Duration::from_secs(20));
         setup.lag = Duration::from_millis(500);
         assert!(setup.config().expect_err("refused").contains("lag"));
+        let mut setup = Setup::small(10, Duration::from_secs(20));
+        setup.channel_key = Some(ContentAuth::signing_key([7; 32]).verifying_key());
+        assert!(setup.config().expect_err("refused").contains("external target"));
+    }
+
+    #[test]
+    fn a_channel_key_puts_the_peers_in_the_signed_channel_checking_content() {
+        let key = ContentAuth::signing_key([7; 32]).verifying_key();
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+        let mut setup = Setup::small(10, Duration::from_secs(20));
+        setup.external = Some((addr, addr, None));
+        let unsigned = setup.config().expect("valid").peer;
+        setup.channel_key = Some(key);
+        let signed = setup.config().expect("valid").peer;
+        assert_eq!(signed.channel, channel_id(&signed.plan, Some(&key)));
+        assert_ne!(signed.channel, unsigned.channel);
+        assert_eq!(signed.content_auth.verifying_key(), Some(key));
+        assert_eq!(unsigned.content_auth.verifying_key(), None);
     }
 
     #[test]

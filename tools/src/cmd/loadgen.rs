@@ -66,6 +66,11 @@ pub struct Args {
     /// Tracker of the external target's channel.
     #[arg(long, requires = "target")]
     tracker: Option<SocketAddr>,
+    /// The channel's public key (64 hex digits, what `layerp2p seed --key` prints), to
+    /// load-test a signed seed or a relay of its channel: the peers join that channel
+    /// and check every LC against the seed's manifests.
+    #[arg(long, requires = "target", value_parser = super::node::parse_key_arg)]
+    channel_key: Option<layerp2p_engine::channel::PublicKey>,
     /// Process id of the external target, to report its CPU use.
     #[arg(long, requires = "target")]
     target_pid: Option<u32>,
@@ -124,6 +129,7 @@ pub fn run_cmd(args: Args) -> Result<(), String> {
     }
     setup.seed = args.seed;
     setup.external = args.target.zip(args.tracker).map(|(t, k)| (t, k, args.target_pid));
+    setup.channel_key = args.channel_key;
     setup.target_upload = Kbps(args.target_upload_mbps.saturating_mul(1000));
     setup.target_shards = args.target_shards as usize;
     let cfg = setup.config()?;

@@ -104,7 +104,7 @@ fn parse_plan_arg(s: &str) -> Result<LayerPlan, String> {
     channel::parse_plan(s).map_err(|e| e.to_string())
 }
 
-fn parse_key_arg(s: &str) -> Result<channel::PublicKey, String> {
+pub(super) fn parse_key_arg(s: &str) -> Result<channel::PublicKey, String> {
     channel::parse_public_key(s).map_err(|e| e.to_string())
 }
 
