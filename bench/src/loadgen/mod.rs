@@ -235,6 +235,7 @@ pub fn run(cfg: LoadConfig, progress: &mut dyn FnMut(&Second)) -> io::Result<Loa
             peer: peer.clone(),
             peers: cfg.peers.iter().cloned().enumerate().filter(|(i, _)| i % shards == index).collect(),
             target: target_addr,
+            star: peer.n_max == 1,
             seed: cfg.seed,
         };
         let (live, stop, tid) = (live.clone(), stop.clone(), tid.clone());

@@ -51,6 +51,8 @@ pub struct ShardPlan {
     pub peers: Vec<(usize, PeerSpec)>,
     /// The node under test: every peer connects to it first.
     pub target: SocketAddr,
+    /// A star (peers keep one neighbour): the peers learn no address but the target's.
+    pub star: bool,
     pub seed: u64,
 }
 
@@ -111,10 +113,11 @@ impl Shard {
         let now = self.clock.now();
         self.io.datagrams_in += 1;
         self.io.bytes_in += data.len() as u64;
-        let Ok(packet) = wire::decode(Bytes::copy_from_slice(data)) else {
+        let Ok(mut packet) = wire::decode(Bytes::copy_from_slice(data)) else {
             self.io.malformed += 1;
             return;
         };
+        self.star_list(i, from, &mut packet);
         self.count_data(from, &packet, data.len() as u64);
         if let Some(first) = self.target_first(i, from, &packet) {
             self.synths[i].peer.handle_input(now, from, first);
@@ -134,6 +137,21 @@ impl Shard {
         if from == self.plan.target {
             Live::add(&self.live.target_lcs, lcs);
             Live::add(&self.live.target_bytes, bytes);
+        }
+    }
+
+    /// In a star every list from the tracker becomes the target alone: a peer the
+    /// target declines or times out asks the target again, instead of pairing with
+    /// another synthetic peer that has nothing to give it (which hides the target's
+    /// limit behind peers that play nothing).
+    fn star_list(&self, i: usize, from: SocketAddr, packet: &mut Packet) {
+        if !self.plan.star || self.synths[i].peer.config().tracker != Some(from) {
+            return;
+        }
+        for m in &mut packet.messages {
+            if let Message::PeerList { peers } = m {
+                *peers = vec![self.plan.target];
+            }
         }
     }
 

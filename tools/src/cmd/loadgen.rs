@@ -48,7 +48,8 @@ pub struct Args {
     /// Neighbours each synthetic peer seeks (below this it looks for more).
     #[arg(long, default_value_t = 10)]
     n_min: usize,
-    /// Neighbours each synthetic peer accepts at most.
+    /// Neighbours each synthetic peer accepts at most. 1 makes a star: the peers learn
+    /// no address but the target's, so the target alone serves them (a pure load test).
     #[arg(long, default_value_t = 20)]
     n_max: usize,
     /// Seconds after which a peer drops its least-contributing neighbour and finds
