@@ -198,7 +198,9 @@ pub struct RelayArgs {
     /// Upload cap in kbps (a super-peer's is high).
     #[arg(long, default_value_t = 10_000)]
     upload_kbps: u32,
-    /// Most neighbours of the whole relay, split over its parts.
+    /// Most neighbours of the whole relay. With --shards above 1 the upstream peer
+    /// keeps up to 20 and the serving shards split the rest (leave headroom: the
+    /// kernel spreads viewers over the shards only roughly evenly).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     n_max: u64,
     /// Serving executors sharing the port (SO_REUSEPORT); with more than one, an extra
