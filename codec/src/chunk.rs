@@ -79,11 +79,18 @@ impl Lc {
     }
 }
 
+static ZEROS: [u8; MAX_LC_PAYLOAD] = [0; MAX_LC_PAYLOAD];
+
 /// A payload of `len` zero bytes that allocates nothing: the simulator's stand-in for
 /// video data it only needs the size of.
 pub fn phantom_payload(len: usize) -> Bytes {
-    static ZEROS: [u8; MAX_LC_PAYLOAD] = [0; MAX_LC_PAYLOAD];
     Bytes::from_static(&ZEROS[..len.min(MAX_LC_PAYLOAD)])
+}
+
+/// Is `payload` a [`phantom_payload`] (so its length alone rebuilds it)? A real
+/// payload of zeros is not: it lives elsewhere.
+pub fn is_phantom(payload: &Bytes) -> bool {
+    payload.as_ptr() == ZEROS.as_ptr()
 }
 
 #[cfg(test)]
@@ -98,6 +105,8 @@ mod tests {
         assert_eq!(b.len(), 1250);
         assert_eq!(a.as_ptr(), b.as_ptr());
         assert_eq!(phantom_payload(5000).len(), MAX_LC_PAYLOAD);
+        assert!(is_phantom(&a) && is_phantom(&b));
+        assert!(!is_phantom(&Bytes::from(vec![0u8; 700])));
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub mod packetize;
 pub mod source;
 
 pub use buffermap::{BufferMap, Insert, LayerWindow, WindowError, MAX_SEQ, MAX_WINDOW_LCS};
-pub use chunk::{phantom_payload, Lc, LcHeader, LcId, MediaTime, Seq, MAX_LC_PAYLOAD};
+pub use chunk::{is_phantom, phantom_payload, Lc, LcHeader, LcId, MediaTime, Seq, MAX_LC_PAYLOAD};
 pub use layer::{Kbps, LayerId, LayerPlan, PlanError, MAX_LAYERS};
 pub use packetize::{Frame, PacketizeError, Packetizer};
 pub use source::LcSource;

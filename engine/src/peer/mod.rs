@@ -640,7 +640,7 @@ impl Peer {
         let expires = now + ttl;
         self.stats.requests_received += ids.len() as u64;
         for id in ids {
-            if self.store.get(id).is_some() && !self.supplier.enqueue(slot, id, now, expires) {
+            if self.store.holds(id) && !self.supplier.enqueue(slot, id, now, expires) {
                 break;
             }
         }
@@ -790,8 +790,8 @@ impl Peer {
                 continue;
             }
             loop {
-                if let Some(front) = self.store.front(layer) {
-                    if !self.playback.is_due(now, front.header.time) {
+                if let Some(front) = self.store.front_time(layer) {
+                    if !self.playback.is_due(now, front) {
                         break;
                     }
                     let Some(lc) = self.store.pop_front(layer) else { break };
@@ -804,7 +804,7 @@ impl Peer {
                     continue;
                 }
                 let seq = self.store.window(layer).start();
-                let next_held = self.store.next_held_after_front(layer).map(|lc| (lc.header.id.seq, lc.header.time));
+                let next_held = self.store.next_held_after_front(layer);
                 if !self.playback.missing_is_due(now, layer, seq, next_held.map(|(_, t)| t)) {
                     break;
                 }
@@ -995,7 +995,7 @@ impl Node for Peer {
             return None;
         }
         while let Some((slot, id, arrived)) = self.supplier.next(now, &mut self.rng) {
-            let Some(lc) = self.store.get(id).cloned() else { continue };
+            let Some(lc) = self.store.get(id) else { continue };
             let manifest = self.manifest_for(now, slot, id);
             let Some(n) = self.neighbours.get_mut(slot) else { continue };
             let cost = data_cost(lc.payload.len());
