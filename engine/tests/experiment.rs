@@ -22,6 +22,7 @@ fn shortened_prototype_orders_classes_by_contribution() {
         // The paper's 2 Mbps seed serves 100 peers; the same share for 40 keeps the
         // swarm overloaded rather than rescued by the seed.
         seed_upload: Kbps(800),
+        seed_n_max: 20,
         shards: 2,
         watch_per_class: 2,
         seed: 11,

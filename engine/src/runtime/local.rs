@@ -45,6 +45,9 @@ pub struct LocalReport {
     pub io: IoStats,
     /// The watched viewers, in viewer-index order.
     pub watched: Vec<WatchedPeer>,
+    /// CPU seconds (user + system) each shard's executor thread used, in shard order:
+    /// near the run's wall time means the shard was saturated and timers ran late.
+    pub shard_cpu_s: Vec<f64>,
 }
 
 /// Which viewers to observe while the swarm runs.
@@ -144,15 +147,17 @@ pub fn run_local_swarm_watched(
     let mut outcomes = Vec::new();
     let mut watched = Vec::new();
     let mut io_total = IoStats::default();
+    let mut shard_cpu_s = Vec::new();
     for h in handles {
-        let (o, w, io) = h.join().map_err(|e| io::Error::other(format!("executor failed: {e}")))??;
+        let (o, w, io, cpu) = h.join().map_err(|e| io::Error::other(format!("executor failed: {e}")))??;
         outcomes.extend(o);
         watched.extend(w);
         io_total.add(&io);
+        shard_cpu_s.push(cpu);
     }
     watched.sort_by_key(|w: &WatchedPeer| w.index);
     let lc_deliveries = outcomes.iter().map(|o: &PeerOutcome| o.stats.lcs_down).sum();
-    Ok(LocalReport { swarm: SwarmReport::new(cfg.classes, plan, outcomes, lc_deliveries), io: io_total, watched })
+    Ok(LocalReport { swarm: SwarmReport::new(cfg.classes, plan, outcomes, lc_deliveries), io: io_total, watched, shard_cpu_s })
 }
 
 /// Samples a watched viewer every `SAMPLE_EVERY` until `stop`, draining its playback
@@ -192,7 +197,7 @@ async fn run_shard(
     watch: Watch,
     start: Instant,
     stop: Arc<AtomicBool>,
-) -> io::Result<(Vec<PeerOutcome>, Vec<WatchedPeer>, IoStats)> {
+) -> io::Result<(Vec<PeerOutcome>, Vec<WatchedPeer>, IoStats, f64)> {
     let clock = Clock::starting_at(start);
     let mut io = IoStats::default();
     let mut infra_tasks = Vec::new();
@@ -254,7 +259,18 @@ async fn run_shard(
     for t in infra_tasks {
         io.add(&t.await);
     }
-    Ok((outcomes, watched, io))
+    Ok((outcomes, watched, io, thread_cpu_seconds()))
+}
+
+/// CPU time (user + system) the calling thread has used, in seconds.
+fn thread_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
 }
 
 /// The channel key: the template's, or (content checking is always on over real
