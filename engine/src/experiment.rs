@@ -40,7 +40,7 @@ pub enum Stream<'a> {
 }
 
 impl Stream<'_> {
-    fn source(&self) -> Result<Box<dyn LcSource>, String> {
+    pub fn source(&self) -> Result<Box<dyn LcSource>, String> {
         match self {
             Stream::Synthetic(cfg) => Ok(Box::new(SyntheticSource::new(cfg.clone()).map_err(|e| e.to_string())?)),
             Stream::Clip(c) => {
@@ -261,27 +261,32 @@ impl Prototype {
     /// the clip's LCs), every message delayed by `latency` one way. What the runtime
     /// gives should match this if it is faithful to the core.
     pub fn simulate(&self, policy: Policy, run: u32, clip: Option<&TestClip>, latency: Duration) -> Result<SwarmReport, String> {
+        let synthetic = SyntheticConfig { payload: PayloadKind::Phantom, ..self.synthetic(run) };
         let source = match clip {
             Some(c) => Stream::Clip(c).source()?,
-            None => {
-                let synthetic = SyntheticConfig { payload: PayloadKind::Phantom, ..self.synthetic(run) };
-                Stream::Synthetic(synthetic).source()?
-            }
+            None => Stream::Synthetic(synthetic.clone()).source()?,
         };
-        let local = self.swarm(policy, run, source.plan().clone());
-        let cfg = crate::sim::SwarmConfig {
-            source: self.synthetic(run),
-            peer: local.peer,
-            seed_upload: local.seed_upload,
-            seed_n_max: local.seed_n_max,
-            latency,
-            classes: local.classes,
-            peers: local.peers,
-            duration: local.duration,
-            seed: local.seed,
-        };
-        Ok(crate::sim::Swarm::with_source(cfg, source)?.run())
+        let cfg = self.swarm(policy, run, source.plan().clone());
+        simulate(cfg, source, latency)
     }
+}
+
+/// The real-swarm configuration `cfg` run in the chunk-level simulator with `source`
+/// (whose plan must be the peers'), every message delayed by `latency` one way.
+pub fn simulate(cfg: LocalSwarmConfig, source: Box<dyn LcSource>, latency: Duration) -> Result<SwarmReport, String> {
+    let cfg = crate::sim::SwarmConfig {
+        // Unused: the swarm ingests `source`.
+        source: SyntheticConfig::prototype(),
+        peer: cfg.peer,
+        seed_upload: cfg.seed_upload,
+        seed_n_max: cfg.seed_n_max,
+        latency,
+        classes: cfg.classes,
+        peers: cfg.peers,
+        duration: cfg.duration,
+        seed: cfg.seed,
+    };
+    Ok(crate::sim::Swarm::with_source(cfg, source)?.run())
 }
 
 /// One run of one policy.
