@@ -41,6 +41,12 @@ pub struct IoStats {
     pub bytes_out: u64,
     pub send_syscalls: u64,
     pub send_dropped: u64,
+    /// Timer wake-ups that ran a node's due work (`handle_timeout`), how many of them
+    /// ran more than `LATE_TIMER` after it was due, and the latest one: a starved
+    /// executor shows here first (rounds, playback and token-bucket sends run late).
+    pub timers_run: u64,
+    pub timers_late: u64,
+    pub timer_late_max_us: u64,
 }
 
 impl IoStats {
@@ -52,12 +58,19 @@ impl IoStats {
         self.bytes_out += o.bytes_out;
         self.send_syscalls += o.send_syscalls;
         self.send_dropped += o.send_dropped;
+        self.timers_run += o.timers_run;
+        self.timers_late += o.timers_late;
+        self.timer_late_max_us = self.timer_late_max_us.max(o.timer_late_max_us);
     }
 }
 
 /// Longest the timer loop sleeps: bounds how late a token-bucket send can start.
 const MAX_TICK: Duration = Duration::from_millis(2);
 const MIN_TICK: Duration = Duration::from_micros(200);
+/// A node's due work that runs later than this counts as late (`IoStats::timers_late`):
+/// one playback tick (100 ms) is the deadline resolution, so 20 ms late is already
+/// a fifth of it.
+const LATE_TIMER: Duration = Duration::from_millis(20);
 /// Size of the send buffers a flush encodes into (a new one when one is full);
 /// below malloc's mmap threshold, so buffers are reused rather than faulted in.
 const FLUSH_BUFFER: usize = 64 * 1024;
@@ -156,7 +169,14 @@ pub async fn drive<N: Node + 'static>(node: Rc<RefCell<N>>, socket: std::net::Ud
     while !stop.load(Ordering::Relaxed) {
         let now = shared.clock.now();
         let due = shared.node.borrow().poll_timeout();
-        if due.is_some_and(|t| t <= now) {
+        if let Some(t) = due.filter(|t| *t <= now) {
+            let late = now.0 - t.0;
+            {
+                let mut s = shared.stats.borrow_mut();
+                s.timers_run += 1;
+                s.timers_late += u64::from(late > LATE_TIMER.as_micros() as u64);
+                s.timer_late_max_us = s.timer_late_max_us.max(late);
+            }
             shared.node.borrow_mut().handle_timeout(now);
         }
         shared.flush(now);

@@ -170,12 +170,15 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
             write_json(&path, &r.json())?;
             let cpu: Vec<String> = r.observed.local.shard_cpu_s.iter().map(|c| format!("{:.0} %", c * 100.0 / total as f64)).collect();
             println!(
-                "{policy} run {run} (seed {}): wrote {}\n{}{}shard CPU (share of one core over the run): {}",
+                "{policy} run {run} (seed {}): wrote {}\n{}{}shard CPU (share of one core over the run): {}; node timers run > 20 ms late: {} of {} (latest {:.0} ms)",
                 r.seed,
                 path.display(),
                 r.observed.local.swarm.table(),
                 diagnostics_table(&diagnostics(&r.observed.local.swarm, setup.startup)),
-                cpu.join(", ")
+                cpu.join(", "),
+                r.observed.local.io.timers_late,
+                r.observed.local.io.timers_run,
+                r.observed.local.io.timer_late_max_us as f64 / 1e3
             );
             results.push(r);
         }
