@@ -5,6 +5,7 @@
 //! decoding what they played. Also the aggregation of several runs into one report.
 //! No CLI, no plotting, no printing here.
 
+use crate::runtime::link::Links;
 use crate::runtime::local::{run_local_swarm_watched, LocalReport, LocalSwarmConfig, Watch, WatchedPeer};
 use crate::metrics::LatencySummary;
 use crate::sim::report::{PeerOutcome, SwarmReport, MIN_COUNTED_SECONDS};
@@ -209,6 +210,8 @@ pub struct Prototype {
     /// Neighbours the seed accepts (ours: 20, a viewer's N_max; the paper does not say).
     pub seed_n_max: usize,
     pub shards: usize,
+    /// The viewers' simulated access links (`Links::default()`: plain loopback).
+    pub links: Links,
     /// Viewers per class watched (time series, and PSNR with the clip).
     pub watch_per_class: usize,
     pub seed: u64,
@@ -229,6 +232,7 @@ impl Prototype {
             peers: self.mix.flash_crowd(self.peers, self.join_over, seed),
             duration: self.join_over + self.stay,
             shards: self.shards,
+            links: self.links,
             seed,
         }
     }

@@ -35,6 +35,7 @@ fn shortened_prototype_orders_classes_by_contribution() {
         seed_upload: Kbps(800),
         seed_n_max: 20,
         shards: 2,
+        links: Default::default(),
         watch_per_class: 2,
         seed: 11,
     };
@@ -96,6 +97,7 @@ fn simulated_prototype_gives_the_published_order() {
         seed_upload: Kbps(2000),
         seed_n_max: 20,
         shards: 1,
+        links: Default::default(),
         watch_per_class: 1,
         seed: 11,
     };

@@ -5,7 +5,8 @@
 //! sample of their counters (the time series of a typical peer) and, with playback
 //! logging, the `(frame, part)` of every LC they played (for decoding and PSNR).
 
-use super::driver::{drive, Clock, IoStats};
+use super::driver::{drive, drive_linked, Clock, IoStats};
+use super::link::Links;
 use super::ingest::ingest;
 use super::udp;
 use crate::config::PeerConfig;
@@ -36,6 +37,9 @@ pub struct LocalSwarmConfig {
     pub duration: Duration,
     /// Executors (pinned to cores round-robin).
     pub shards: usize,
+    /// The viewers' simulated access links (delay, loss); the tracker and the seed
+    /// are reached directly. `Links::default()` is plain loopback.
+    pub links: Links,
     pub seed: u64,
 }
 
@@ -225,6 +229,7 @@ async fn run_shard(
         pc.emit_playback = watched && watch.playback;
         let stop = stop.clone();
         let rng_seed = cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index as u64;
+        let (cfg_links, link_seed) = (cfg.links, cfg.seed);
         viewers.push(glommio::spawn_local(async move {
             glommio::timer::sleep(Duration::from_micros(spec.join.0).saturating_sub(start.elapsed())).await;
             let socket = udp::bind(loopback())?;
@@ -235,7 +240,8 @@ async fn run_shard(
                 let log = Rc::new(RefCell::new(log));
                 (glommio::spawn_local(observe(peer.clone(), clock, stop.clone(), log.clone())), log)
             });
-            let io = drive(peer.clone(), socket, clock, stop).await;
+            let link = cfg_links.viewer(link_seed, index);
+            let io = drive_linked(peer.clone(), socket, clock, stop, link, rng_seed ^ 0x1055).await;
             let watched = match log {
                 Some((task, log)) => {
                     task.await;

@@ -11,6 +11,7 @@ use crate::progress::Progress;
 use clap::{Args as ClapArgs, Subcommand};
 use layerp2p_codec::video::Resolution;
 use layerp2p_codec::Kbps;
+use layerp2p_engine::runtime::link::Links;
 use layerp2p_engine::experiment::{aggregate, diagnostics, diagnostics_table, encode_clip, psnr_table, published_overloaded, Prototype, RunResult, CLIP_FRAMES};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -61,6 +62,16 @@ pub struct PrototypeArgs {
     /// Neighbours the seed accepts (the paper does not say; a viewer's N_max is 20).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     seed_n_max: u64,
+    /// Wide-area realism on loopback: each viewer's one-way access delay is drawn
+    /// uniformly from MIN..MAX ms (e.g. 10..100; RTT between two viewers is the sum of
+    /// their delays). Applied in-process to what each viewer receives; the tracker and
+    /// seed are reached directly.
+    #[arg(long, value_name = "MIN..MAX", value_parser = parse_delay_range)]
+    delay_ms: Option<(u64, u64)>,
+    /// Wide-area realism: share of the datagrams each viewer receives that is lost
+    /// (0..1).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_loss)]
+    loss: f64,
     /// Executors (pinned cores) the nodes are spread over.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     shards: u64,
@@ -119,6 +130,11 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
         seed_upload: Kbps(args.seed_upload_kbps),
         seed_n_max: args.seed_n_max as usize,
         shards: args.shards as usize,
+        links: Links {
+            delay_min: Duration::from_millis(args.delay_ms.map_or(0, |d| d.0)),
+            delay_max: Duration::from_millis(args.delay_ms.map_or(0, |d| d.1)),
+            loss: args.loss,
+        },
         watch_per_class: args.watch_per_class as usize,
         seed: args.seed,
     };
@@ -146,6 +162,13 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
     } else {
         None
     };
+    if args.delay_ms.is_some() || args.loss > 0.0 {
+        if args.simulate {
+            return Err("--delay-ms and --loss shape the real swarm; with --simulate use --sim-latency-ms".into());
+        }
+        let (lo, hi) = args.delay_ms.unwrap_or((0, 0));
+        println!("viewer access links: one-way delay {lo}..{hi} ms each (uniform), {:.1} % of received datagrams lost", args.loss * 100.0);
+    }
     if args.simulate {
         return simulate(&args, &setup, clip.as_ref(), &scenario);
     }
@@ -170,7 +193,7 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
             write_json(&path, &r.json())?;
             let cpu: Vec<String> = r.observed.local.shard_cpu_s.iter().map(|c| format!("{:.0} %", c * 100.0 / total as f64)).collect();
             println!(
-                "{policy} run {run} (seed {}): wrote {}\n{}{}shard CPU (share of one core over the run): {}; node timers run > 20 ms late: {} of {} (latest {:.0} ms)",
+                "{policy} run {run} (seed {}): wrote {}\n{}{}shard CPU (share of one core over the run): {}; node timers run > 20 ms late: {} of {} (latest {:.0} ms); datagrams lost on the simulated links: {}",
                 r.seed,
                 path.display(),
                 r.observed.local.swarm.table(),
@@ -178,7 +201,8 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
                 cpu.join(", "),
                 r.observed.local.io.timers_late,
                 r.observed.local.io.timers_run,
-                r.observed.local.io.timer_late_max_us as f64 / 1e3
+                r.observed.local.io.timer_late_max_us as f64 / 1e3,
+                r.observed.local.io.link_lost
             );
             results.push(r);
         }
@@ -259,4 +283,22 @@ fn simulate(args: &PrototypeArgs, setup: &Prototype, clip: Option<&layerp2p_code
         }
     }
     Ok(())
+}
+
+/// `MIN..MAX` milliseconds, MIN <= MAX.
+fn parse_delay_range(s: &str) -> Result<(u64, u64), String> {
+    let (lo, hi) = s.split_once("..").ok_or_else(|| format!("expected MIN..MAX in ms (e.g. 10..100), got {s:?}"))?;
+    let ms = |v: &str| v.trim().parse::<u64>().map_err(|_| format!("{v:?} is not a whole number of ms"));
+    let (lo, hi) = (ms(lo)?, ms(hi)?);
+    if lo > hi || hi > 10_000 {
+        return Err(format!("need MIN <= MAX <= 10000 ms, got {lo}..{hi}"));
+    }
+    Ok((lo, hi))
+}
+
+fn parse_loss(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        _ => Err(format!("loss must be a share in 0..1 (e.g. 0.01), got {s:?}")),
+    }
 }
