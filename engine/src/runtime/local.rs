@@ -37,8 +37,9 @@ pub struct LocalSwarmConfig {
     pub duration: Duration,
     /// Executors (pinned to cores round-robin).
     pub shards: usize,
-    /// The viewers' simulated access links (delay, loss); the tracker and the seed
-    /// are reached directly. `Links::default()` is plain loopback.
+    /// The viewers' simulated access links (delay, loss) on what each viewer
+    /// receives; the tracker and the seed have none of their own (what they send
+    /// still crosses the receiving viewer's link). `Links::default()` is plain loopback.
     pub links: Links,
     pub seed: u64,
 }

@@ -65,7 +65,7 @@ pub struct PrototypeArgs {
     /// Wide-area realism on loopback: each viewer's one-way access delay is drawn
     /// uniformly from MIN..MAX ms (e.g. 10..100; RTT between two viewers is the sum of
     /// their delays). Applied in-process to what each viewer receives; the tracker and
-    /// seed are reached directly.
+    /// the seed have no link of their own.
     #[arg(long, value_name = "MIN..MAX", value_parser = parse_delay_range)]
     delay_ms: Option<(u64, u64)>,
     /// Wide-area realism: share of the datagrams each viewer receives that is lost
