@@ -32,6 +32,7 @@ fn loopback_swarm_plays_and_rewards_contributors() {
         peers: mix.flash_crowd(20, Duration::from_secs(2), 3),
         duration: Duration::from_secs(32),
         shards: 2,
+        links: Default::default(),
         seed: 3,
     };
     let source = SyntheticSource::new(source).expect("valid source");

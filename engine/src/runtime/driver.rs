@@ -3,6 +3,7 @@
 //! when the node asks; after either, everything `poll_transmit` yields goes out in one
 //! batch (`udp::send_batch`). Malformed datagrams are counted and dropped.
 
+use super::link::{Inbound, LinkModel};
 use super::udp;
 use crate::node::Node;
 use crate::time::Time;
@@ -41,6 +42,14 @@ pub struct IoStats {
     pub bytes_out: u64,
     pub send_syscalls: u64,
     pub send_dropped: u64,
+    /// Timer wake-ups that ran a node's due work (`handle_timeout`), how many of them
+    /// ran more than `LATE_TIMER` after it was due, and the latest one: a starved
+    /// executor shows here first (rounds, playback and token-bucket sends run late).
+    pub timers_run: u64,
+    pub timers_late: u64,
+    pub timer_late_max_us: u64,
+    /// Datagrams the simulated access link (`link::LinkModel`) lost.
+    pub link_lost: u64,
 }
 
 impl IoStats {
@@ -52,12 +61,20 @@ impl IoStats {
         self.bytes_out += o.bytes_out;
         self.send_syscalls += o.send_syscalls;
         self.send_dropped += o.send_dropped;
+        self.timers_run += o.timers_run;
+        self.timers_late += o.timers_late;
+        self.timer_late_max_us = self.timer_late_max_us.max(o.timer_late_max_us);
+        self.link_lost += o.link_lost;
     }
 }
 
 /// Longest the timer loop sleeps: bounds how late a token-bucket send can start.
 const MAX_TICK: Duration = Duration::from_millis(2);
 const MIN_TICK: Duration = Duration::from_micros(200);
+/// A node's due work that runs later than this counts as late (`IoStats::timers_late`):
+/// one playback tick (100 ms) is the deadline resolution, so 20 ms late is already
+/// a fifth of it.
+const LATE_TIMER: Duration = Duration::from_millis(20);
 /// Size of the send buffers a flush encodes into (a new one when one is full);
 /// below malloc's mmap threshold, so buffers are reused rather than faulted in.
 const FLUSH_BUFFER: usize = 64 * 1024;
@@ -121,6 +138,20 @@ pub fn flush<N: Node + ?Sized>(
 
 /// Drives `node` on `socket` until `stop` is set; returns the socket counters.
 pub async fn drive<N: Node + 'static>(node: Rc<RefCell<N>>, socket: std::net::UdpSocket, clock: Clock, stop: Arc<AtomicBool>) -> IoStats {
+    drive_linked(node, socket, clock, stop, LinkModel::NONE, 0).await
+}
+
+/// `drive`, with what the node receives passed through the access link `link`
+/// (delay and loss; `seed` seeds its losses).
+pub async fn drive_linked<N: Node + 'static>(
+    node: Rc<RefCell<N>>,
+    socket: std::net::UdpSocket,
+    clock: Clock,
+    stop: Arc<AtomicBool>,
+    link: LinkModel,
+    seed: u64,
+) -> IoStats {
+    let inbound = Rc::new(RefCell::new(Inbound::new(link, seed)));
     let fd = socket.as_raw_fd();
     // SAFETY: the fd comes from a live std socket whose ownership moves here.
     let socket = Rc::new(unsafe { glommio::net::UdpSocket::from_raw_fd(socket.into_raw_fd()) });
@@ -128,6 +159,7 @@ pub async fn drive<N: Node + 'static>(node: Rc<RefCell<N>>, socket: std::net::Ud
 
     let rx_shared = shared.clone();
     let rx_socket = socket.clone();
+    let rx_inbound = inbound.clone();
     let receiver = glommio::spawn_local(async move {
         let mut buf = vec![0u8; wire::MAX_DATAGRAM + 1];
         loop {
@@ -142,7 +174,12 @@ pub async fn drive<N: Node + 'static>(node: Rc<RefCell<N>>, socket: std::net::Ud
                 s.bytes_in += n as u64;
             }
             match wire::decode(Bytes::copy_from_slice(&buf[..n])) {
-                Ok(packet) => rx_shared.node.borrow_mut().handle_input(now, from, packet),
+                Ok(packet) => {
+                    let admitted = rx_inbound.borrow_mut().admit(now, from, packet);
+                    if let Some((from, packet)) = admitted {
+                        rx_shared.node.borrow_mut().handle_input(now, from, packet);
+                    }
+                }
                 Err(_) => rx_shared.stats.borrow_mut().malformed += 1,
             }
             rx_shared.flush(now);
@@ -155,12 +192,29 @@ pub async fn drive<N: Node + 'static>(node: Rc<RefCell<N>>, socket: std::net::Ud
 
     while !stop.load(Ordering::Relaxed) {
         let now = shared.clock.now();
+        loop {
+            let held = inbound.borrow_mut().due(now);
+            let Some((from, packet)) = held else { break };
+            shared.node.borrow_mut().handle_input(now, from, packet);
+        }
         let due = shared.node.borrow().poll_timeout();
-        if due.is_some_and(|t| t <= now) {
+        if let Some(t) = due.filter(|t| *t <= now) {
+            let late = now.0 - t.0;
+            {
+                let mut s = shared.stats.borrow_mut();
+                s.timers_run += 1;
+                s.timers_late += u64::from(late > LATE_TIMER.as_micros() as u64);
+                s.timer_late_max_us = s.timer_late_max_us.max(late);
+            }
             shared.node.borrow_mut().handle_timeout(now);
         }
         shared.flush(now);
-        let next = shared.node.borrow().poll_timeout();
+        let node_next = shared.node.borrow().poll_timeout();
+        let held_next = inbound.borrow().next_due();
+        let next = match (node_next, held_next) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let wait = next.map_or(MAX_TICK, |t| Duration::from_micros(t.0.saturating_sub(now.0)));
         glommio::timer::sleep(wait.clamp(MIN_TICK, MAX_TICK)).await;
     }
@@ -170,5 +224,7 @@ pub async fn drive<N: Node + 'static>(node: Rc<RefCell<N>>, socket: std::net::Ud
     shared.flush(now);
     // Cancels the pending receive; the socket closes when the last Rc goes.
     drop(receiver);
-    *shared.stats.borrow()
+    let mut stats = *shared.stats.borrow();
+    stats.link_lost = inbound.borrow().lost;
+    stats
 }

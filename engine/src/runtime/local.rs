@@ -5,7 +5,8 @@
 //! sample of their counters (the time series of a typical peer) and, with playback
 //! logging, the `(frame, part)` of every LC they played (for decoding and PSNR).
 
-use super::driver::{drive, Clock, IoStats};
+use super::driver::{drive, drive_linked, Clock, IoStats};
+use super::link::Links;
 use super::ingest::ingest;
 use super::udp;
 use crate::config::PeerConfig;
@@ -36,6 +37,10 @@ pub struct LocalSwarmConfig {
     pub duration: Duration,
     /// Executors (pinned to cores round-robin).
     pub shards: usize,
+    /// The viewers' simulated access links (delay, loss) on what each viewer
+    /// receives; the tracker and the seed have none of their own (what they send
+    /// still crosses the receiving viewer's link). `Links::default()` is plain loopback.
+    pub links: Links,
     pub seed: u64,
 }
 
@@ -45,6 +50,9 @@ pub struct LocalReport {
     pub io: IoStats,
     /// The watched viewers, in viewer-index order.
     pub watched: Vec<WatchedPeer>,
+    /// CPU seconds (user + system) each shard's executor thread used, in shard order:
+    /// near the run's wall time means the shard was saturated and timers ran late.
+    pub shard_cpu_s: Vec<f64>,
 }
 
 /// Which viewers to observe while the swarm runs.
@@ -144,15 +152,17 @@ pub fn run_local_swarm_watched(
     let mut outcomes = Vec::new();
     let mut watched = Vec::new();
     let mut io_total = IoStats::default();
+    let mut shard_cpu_s = Vec::new();
     for h in handles {
-        let (o, w, io) = h.join().map_err(|e| io::Error::other(format!("executor failed: {e}")))??;
+        let (o, w, io, cpu) = h.join().map_err(|e| io::Error::other(format!("executor failed: {e}")))??;
         outcomes.extend(o);
         watched.extend(w);
         io_total.add(&io);
+        shard_cpu_s.push(cpu);
     }
     watched.sort_by_key(|w: &WatchedPeer| w.index);
     let lc_deliveries = outcomes.iter().map(|o: &PeerOutcome| o.stats.lcs_down).sum();
-    Ok(LocalReport { swarm: SwarmReport::new(cfg.classes, plan, outcomes, lc_deliveries), io: io_total, watched })
+    Ok(LocalReport { swarm: SwarmReport::new(cfg.classes, plan, outcomes, lc_deliveries), io: io_total, watched, shard_cpu_s })
 }
 
 /// Samples a watched viewer every `SAMPLE_EVERY` until `stop`, draining its playback
@@ -192,7 +202,7 @@ async fn run_shard(
     watch: Watch,
     start: Instant,
     stop: Arc<AtomicBool>,
-) -> io::Result<(Vec<PeerOutcome>, Vec<WatchedPeer>, IoStats)> {
+) -> io::Result<(Vec<PeerOutcome>, Vec<WatchedPeer>, IoStats, f64)> {
     let clock = Clock::starting_at(start);
     let mut io = IoStats::default();
     let mut infra_tasks = Vec::new();
@@ -220,6 +230,7 @@ async fn run_shard(
         pc.emit_playback = watched && watch.playback;
         let stop = stop.clone();
         let rng_seed = cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index as u64;
+        let (cfg_links, link_seed) = (cfg.links, cfg.seed);
         viewers.push(glommio::spawn_local(async move {
             glommio::timer::sleep(Duration::from_micros(spec.join.0).saturating_sub(start.elapsed())).await;
             let socket = udp::bind(loopback())?;
@@ -230,7 +241,8 @@ async fn run_shard(
                 let log = Rc::new(RefCell::new(log));
                 (glommio::spawn_local(observe(peer.clone(), clock, stop.clone(), log.clone())), log)
             });
-            let io = drive(peer.clone(), socket, clock, stop).await;
+            let link = cfg_links.viewer(link_seed, index);
+            let io = drive_linked(peer.clone(), socket, clock, stop, link, rng_seed ^ 0x1055).await;
             let watched = match log {
                 Some((task, log)) => {
                     task.await;
@@ -254,7 +266,18 @@ async fn run_shard(
     for t in infra_tasks {
         io.add(&t.await);
     }
-    Ok((outcomes, watched, io))
+    Ok((outcomes, watched, io, thread_cpu_seconds()))
+}
+
+/// CPU time (user + system) the calling thread has used, in seconds.
+fn thread_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
 }
 
 /// The channel key: the template's, or (content checking is always on over real

@@ -10,6 +10,7 @@
 //! run, directly on the same non-blocking fd (a full socket buffer drops, as UDP may).
 //!
 //! - `driver`: one node on one socket (receive task, timer loop, batched flush).
+//! - `link`: an in-process access-link model (delay, loss) for loopback swarms.
 //! - `udp`: every socket trick (SO_REUSEPORT bind, GSO grouping, sendmmsg).
 //! - `ingest`: a seed's `LcSource` and its fan-out to shards over SPSC channels.
 //! - `role`: tracker, seed, relay and peer as deployable processes; shard layout.
@@ -19,6 +20,7 @@
 
 pub mod driver;
 pub mod ingest;
+pub mod link;
 pub mod local;
 pub mod playout;
 pub mod role;

@@ -109,6 +109,7 @@ pub fn run(args: Args) -> Result<(), String> {
         peers: mix.flash_crowd(args.peers as usize, Duration::from_secs(args.join_over), args.seed),
         duration: Duration::from_secs(args.duration),
         shards: args.shards as usize,
+        links: Default::default(),
         seed: args.seed,
     };
     println!(

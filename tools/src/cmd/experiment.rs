@@ -11,7 +11,8 @@ use crate::progress::Progress;
 use clap::{Args as ClapArgs, Subcommand};
 use layerp2p_codec::video::Resolution;
 use layerp2p_codec::Kbps;
-use layerp2p_engine::experiment::{aggregate, encode_clip, psnr_table, published_overloaded, Prototype, RunResult, CLIP_FRAMES};
+use layerp2p_engine::runtime::link::Links;
+use layerp2p_engine::experiment::{aggregate, diagnostics, diagnostics_table, encode_clip, psnr_table, published_overloaded, Prototype, RunResult, CLIP_FRAMES};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,19 @@ pub struct PrototypeArgs {
     /// Seed upload cap in kbps (the paper: 2000).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     seed_upload_kbps: u32,
+    /// Neighbours the seed accepts (the paper does not say; a viewer's N_max is 20).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    seed_n_max: u64,
+    /// Wide-area realism on loopback: each viewer's one-way access delay is drawn
+    /// uniformly from MIN..MAX ms (e.g. 10..100; RTT between two viewers is the sum of
+    /// their delays). Applied in-process to what each viewer receives; the tracker and
+    /// the seed have no link of their own.
+    #[arg(long, value_name = "MIN..MAX", value_parser = parse_delay_range)]
+    delay_ms: Option<(u64, u64)>,
+    /// Wide-area realism: share of the datagrams each viewer receives that is lost
+    /// (0..1).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_loss)]
+    loss: f64,
     /// Executors (pinned cores) the nodes are spread over.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     shards: u64,
@@ -77,6 +91,14 @@ pub struct PrototypeArgs {
     /// Viewers per class watched in each run: the time series (and PSNR with --video).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1_000))]
     watch_per_class: u64,
+    /// Run the same setup (peers, join times, seed, lag, video) in the chunk-level
+    /// simulator instead of on sockets, in virtual time: the reference the real swarm
+    /// is compared with. Prints each run's table; writes `{scenario}-{policy}-sim-run{k}.json`.
+    #[arg(long)]
+    simulate: bool,
+    /// With --simulate: one-way latency of every message, ms (loopback is under 1).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    sim_latency_ms: u64,
     /// Directory for the per-run JSON, summary.json and the PNG plots (created).
     #[arg(long, default_value = "experiment-out")]
     out: PathBuf,
@@ -106,7 +128,13 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
         lag: Duration::from_secs(args.lag),
         startup: Duration::from_secs(args.startup),
         seed_upload: Kbps(args.seed_upload_kbps),
+        seed_n_max: args.seed_n_max as usize,
         shards: args.shards as usize,
+        links: Links {
+            delay_min: Duration::from_millis(args.delay_ms.map_or(0, |d| d.0)),
+            delay_max: Duration::from_millis(args.delay_ms.map_or(0, |d| d.1)),
+            loss: args.loss,
+        },
         watch_per_class: args.watch_per_class as usize,
         seed: args.seed,
     };
@@ -134,6 +162,16 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
     } else {
         None
     };
+    if args.delay_ms.is_some() || args.loss > 0.0 {
+        if args.simulate {
+            return Err("--delay-ms and --loss shape the real swarm; with --simulate use --sim-latency-ms".into());
+        }
+        let (lo, hi) = args.delay_ms.unwrap_or((0, 0));
+        println!("viewer access links: one-way delay {lo}..{hi} ms each (uniform), {:.1} % of received datagrams lost", args.loss * 100.0);
+    }
+    if args.simulate {
+        return simulate(&args, &setup, clip.as_ref(), &scenario);
+    }
     let started = Instant::now();
     let mut progress = Progress::new();
     let mut results: Vec<RunResult> = Vec::new();
@@ -153,7 +191,19 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
             progress.finish();
             let path = args.out.join(format!("{scenario}-{}-run{run}.json", policy.name().to_lowercase()));
             write_json(&path, &r.json())?;
-            println!("{policy} run {run} (seed {}): wrote {}\n{}", r.seed, path.display(), r.observed.local.swarm.table());
+            let cpu: Vec<String> = r.observed.local.shard_cpu_s.iter().map(|c| format!("{:.0} %", c * 100.0 / total as f64)).collect();
+            println!(
+                "{policy} run {run} (seed {}): wrote {}\n{}{}shard CPU (share of one core over the run): {}; node timers run > 20 ms late: {} of {} (latest {:.0} ms); datagrams lost on the simulated links: {}",
+                r.seed,
+                path.display(),
+                r.observed.local.swarm.table(),
+                diagnostics_table(&diagnostics(&r.observed.local.swarm, setup.startup)),
+                cpu.join(", "),
+                r.observed.local.io.timers_late,
+                r.observed.local.io.timers_run,
+                r.observed.local.io.timer_late_max_us as f64 / 1e3,
+                r.observed.local.io.link_lost
+            );
             results.push(r);
         }
     }
@@ -201,4 +251,54 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
     plot::time_series(&ts, &format!("Played rate of a typical peer per class (run 0) — {what}"), &series)?;
     println!("\nwrote {}, {}, {} and {}", summary_path.display(), cdf.display(), alpha.display(), ts.display());
     Ok(())
+}
+
+/// `--simulate`: every policy and run of `setup` in the simulator; per-run tables,
+/// JSON and SPEC §11's figures.
+fn simulate(args: &PrototypeArgs, setup: &Prototype, clip: Option<&layerp2p_codec::video::droptest::TestClip>, scenario: &str) -> Result<(), String> {
+    let latency = Duration::from_millis(args.sim_latency_ms);
+    for &policy in &args.policy.policies() {
+        for run in 0..args.runs {
+            let started = Instant::now();
+            let report = setup.simulate(policy, run, clip, latency)?;
+            let path = args.out.join(format!("{scenario}-{}-sim-run{run}.json", policy.name().to_lowercase()));
+            let json = serde_json::json!({
+                "policy": policy.name(), "run": run, "simulated": true, "latency_ms": args.sim_latency_ms,
+                "report": report, "diagnostics": diagnostics(&report, setup.startup),
+            });
+            write_json(&path, &json)?;
+            println!(
+                "{policy} run {run}, simulated ({:.1} s): wrote {}\n{}{}",
+                started.elapsed().as_secs_f64(),
+                path.display(),
+                report.table(),
+                diagnostics_table(&diagnostics(&report, setup.startup))
+            );
+            if matches!(args.scenario, MixArg::Overloaded) {
+                for p in published_overloaded(&report) {
+                    let m = p.measured.map_or("-".to_string(), |v| format!("{:.0} %", v * 100.0));
+                    println!("  {:<32} published {:<7} measured {m}", p.figure, p.published);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `MIN..MAX` milliseconds, MIN <= MAX.
+fn parse_delay_range(s: &str) -> Result<(u64, u64), String> {
+    let (lo, hi) = s.split_once("..").ok_or_else(|| format!("expected MIN..MAX in ms (e.g. 10..100), got {s:?}"))?;
+    let ms = |v: &str| v.trim().parse::<u64>().map_err(|_| format!("{v:?} is not a whole number of ms"));
+    let (lo, hi) = (ms(lo)?, ms(hi)?);
+    if lo > hi || hi > 10_000 {
+        return Err(format!("need MIN <= MAX <= 10000 ms, got {lo}..{hi}"));
+    }
+    Ok((lo, hi))
+}
+
+fn parse_loss(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        _ => Err(format!("loss must be a share in 0..1 (e.g. 0.01), got {s:?}")),
+    }
 }
