@@ -158,7 +158,7 @@ impl PeerStats {
     pub fn overall_ratio(&self) -> Option<f64> {
         let played: u64 = self.layers.iter().map(|l| l.played).sum();
         let missed: u64 = self.layers.iter().map(|l| l.missed).sum();
-        (played + missed > 0).then(|| played as f64 / (played + missed) as f64)
+        playback::in_time_ratio(played, missed)
     }
 }
 

@@ -26,12 +26,16 @@ pub struct LayerStats {
     pub late: u64,
 }
 
+/// alpha of `played` in-time and `missed` LCs: the fraction that arrived in time;
+/// `None` while none was counted (nothing is known yet, which is not a perfect score).
+pub fn in_time_ratio(played: u64, missed: u64) -> Option<f64> {
+    (played + missed > 0).then(|| played as f64 / (played + missed) as f64)
+}
+
 impl LayerStats {
-    /// alpha(l): fraction of the layer's LCs that arrived in time; `None` while none
-    /// was counted (nothing is known yet, which is not a perfect score).
+    /// alpha(l) (`in_time_ratio` of this layer's LCs).
     pub fn ratio(&self) -> Option<f64> {
-        let total = self.played + self.missed;
-        (total > 0).then(|| self.played as f64 / total as f64)
+        in_time_ratio(self.played, self.missed)
     }
 }
 

@@ -210,11 +210,7 @@ pub async fn drive_linked<N: Node + 'static>(
         }
         shared.flush(now);
         let node_next = shared.node.borrow().poll_timeout();
-        let held_next = inbound.borrow().next_due();
-        let next = match (node_next, held_next) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let next = node_next.into_iter().chain(inbound.borrow().next_due()).min();
         let wait = next.map_or(MAX_TICK, |t| Duration::from_micros(t.0.saturating_sub(now.0)));
         glommio::timer::sleep(wait.clamp(MIN_TICK, MAX_TICK)).await;
     }

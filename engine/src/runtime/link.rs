@@ -28,10 +28,6 @@ pub struct LinkModel {
 impl LinkModel {
     /// Loopback as it is: no delay, no loss.
     pub const NONE: LinkModel = LinkModel { delay: Duration::ZERO, loss: 0.0 };
-
-    pub fn is_none(&self) -> bool {
-        self.delay.is_zero() && self.loss <= 0.0
-    }
 }
 
 /// Access links over a swarm's viewers: each viewer's one-way delay drawn uniformly

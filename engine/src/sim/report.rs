@@ -1,9 +1,10 @@
 //! What a run produced, per peer and per class: playback rate R and received-chunk
 //! ratio alpha(l) (SPEC §10), as a readable table and as JSON.
 
-use crate::peer::PeerStats;
+use crate::peer::playback::in_time_ratio;
 #[cfg(test)]
 use crate::peer::playback::LayerStats;
+use crate::peer::PeerStats;
 use layerp2p_codec::{Kbps, LayerPlan};
 use serde::Serialize;
 use std::fmt::Write;
@@ -80,7 +81,8 @@ impl ClassReport {
         let n = members.len().max(1) as f64;
         let counts: Vec<Vec<(u64, u64)>> = members.iter().map(|p| p.played_missed(lcs_per_s)).collect();
         let sum = |l: usize, f: fn(&(u64, u64)) -> u64| counts.iter().filter_map(|c| c.get(l)).map(f).sum::<u64>();
-        let ratio = |played: u64, missed: u64| if played + missed == 0 { 0.0 } else { played as f64 / (played + missed) as f64 };
+        // A class with no LC counted (no members) reads 0 in the table.
+        let ratio = |played: u64, missed: u64| in_time_ratio(played, missed).unwrap_or(0.0);
         let alpha: Vec<f64> = (0..layers).map(|l| ratio(sum(l, |c| c.0), sum(l, |c| c.1))).collect();
         let played = (0..layers).map(|l| sum(l, |c| c.0)).sum();
         let missed = (0..layers).map(|l| sum(l, |c| c.1)).sum();
