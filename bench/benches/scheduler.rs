@@ -165,7 +165,7 @@ fn receiver_round(c: &mut Criterion) {
     let mut scratch = Scratch::default();
     c.bench_function("receiver_round_20x30s_3_layers", |b| {
         b.iter(|| {
-            schedule(ReceiverPolicy::Prioritized, 1, &store, &neighbours, &mut rng, &mut scratch);
+            schedule(ReceiverPolicy::Prioritized, 1, layerp2p_engine::Incentive::default().holder_choice, &store, &neighbours, &mut rng, &mut scratch);
             scratch.per_slot.iter().map(Vec::len).sum::<usize>()
         })
     });

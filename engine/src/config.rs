@@ -10,6 +10,54 @@ use layerp2p_codec::{Kbps, LayerPlan};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// How the receiver scheduler picks, for each LC, one supplier among the neighbours
+/// that hold it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HolderChoice {
+    /// Uniformly at random, as SPEC §6 states.
+    Uniform,
+    /// At random with weight d(n,k) + `floor`: ask most the neighbours that serve us
+    /// most (they are the ones whose tit-for-tat favours us), while every holder keeps
+    /// a chance in proportion to `floor` (new neighbours, and finding out). A request
+    /// to a neighbour that never serves (a free-rider advertises what it holds) waits
+    /// out the round and costs the LC a round; this keeps such requests rare. Not the
+    /// default: at floor 25 kbps it gave high contributors +1-4 points in the trace
+    /// simulation, but a free-rider opening links to everyone gains from it too
+    /// (310 kbps, above the base layer, in `tests/freeriders.rs`), and neighbours
+    /// lying in their maps cost contributors more (docs/EXPERIMENTS.md).
+    ByRate { floor: Kbps },
+}
+
+/// The incentive parameters (SPEC §4-§6, §8: eps, d_l, d_s are ours to choose) and
+/// how a receiver picks among the holders of an LC. One value for all three systems,
+/// so differences between them come from the policy alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Incentive {
+    /// eps of SPEC §5: keeps every receiver with a non-empty queue pickable, so the
+    /// supplier is work-conserving and new neighbours can get started. 1 kbps is
+    /// small against any real contribution.
+    pub epsilon: Kbps,
+    /// d_l: the rate an initiator assumes its receptor gave it. SPEC §4 calls it
+    /// large (an optimistic unchoke). We measured otherwise and default to 0: a peer
+    /// that lost its good neighbours can only find room at free-riders (contributors
+    /// sit at N_max), so what an initiator credits lands mostly on them. d_l = 100
+    /// kbps gave free-riders 60-70 % of the base layer and cost high contributors
+    /// 3-17 points in the trace simulation (docs/EXPERIMENTS.md, "d_l").
+    pub d_large: Kbps,
+    /// d_s: the rate a receptor assumes its initiator gave it. Zero, so a free-rider
+    /// gains nothing by opening many neighbour relationships.
+    pub d_small: Kbps,
+    /// How the receiver picks a supplier among the neighbours holding an LC
+    /// (default uniform, as SPEC §6).
+    pub holder_choice: HolderChoice,
+}
+
+impl Default for Incentive {
+    fn default() -> Incentive {
+        Incentive { epsilon: Kbps(1), d_large: Kbps(0), d_small: Kbps(0), holder_choice: HolderChoice::Uniform }
+    }
+}
+
 /// Configuration of one node (peer, seed or relay).
 #[derive(Clone, Debug)]
 pub struct PeerConfig {
@@ -35,16 +83,9 @@ pub struct PeerConfig {
     pub n_max: usize,
     /// Every period the least-contributing neighbour is replaced.
     pub adaptation: Duration,
-    /// eps of SPEC §5: keeps every receiver with a non-empty queue pickable, so the
-    /// supplier is work-conserving and new neighbours can get started. 1 kbps is
-    /// small against any real contribution.
-    pub epsilon: Kbps,
-    /// d_l: the rate an initiator assumes its receptor gave it. Large, so a new
-    /// neighbour is served generously while it proves itself (optimistic unchoke).
-    pub d_large: Kbps,
-    /// d_s: the rate a receptor assumes its initiator gave it. Zero, so a free-rider
-    /// gains nothing by opening many neighbour relationships.
-    pub d_small: Kbps,
+    /// The tit-for-tat parameters SPEC §8 leaves open, and the receiver's choice of
+    /// supplier.
+    pub incentive: Incentive,
     /// Time constant of the d(n,k) moving average.
     pub rate_window: Duration,
     /// Round-trip time assumed until one is measured.
@@ -89,9 +130,7 @@ impl PeerConfig {
             n_min: 10,
             n_max: 20,
             adaptation: Duration::from_secs(30),
-            epsilon: Kbps(1),
-            d_large: Kbps(100),
-            d_small: Kbps(0),
+            incentive: Incentive::default(),
             rate_window: Duration::from_secs(10),
             default_rtt: Duration::from_millis(100),
             burst: Duration::from_millis(20),
@@ -128,7 +167,7 @@ impl PeerConfig {
         if self.lag < self.round * 2 {
             return Err(format!("playback lag {:?} must be at least two rounds ({:?})", self.lag, self.round * 2));
         }
-        if self.epsilon.0 == 0 {
+        if self.incentive.epsilon.0 == 0 {
             return Err("epsilon must be positive (the supplier must stay work-conserving)".into());
         }
         if self.max_queue == 0 {

@@ -11,7 +11,7 @@ use crate::metrics::LatencySummary;
 use crate::sim::report::{PeerOutcome, SwarmReport, MIN_COUNTED_SECONDS};
 use crate::sim::scenario::Mix;
 use crate::sim::PeerSpec;
-use crate::{PeerConfig, Policy};
+use crate::{Incentive, PeerConfig, Policy};
 use layerp2p_codec::synthetic::{PayloadKind, SyntheticConfig, SyntheticSource};
 use layerp2p_codec::video::droptest::{self, TestClip};
 use layerp2p_codec::video::encoder::EncoderConfig;
@@ -214,6 +214,8 @@ pub struct Prototype {
     pub links: Links,
     /// Viewers per class watched (time series, and PSNR with the clip).
     pub watch_per_class: usize,
+    /// eps, d_l, d_s and the receiver's choice among holders (all systems alike).
+    pub incentive: Incentive,
     pub seed: u64,
 }
 
@@ -224,6 +226,7 @@ impl Prototype {
         let mut peer = PeerConfig::peer(policy, plan, Kbps(0));
         peer.lag = self.lag;
         peer.startup = self.startup;
+        peer.incentive = self.incentive;
         LocalSwarmConfig {
             peer,
             seed_upload: self.seed_upload,

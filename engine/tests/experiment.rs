@@ -37,6 +37,7 @@ fn shortened_prototype_orders_classes_by_contribution() {
         shards: 2,
         links: Default::default(),
         watch_per_class: 2,
+        incentive: Default::default(),
         seed: 11,
     };
     let plan = Stream::Clip(&clip).source().expect("clip source").plan().clone();
@@ -99,6 +100,7 @@ fn simulated_prototype_gives_the_published_order() {
         shards: 1,
         links: Default::default(),
         watch_per_class: 1,
+        incentive: Default::default(),
         seed: 11,
     };
     let report = setup.simulate(Policy::LayerP2P, 0, None, Duration::ZERO).expect("simulates");

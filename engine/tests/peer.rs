@@ -99,11 +99,11 @@ fn initiator_assumes_large_rate_receptor_small() {
     input(&mut initiator, Time::ZERO, addr(5), vec![accept.clone(), Message::Token { nonce: 9, echo: nonce ^ 1 }]);
     assert_eq!(initiator.neighbour_count(), 0);
     input(&mut initiator, Time::ZERO, addr(5), vec![accept, Message::Token { nonce: 9, echo: nonce }]);
-    assert_eq!(initiator.download_rate_from(&addr(5)), Some(cfg.d_large));
+    assert_eq!(initiator.download_rate_from(&addr(5)), Some(cfg.incentive.d_large));
 
     let mut receptor = Peer::new(config(Policy::LayerP2P, 500), 2, Time::ZERO).expect("valid");
     connect(&mut receptor, Time::ZERO, addr(7));
-    assert_eq!(receptor.download_rate_from(&addr(7)), Some(cfg.d_small));
+    assert_eq!(receptor.download_rate_from(&addr(7)), Some(cfg.incentive.d_small));
 }
 
 #[test]

@@ -393,7 +393,7 @@ impl Peer {
     ) -> usize {
         // The optimistic start: an initiator credits its receptor with d_l, a
         // receptor credits its initiator with only d_s.
-        let initial = if initiator { self.cfg.d_large } else { self.cfg.d_small };
+        let initial = if initiator { self.cfg.incentive.d_large } else { self.cfg.incentive.d_small };
         let mut n = Neighbour::new(addr, id, role, initiator, now, initial);
         n.token_out = self.rng.random::<u64>() | 1;
         n.token_in = token_in;
@@ -401,7 +401,7 @@ impl Peer {
         n.validated = initiator;
         n.unvalidated_in = received;
         let slot = self.neighbours.insert(n);
-        self.supplier.set_weight(slot, initial.bits_per_sec() + self.cfg.epsilon.bits_per_sec());
+        self.supplier.set_weight(slot, initial.bits_per_sec() + self.cfg.incentive.epsilon.bits_per_sec());
         self.stats.neighbours_added += 1;
         self.event(Event::NeighbourUp { addr, initiator });
         first.extend(self.token_for(slot));
@@ -855,7 +855,7 @@ impl Peer {
         }
 
         // d(n,k) for the round just ended drives the supplier's weights.
-        let eps = self.cfg.epsilon.bits_per_sec();
+        let eps = self.cfg.incentive.epsilon.bits_per_sec();
         for (slot, n) in self.neighbours.iter_mut() {
             n.rate.end_round(self.cfg.round, self.cfg.rate_window);
             self.supplier.set_weight(slot, n.rate.bits_per_sec() + eps);
@@ -867,6 +867,7 @@ impl Peer {
             receiver::schedule(
                 self.cfg.policy.receiver(),
                 self.threshold,
+                self.cfg.incentive.holder_choice,
                 &self.store,
                 &self.neighbours,
                 &mut self.rng,

@@ -6,6 +6,7 @@
 //! first (probing requests). The baselines shuffle everything together. Requests
 //! keep that order per supplier, because each supplier serves its queue FIFO.
 
+use crate::config::HolderChoice;
 use crate::peer::neighbours::Neighbours;
 use crate::peer::store::Store;
 use crate::policy::ReceiverPolicy;
@@ -16,7 +17,8 @@ use rand::seq::SliceRandom;
 /// Buffers reused across rounds so a round allocates nothing in steady state.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    holders: Vec<u32>,
+    /// Per window offset: total weight of the holders seen so far this layer.
+    weights: Vec<u64>,
     chosen: Vec<u32>,
     found: Vec<u32>,
     layer: Vec<(LcId, u32)>,
@@ -29,6 +31,7 @@ pub struct Scratch {
 pub fn schedule(
     policy: ReceiverPolicy,
     threshold: usize,
+    choice: HolderChoice,
     store: &Store,
     neighbours: &Neighbours,
     rng: &mut impl Rng,
@@ -43,7 +46,7 @@ pub fn schedule(
         if !store.is_placed(layer) {
             continue;
         }
-        collect_layer(layer, store, neighbours, rng, scratch);
+        collect_layer(layer, choice, store, neighbours, rng, scratch);
         scratch.layer.shuffle(rng);
         scratch.ordered.extend_from_slice(&scratch.layer);
         if li < threshold {
@@ -61,14 +64,18 @@ pub fn schedule(
     }
 }
 
-/// Candidates of one layer with a uniformly chosen holder each, into `scratch.layer`.
-fn collect_layer(layer: LayerId, store: &Store, neighbours: &Neighbours, rng: &mut impl Rng, s: &mut Scratch) {
+/// Candidates of one layer with a holder chosen for each, into `scratch.layer`.
+fn collect_layer(layer: LayerId, choice: HolderChoice, store: &Store, neighbours: &Neighbours, rng: &mut impl Rng, s: &mut Scratch) {
     let own = store.window(layer);
     let start = own.start().0;
     s.layer.clear();
     s.found.clear();
     for (slot, n) in neighbours.iter() {
         let Some(theirs) = n.map.as_ref().and_then(|m| m.layer(layer)) else { continue };
+        let weight = match choice {
+            HolderChoice::Uniform => 1,
+            HolderChoice::ByRate { floor } => (n.rate.bits_per_sec() / 1000).saturating_add(floor.0.max(1) as u64),
+        };
         for seq in own.wanted_from(theirs) {
             let i = (seq.0 - start) as usize;
             if i >= MAX_WINDOW_LCS as usize {
@@ -76,17 +83,19 @@ fn collect_layer(layer: LayerId, store: &Store, neighbours: &Neighbours, rng: &m
             }
             // Grown to the farthest offset seen (the window's span, ~lag x LC rate),
             // not to the limit; entries are zeroed after use below, not per round.
-            if i >= s.holders.len() {
-                s.holders.resize(i + 1, 0);
+            if i >= s.weights.len() {
+                s.weights.resize(i + 1, 0);
                 s.chosen.resize(i + 1, 0);
             }
-            s.holders[i] += 1;
-            // Reservoir sampling: the k-th holder replaces the choice with
-            // probability 1/k, so each holder ends up chosen with equal chance.
-            if s.holders[i] == 1 {
+            // Weighted reservoir sampling: a holder of weight w replaces the choice
+            // with probability w / (total weight so far), so each holder ends up
+            // chosen in proportion to its weight (uniformly when all weigh 1).
+            let first = s.weights[i] == 0;
+            s.weights[i] += weight;
+            if first {
                 s.found.push(i as u32);
                 s.chosen[i] = slot as u32;
-            } else if rng.random_range(0..s.holders[i]) == 0 {
+            } else if rng.random_range(0..s.weights[i]) < weight {
                 s.chosen[i] = slot as u32;
             }
         }
@@ -94,6 +103,57 @@ fn collect_layer(layer: LayerId, store: &Store, neighbours: &Neighbours, rng: &m
     for &i in &s.found {
         let id = LcId { layer, seq: layerp2p_codec::Seq(start + i) };
         s.layer.push((id, s.chosen[i as usize]));
-        s.holders[i as usize] = 0;
+        s.weights[i as usize] = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::neighbours::Neighbour;
+    use crate::time::Time;
+    use crate::wire::{PeerId, Role};
+    use layerp2p_codec::{BufferMap, Kbps, LayerWindow, Seq};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// Share of 2,000 wanted LCs requested from the first of two neighbours that both
+    /// hold all of them, the first credited with `rate_a`, the second with nothing.
+    fn share_of_first(choice: HolderChoice, rate_a: Kbps) -> f64 {
+        let lcs = 2_000;
+        let mut store = Store::new(1);
+        store.place(LayerId::from_index(0), Seq(0));
+        let mut neighbours = Neighbours::default();
+        for (k, rate) in [rate_a, Kbps(0)].into_iter().enumerate() {
+            let mut w = LayerWindow::new(Seq(0));
+            for s in 0..lcs {
+                w.insert(Seq(s)).expect("within the window");
+            }
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + k as u16));
+            let mut n = Neighbour::new(addr, PeerId(k as u64), Role::Peer, true, Time::ZERO, rate);
+            n.map = Some(BufferMap::from_layers(vec![w]));
+            neighbours.insert(n);
+        }
+        let mut scratch = Scratch::default();
+        schedule(ReceiverPolicy::Prioritized, 1, choice, &store, &neighbours, &mut ChaCha8Rng::seed_from_u64(5), &mut scratch);
+        let total: usize = scratch.per_slot.iter().map(Vec::len).sum();
+        assert_eq!(total, lcs as usize, "every wanted LC is requested exactly once");
+        scratch.per_slot[0].len() as f64 / total as f64
+    }
+
+    #[test]
+    fn uniform_choice_splits_evenly() {
+        let share = share_of_first(HolderChoice::Uniform, Kbps(300));
+        assert!((share - 0.5).abs() < 0.04, "{share}");
+    }
+
+    #[test]
+    fn by_rate_choice_asks_in_proportion_to_rate_plus_floor() {
+        // 300 + 25 against 0 + 25: the first holder should get 325 / 350 = 92.9 %.
+        let share = share_of_first(HolderChoice::ByRate { floor: Kbps(25) }, Kbps(300));
+        assert!((share - 325.0 / 350.0).abs() < 0.03, "{share}");
+        // With nothing measured from either, the floor alone splits evenly.
+        let share = share_of_first(HolderChoice::ByRate { floor: Kbps(25) }, Kbps(0));
+        assert!((share - 0.5).abs() < 0.04, "{share}");
     }
 }

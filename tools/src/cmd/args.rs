@@ -89,3 +89,52 @@ impl Video {
         cfg
     }
 }
+
+/// The incentive parameters SPEC §8 leaves open (eps, d_l, d_s), for every command
+/// that builds peers. Defaults are `PeerConfig::peer`'s; docs/PROTOCOL.md says why.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct IncentiveArgs {
+    /// eps of SPEC §5 in kbps: the weight a receiver that gave us nothing still gets
+    /// (keeps the supplier work-conserving). Must be positive [default: 1].
+    #[arg(long, value_name = "KBPS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub epsilon_kbps: Option<u32>,
+    /// d_l of SPEC §4 in kbps: the rate an initiator assumes its new receptor gave it
+    /// [default: 0].
+    #[arg(long, value_name = "KBPS", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub d_large_kbps: Option<u32>,
+    /// d_s of SPEC §4 in kbps: the rate a receptor assumes its new initiator gave it
+    /// [default: 0].
+    #[arg(long, value_name = "KBPS", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub d_small_kbps: Option<u32>,
+    /// The receiver picks each LC's supplier among its holders with weight
+    /// d(n,k) + KBPS, asking most those that serve it most, instead of uniformly
+    /// (SPEC §6, the default). An experiment: see docs/EXPERIMENTS.md.
+    #[arg(long, value_name = "KBPS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub holder_floor_kbps: Option<u32>,
+}
+
+impl IncentiveArgs {
+    /// The defaults with the given values overridden.
+    pub fn resolve(&self) -> layerp2p_engine::Incentive {
+        let mut incentive = layerp2p_engine::Incentive::default();
+        self.apply(&mut incentive);
+        incentive
+    }
+
+    /// Overrides the given values in `cfg`, leaving the others at their defaults.
+    pub fn apply(&self, cfg: &mut layerp2p_engine::Incentive) {
+        use layerp2p_codec::Kbps;
+        if let Some(v) = self.epsilon_kbps {
+            cfg.epsilon = Kbps(v);
+        }
+        if let Some(v) = self.d_large_kbps {
+            cfg.d_large = Kbps(v);
+        }
+        if let Some(v) = self.d_small_kbps {
+            cfg.d_small = Kbps(v);
+        }
+        if let Some(v) = self.holder_floor_kbps {
+            cfg.holder_choice = layerp2p_engine::HolderChoice::ByRate { floor: Kbps(v) };
+        }
+    }
+}

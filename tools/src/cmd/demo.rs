@@ -6,7 +6,7 @@
 //! decoding what sampled viewers played. Wiring only: the run is
 //! `experiment::run_observed` (shared with `layerp2p experiment`).
 
-use super::args::{MixArg, PolicyArg, Video};
+use super::args::{IncentiveArgs, MixArg, PolicyArg, Video};
 use clap::{Args as ClapArgs, ValueEnum};
 use layerp2p_codec::video::Resolution;
 use layerp2p_codec::Kbps;
@@ -56,8 +56,11 @@ pub struct Args {
     /// Seed upload cap in kbps (the paper's: 2000 for 100 peers).
     #[arg(long, default_value_t = 2000)]
     seed_upload_kbps: u32,
-    /// Most neighbours of the seed.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    #[command(flatten)]
+    incentive: IncentiveArgs,
+    /// Most neighbours of the seed (100: it takes every viewer; see `experiment
+    /// prototype --help`).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     seed_n_max: u64,
     /// The video the seed streams.
     #[arg(long, value_enum, default_value_t = DemoVideo::Prototype)]
@@ -101,6 +104,7 @@ pub fn run(args: Args) -> Result<(), String> {
     let mut peer = PeerConfig::peer(args.policy.policy(), synthetic.plan.clone(), Kbps(0));
     peer.lag = Duration::from_secs(args.lag);
     peer.startup = Duration::from_secs(args.startup);
+    args.incentive.apply(&mut peer.incentive);
     let cfg = LocalSwarmConfig {
         peer,
         seed_upload: Kbps(args.seed_upload_kbps),

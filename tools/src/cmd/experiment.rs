@@ -5,7 +5,7 @@
 //! per layer per class, time series of a typical peer per class). Wiring only: runs and
 //! pooling are `layerp2p_engine::experiment`.
 
-use super::args::{MixArg, PolicySet};
+use super::args::{IncentiveArgs, MixArg, PolicySet};
 use crate::plot::{self, Panel, SeriesPanel};
 use crate::progress::Progress;
 use clap::{Args as ClapArgs, Subcommand};
@@ -59,8 +59,10 @@ pub struct PrototypeArgs {
     /// Seed upload cap in kbps (the paper: 2000).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     seed_upload_kbps: u32,
-    /// Neighbours the seed accepts (the paper does not say; a viewer's N_max is 20).
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    /// Neighbours the seed accepts (the paper does not say). 100: the seed takes every
+    /// viewer, so no early joiner (a free-rider, say) holds one of its few slots for
+    /// the whole run; with 20, one flash crowd in five collapsed in simulation.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     seed_n_max: u64,
     /// Wide-area realism on loopback: each viewer's one-way access delay is drawn
     /// uniformly from MIN..MAX ms (e.g. 10..100; RTT between two viewers is the sum of
@@ -78,6 +80,8 @@ pub struct PrototypeArgs {
     /// Seed of run 0.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    #[command(flatten)]
+    incentive: IncentiveArgs,
     /// Stream the built-in clip as real H.264 (encoded once, looped) instead of the
     /// synthetic prototype video, and report PSNR Q1..Q3, Q per class.
     #[arg(long)]
@@ -136,6 +140,7 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
             loss: args.loss,
         },
         watch_per_class: args.watch_per_class as usize,
+        incentive: args.incentive.resolve(),
         seed: args.seed,
     };
     let scenario = format!("{:?}", args.scenario).to_lowercase();

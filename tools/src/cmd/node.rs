@@ -4,7 +4,7 @@
 //! `runtime::role` runs it; this file prints the live status line and the exit
 //! summary (on stderr when stdout carries the video) and turns Ctrl-C into a stop.
 
-use super::args::{PolicyArg, Video};
+use super::args::{IncentiveArgs, PolicyArg, Video};
 use clap::Args as ClapArgs;
 use layerp2p_codec::synthetic::SyntheticSource;
 use layerp2p_codec::video::encoder::EncoderConfig;
@@ -49,6 +49,8 @@ pub struct Protocol {
     /// Scheduling policy; every node of a swarm should use the same.
     #[arg(long, value_enum, default_value_t = PolicyArg::Layerp2p)]
     policy: PolicyArg,
+    #[command(flatten)]
+    incentive: IncentiveArgs,
     /// The stream: a synthetic preset (prototype, simulation) or the built-in clip
     /// H.264-encoded live (clip). Sets the layer plan, which every node of a swarm must
     /// share; a seed with --input ignores it.
@@ -303,6 +305,7 @@ fn config(role: Role, p: &Protocol, plan: LayerPlan, auth: ContentAuth, upload: 
     pc.content_auth = auth;
     pc.lag = Duration::from_secs(p.lag);
     pc.tracker = tracker;
+    p.incentive.apply(&mut pc.incentive);
     pc
 }
 

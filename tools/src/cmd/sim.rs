@@ -4,7 +4,7 @@
 //! per-class tables and speed, and writes JSON and PNG plots. Wiring only: every
 //! algorithm lives in the engine.
 
-use super::args::PolicySet;
+use super::args::{IncentiveArgs, PolicySet};
 use crate::plot::{self, Panel};
 use crate::progress::Progress;
 use clap::{Args as ClapArgs, ValueEnum};
@@ -95,6 +95,8 @@ pub struct Args {
     /// Seed of every random choice; the same seed gives the same result.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    #[command(flatten)]
+    incentive: IncentiveArgs,
     /// Write the reports (per class, per policy, speed, trace figures) as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -183,7 +185,8 @@ fn secs_to_time(s: f64) -> Time {
 
 /// Runs one system with a progress line on stderr; returns its report and speed.
 fn run_one(policy: Policy, mix: &Mix, trace: &Trace, args: &Args, duration: Duration) -> Result<(SwarmReport, Speed), String> {
-    let cfg = trace_driven(policy, mix, trace, duration, Duration::from_millis(args.latency_ms), args.seed);
+    let mut cfg = trace_driven(policy, mix, trace, duration, Duration::from_millis(args.latency_ms), args.seed);
+    args.incentive.apply(&mut cfg.peer.incentive);
     let mut swarm = Swarm::new(cfg)?;
     let started = Instant::now();
     let mut progress = Progress::new();
