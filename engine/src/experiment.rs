@@ -207,7 +207,8 @@ pub struct Prototype {
     pub lag: Duration,
     pub startup: Duration,
     pub seed_upload: Kbps,
-    /// Neighbours the seed accepts (ours: 20, a viewer's N_max; the paper does not say).
+    /// Neighbours the seed accepts (the paper does not say; `experiment prototype`
+    /// defaults to 100, every viewer).
     pub seed_n_max: usize,
     pub shards: usize,
     /// The viewers' simulated access links (`Links::default()`: plain loopback).

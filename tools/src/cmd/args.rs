@@ -91,7 +91,8 @@ impl Video {
 }
 
 /// The incentive parameters SPEC §8 leaves open (eps, d_l, d_s), for every command
-/// that builds peers. Defaults are `PeerConfig::peer`'s; docs/PROTOCOL.md says why.
+/// that builds peers. Unset flags keep `engine::config::Incentive::default()`, whose
+/// fields say why each value was chosen.
 #[derive(clap::Args, Clone, Copy, Debug, Default)]
 pub struct IncentiveArgs {
     /// eps of SPEC §5 in kbps: the weight a receiver that gave us nothing still gets

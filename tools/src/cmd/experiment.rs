@@ -12,7 +12,7 @@ use clap::{Args as ClapArgs, Subcommand};
 use layerp2p_codec::video::Resolution;
 use layerp2p_codec::Kbps;
 use layerp2p_engine::runtime::link::Links;
-use layerp2p_engine::experiment::{aggregate, diagnostics, diagnostics_table, encode_clip, psnr_table, published_overloaded, Prototype, RunResult, CLIP_FRAMES};
+use layerp2p_engine::experiment::{aggregate, diagnostics, diagnostics_table, encode_clip, psnr_table, published_overloaded, Prototype, Published, RunResult, CLIP_FRAMES};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -224,11 +224,7 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
         }
         let published = published_overloaded(&agg.report);
         if matches!(args.scenario, MixArg::Overloaded) {
-            println!("SPEC §11 (LayerP2P, overloaded prototype) beside this {policy} run:");
-            for p in &published {
-                let m = p.measured.map_or("-".to_string(), |v| format!("{:.0} %", v * 100.0));
-                println!("  {:<32} published {:<7} measured {m}", p.figure, p.published);
-            }
+            println!("SPEC §11 (LayerP2P, overloaded prototype) beside this {policy} run:\n{}", published_lines(&published));
         }
         summary.push(serde_json::json!({ "policy": policy.name(), "runs": runs.len(), "report": agg.report, "psnr": agg.psnr, "published": published }));
         pooled.push((policy, agg, runs.first().map(|r| &r.observed.typical)));
@@ -267,9 +263,10 @@ fn simulate(args: &PrototypeArgs, setup: &Prototype, clip: Option<&layerp2p_code
             let started = Instant::now();
             let report = setup.simulate(policy, run, clip, latency)?;
             let path = args.out.join(format!("{scenario}-{}-sim-run{run}.json", policy.name().to_lowercase()));
+            let diag = diagnostics(&report, setup.startup);
             let json = serde_json::json!({
                 "policy": policy.name(), "run": run, "simulated": true, "latency_ms": args.sim_latency_ms,
-                "report": report, "diagnostics": diagnostics(&report, setup.startup),
+                "report": report, "diagnostics": diag,
             });
             write_json(&path, &json)?;
             println!(
@@ -277,17 +274,23 @@ fn simulate(args: &PrototypeArgs, setup: &Prototype, clip: Option<&layerp2p_code
                 started.elapsed().as_secs_f64(),
                 path.display(),
                 report.table(),
-                diagnostics_table(&diagnostics(&report, setup.startup))
+                diagnostics_table(&diag)
             );
             if matches!(args.scenario, MixArg::Overloaded) {
-                for p in published_overloaded(&report) {
-                    let m = p.measured.map_or("-".to_string(), |v| format!("{:.0} %", v * 100.0));
-                    println!("  {:<32} published {:<7} measured {m}", p.figure, p.published);
-                }
+                println!("{}", published_lines(&published_overloaded(&report)));
             }
         }
     }
     Ok(())
+}
+
+/// SPEC §11's figures beside ours, one indented line each.
+fn published_lines(published: &[Published]) -> String {
+    let line = |p: &Published| {
+        let m = p.measured.map_or("-".to_string(), |v| format!("{:.0} %", v * 100.0));
+        format!("  {:<32} published {:<7} measured {m}", p.figure, p.published)
+    };
+    published.iter().map(line).collect::<Vec<_>>().join("\n")
 }
 
 /// `MIN..MAX` milliseconds, MIN <= MAX.
