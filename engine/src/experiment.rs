@@ -268,20 +268,51 @@ impl Prototype {
     /// same peers, join times, seed, lag, start-up and video (the synthetic one, or
     /// the clip's LCs), every message delayed by `latency` one way. What the runtime
     /// gives should match this if it is faithful to the core.
-    pub fn simulate(&self, policy: Policy, run: u32, clip: Option<&TestClip>, latency: Duration) -> Result<SwarmReport, String> {
+    /// With the clip, the same viewers as on sockets (`watch_per_class` per class) are
+    /// scored for PSNR from what they played.
+    pub fn simulate(&self, policy: Policy, run: u32, clip: Option<&TestClip>, latency: Duration) -> Result<Simulated, String> {
         let synthetic = SyntheticConfig { payload: PayloadKind::Phantom, ..self.synthetic(run) };
         let source = match clip {
             Some(c) => Stream::Clip(c).source()?,
             None => Stream::Synthetic(synthetic.clone()).source()?,
         };
-        let cfg = self.swarm(policy, run, source.plan().clone());
-        simulate(cfg, source, latency)
+        let mut cfg = self.swarm(policy, run, source.plan().clone());
+        let Some(clip) = clip else {
+            return Ok(Simulated { report: simulate(cfg, source, latency)?, psnr: None });
+        };
+        let classes = cfg.classes.len();
+        let watch = watch_sample(&cfg.peers, classes, self.watch_per_class);
+        let uploads: Vec<Kbps> = cfg.peers.iter().map(|p| p.upload).collect();
+        cfg.peer.emit_playback = true;
+        let end = crate::Time(cfg.duration.as_micros() as u64);
+        let mut swarm = swarm_of(cfg, source, latency)?;
+        swarm.run_until(end);
+        let watched: Vec<WatchedPeer> = swarm
+            .take_playback()
+            .into_iter()
+            .filter(|(spec, _, _)| watch.binary_search(spec).is_ok())
+            .map(|(index, class, played)| WatchedPeer { index, class, upload: uploads[index], samples: Vec::new(), played })
+            .collect();
+        let psnr = score_classes(clip, classes, &watched)?;
+        Ok(Simulated { report: swarm.finish(), psnr: Some(psnr) })
     }
+}
+
+/// One simulated run: the report and, with the clip, PSNR per class.
+#[derive(Debug)]
+pub struct Simulated {
+    pub report: SwarmReport,
+    pub psnr: Option<Vec<ClassQuality>>,
 }
 
 /// The real-swarm configuration `cfg` run in the chunk-level simulator with `source`
 /// (whose plan must be the peers'), every message delayed by `latency` one way.
 pub fn simulate(cfg: LocalSwarmConfig, source: Box<dyn LcSource>, latency: Duration) -> Result<SwarmReport, String> {
+    Ok(swarm_of(cfg, source, latency)?.run())
+}
+
+/// The simulated swarm of the real-swarm configuration `cfg`.
+fn swarm_of(cfg: LocalSwarmConfig, source: Box<dyn LcSource>, latency: Duration) -> Result<crate::sim::Swarm, String> {
     let cfg = crate::sim::SwarmConfig {
         // Unused: the swarm ingests `source`.
         source: SyntheticConfig::prototype(),
@@ -294,7 +325,7 @@ pub fn simulate(cfg: LocalSwarmConfig, source: Box<dyn LcSource>, latency: Durat
         duration: cfg.duration,
         seed: cfg.seed,
     };
-    Ok(crate::sim::Swarm::with_source(cfg, source)?.run())
+    crate::sim::Swarm::with_source(cfg, source)
 }
 
 /// One run of one policy.

@@ -103,7 +103,7 @@ fn simulated_prototype_gives_the_published_order() {
         incentive: Default::default(),
         seed: 11,
     };
-    let report = setup.simulate(Policy::LayerP2P, 0, None, Duration::ZERO).expect("simulates");
+    let report = setup.simulate(Policy::LayerP2P, 0, None, Duration::ZERO).expect("simulates").report;
     eprintln!("{}", report.table());
     let class = |name: &str| report.class(name).unwrap_or_else(|| panic!("class {name}"));
     let (free, res, inst) = (class("free-rider"), class("residential"), class("institutional"));

@@ -241,7 +241,7 @@ fn simulated_swarm_with_real_video_scores_every_viewer() {
     let logs = swarm.take_playback();
     assert_eq!(logs.len(), 8, "every viewer logged its playback");
     let by_frame = clip.lcs_by_frame();
-    for (class, log) in &logs {
+    for (_, class, log) in &logs {
         let q = score_played(&clip, &by_frame, log).expect("scores").expect("played");
         // Underloaded, a ~250 kbps stream: every viewer plays the 25-30 s from joining
         // to the end at full quality (30 s lag of a 60 s run).

@@ -364,15 +364,15 @@ impl Swarm {
         self.finish()
     }
 
-    /// The `(frame, part)` of every LC each logging viewer played, with the viewer's
-    /// class index; empties the logs.
-    pub fn take_playback(&mut self) -> Vec<(usize, Vec<(u32, u16)>)> {
-        std::mem::take(&mut self.played)
+    /// The `(frame, part)` of every LC each logging viewer played, as `(spec, class,
+    /// log)` in spec order (`spec` indexes `SwarmConfig::peers`); empties the logs.
+    pub fn take_playback(&mut self) -> Vec<(usize, usize, Vec<(u32, u16)>)> {
+        let mut logs: Vec<(usize, usize, Vec<(u32, u16)>)> = std::mem::take(&mut self.played)
             .into_iter()
-            .filter_map(|(i, log)| self.nodes[i].spec.map(|s| (i, (self.cfg.peers[s].class, log))))
-            .collect::<std::collections::BTreeMap<_, _>>()
-            .into_values()
-            .collect()
+            .filter_map(|(i, log)| self.nodes[i].spec.map(|s| (s, self.cfg.peers[s].class, log)))
+            .collect();
+        logs.sort_unstable_by_key(|(s, _, _)| *s);
+        logs
     }
 
     /// Records every viewer still present and builds the report.

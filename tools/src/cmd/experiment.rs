@@ -261,12 +261,13 @@ fn simulate(args: &PrototypeArgs, setup: &Prototype, clip: Option<&layerp2p_code
     for &policy in &args.policy.policies() {
         for run in 0..args.runs {
             let started = Instant::now();
-            let report = setup.simulate(policy, run, clip, latency)?;
+            let sim = setup.simulate(policy, run, clip, latency)?;
+            let report = &sim.report;
             let path = args.out.join(format!("{scenario}-{}-sim-run{run}.json", policy.name().to_lowercase()));
-            let diag = diagnostics(&report, setup.startup);
+            let diag = diagnostics(report, setup.startup);
             let json = serde_json::json!({
                 "policy": policy.name(), "run": run, "simulated": true, "latency_ms": args.sim_latency_ms,
-                "report": report, "diagnostics": diag,
+                "report": report, "diagnostics": diag, "psnr": sim.psnr,
             });
             write_json(&path, &json)?;
             println!(
@@ -276,8 +277,12 @@ fn simulate(args: &PrototypeArgs, setup: &Prototype, clip: Option<&layerp2p_code
                 report.table(),
                 diagnostics_table(&diag)
             );
+            if let Some(psnr) = &sim.psnr {
+                let names: Vec<String> = report.classes.iter().map(|c| c.name.clone()).collect();
+                println!("PSNR (luma dB):\n{}", psnr_table(&names, psnr));
+            }
             if matches!(args.scenario, MixArg::Overloaded) {
-                println!("{}", published_lines(&published_overloaded(&report)));
+                println!("{}", published_lines(&published_overloaded(report)));
             }
         }
     }
