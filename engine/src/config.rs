@@ -50,11 +50,24 @@ pub struct Incentive {
     /// How the receiver picks a supplier among the neighbours holding an LC
     /// (default uniform, as SPEC §6).
     pub holder_choice: HolderChoice,
+    /// A tit-for-tat seed asks each neighbour for one LC per round, so its d(n,k)
+    /// tells contributors from free-riders, and when full it drops its least
+    /// contributor every adaptation period (`Peer::audit`). SPEC §3 has the seed
+    /// serve "like any other supplier", but a seed downloads nothing, so without this
+    /// it serves everyone alike and never adapts: its slots drift to free-riders
+    /// (always seeking, they take every slot that frees) until half its upload goes to
+    /// peers that forward nothing (docs/EXPERIMENTS.md, "seed audit"). Costs each
+    /// neighbour one LC a round.
+    pub seed_audit: bool,
+    /// An auditing seed pushes every LC it ingests once, unrequested, to a neighbour
+    /// chosen with weight d(seed,k), before it serves requests (`Peer::push_target`):
+    /// every LC of every layer enters the swarm at once, at a contributor.
+    pub seed_push: bool,
 }
 
 impl Default for Incentive {
     fn default() -> Incentive {
-        Incentive { epsilon: Kbps(1), d_large: Kbps(0), d_small: Kbps(0), holder_choice: HolderChoice::Uniform }
+        Incentive { epsilon: Kbps(1), d_large: Kbps(0), d_small: Kbps(0), holder_choice: HolderChoice::Uniform, seed_audit: true, seed_push: true }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Free-rider strategies in an overloaded swarm (resource index below 1): a viewer
 //! that uploads nothing must play less than the base-layer rate whatever it tries —
-//! rejoining under a new identity (whitewashing), opening many neighbour links, or
-//! advertising LCs it does not hold. Contributors must not pay for it.
+//! rejoining under a new identity (whitewashing), opening many neighbour links,
+//! advertising LCs it does not hold, or uploading to the seed alone (to pass the
+//! seed's audit). Contributors must not pay for it.
 
 use layerp2p_codec::{Kbps, LayerPlan};
 use layerp2p_engine::sim::faults::{FaultConfig, Strategy};
@@ -86,4 +87,15 @@ fn free_rider_lying_in_buffer_maps_plays_less_than_the_base_layer() {
     let hostile = CHEATS.iter().map(|&c| (c, Strategy::LyingMaps)).collect();
     let (r, _) = run(cfg, FaultConfig { hostile, ..FaultConfig::default() });
     assert_cheats_lose(&r, "liar");
+}
+
+#[test]
+fn free_rider_serving_only_the_seed_plays_less_than_the_base_layer() {
+    // It answers the seed's audit (one LC a round; 100 kbps is plenty) so the seed
+    // counts it as a contributor, and uploads nothing to anyone else.
+    let mut cfg = overloaded(24);
+    own_class(&mut cfg, &CHEATS, "seed-only", Kbps(100));
+    let hostile = CHEATS.iter().map(|&c| (c, Strategy::SeedOnly)).collect();
+    let (r, _) = run(cfg, FaultConfig { hostile, ..FaultConfig::default() });
+    assert_cheats_lose(&r, "seed-only");
 }

@@ -146,10 +146,13 @@ fn baselines_mix_all_layers() {
     assert!(first.contains(&3) && first.contains(&1));
 }
 
-/// A seed with LCs of all layers, and receivers connected to it.
+/// A seed with LCs of all layers, and receivers connected to it. These tests are about
+/// the supplier scheduler, so the seed's audit (tested on its own below: it adds
+/// requests of its own and credits newcomers) is off.
 fn seed_with(upload: u32, receivers: &[SocketAddr]) -> Peer {
     let mut cfg = PeerConfig::seed(Policy::LayerP2P, LayerPlan::prototype(), Kbps(upload));
     cfg.n_max = 50;
+    cfg.incentive.seed_audit = false;
     let mut seed = Peer::new(cfg, 9, Time::ZERO).expect("valid");
     for s in 0..400 {
         for l in 1..=3 {
@@ -343,4 +346,120 @@ fn neighbour_dropped_by_adaptation_cannot_reconnect_at_once() {
     assert!(matches!(replies[0].packet.messages[0], Message::Decline { .. }), "{:?}", replies[0].packet.messages[0]);
     let replies = connect(&mut p, dropped_at + adaptation, taker);
     assert!(matches!(replies[0].packet.messages[0], Message::Accept { .. }), "{:?}", replies[0].packet.messages[0]);
+}
+
+/// A full seed (configured, then `tweak`ed) with a contributor and a free-rider as
+/// neighbours, both claiming LCs 0..400 of every layer; `good` answers the seed's
+/// requests, `bad` never does. Runs for `secs`, and returns the seed, the ids it asked of each, and when it dropped
+/// `bad` (if it did).
+fn audited_seed(policy: Policy, secs: u64, tweak: impl FnOnce(&mut PeerConfig)) -> (Peer, Vec<LcId>, Vec<LcId>, Option<Time>) {
+    let (good, bad) = (addr(1), addr(2));
+    let mut cfg = PeerConfig::seed(policy, LayerPlan::prototype(), Kbps(2000));
+    cfg.n_max = 2;
+    tweak(&mut cfg);
+    let mut seed = Peer::new(cfg, 9, Time::ZERO).expect("valid");
+    for a in [good, bad] {
+        connect(&mut seed, Time::ZERO, a);
+    }
+    drain(&mut seed, Time::ZERO);
+    let (mut asked_good, mut asked_bad, mut dropped) = (vec![], vec![], None);
+    let mut now = Time::ZERO;
+    while now < Time::from_secs(secs) {
+        now = now + Duration::from_millis(500);
+        for a in [good, bad] {
+            input(&mut seed, now, a, vec![full_map(3, 400, MediaTime::from_secs_f64(0.4))]);
+        }
+        seed.handle_timeout(now);
+        for t in drain(&mut seed, now) {
+            let ids: Vec<LcId> = t
+                .packet
+                .messages
+                .iter()
+                .filter_map(|m| if let Message::Request { ids, .. } = m { Some(ids.clone()) } else { None })
+                .flatten()
+                .collect();
+            if t.dst == good {
+                for id in &ids {
+                    input(&mut seed, now, good, vec![Message::Data(lc(id.layer.get(), id.seq.0, MediaTime(id.seq.0 as u64 * 1000)))]);
+                }
+                asked_good.extend(ids);
+            } else if t.dst == bad {
+                asked_bad.extend(ids);
+                if t.packet.messages.iter().any(|m| matches!(m, Message::Disconnect { .. })) {
+                    dropped.get_or_insert(now);
+                }
+            }
+        }
+    }
+    (seed, asked_good, asked_bad, dropped)
+}
+
+#[test]
+fn seed_audit_learns_who_uploads_and_drops_a_free_rider_when_full() {
+    let (seed, asked_good, asked_bad, dropped) = audited_seed(Policy::LayerP2P, 20, |_| {});
+    // One LC a round of each neighbour, something it claims to hold (the newest).
+    assert!((18..=21).contains(&asked_good.len()), "asked {} of good in 20 rounds", asked_good.len());
+    assert!((18..=21).contains(&asked_bad.len()), "asked {} of bad in 20 rounds", asked_bad.len());
+    assert!(asked_good.iter().chain(&asked_bad).all(|id| id.seq == Seq(399)), "{asked_good:?}");
+    // d(seed, k): what each gave back.
+    assert!(seed.download_rate_from(&addr(1)).expect("neighbour") > Kbps(5), "{:?}", seed.download_rate_from(&addr(1)));
+    // `bad` started with the newcomer's credit (one LC a round) and it has decayed.
+    assert!(seed.download_rate_from(&addr(2)).expect("neighbour") < Kbps(2), "{:?}", seed.download_rate_from(&addr(2)));
+    assert!(dropped.is_none(), "nobody is dropped within the first adaptation period");
+
+    // Full, the seed adapts like a peer: the free-rider goes, the contributor stays.
+    let (seed, _, _, dropped) = audited_seed(Policy::LayerP2P, 70, |_| {});
+    assert!(dropped.is_some_and(|t| t <= Time::from_secs(61)), "bad dropped at {dropped:?}");
+    assert_eq!(seed.neighbour_addrs().collect::<Vec<_>>(), vec![addr(1)]);
+}
+
+/// What `seed` sends within a second of ingesting 50 new LCs at `at` (a round falls
+/// in that second).
+fn after_ingest(seed: &mut Peer, at: u64) -> Vec<Transmit> {
+    let now = Time::from_secs(at);
+    for s in 0..50 {
+        seed.push_lc(now, lc(1, 1000 + s, MediaTime::from_secs_f64(20.0))).expect("fits");
+    }
+    run_timers(seed, now, now + Duration::from_secs(1))
+}
+
+/// Destinations of the LC data in `out`, in order.
+fn data_to(out: &[Transmit]) -> Vec<SocketAddr> {
+    out.iter().filter(|t| matches!(t.packet.messages[0], Message::Data(_))).map(|t| t.dst).collect()
+}
+
+#[test]
+fn auditing_seed_pushes_each_new_lc_once_to_a_contributor() {
+    // At 28 s, before the first adaptation can drop `bad`: its newcomer's credit has
+    // decayed to about a twentieth of what `good` returns.
+    let (mut seed, _, _, _) = audited_seed(Policy::LayerP2P, 28, |_| {});
+    let to = data_to(&after_ingest(&mut seed, 28));
+    assert_eq!(to.len(), 50, "every new LC once, unrequested");
+    let to_good = to.iter().filter(|&&a| a == addr(1)).count();
+    assert!(to_good >= 40, "pushes go with weight d(seed,k): {to_good} of 50 to the neighbour that gave back");
+    assert_eq!(seed.stats().lcs_pushed, 50);
+
+    let (mut seed, _, _, _) = audited_seed(Policy::LayerP2P, 28, |c| c.incentive.seed_push = false);
+    assert!(data_to(&after_ingest(&mut seed, 28)).is_empty(), "seed_push off: nothing unrequested");
+}
+
+#[test]
+fn signing_seed_pushes_an_lc_only_after_its_manifest() {
+    let key = layerp2p_engine::integrity::ContentAuth::signing_key([5; 32]);
+    let (mut seed, _, _, _) = audited_seed(Policy::LayerP2P, 20, |c| c.content_auth = layerp2p_engine::integrity::ContentAuth::Sign(key));
+    let out = after_ingest(&mut seed, 20);
+    assert_eq!(data_to(&out).len(), 50, "every new LC pushed once it was signed");
+    // An LC sent ahead of its manifest would be dropped unverified: the manifest goes first.
+    let first_manifest = out.iter().position(|t| matches!(t.packet.messages[0], Message::Manifest(_)));
+    let first_data = out.iter().position(|t| matches!(t.packet.messages[0], Message::Data(_)));
+    assert!(first_manifest.expect("a manifest") < first_data.expect("data"), "{out:?}");
+}
+
+#[test]
+fn seed_without_tit_for_tat_or_audit_asks_nothing_and_keeps_everyone() {
+    for (policy, audit) in [(Policy::SingleLayer, true), (Policy::LayerP2P, false)] {
+        let (seed, asked_good, asked_bad, dropped) = audited_seed(policy, 70, |c| c.incentive.seed_audit = audit);
+        assert!(asked_good.is_empty() && asked_bad.is_empty(), "{policy:?} audit {audit}: asked {asked_good:?} {asked_bad:?}");
+        assert_eq!((seed.neighbour_count(), dropped), (2, None), "{policy:?} audit {audit}");
+    }
 }

@@ -61,6 +61,9 @@ pub const BAN_FOR: Duration = Duration::from_secs(600);
 /// Most shunned addresses remembered; beyond that new ones are not recorded (each
 /// must first have been a neighbour, so they accrue slowly).
 const MAX_SHUNNED: usize = 1024;
+/// Most fresh LCs a seed keeps waiting to be pushed (a few seconds of video); older
+/// ones are dropped, they can still be requested.
+const MAX_FRESH: usize = 1024;
 /// Least interval between tracker requests for more peers.
 const TRACKER_ASK_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -90,6 +93,8 @@ pub struct PeerStats {
     pub bytes_up: u64,
     pub bytes_down: u64,
     pub lcs_up: u64,
+    /// Of `lcs_up`, LCs a seed pushed unrequested (`Incentive::seed_push`).
+    pub lcs_pushed: u64,
     pub lcs_down: u64,
     pub duplicates: u64,
     /// LCs dropped: from non-neighbours, of unknown layers, or beyond the window.
@@ -140,6 +145,7 @@ impl PeerStats {
         self.bytes_up += other.bytes_up;
         self.bytes_down += other.bytes_down;
         self.lcs_up += other.lcs_up;
+        self.lcs_pushed += other.lcs_pushed;
         self.lcs_down += other.lcs_down;
         self.duplicates += other.duplicates;
         self.rejected += other.rejected;
@@ -190,6 +196,8 @@ pub struct Peer {
     bucket: TokenBucket,
     scratch: receiver::Scratch,
     outbox: VecDeque<Transmit>,
+    /// A seed's newly ingested LCs still to be pushed once each (`Peer::push_target`).
+    fresh: VecDeque<LcId>,
     events: VecDeque<Event>,
     next_round: Time,
     next_play: Time,
@@ -233,6 +241,7 @@ impl Peer {
             bucket: TokenBucket::new(cfg.upload, cfg.burst, 2 * max_data_cost() as u64, now),
             scratch: receiver::Scratch::default(),
             outbox: VecDeque::new(),
+            fresh: VecDeque::new(),
             events: VecDeque::new(),
             next_round,
             next_play: now + cfg.play_tick,
@@ -309,7 +318,15 @@ impl Peer {
                 self.manifests.insert(m);
             }
         }
-        self.store.insert(lc).map(|_| ())
+        let id = lc.header.id;
+        self.store.insert(lc)?;
+        if self.audits() && self.cfg.incentive.seed_push {
+            if self.fresh.len() >= MAX_FRESH {
+                self.fresh.pop_front();
+            }
+            self.fresh.push_back(id);
+        }
+        Ok(())
     }
 
     /// Verified manifests held (the seed's own included).
@@ -392,8 +409,18 @@ impl Peer {
         mut first: Vec<Message>,
     ) -> usize {
         // The optimistic start: an initiator credits its receptor with d_l, a
-        // receptor credits its initiator with only d_s.
-        let initial = if initiator { self.cfg.incentive.d_large } else { self.cfg.incentive.d_small };
+        // receptor credits its initiator with only d_s. An auditing seed credits a
+        // newcomer with what answering its audit gives (one LC a round): a newcomer
+        // holds nothing yet, so it cannot answer, and at eps it would get almost
+        // nothing from the seed, its only early supplier; one that never answers
+        // decays to nothing within a rate window.
+        let initial = if self.audits() {
+            Kbps((data_cost(MAX_LC_PAYLOAD) as f64 * 8.0 / self.cfg.round.as_secs_f64() / 1000.0) as u32)
+        } else if initiator {
+            self.cfg.incentive.d_large
+        } else {
+            self.cfg.incentive.d_small
+        };
         let mut n = Neighbour::new(addr, id, role, initiator, now, initial);
         n.token_out = self.rng.random::<u64>() | 1;
         n.token_in = token_in;
@@ -483,11 +510,14 @@ impl Peer {
     }
 
     /// Every adaptation period: drop the neighbour we receive least from (among those
-    /// old enough to have been measured) and look for a replacement. Without
-    /// incentives (Single-Layer) the dropped neighbour is a random one instead, so
-    /// the baseline keeps the same churn but rewards nobody.
+    /// old enough to have been measured) and look for a replacement (a seed waits for
+    /// newcomers instead). Without incentives (Single-Layer) the dropped neighbour is
+    /// a random one instead, so the baseline keeps the same churn but rewards nobody.
     fn adapt(&mut self, now: Time) {
-        if self.cfg.role == Role::Seed || self.neighbours.len() < self.cfg.n_min.max(1) {
+        // An auditing seed adapts too, but only when full: a slot is then worth more
+        // to a newcomer than to a neighbour that gives nothing back.
+        let seed_adapts = self.audits() && self.neighbours.len() >= self.cfg.n_max;
+        if (self.cfg.role == Role::Seed && !seed_adapts) || self.neighbours.len() < self.cfg.n_min.max(1) {
             return;
         }
         let eligible: Vec<(SocketAddr, u64)> = self
@@ -500,12 +530,19 @@ impl Peer {
             SupplierPolicy::TitForTat => eligible.iter().min_by_key(|(_, rate)| *rate),
             SupplierPolicy::RoundRobin => eligible.choose(&mut self.rng),
         };
+        // A seed only drops a neighbour that gave nothing back (below eps): any
+        // contributor is worth its slot, and a contributor dropped would lose its best
+        // supplier.
+        let eps = self.cfg.incentive.epsilon.bits_per_sec();
+        let victim = victim.filter(|&&(_, rate)| self.cfg.role != Role::Seed || rate < eps);
         if let Some(&(addr, _)) = victim {
             self.send(addr, vec![Message::Disconnect { reason: Reason::Adaptation }]);
             self.remove_neighbour(&addr);
             self.refused.insert(addr, now + self.cfg.adaptation);
             self.shun(now, addr, self.cfg.adaptation);
-            self.connect_to_candidates(now, 1);
+            if self.cfg.role != Role::Seed {
+                self.connect_to_candidates(now, 1);
+            }
         }
     }
 
@@ -863,7 +900,9 @@ impl Peer {
         self.seek(now);
         self.swarm_positions();
 
-        if self.cfg.role != Role::Seed {
+        if self.audits() {
+            self.audit();
+        } else if self.cfg.role != Role::Seed {
             receiver::schedule(
                 self.cfg.policy.receiver(),
                 self.threshold,
@@ -896,6 +935,85 @@ impl Peer {
             }
             self.send_to_neighbour(slot, messages);
         }
+    }
+
+    /// Whether this node is a seed that audits its neighbours (`Incentive::seed_audit`;
+    /// only where there is tit-for-tat to feed).
+    fn audits(&self) -> bool {
+        self.cfg.role == Role::Seed && self.cfg.incentive.seed_audit && self.cfg.policy.supplier() == SupplierPolicy::TitForTat
+    }
+
+    /// A seed downloads nothing, so its d(n,k) would be eps for every neighbour and its
+    /// upload would go to free-riders as much as to contributors. Each round it asks
+    /// every neighbour for one LC that neighbour holds (the newest of a random layer):
+    /// what comes back is d(seed,k), which its tit-for-tat weights and adaptation then
+    /// use like any peer's. A contributor serves it promptly (the seed is its best
+    /// supplier, so it weighs most); a free-rider never does.
+    fn audit(&mut self) {
+        self.scratch.per_slot.iter_mut().for_each(Vec::clear);
+        self.scratch.per_slot.resize_with(self.neighbours.capacity(), Vec::new);
+        let layers = self.cfg.plan.layers();
+        for (slot, n) in self.neighbours.iter() {
+            let Some(map) = &n.map else { continue };
+            let layer = layerp2p_codec::LayerId::from_index(self.rng.random_range(0..layers));
+            let Some(w) = map.layer(layer).filter(|w| !w.is_empty()) else { continue };
+            let seq = layerp2p_codec::Seq(w.head().0 - 1);
+            self.scratch.per_slot[slot].push(LcId { layer, seq });
+        }
+    }
+
+    /// Whether the first fresh LC can be pushed now. A signing seed waits until a
+    /// manifest covers it: an LC sent ahead of its manifest is dropped unverified, and
+    /// the upload is lost. Fresh LCs are in ingest order and every round signs all
+    /// ingested so far, so the others wait with it.
+    fn push_ready(&self) -> bool {
+        self.fresh.front().is_some_and(|&id| self.builder.is_none() || self.manifests.covering(id).is_some())
+    }
+
+    /// A neighbour to push a fresh LC to: at random with weight d(seed,k) (what it
+    /// returned to the audit), among those that do not hold it; `None` if nobody gave
+    /// anything back. Pushing every LC once, before serving requests, puts each into
+    /// the swarm at a contributor at once; otherwise the seed's output follows its
+    /// receivers' queue heads, which under LayerP2P are mostly base-layer LCs (low
+    /// contributors ask those first), and the upper layers start with fewer copies.
+    fn push_target(&mut self, id: LcId) -> Option<usize> {
+        let holds = |n: &Neighbour| n.map.as_ref().is_some_and(|m| m.contains(id));
+        let total: u64 = self.neighbours.iter().filter(|(_, n)| n.validated && !holds(n)).map(|(_, n)| n.rate.bits_per_sec()).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut at = self.rng.random_range(0..total);
+        for (slot, n) in self.neighbours.iter().filter(|(_, n)| n.validated && !holds(n)) {
+            let w = n.rate.bits_per_sec();
+            if at < w {
+                return Some(slot);
+            }
+            at -= w;
+        }
+        None
+    }
+
+    /// Sends LC `id` to neighbour `slot` within the upload budget (its manifest first
+    /// when the receiver may lack it); `None` if either is gone.
+    fn send_lc(&mut self, now: Time, slot: usize, id: LcId) -> Option<Transmit> {
+        let lc = self.store.get(id)?;
+        self.neighbours.get(slot)?;
+        let manifest = self.manifest_for(now, slot, id);
+        let n = self.neighbours.get_mut(slot)?;
+        let cost = data_cost(lc.payload.len());
+        self.bucket.take(cost);
+        n.bytes_up += cost as u64;
+        self.stats.bytes_up += cost as u64;
+        self.stats.lcs_up += 1;
+        let data = Transmit { dst: n.addr, packet: Packet { messages: vec![Message::Data(lc)] } };
+        if let Some(m) = manifest {
+            // The manifest goes first, in its own datagram, so the LC is checkable
+            // on arrival; data datagrams stay one LC each.
+            let dst = data.dst;
+            self.outbox.push_front(data);
+            return Some(Transmit { dst, packet: Packet { messages: vec![Message::Manifest(m)] } });
+        }
+        Some(data)
     }
 
     /// The seed signs what it ingested before advertising it, so everything offered is
@@ -992,30 +1110,28 @@ impl Node for Peer {
         if let Some(t) = self.outbox.pop_front() {
             return Some(t);
         }
-        if self.left || !self.supplier.has_work() || !self.bucket.has(now, max_data_cost()) {
+        if self.left || !self.bucket.has(now, max_data_cost()) {
+            return None;
+        }
+        while self.push_ready() {
+            let Some(id) = self.fresh.pop_front() else { break };
+            if let Some(slot) = self.push_target(id)
+                && let Some(t) = self.send_lc(now, slot, id)
+            {
+                self.stats.lcs_pushed += 1;
+                return Some(t);
+            }
+        }
+        if !self.supplier.has_work() {
             return None;
         }
         while let Some((slot, id, arrived)) = self.supplier.next(now, &mut self.rng) {
-            let Some(lc) = self.store.get(id) else { continue };
-            let manifest = self.manifest_for(now, slot, id);
-            let Some(n) = self.neighbours.get_mut(slot) else { continue };
-            let cost = data_cost(lc.payload.len());
-            self.bucket.take(cost);
-            n.bytes_up += cost as u64;
-            self.stats.bytes_up += cost as u64;
-            self.stats.lcs_up += 1;
-            self.stats.latency.request_to_send.record(now.since(arrived));
             self.stats.requests_expired = self.supplier.expired;
             self.stats.requests_overflowed = self.supplier.overflowed;
-            let data = Transmit { dst: n.addr, packet: Packet { messages: vec![Message::Data(lc)] } };
-            if let Some(m) = manifest {
-                // The manifest goes first, in its own datagram, so the LC is checkable
-                // on arrival; data datagrams stay one LC each.
-                let dst = data.dst;
-                self.outbox.push_front(data);
-                return Some(Transmit { dst, packet: Packet { messages: vec![Message::Manifest(m)] } });
+            if let Some(t) = self.send_lc(now, slot, id) {
+                self.stats.latency.request_to_send.record(now.since(arrived));
+                return Some(t);
             }
-            return Some(data);
         }
         self.stats.requests_expired = self.supplier.expired;
         None
@@ -1030,7 +1146,7 @@ impl Node for Peer {
             return None;
         }
         let mut t = self.next_play.min(self.next_round).min(self.next_adapt).min(self.next_refresh);
-        if self.supplier.has_work()
+        if (self.supplier.has_work() || self.push_ready())
             && let Some(ready) = self.bucket.ready_at(max_data_cost())
         {
             t = t.min(ready);

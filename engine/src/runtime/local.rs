@@ -214,6 +214,7 @@ async fn run_shard(
         seed_cfg.n_max = cfg.seed_n_max;
         seed_cfg.lag = cfg.peer.lag;
         seed_cfg.round = cfg.peer.round;
+        seed_cfg.incentive = cfg.peer.incentive;
         seed_cfg.content_auth = channel_auth(&cfg);
         let seed = Peer::new(seed_cfg, cfg.seed ^ 0x5EED, clock.now()).map_err(|e| io::Error::other(e.to_string()))?;
         let seed = Rc::new(RefCell::new(seed));

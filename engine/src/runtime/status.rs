@@ -178,8 +178,8 @@ impl NodeSummary {
         }
         let _ = writeln!(
             s,
-            "  LC data: up {:.0} kbps ({} LCs), down {:.0} kbps ({} LCs), {} duplicates",
-            self.upload_kbps, self.stats.lcs_up, self.download_kbps, self.stats.lcs_down, self.stats.duplicates
+            "  LC data: up {:.0} kbps ({} LCs, {} of them pushed), down {:.0} kbps ({} LCs), {} duplicates",
+            self.upload_kbps, self.stats.lcs_up, self.stats.lcs_pushed, self.download_kbps, self.stats.lcs_down, self.stats.duplicates
         );
         if self.counted_seconds > 0.0 {
             let alpha: Vec<String> = self.alpha.iter().map(|a| alpha_text(*a, 3)).collect();

@@ -49,6 +49,9 @@ pub enum Strategy {
     ManyLinks { links: usize },
     /// Advertises every LC of every layer in its buffer maps.
     LyingMaps,
+    /// Uploads to the seed only (its LCs to anyone else never arrive): it answers the
+    /// seed's audit to look like a contributor there, and gives its neighbours nothing.
+    SeedOnly,
 }
 
 /// Faults of one run.
@@ -182,8 +185,13 @@ impl Faults {
     /// A packet leaves a node (scenario entry `spec`) with link delay `delay`: applies
     /// the sender's strategy, checks honest senders forward no forgery, and returns
     /// the arrival delays (none if lost, two if duplicated).
-    pub fn transmit(&mut self, spec: Option<usize>, packet: &mut Packet, delay: Duration) -> Vec<Duration> {
+    /// A datagram of viewer `spec` (to the seed if `to_seed`) leaves: the delays of the
+    /// copies that arrive.
+    pub fn transmit(&mut self, spec: Option<usize>, to_seed: bool, packet: &mut Packet, delay: Duration) -> Vec<Duration> {
         let strategy = self.strategy(spec).cloned();
+        if strategy == Some(Strategy::SeedOnly) && !to_seed && packet.messages.iter().any(|m| matches!(m, Message::Data(_))) {
+            return Vec::new();
+        }
         for m in &mut packet.messages {
             match (m, &strategy) {
                 (Message::Data(lc), Some(Strategy::Forge)) => {

@@ -146,6 +146,7 @@ impl Swarm {
         seed_cfg.n_max = cfg.seed_n_max;
         seed_cfg.lag = cfg.peer.lag;
         seed_cfg.round = cfg.peer.round;
+        seed_cfg.incentive = cfg.peer.incentive;
         // The channel key from the template: the seed signs with it.
         seed_cfg.content_auth = cfg.peer.content_auth.clone();
         let seed = Peer::new(seed_cfg, node_seed(cfg.seed, SEED), Time::ZERO).map_err(|e| e.to_string())?;
@@ -213,7 +214,7 @@ impl Swarm {
             match self.faults.as_mut() {
                 None => self.queue.push(now + delay, SimEvent::Deliver { to, from, packet: tx.packet }),
                 Some(f) => {
-                    for d in f.transmit(self.nodes[i].spec, &mut tx.packet, delay) {
+                    for d in f.transmit(self.nodes[i].spec, to == SEED, &mut tx.packet, delay) {
                         self.queue.push(now + d, SimEvent::Deliver { to, from, packet: tx.packet.clone() });
                     }
                 }

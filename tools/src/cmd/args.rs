@@ -112,6 +112,15 @@ pub struct IncentiveArgs {
     /// (SPEC §6, the default). An experiment: see docs/EXPERIMENTS.md.
     #[arg(long, value_name = "KBPS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub holder_floor_kbps: Option<u32>,
+    /// The seed no longer asks each neighbour for one LC a round: it serves every
+    /// neighbour alike, never drops one and pushes nothing (the paper's seed; see
+    /// docs/EXPERIMENTS.md, "seed audit").
+    #[arg(long)]
+    pub no_seed_audit: bool,
+    /// The auditing seed no longer pushes each new LC once to a contributor before
+    /// serving requests (see docs/EXPERIMENTS.md, "seed audit").
+    #[arg(long)]
+    pub no_seed_push: bool,
 }
 
 impl IncentiveArgs {
@@ -136,6 +145,12 @@ impl IncentiveArgs {
         }
         if let Some(v) = self.holder_floor_kbps {
             cfg.holder_choice = layerp2p_engine::HolderChoice::ByRate { floor: Kbps(v) };
+        }
+        if self.no_seed_audit {
+            cfg.seed_audit = false;
+        }
+        if self.no_seed_push {
+            cfg.seed_push = false;
         }
     }
 }
