@@ -63,11 +63,16 @@ fn sharded_seed_serves_peers_found_through_its_tracker_within_its_cap() {
     // token buckets allow a 20 ms burst each).
     assert!(seed.stats.lcs_up > 0);
     assert!(seed.upload_kbps <= SEED_UPLOAD as f64 * 1.05, "seed uploaded {:.0} kbps", seed.upload_kbps);
-    // Latency histograms were filled on both sides.
+    // Latency histograms were filled on both sides: the seed's for every LC it sent on
+    // request (the rest it pushed: each shard pushes every LC it ingests once, to a
+    // viewer that answered its audit).
     assert_eq!(seed.stats.latency.request_to_send.count(), seed.stats.lcs_up - seed.stats.lcs_pushed);
-    // Each shard pushed the LCs it ingested, once each, to viewers that answered its audit.
     assert!(seed.stats.lcs_pushed > 0, "{}", seed.text());
-    assert!(peers.iter().all(|p| p.stats.latency.delivery.count() > 0));
+    // A receiver's counts the requested LCs that arrived. A shard with a single
+    // neighbour pushes that viewer every LC, so it may request nothing: at most one
+    // viewer per shard.
+    let fed_by_push = peers.iter().filter(|p| p.stats.latency.delivery.count() == 0).count();
+    assert!(fed_by_push <= 2, "{fed_by_push} of 4 viewers requested nothing that arrived");
 }
 
 #[test]
