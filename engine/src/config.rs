@@ -51,8 +51,8 @@ pub struct Incentive {
     /// (default uniform, as SPEC §6).
     pub holder_choice: HolderChoice,
     /// A tit-for-tat seed asks each neighbour for one LC per round, so its d(n,k)
-    /// tells contributors from free-riders, and when full it drops its least
-    /// contributor every adaptation period (`Peer::audit`). SPEC §3 has the seed
+    /// tells contributors from free-riders, and when full it drops, every adaptation
+    /// period, its least contributor if that one gave nothing back (`Peer::audit`). SPEC §3 has the seed
     /// serve "like any other supplier", but a seed downloads nothing, so without this
     /// it serves everyone alike and never adapts: its slots drift to free-riders
     /// (always seeking, they take every slot that frees) until half its upload goes to

@@ -997,7 +997,6 @@ impl Peer {
     /// when the receiver may lack it); `None` if either is gone.
     fn send_lc(&mut self, now: Time, slot: usize, id: LcId) -> Option<Transmit> {
         let lc = self.store.get(id)?;
-        self.neighbours.get(slot)?;
         let manifest = self.manifest_for(now, slot, id);
         let n = self.neighbours.get_mut(slot)?;
         let cost = data_cost(lc.payload.len());
