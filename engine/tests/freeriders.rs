@@ -71,31 +71,29 @@ fn whitewashing_free_rider_plays_less_than_the_base_layer() {
     assert_cheats_lose(&r, "whitewasher");
 }
 
+/// The overloaded swarm of `seed` with the `CHEATS` as class `name` (uploading
+/// `upload`) playing `strategy`; asserts they lose.
+fn assert_strategy_loses(seed: u64, name: &str, upload: Kbps, strategy: Strategy) {
+    let mut cfg = overloaded(seed);
+    own_class(&mut cfg, &CHEATS, name, upload);
+    let hostile = CHEATS.iter().map(|&c| (c, strategy.clone())).collect();
+    let (r, _) = run(cfg, FaultConfig { hostile, ..FaultConfig::default() });
+    assert_cheats_lose(&r, name);
+}
+
 #[test]
 fn free_rider_with_many_links_plays_less_than_the_base_layer() {
-    let mut cfg = overloaded(22);
-    own_class(&mut cfg, &CHEATS, "many-links", Kbps(0));
-    let hostile = CHEATS.iter().map(|&c| (c, Strategy::ManyLinks { links: PEERS })).collect();
-    let (r, _) = run(cfg, FaultConfig { hostile, ..FaultConfig::default() });
-    assert_cheats_lose(&r, "many-links");
+    assert_strategy_loses(22, "many-links", Kbps(0), Strategy::ManyLinks { links: PEERS });
 }
 
 #[test]
 fn free_rider_lying_in_buffer_maps_plays_less_than_the_base_layer() {
-    let mut cfg = overloaded(23);
-    own_class(&mut cfg, &CHEATS, "liar", Kbps(0));
-    let hostile = CHEATS.iter().map(|&c| (c, Strategy::LyingMaps)).collect();
-    let (r, _) = run(cfg, FaultConfig { hostile, ..FaultConfig::default() });
-    assert_cheats_lose(&r, "liar");
+    assert_strategy_loses(23, "liar", Kbps(0), Strategy::LyingMaps);
 }
 
 #[test]
 fn free_rider_serving_only_the_seed_plays_less_than_the_base_layer() {
     // It answers the seed's audit (one LC a round; 100 kbps is plenty) so the seed
     // counts it as a contributor, and uploads nothing to anyone else.
-    let mut cfg = overloaded(24);
-    own_class(&mut cfg, &CHEATS, "seed-only", Kbps(100));
-    let hostile = CHEATS.iter().map(|&c| (c, Strategy::SeedOnly)).collect();
-    let (r, _) = run(cfg, FaultConfig { hostile, ..FaultConfig::default() });
-    assert_cheats_lose(&r, "seed-only");
+    assert_strategy_loses(24, "seed-only", Kbps(100), Strategy::SeedOnly);
 }
