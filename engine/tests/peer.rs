@@ -348,6 +348,53 @@ fn neighbour_dropped_by_adaptation_cannot_reconnect_at_once() {
     assert!(matches!(replies[0].packet.messages[0], Message::Accept { .. }), "{:?}", replies[0].packet.messages[0]);
 }
 
+#[test]
+fn adaptation_replaces_a_neighbour_from_the_latest_tracker_list() {
+    let tracker = addr(99);
+    let mut cfg = config(Policy::LayerP2P, 500);
+    cfg.tracker = Some(tracker);
+    cfg.n_min = 2;
+    cfg.n_max = 4;
+    // A refresh, answered, before the first adaptation.
+    cfg.tracker_refresh = Duration::from_secs(10);
+    let adaptation = cfg.adaptation;
+    let mut p = Peer::new(cfg, 9, Time::ZERO).expect("valid");
+    let (giver, other, taker, stale, fresh) = (addr(1), addr(2), addr(3), addr(8), addr(9));
+    for a in [giver, other, taker] {
+        connect(&mut p, Time::ZERO, a);
+    }
+    // The join-time list; the peer has N_min neighbours already, so it only keeps it.
+    input(&mut p, Time::ZERO, tracker, vec![Message::PeerList { peers: vec![stale] }]);
+    let mut now = Time::ZERO;
+    let (mut asked, mut replacement) = (false, None);
+    let mut seq = 0;
+    while now < Time::from_secs(2 * adaptation.as_secs() + 5) && replacement.is_none() {
+        now = now + Duration::from_millis(500);
+        for a in [giver, other, taker] {
+            input(&mut p, now, a, vec![full_map(3, 0, MediaTime(0))]);
+        }
+        for a in [giver, other] {
+            seq += 1;
+            input(&mut p, now, a, vec![Message::Data(lc(1, seq, MediaTime::from_secs_f64(1000.0)))]);
+        }
+        p.handle_timeout(now);
+        for t in drain(&mut p, now) {
+            for m in &t.packet.messages {
+                match m {
+                    Message::Refresh { want_peers: true, .. } if t.dst == tracker && !asked => {
+                        asked = true;
+                        input(&mut p, now, tracker, vec![Message::PeerList { peers: vec![fresh] }]);
+                    }
+                    Message::Connect { .. } => replacement = Some(t.dst),
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert!(asked, "a peer with N_min neighbours still asks for a fresh list at its refresh");
+    assert_eq!(replacement, Some(fresh), "the replacement comes from the latest list");
+}
+
 /// A full seed (configured, then `tweak`ed) with a contributor and a free-rider as
 /// neighbours, both claiming LCs 0..400 of every layer; `good` answers the seed's
 /// requests, `bad` never does. Runs for `secs`, and returns the seed, the ids it asked of each, and when it dropped

@@ -1033,7 +1033,13 @@ impl Peer {
 
     fn refresh(&mut self, now: Time) {
         if let Some(tracker) = self.cfg.tracker {
-            let want_peers = self.neighbours.len() < self.cfg.n_min;
+            // Every refresh brings a fresh list: the replacement an adaptation connects
+            // to comes from it, and a list kept from the join holds only the peers that
+            // came before us (and, hours later, mostly departed ones). With stale lists
+            // the early joiners of a flash crowd replace neighbours only among
+            // themselves, and a late joiner finds room only at peers nobody keeps. A
+            // seed does not replace neighbours, so it asks only when short of them.
+            let want_peers = self.cfg.role != Role::Seed || self.neighbours.len() < self.cfg.n_min;
             if want_peers {
                 self.last_tracker_ask = Some(now);
             }
