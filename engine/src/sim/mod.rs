@@ -107,6 +107,9 @@ fn node_seed(seed: u64, i: usize) -> u64 {
     z ^ (z >> 31)
 }
 
+/// One logging viewer's playback: `(spec, class, (frame, part) of every LC played)`.
+pub type PlaybackLog = (usize, usize, Vec<(u32, u16)>);
+
 pub struct Swarm {
     cfg: SwarmConfig,
     now: Time,
@@ -367,8 +370,8 @@ impl Swarm {
 
     /// The `(frame, part)` of every LC each logging viewer played, as `(spec, class,
     /// log)` in spec order (`spec` indexes `SwarmConfig::peers`); empties the logs.
-    pub fn take_playback(&mut self) -> Vec<(usize, usize, Vec<(u32, u16)>)> {
-        let mut logs: Vec<(usize, usize, Vec<(u32, u16)>)> = std::mem::take(&mut self.played)
+    pub fn take_playback(&mut self) -> Vec<PlaybackLog> {
+        let mut logs: Vec<PlaybackLog> = std::mem::take(&mut self.played)
             .into_iter()
             .filter_map(|(i, log)| self.nodes[i].spec.map(|s| (s, self.cfg.peers[s].class, log)))
             .collect();
