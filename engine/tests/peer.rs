@@ -309,6 +309,21 @@ fn data_from_strangers_is_rejected() {
     assert_eq!(p.stats().lcs_down, 0);
 }
 
+/// Half a second of three neighbours: all send a buffer map, `giver` and `other`
+/// also one LC each (numbered from `seq`), and `taker` nothing. Runs `p`'s timers
+/// and returns what it sent.
+fn half_second(p: &mut Peer, now: Time, [giver, other, taker]: [SocketAddr; 3], seq: &mut u32) -> Vec<Transmit> {
+    for a in [giver, other, taker] {
+        input(p, now, a, vec![full_map(3, 0, MediaTime(0))]);
+    }
+    for a in [giver, other] {
+        *seq += 1;
+        input(p, now, a, vec![Message::Data(lc(1, *seq, MediaTime::from_secs_f64(1000.0)))]);
+    }
+    p.handle_timeout(now);
+    drain(p, now)
+}
+
 #[test]
 fn neighbour_dropped_by_adaptation_cannot_reconnect_at_once() {
     let mut cfg = config(Policy::LayerP2P, 500);
@@ -326,15 +341,7 @@ fn neighbour_dropped_by_adaptation_cannot_reconnect_at_once() {
     let mut seq = 0;
     while now < Time::from_secs(2 * adaptation.as_secs() + 5) && dropped_at.is_none() {
         now = now + Duration::from_millis(500);
-        for a in [giver, other, taker] {
-            input(&mut p, now, a, vec![full_map(3, 0, MediaTime(0))]);
-        }
-        for a in [giver, other] {
-            seq += 1;
-            input(&mut p, now, a, vec![Message::Data(lc(1, seq, MediaTime::from_secs_f64(1000.0)))]);
-        }
-        p.handle_timeout(now);
-        let out = drain(&mut p, now);
+        let out = half_second(&mut p, now, [giver, other, taker], &mut seq);
         if out.iter().any(|t| t.dst == taker && matches!(t.packet.messages[0], Message::Disconnect { .. })) {
             dropped_at = Some(now);
         }
@@ -370,15 +377,7 @@ fn adaptation_replaces_a_neighbour_from_the_latest_tracker_list() {
     let mut seq = 0;
     while now < Time::from_secs(2 * adaptation.as_secs() + 5) && replacement.is_none() {
         now = now + Duration::from_millis(500);
-        for a in [giver, other, taker] {
-            input(&mut p, now, a, vec![full_map(3, 0, MediaTime(0))]);
-        }
-        for a in [giver, other] {
-            seq += 1;
-            input(&mut p, now, a, vec![Message::Data(lc(1, seq, MediaTime::from_secs_f64(1000.0)))]);
-        }
-        p.handle_timeout(now);
-        for t in drain(&mut p, now) {
+        for t in half_second(&mut p, now, [giver, other, taker], &mut seq) {
             for m in &t.packet.messages {
                 match m {
                     Message::Refresh { want_peers: true, .. } if t.dst == tracker && !asked => {
