@@ -19,7 +19,7 @@ use layerp2p_codec::video::quality::Quality;
 use layerp2p_codec::video::source::{ReplayFeed, VideoSource};
 use layerp2p_codec::video::{FrameRate, Resolution};
 use layerp2p_codec::{Kbps, LayerPlan, LcSource};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Frames of the looped clip: 5 GOPs of 64, so every loop starts with an IDR.
@@ -53,7 +53,7 @@ impl Stream<'_> {
 }
 
 /// PSNR of the scored viewers of one class.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ClassQuality {
     pub scored: usize,
     pub quality: Quality,
@@ -82,7 +82,7 @@ pub fn psnr_table(names: &[String], psnr: &[ClassQuality]) -> String {
 }
 
 /// Per-second rates of one watched viewer, from its successive samples.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RateSeries {
     pub index: usize,
     pub class: usize,
@@ -341,10 +341,12 @@ pub struct RunResult {
 }
 
 impl RunResult {
-    /// The per-run JSON: report, typical time series, PSNR, socket counters.
-    pub fn json(&self) -> serde_json::Value {
+    /// The per-run JSON of a run of `scenario`: report, typical time series, PSNR,
+    /// socket counters.
+    pub fn json(&self, scenario: &str) -> serde_json::Value {
         let o = &self.observed;
         serde_json::json!({
+            "scenario": scenario,
             "policy": self.policy,
             "run": self.run,
             "seed": self.seed,
@@ -356,6 +358,11 @@ impl RunResult {
             "diagnostics": diagnostics(&o.local.swarm, self.startup),
         })
     }
+
+    /// What `experiment report` would read back of `json(scenario)`.
+    pub fn file(&self, scenario: &str) -> Result<RunFile, String> {
+        serde_json::from_value(self.json(scenario)).map_err(|e| format!("a run's JSON does not read back: {e}"))
+    }
 }
 
 /// Several runs of one policy pooled: every counted peer of every run in one report
@@ -364,23 +371,95 @@ impl RunResult {
 pub struct Aggregate {
     pub report: SwarmReport,
     pub psnr: Option<Vec<ClassQuality>>,
+    /// Every alpha is from LC counts (false if some run's JSON predates them: see
+    /// `ClassReport::pool`).
+    pub exact: bool,
 }
 
-/// `None` if `runs` is empty.
-pub fn aggregate(runs: &[&RunResult]) -> Option<Aggregate> {
-    let plan = runs.first()?.plan.clone();
-    let names: Vec<String> = runs.first().map(|r| r.observed.local.swarm.classes.iter().map(|c| c.name.clone()).collect()).unwrap_or_default();
-    let peers = runs.iter().flat_map(|r| r.observed.local.swarm.peers.iter().cloned()).collect();
-    let deliveries = runs.iter().map(|r| r.observed.local.swarm.lc_deliveries).sum();
+/// Pools runs given as (report, PSNR per class): `experiment prototype`'s runs as
+/// they end, or `experiment report`'s from their JSON. An error if there are none or
+/// they are not of one setup.
+pub fn aggregate<'a>(runs: impl IntoIterator<Item = (&'a SwarmReport, Option<&'a Vec<ClassQuality>>)>) -> Result<Aggregate, String> {
+    let (reports, scores): (Vec<&SwarmReport>, Vec<Option<&Vec<ClassQuality>>>) = runs.into_iter().unzip();
+    let (report, exact) = SwarmReport::pool(&reports)?;
     let mut psnr: Option<Vec<ClassQuality>> = None;
-    for q in runs.iter().filter_map(|r| r.observed.psnr.as_ref()) {
+    for q in scores.into_iter().flatten() {
         let acc = psnr.get_or_insert_with(|| vec![ClassQuality::default(); q.len()]);
         for (a, b) in acc.iter_mut().zip(q) {
             a.scored += b.scored;
             a.quality.merge(&b.quality);
         }
     }
-    Some(Aggregate { report: SwarmReport::new(names, plan, peers, deliveries), psnr })
+    Ok(Aggregate { report, psnr, exact })
+}
+
+/// What `experiment report` reads back of a per-run JSON (`RunResult::json`, or the
+/// `--simulate` one).
+#[derive(Clone, Debug, Deserialize)]
+pub struct RunFile {
+    pub policy: String,
+    pub run: u32,
+    /// Absent in `--simulate` JSON written before 2026-12-02.
+    pub seed: Option<u64>,
+    pub scenario: Option<String>,
+    pub report: SwarmReport,
+    pub psnr: Option<Vec<ClassQuality>>,
+    pub typical: Option<Vec<Option<RateSeries>>>,
+}
+
+/// One line per run: per class, R mean, alpha per layer and (with video) Q.
+pub fn per_run_table(files: &[&RunFile]) -> String {
+    use std::fmt::Write;
+    let mut t = String::new();
+    for f in files {
+        let seed = f.seed.map_or("-".to_string(), |s| s.to_string());
+        let _ = write!(t, "{:<14} run {:<3} seed {seed:<5}", f.policy, f.run);
+        for (c, class) in f.report.classes.iter().enumerate() {
+            let alpha: Vec<String> = class.alpha.iter().map(|a| format!("{:.1}", a * 100.0)).collect();
+            let q = f.psnr.as_ref().and_then(|p| p.get(c)).and_then(|q| q.quality.overall());
+            let q = q.map_or(String::new(), |q| format!(" Q {q:.2}"));
+            let _ = write!(t, " | {} {:.0} kbps {} %{q}", class.name, class.rate_mean, alpha.join("/"));
+        }
+        t.push('\n');
+    }
+    t
+}
+
+/// Pooled Q of `base` minus Q of each other system, per class, then the same per seed
+/// that both ran (a paired comparison: same join times and class draws). Empty
+/// without PSNR.
+pub fn psnr_gap_table(base: (&str, &Aggregate, &[&RunFile]), others: &[(&str, &Aggregate, &[&RunFile])]) -> String {
+    use std::fmt::Write;
+    let overall = |p: Option<&Vec<ClassQuality>>, c: usize| p.and_then(|p| p.get(c)).and_then(|q| q.quality.overall());
+    let gap = |a: Option<f64>, b: Option<f64>| a.zip(b).map_or(format!("{:>14}", "-"), |(a, b)| format!("{:>+14.2}", a - b));
+    let names: Vec<&str> = base.1.report.classes.iter().map(|c| c.name.as_str()).collect();
+    if base.1.psnr.is_none() {
+        return String::new();
+    }
+    let mut t = format!("PSNR Q of {} minus that of each other system, dB:\n{:<24}", base.0, "");
+    for n in &names {
+        let _ = write!(t, " {n:>14}");
+    }
+    t.push('\n');
+    for (name, agg, runs) in others {
+        if agg.psnr.is_none() {
+            continue;
+        }
+        let _ = write!(t, "{:<24}", format!("{name} (pooled)"));
+        for c in 0..names.len() {
+            t.push_str(&format!(" {}", gap(overall(base.1.psnr.as_ref(), c), overall(agg.psnr.as_ref(), c))));
+        }
+        t.push('\n');
+        for b in base.2 {
+            let Some(o) = runs.iter().find(|o| o.seed.is_some() && o.seed == b.seed) else { continue };
+            let _ = write!(t, "{:<24}", format!("  seed {}", b.seed.unwrap_or(0)));
+            for c in 0..names.len() {
+                t.push_str(&format!(" {}", gap(overall(b.psnr.as_ref(), c), overall(o.psnr.as_ref(), c))));
+            }
+            t.push('\n');
+        }
+    }
+    t
 }
 
 /// Why a class got what it got, from its counted peers' counters: how much of its
@@ -530,5 +609,43 @@ mod tests {
         let peers = vec![spec(0, 50), spec(1, 10), spec(0, 10), spec(0, 30), spec(0, 40), spec(1, 5)];
         // Class 0 in join order: 2, 3, 4, 0 -> picks 2 and 4; class 1: 5, 1 -> both.
         assert_eq!(watch_sample(&peers, 2, 2), vec![1, 2, 4, 5]);
+    }
+
+    fn run_file(policy: &str, seed: u64, played: u64, q_db: f64) -> RunFile {
+        use crate::peer::{playback::LayerStats, PeerStats};
+        let plan = LayerPlan::new(vec![Kbps(100)]).expect("plan");
+        let layer = LayerStats { played, played_bytes: played * 100, missed: 100 - played, late: 0 };
+        let peer = PeerOutcome { class: 0, upload: Kbps(300), seconds: 20.0, stats: PeerStats { layers: vec![layer], ..Default::default() } };
+        let report = SwarmReport::new(vec!["residential".into()], plan, vec![peer], 100);
+        let mean = layerp2p_codec::video::quality::MeanPsnr { frames: 10, sum_db: 10.0 * q_db };
+        let psnr = vec![ClassQuality { scored: 1, quality: Quality { layers: vec![mean], all: mean, concealed: 0 } }];
+        let json = serde_json::json!({ "scenario": "overloaded", "policy": policy, "run": 0, "seed": seed, "report": report, "psnr": psnr });
+        serde_json::from_value(json).expect("a per-run JSON reads back")
+    }
+
+    #[test]
+    fn run_files_pool_and_pair_by_seed() {
+        let lp = [run_file("layerp2p", 1, 90, 40.0), run_file("layerp2p", 2, 70, 30.0)];
+        let si = [run_file("single-incent", 2, 50, 28.0), run_file("single-incent", 3, 50, 20.0)];
+        let (lp_runs, si_runs): (Vec<&RunFile>, Vec<&RunFile>) = (lp.iter().collect(), si.iter().collect());
+        let pool = |runs: &[&RunFile]| aggregate(runs.iter().map(|r| (&r.report, r.psnr.as_ref()))).expect("pools");
+        let (a, b) = (pool(&lp_runs), pool(&si_runs));
+        assert!(a.exact);
+        assert!((a.report.classes[0].alpha[0] - 0.8).abs() < 1e-9, "160 of 200 LCs");
+        assert_eq!(a.psnr.as_ref().map(|p| p[0].quality.overall()), Some(Some(35.0)));
+        let t = psnr_gap_table(("layerp2p", &a, &lp_runs), &[("single-incent", &b, &si_runs)]);
+        // Pooled 35 - 24; paired only where both ran the seed: seed 2, 30 - 28.
+        assert!(t.contains("single-incent (pooled)") && t.contains("+11.00"), "{t}");
+        assert!(t.contains("seed 2") && t.contains("+2.00") && !t.contains("seed 1") && !t.contains("seed 3"), "{t}");
+        assert!(per_run_table(&lp_runs).contains("residential 3 kbps 90.0 % Q 40.00"), "{}", per_run_table(&lp_runs));
+
+        // JSON from before the LC counts were kept still reads, and pools by peers.
+        let mut old = serde_json::to_value(&lp[1].report).expect("serializes");
+        old["classes"][0].as_object_mut().expect("class").retain(|k, _| k != "played" && k != "missed");
+        let old: SwarmReport = serde_json::from_value(old).expect("old report reads");
+        let mixed = aggregate([(&lp[0].report, None), (&old, None)]).expect("pools");
+        assert!(!mixed.exact && mixed.psnr.is_none());
+        assert!((mixed.report.classes[0].alpha[0] - 0.8).abs() < 1e-9, "same peers: weighting by peers is exact here");
+        assert!(aggregate(std::iter::empty()).is_err());
     }
 }

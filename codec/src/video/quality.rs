@@ -4,7 +4,7 @@
 
 use super::picture::Picture;
 use crate::layer::{LayerId, MAX_LAYERS};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// PSNR reported for two identical pictures (the true value is infinite).
@@ -28,7 +28,7 @@ pub fn psnr(reference: &Picture, decoded: &Picture) -> Result<f64, SizeMismatch>
 }
 
 /// Mean PSNR over some frames.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct MeanPsnr {
     pub frames: u64,
     pub sum_db: f64,
@@ -52,7 +52,7 @@ impl MeanPsnr {
 }
 
 /// Q1 … QL and Q for one viewer (or, merged, for a class of viewers).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Quality {
     /// Index 0 = layer 1.
     pub layers: Vec<MeanPsnr>,

@@ -6,7 +6,7 @@ use crate::peer::playback::in_time_ratio;
 use crate::peer::playback::LayerStats;
 use crate::peer::PeerStats;
 use layerp2p_codec::{Kbps, LayerPlan};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 
 /// Peers that played less than this are left out of class figures (too short to say).
@@ -52,7 +52,7 @@ impl PeerOutcome {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClassReport {
     pub name: String,
     pub peers: usize,
@@ -70,34 +70,78 @@ pub struct ClassReport {
     pub silent: usize,
     /// Every peer's playback rate, ascending: the CDF.
     pub rates: Vec<f64>,
+    /// LCs played and missed per layer, over the class: what alpha is made of, kept so
+    /// that reports of several runs pool exactly (`ClassReport::pool`). Empty in JSON
+    /// written before 2026-12-02.
+    #[serde(default)]
+    pub played: Vec<u64>,
+    #[serde(default)]
+    pub missed: Vec<u64>,
 }
 
 impl ClassReport {
     /// Aggregates `members` (already filtered to counted peers) over `layers` layers;
     /// `lcs_per_s` is the source's LC rate per layer, what a silent member missed.
     pub fn of(name: &str, members: &[&PeerOutcome], layers: usize, lcs_per_s: &[f64]) -> ClassReport {
-        let mut rates: Vec<f64> = members.iter().map(|p| p.rate_kbps()).collect();
-        rates.sort_by(f64::total_cmp);
-        let n = members.len().max(1) as f64;
         let counts: Vec<Vec<(u64, u64)>> = members.iter().map(|p| p.played_missed(lcs_per_s)).collect();
         let sum = |l: usize, f: fn(&(u64, u64)) -> u64| counts.iter().filter_map(|c| c.get(l)).map(f).sum::<u64>();
+        ClassReport::from_parts(
+            name,
+            members.iter().map(|p| p.rate_kbps()).collect(),
+            members.iter().map(|p| p.upload.0 as f64).sum(),
+            members.iter().filter(|p| p.is_silent()).count(),
+            Counts::Exact { played: (0..layers).map(|l| sum(l, |c| c.0)).collect(), missed: (0..layers).map(|l| sum(l, |c| c.1)).collect() },
+        )
+    }
+
+    /// `parts` (the same class in several runs) as one class: rates are every peer's
+    /// of every part, alpha from the summed LC counts. A part without counts (JSON
+    /// written before they were kept) makes alpha the parts' alphas weighted by their
+    /// peers, and `exact` false.
+    pub fn pool(name: &str, parts: &[&ClassReport], layers: usize) -> (ClassReport, bool) {
+        let exact = parts.iter().all(|c| c.peers == 0 || (c.played.len() == layers && c.missed.len() == layers));
+        let counts = if exact {
+            let sum = |f: fn(&ClassReport) -> &Vec<u64>, l: usize| parts.iter().filter_map(|c| f(c).get(l)).sum::<u64>();
+            Counts::Exact { played: (0..layers).map(|l| sum(|c| &c.played, l)).collect(), missed: (0..layers).map(|l| sum(|c| &c.missed, l)).collect() }
+        } else {
+            let peers = parts.iter().map(|c| c.peers as f64).sum::<f64>().max(1.0);
+            let weighted = |f: &dyn Fn(&ClassReport) -> f64| parts.iter().map(|c| f(c) * c.peers as f64).sum::<f64>() / peers;
+            Counts::PeerWeighted {
+                alpha: (0..layers).map(|l| weighted(&|c| c.alpha.get(l).copied().unwrap_or(0.0))).collect(),
+                alpha_all: weighted(&|c| c.alpha_all),
+            }
+        };
+        let rates = parts.iter().flat_map(|c| c.rates.iter().copied()).collect();
+        let upload = parts.iter().map(|c| c.upload_kbps * c.peers as f64).sum();
+        (ClassReport::from_parts(name, rates, upload, parts.iter().map(|c| c.silent).sum(), counts), exact)
+    }
+
+    fn from_parts(name: &str, mut rates: Vec<f64>, upload_sum: f64, silent: usize, counts: Counts) -> ClassReport {
+        rates.sort_by(f64::total_cmp);
+        let n = rates.len().max(1) as f64;
         // A class with no LC counted (no members) reads 0 in the table.
         let ratio = |played: u64, missed: u64| in_time_ratio(played, missed).unwrap_or(0.0);
-        let alpha: Vec<f64> = (0..layers).map(|l| ratio(sum(l, |c| c.0), sum(l, |c| c.1))).collect();
-        let played = (0..layers).map(|l| sum(l, |c| c.0)).sum();
-        let missed = (0..layers).map(|l| sum(l, |c| c.1)).sum();
+        let (alpha, alpha_all, played, missed) = match counts {
+            Counts::Exact { played, missed } => {
+                let alpha = played.iter().zip(&missed).map(|(&p, &m)| ratio(p, m)).collect();
+                (alpha, ratio(played.iter().sum(), missed.iter().sum()), played, missed)
+            }
+            Counts::PeerWeighted { alpha, alpha_all } => (alpha, alpha_all, Vec::new(), Vec::new()),
+        };
         ClassReport {
             name: name.to_string(),
-            peers: members.len(),
-            upload_kbps: members.iter().map(|p| p.upload.0 as f64).fold(0.0, |a, b| a + b) / n,
+            peers: rates.len(),
+            upload_kbps: upload_sum / n,
             rate_mean: rates.iter().fold(0.0, |a, b| a + b) / n,
             rate_p10: percentile(&rates, 0.1),
             rate_p50: percentile(&rates, 0.5),
             rate_p90: percentile(&rates, 0.9),
             alpha,
-            alpha_all: ratio(played, missed),
-            silent: members.iter().filter(|p| p.is_silent()).count(),
+            alpha_all,
+            silent,
             rates,
+            played,
+            missed,
         }
     }
 
@@ -108,6 +152,14 @@ impl ClassReport {
         }
         self.rates.iter().filter(|&&r| r > kbps).count() as f64 / self.rates.len() as f64
     }
+}
+
+/// What a class's alpha comes from.
+enum Counts {
+    /// LCs played and missed per layer.
+    Exact { played: Vec<u64>, missed: Vec<u64> },
+    /// Only per-part ratios were known (`ClassReport::pool` of old JSON).
+    PeerWeighted { alpha: Vec<f64>, alpha_all: f64 },
 }
 
 /// LCs per second of each layer the source produced, estimated from the peers that
@@ -132,7 +184,7 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SwarmReport {
     pub layers: usize,
     pub full_rate_kbps: u32,
@@ -176,6 +228,47 @@ impl SwarmReport {
             lc_deliveries,
             peers,
         }
+    }
+
+    /// Several runs' reports of one setup as one: each class pooled over the runs
+    /// (`ClassReport::pool`), LC deliveries summed, the source's LC rates averaged;
+    /// `peers` is left empty. Also says whether every alpha is exact. An error if the
+    /// reports differ in layers or classes.
+    pub fn pool(reports: &[&SwarmReport]) -> Result<(SwarmReport, bool), String> {
+        let first = reports.first().ok_or("no reports to pool")?;
+        let names: Vec<&str> = first.classes.iter().map(|c| c.name.as_str()).collect();
+        for r in reports {
+            let theirs: Vec<&str> = r.classes.iter().map(|c| c.name.as_str()).collect();
+            if r.layers != first.layers || theirs != names {
+                return Err(format!(
+                    "cannot pool a run of {} layers and classes {theirs:?} with one of {} layers and classes {names:?}",
+                    r.layers, first.layers
+                ));
+            }
+        }
+        let mut exact = true;
+        let classes = (0..names.len())
+            .map(|c| {
+                let parts: Vec<&ClassReport> = reports.iter().map(|r| &r.classes[c]).collect();
+                let (class, e) = ClassReport::pool(names[c], &parts, first.layers);
+                exact &= e;
+                class
+            })
+            .collect();
+        let n = reports.len() as f64;
+        Ok((
+            SwarmReport {
+                layers: first.layers,
+                full_rate_kbps: first.full_rate_kbps,
+                layer_rates_kbps: first.layer_rates_kbps.clone(),
+                resource_index: reports.iter().map(|r| r.resource_index).sum::<f64>() / n,
+                classes,
+                lcs_per_s: (0..first.layers).map(|l| reports.iter().filter_map(|r| r.lcs_per_s.get(l)).sum::<f64>() / n).collect(),
+                lc_deliveries: reports.iter().map(|r| r.lc_deliveries).sum(),
+                peers: Vec::new(),
+            },
+            exact,
+        ))
     }
 
     /// Peers that counted no playback, over all classes.
@@ -283,5 +376,36 @@ mod tests {
         let plan = LayerPlan::new(vec![Kbps(100)]).expect("plan");
         let r = SwarmReport::new(vec!["all".into()], plan, vec![outcome(0, 20.0, 0, 0)], 0);
         assert_eq!((r.classes[0].silent, r.classes[0].alpha[0], r.classes[0].alpha_all), (1, 0.0, 0.0));
+    }
+
+    #[test]
+    fn pooling_reports_equals_one_report_of_all_their_peers() {
+        let plan = LayerPlan::new(vec![Kbps(100)]).expect("plan");
+        let names = || vec!["a".to_string(), "b".to_string()];
+        let run1 = vec![outcome(0, 20.0, 200, 0), outcome(1, 20.0, 100, 100)];
+        let run2 = vec![outcome(0, 40.0, 300, 100), outcome(0, 20.0, 50, 150), outcome(1, 20.0, 200, 0)];
+        let all: Vec<PeerOutcome> = run1.iter().chain(&run2).cloned().collect();
+        let (r1, r2) = (SwarmReport::new(names(), plan.clone(), run1, 5), SwarmReport::new(names(), plan.clone(), run2, 7));
+        let (pooled, exact) = SwarmReport::pool(&[&r1, &r2]).expect("same setup");
+        let whole = SwarmReport::new(names(), plan, all, 12);
+        assert!(exact);
+        for (p, w) in pooled.classes.iter().zip(&whole.classes) {
+            assert_eq!((p.peers, &p.rates, &p.played, &p.missed), (w.peers, &w.rates, &w.played, &w.missed));
+            assert_eq!((p.alpha.clone(), p.rate_p50, p.rate_mean), (w.alpha.clone(), w.rate_p50, w.rate_mean));
+        }
+        assert_eq!(pooled.lc_deliveries, 12);
+        // Class a: 550 of 800 LCs, not the mean of the runs' 1.0 and 0.583.
+        assert!((pooled.classes[0].alpha[0] - 550.0 / 800.0).abs() < 1e-9);
+
+        // Without counts (JSON from before they were kept) alpha is peer-weighted, and said so.
+        let mut old = r2.clone();
+        old.classes.iter_mut().for_each(|c| (c.played, c.missed) = (Vec::new(), Vec::new()));
+        let (approx, exact) = SwarmReport::pool(&[&r1, &old]).expect("same setup");
+        assert!(!exact);
+        let weighted = (1.0 * 1.0 + 2.0 * r2.classes[0].alpha[0]) / 3.0;
+        assert!((approx.classes[0].alpha[0] - weighted).abs() < 1e-9);
+
+        let other = SwarmReport::new(vec!["a".into()], LayerPlan::new(vec![Kbps(100)]).expect("plan"), Vec::new(), 0);
+        assert!(SwarmReport::pool(&[&r1, &other]).expect_err("other classes").contains("cannot pool"));
     }
 }

@@ -12,7 +12,10 @@ use clap::{Args as ClapArgs, Subcommand};
 use layerp2p_codec::video::Resolution;
 use layerp2p_codec::Kbps;
 use layerp2p_engine::runtime::link::Links;
-use layerp2p_engine::experiment::{aggregate, diagnostics, diagnostics_table, encode_clip, psnr_table, published_overloaded, Prototype, Published, RunResult, CLIP_FRAMES};
+use layerp2p_engine::experiment::{
+    aggregate, diagnostics, diagnostics_table, encode_clip, per_run_table, psnr_gap_table, psnr_table, published_overloaded, Aggregate, Prototype, Published, RunFile,
+    RunResult, CLIP_FRAMES,
+};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -26,6 +29,21 @@ pub struct Args {
 enum What {
     /// SPEC §9's wide-area prototype experiment (Table I mixes) on real UDP sockets.
     Prototype(PrototypeArgs),
+    /// Pool per-run JSON files of `prototype` (from one or several invocations, real
+    /// or --simulate) into the same report, summary JSON and plots, plus every run's
+    /// line and the PSNR gap between the systems per seed.
+    Report(ReportArgs),
+}
+
+#[derive(ClapArgs, Debug)]
+pub struct ReportArgs {
+    /// Per-run JSON files (`{scenario}-{policy}-run{k}.json`), of one scenario; runs
+    /// of several systems are pooled per system.
+    #[arg(required = true, value_name = "RUN.json")]
+    files: Vec<PathBuf>,
+    /// Directory for the summary JSON and the PNG plots (created).
+    #[arg(long, default_value = "experiment-report")]
+    out: PathBuf,
 }
 
 #[derive(ClapArgs, Debug)]
@@ -111,6 +129,7 @@ pub struct PrototypeArgs {
 pub fn run(args: Args) -> Result<(), String> {
     match args.what {
         What::Prototype(a) => prototype(a),
+        What::Report(a) => report(a),
     }
 }
 
@@ -195,7 +214,7 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
             })?;
             progress.finish();
             let path = args.out.join(format!("{scenario}-{}-run{run}.json", policy.name().to_lowercase()));
-            write_json(&path, &r.json())?;
+            write_json(&path, &r.json(&scenario))?;
             let cpu: Vec<String> = r.observed.local.shard_cpu_s.iter().map(|c| format!("{:.0} %", c * 100.0 / total as f64)).collect();
             println!(
                 "{policy} run {run} (seed {}): wrote {}\n{}{}shard CPU (share of one core over the run): {}; node timers run > 20 ms late: {} of {} (latest {:.0} ms); datagrams lost on the simulated links: {}",
@@ -212,44 +231,90 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
             results.push(r);
         }
     }
+    let files: Vec<RunFile> = results.iter().map(|r| r.file(&scenario)).collect::<Result<_, _>>()?;
+    report_pooled(&args.out, &scenario, &format!("prototype, {scenario}, {} peers, {} run(s)", args.peers, args.runs), &files)
+}
+
+/// `experiment report`: reads the runs back and reports them as `prototype` does.
+fn report(args: ReportArgs) -> Result<(), String> {
+    let mut files = Vec::new();
+    for path in &args.files {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut f: RunFile = serde_json::from_str(&text).map_err(|e| format!("{} is not a per-run JSON of `experiment prototype`: {e}", path.display()))?;
+        // Older runs name their scenario only in the file name.
+        let stem = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        f.scenario = f.scenario.or_else(|| ["overloaded", "underloaded"].into_iter().find(|s| stem.starts_with(s)).map(String::from));
+        files.push(f);
+    }
+    let scenario = files[0].scenario.clone().ok_or_else(|| format!("{}: no scenario in the JSON or the file name", args.files[0].display()))?;
+    if let Some((path, f)) = args.files.iter().zip(&files).find(|(_, f)| f.scenario.as_deref() != Some(scenario.as_str())) {
+        return Err(format!("{} is of scenario {}, the first file of {scenario}: pool one scenario at a time", path.display(), f.scenario.as_deref().unwrap_or("?")));
+    }
+    // The same run given twice would count its peers twice.
+    for (i, f) in files.iter().enumerate() {
+        if let Some(j) = files[..i].iter().position(|g| g.policy == f.policy && g.seed.is_some() && g.seed == f.seed) {
+            return Err(format!("{} and {} are both {} with seed {}: give each run once", args.files[j].display(), args.files[i].display(), f.policy, f.seed.unwrap_or(0)));
+        }
+    }
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
+    report_pooled(&args.out, &scenario, &format!("prototype, {scenario}, {} run file(s) pooled", files.len()), &files)
+}
+
+/// Per system (in the order first seen): the pooled table, PSNR and SPEC §11's
+/// figures; then every run's line and the PSNR gaps; writes the summary JSON and the
+/// plots into `out`.
+fn report_pooled(out: &Path, scenario: &str, what: &str, files: &[RunFile]) -> Result<(), String> {
+    let mut systems: Vec<(&str, Vec<&RunFile>)> = Vec::new();
+    for f in files {
+        match systems.iter_mut().find(|(p, _)| *p == f.policy) {
+            Some((_, runs)) => runs.push(f),
+            None => systems.push((&f.policy, vec![f])),
+        }
+    }
     let mut summary = Vec::new();
-    let mut pooled = Vec::new();
-    for &policy in &policies {
-        let runs: Vec<&RunResult> = results.iter().filter(|r| r.policy == policy.name()).collect();
-        let Some(agg) = aggregate(&runs) else { continue };
+    let mut pooled: Vec<(&str, Aggregate, &[&RunFile])> = Vec::new();
+    for (policy, runs) in &systems {
+        let agg = aggregate(runs.iter().map(|r| (&r.report, r.psnr.as_ref())))?;
         println!("\n== {policy}, {} run(s) pooled ==\n{}", runs.len(), agg.report.table());
+        if !agg.exact {
+            println!("(alpha pooled weighting each run by its peers: some files predate the LC counts that make it exact)");
+        }
         let names: Vec<String> = agg.report.classes.iter().map(|c| c.name.clone()).collect();
         if let Some(psnr) = &agg.psnr {
             println!("PSNR (luma dB):\n{}", psnr_table(&names, psnr));
         }
         let published = published_overloaded(&agg.report);
-        if matches!(args.scenario, MixArg::Overloaded) {
+        if scenario == "overloaded" {
             println!("SPEC §11 (LayerP2P, overloaded prototype) beside this {policy} run:\n{}", published_lines(&published));
         }
-        summary.push(serde_json::json!({ "policy": policy.name(), "runs": runs.len(), "report": agg.report, "psnr": agg.psnr, "published": published }));
-        pooled.push((policy, agg, runs.first().map(|r| &r.observed.typical)));
+        summary.push(serde_json::json!({ "policy": policy, "runs": runs.len(), "report": agg.report, "psnr": agg.psnr, "published": published }));
+        pooled.push((policy, agg, runs));
     }
-    let summary_path = args.out.join(format!("{scenario}-summary.json"));
+    println!("\nEvery run:\n{}", per_run_table(&files.iter().collect::<Vec<_>>()));
+    if let Some((base, others)) = pooled.split_first() {
+        let others: Vec<(&str, &Aggregate, &[&RunFile])> = others.iter().map(|(p, a, r)| (*p, a, *r)).collect();
+        print!("{}", psnr_gap_table((base.0, &base.1, base.2), &others));
+    }
+    let summary_path = out.join(format!("{scenario}-summary.json"));
     write_json(&summary_path, &serde_json::Value::Array(summary))?;
-    let what = format!("prototype, {scenario}, {} peers, {} run(s)", args.peers, args.runs);
-    let panels: Vec<Panel> = pooled.iter().map(|(p, a, _)| Panel { title: p.name().to_string(), report: &a.report }).collect();
-    let cdf = args.out.join(format!("{scenario}-playback-cdf.png"));
+    let panels: Vec<Panel> = pooled.iter().map(|(p, a, _)| Panel { title: p.to_string(), report: &a.report }).collect();
+    let cdf = out.join(format!("{scenario}-playback-cdf.png"));
     plot::playback_cdf(&cdf, &format!("Playback rate per class — {what}"), &panels)?;
-    let alpha = args.out.join(format!("{scenario}-chunk-ratio.png"));
+    let alpha = out.join(format!("{scenario}-chunk-ratio.png"));
     plot::chunk_ratio(&alpha, &format!("Received chunk ratio per layer — {what}"), &panels)?;
     let series: Vec<SeriesPanel> = pooled
         .iter()
-        .filter_map(|(p, a, t)| {
+        .filter_map(|(p, a, runs)| {
             Some(SeriesPanel {
-                title: p.name().to_string(),
+                title: p.to_string(),
                 classes: a.report.classes.iter().map(|c| c.name.clone()).collect(),
-                typical: t.as_ref()?,
+                typical: runs.iter().find_map(|r| r.typical.as_ref())?,
                 y_max: a.report.full_rate_kbps as f64,
             })
         })
         .collect();
-    let ts = args.out.join(format!("{scenario}-typical-peer.png"));
-    plot::time_series(&ts, &format!("Played rate of a typical peer per class (run 0) — {what}"), &series)?;
+    let ts = out.join(format!("{scenario}-typical-peer.png"));
+    plot::time_series(&ts, &format!("Played rate of a typical peer per class (first run) — {what}"), &series)?;
     println!("\nwrote {}, {}, {} and {}", summary_path.display(), cdf.display(), alpha.display(), ts.display());
     Ok(())
 }
@@ -266,7 +331,8 @@ fn simulate(args: &PrototypeArgs, setup: &Prototype, clip: Option<&layerp2p_code
             let path = args.out.join(format!("{scenario}-{}-sim-run{run}.json", policy.name().to_lowercase()));
             let diag = diagnostics(report, setup.startup);
             let json = serde_json::json!({
-                "policy": policy.name(), "run": run, "simulated": true, "latency_ms": args.sim_latency_ms,
+                "scenario": scenario, "policy": policy.name(), "run": run, "seed": setup.seed.wrapping_add(u64::from(run)),
+                "simulated": true, "latency_ms": args.sim_latency_ms,
                 "report": report, "diagnostics": diag, "psnr": sim.psnr,
             });
             write_json(&path, &json)?;
