@@ -257,7 +257,11 @@ fn report(args: ReportArgs) -> Result<(), String> {
         }
     }
     std::fs::create_dir_all(&args.out).map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
-    report_pooled(&args.out, &scenario, &format!("prototype, {scenario}, {} run file(s) pooled", files.len()), &files)
+    let mut systems: Vec<&str> = files.iter().map(|f| f.policy.as_str()).collect();
+    systems.sort_unstable();
+    systems.dedup();
+    let what = format!("prototype, {scenario}, {} run(s) of {} system(s) pooled", files.len(), systems.len());
+    report_pooled(&args.out, &scenario, &what, &files)
 }
 
 /// Per system (in the order first seen): the pooled table, PSNR and SPEC §11's
