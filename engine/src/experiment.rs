@@ -221,9 +221,14 @@ pub struct Prototype {
 }
 
 impl Prototype {
-    /// The swarm of run `run` (numbered from 0) under `policy`; run k uses seed + k.
+    /// The seed of run `run` (numbered from 0): seed + k.
+    pub fn run_seed(&self, run: u32) -> u64 {
+        self.seed.wrapping_add(u64::from(run))
+    }
+
+    /// The swarm of run `run` (numbered from 0) under `policy`, seeded `run_seed(run)`.
     pub fn swarm(&self, policy: Policy, run: u32, plan: LayerPlan) -> LocalSwarmConfig {
-        let seed = self.seed.wrapping_add(u64::from(run));
+        let seed = self.run_seed(run);
         let mut peer = PeerConfig::peer(policy, plan, Kbps(0));
         peer.lag = self.lag;
         peer.startup = self.startup;
@@ -243,7 +248,7 @@ impl Prototype {
 
     /// The synthetic prototype video (290/230/100 kbps VBR) for run `run`.
     pub fn synthetic(&self, run: u32) -> SyntheticConfig {
-        SyntheticConfig { payload: PayloadKind::Pattern, seed: self.seed.wrapping_add(u64::from(run)), ..SyntheticConfig::prototype() }
+        SyntheticConfig { payload: PayloadKind::Pattern, seed: self.run_seed(run), ..SyntheticConfig::prototype() }
     }
 
     /// Runs one run of `policy`, streaming the clip if given, else the synthetic video.

@@ -257,17 +257,12 @@ fn report(args: ReportArgs) -> Result<(), String> {
         }
     }
     std::fs::create_dir_all(&args.out).map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
-    let mut systems: Vec<&str> = files.iter().map(|f| f.policy.as_str()).collect();
-    systems.sort_unstable();
-    systems.dedup();
-    let what = format!("prototype, {scenario}, {} run(s) of {} system(s) pooled", files.len(), systems.len());
+    let what = format!("prototype, {scenario}, {} run(s) of {} system(s) pooled", files.len(), by_system(&files).len());
     report_pooled(&args.out, &scenario, &what, &files)
 }
 
-/// Per system (in the order first seen): the pooled table, PSNR and SPEC §11's
-/// figures; then every run's line and the PSNR gaps; writes the summary JSON and the
-/// plots into `out`.
-fn report_pooled(out: &Path, scenario: &str, what: &str, files: &[RunFile]) -> Result<(), String> {
+/// The runs of each system, systems in the order first seen.
+fn by_system(files: &[RunFile]) -> Vec<(&str, Vec<&RunFile>)> {
     let mut systems: Vec<(&str, Vec<&RunFile>)> = Vec::new();
     for f in files {
         match systems.iter_mut().find(|(p, _)| *p == f.policy) {
@@ -275,6 +270,14 @@ fn report_pooled(out: &Path, scenario: &str, what: &str, files: &[RunFile]) -> R
             None => systems.push((&f.policy, vec![f])),
         }
     }
+    systems
+}
+
+/// Per system (in the order first seen): the pooled table, PSNR and SPEC §11's
+/// figures; then every run's line and the PSNR gaps; writes the summary JSON and the
+/// plots into `out`.
+fn report_pooled(out: &Path, scenario: &str, what: &str, files: &[RunFile]) -> Result<(), String> {
+    let systems = by_system(files);
     let mut summary = Vec::new();
     let mut pooled: Vec<(&str, Aggregate, &[&RunFile])> = Vec::new();
     for (policy, runs) in &systems {
@@ -335,7 +338,7 @@ fn simulate(args: &PrototypeArgs, setup: &Prototype, clip: Option<&layerp2p_code
             let path = args.out.join(format!("{scenario}-{}-sim-run{run}.json", policy.name().to_lowercase()));
             let diag = diagnostics(report, setup.startup);
             let json = serde_json::json!({
-                "scenario": scenario, "policy": policy.name(), "run": run, "seed": setup.seed.wrapping_add(u64::from(run)),
+                "scenario": scenario, "policy": policy.name(), "run": run, "seed": setup.run_seed(run),
                 "simulated": true, "latency_ms": args.sim_latency_ms,
                 "report": report, "diagnostics": diag, "psnr": sim.psnr,
             });
