@@ -47,6 +47,11 @@ pub struct Incentive {
     /// d_s: the rate a receptor assumes its initiator gave it. Zero, so a free-rider
     /// gains nothing by opening many neighbour relationships.
     pub d_small: Kbps,
+    /// Credit added to d(n,k) once, when a new neighbour serves us its first LC: an
+    /// optimistic start that only a neighbour that uploads can earn (a free-rider
+    /// never does), unlike d_l and d_s, which it collects on every link it opens.
+    /// Zero by default (docs/EXPERIMENTS.md, "first-LC credit").
+    pub first_lc_credit: Kbps,
     /// How the receiver picks a supplier among the neighbours holding an LC
     /// (default uniform, as SPEC §6).
     pub holder_choice: HolderChoice,
@@ -67,7 +72,7 @@ pub struct Incentive {
 
 impl Default for Incentive {
     fn default() -> Incentive {
-        Incentive { epsilon: Kbps(1), d_large: Kbps(0), d_small: Kbps(0), holder_choice: HolderChoice::Uniform, seed_audit: true, seed_push: true }
+        Incentive { epsilon: Kbps(1), d_large: Kbps(0), d_small: Kbps(0), first_lc_credit: Kbps(0), holder_choice: HolderChoice::Uniform, seed_audit: true, seed_push: true }
     }
 }
 

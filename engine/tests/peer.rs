@@ -107,6 +107,24 @@ fn initiator_assumes_large_rate_receptor_small() {
 }
 
 #[test]
+fn first_lc_credit_is_earned_once_and_only_by_serving() {
+    let mut cfg = config(Policy::LayerP2P, 500);
+    cfg.incentive.first_lc_credit = Kbps(50);
+    let mut p = Peer::new(cfg, 2, Time::ZERO).expect("valid");
+    let (uploader, freerider) = (addr(7), addr(8));
+    connect(&mut p, Time::ZERO, uploader);
+    connect(&mut p, Time::ZERO, freerider);
+    assert_eq!(p.download_rate_from(&uploader), Some(Kbps(0)), "nothing before the first LC");
+    input(&mut p, Time::ZERO, uploader, vec![Message::Data(lc(1, 0, MediaTime(0)))]);
+    assert_eq!(p.download_rate_from(&uploader), Some(Kbps(50)));
+    input(&mut p, Time::ZERO, uploader, vec![Message::Data(lc(1, 1, MediaTime(0)))]);
+    assert_eq!(p.download_rate_from(&uploader), Some(Kbps(50)), "credited once");
+    // A neighbour that only sends buffer maps earns nothing.
+    input(&mut p, Time::ZERO, freerider, vec![full_map(3, 10, MediaTime::from_secs_f64(1.0))]);
+    assert_eq!(p.download_rate_from(&freerider), Some(Kbps(0)));
+}
+
+#[test]
 fn layerp2p_requests_regular_layers_then_probing_layers_in_order() {
     // 300 kbps upload: l_n = 1 (R(1) = 290 <= 300 < R(2) = 520).
     let mut p = Peer::new(config(Policy::LayerP2P, 300), 3, Time::ZERO).expect("valid");

@@ -422,6 +422,7 @@ impl Peer {
             self.cfg.incentive.d_small
         };
         let mut n = Neighbour::new(addr, id, role, initiator, now, initial);
+        n.first_lc_credit = self.cfg.incentive.first_lc_credit;
         n.token_out = self.rng.random::<u64>() | 1;
         n.token_in = token_in;
         // An initiator has seen its own token echoed in the Accept.
@@ -691,6 +692,9 @@ impl Peer {
         };
         n.last_heard = now;
         n.rate.add_bytes(cost);
+        if n.bytes_down == 0 && n.first_lc_credit.0 > 0 {
+            n.rate.credit(std::mem::replace(&mut n.first_lc_credit, Kbps(0)));
+        }
         n.bytes_down += cost as u64;
         self.stats.bytes_down += cost as u64;
         self.stats.lcs_down += 1;

@@ -40,6 +40,11 @@ impl RateEstimator {
     pub fn bits_per_sec(&self) -> u64 {
         self.bits_per_sec as u64
     }
+
+    /// Adds a one-off credit to the estimate; it decays like any earlier rate.
+    pub fn credit(&mut self, credit: Kbps) {
+        self.bits_per_sec += credit.bits_per_sec() as f64;
+    }
 }
 
 #[derive(Debug)]
@@ -60,6 +65,9 @@ pub struct Neighbour {
     pub echo: Option<(u64, Time)>,
     pub bytes_down: u64,
     pub bytes_up: u64,
+    /// Credit still to add to `rate` when their first LC arrives
+    /// (`Incentive::first_lc_credit`).
+    pub first_lc_credit: Kbps,
     /// Our token for them; they prove their address by echoing it.
     pub token_out: u64,
     /// Their token for us, echoed in every packet we send them.
@@ -96,6 +104,7 @@ impl Neighbour {
             echo: None,
             bytes_down: 0,
             bytes_up: 0,
+            first_lc_credit: Kbps(0),
             token_out: 0,
             token_in: 0,
             validated: false,

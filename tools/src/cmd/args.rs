@@ -107,6 +107,10 @@ pub struct IncentiveArgs {
     /// [default: 0].
     #[arg(long, value_name = "KBPS", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub d_small_kbps: Option<u32>,
+    /// Credit in kbps added once to a new neighbour's d(n,k) when it serves its first
+    /// LC: an optimistic start only uploaders earn [default: 0].
+    #[arg(long, value_name = "KBPS", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub first_lc_credit_kbps: Option<u32>,
     /// The receiver picks each LC's supplier among its holders with weight
     /// d(n,k) + KBPS, asking most those that serve it most, instead of uniformly
     /// (SPEC §6, the default). An experiment: see docs/EXPERIMENTS.md.
@@ -142,6 +146,9 @@ impl IncentiveArgs {
         }
         if let Some(v) = self.d_small_kbps {
             cfg.d_small = Kbps(v);
+        }
+        if let Some(v) = self.first_lc_credit_kbps {
+            cfg.first_lc_credit = Kbps(v);
         }
         if let Some(v) = self.holder_floor_kbps {
             cfg.holder_choice = layerp2p_engine::HolderChoice::ByRate { floor: Kbps(v) };
