@@ -422,7 +422,6 @@ impl Peer {
             self.cfg.incentive.d_small
         };
         let mut n = Neighbour::new(addr, id, role, initiator, now, initial);
-        n.first_lc_credit = self.cfg.incentive.first_lc_credit;
         n.token_out = self.rng.random::<u64>() | 1;
         n.token_in = token_in;
         // An initiator has seen its own token echoed in the Accept.
@@ -686,14 +685,16 @@ impl Peer {
 
     fn on_data(&mut self, now: Time, from: SocketAddr, lc: Lc) {
         let cost = data_cost(lc.payload.len());
+        let first_lc_credit = self.cfg.incentive.first_lc_credit;
         let Some((_, n)) = self.neighbours.by_addr_mut(&from) else {
             self.stats.rejected += 1;
             return;
         };
         n.last_heard = now;
         n.rate.add_bytes(cost);
-        if n.bytes_down == 0 && n.first_lc_credit.0 > 0 {
-            n.rate.credit(std::mem::replace(&mut n.first_lc_credit, Kbps(0)));
+        // Their first LC earns the one-off credit (`Incentive::first_lc_credit`).
+        if n.bytes_down == 0 {
+            n.rate.credit(first_lc_credit);
         }
         n.bytes_down += cost as u64;
         self.stats.bytes_down += cost as u64;

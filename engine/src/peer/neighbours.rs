@@ -65,9 +65,6 @@ pub struct Neighbour {
     pub echo: Option<(u64, Time)>,
     pub bytes_down: u64,
     pub bytes_up: u64,
-    /// Credit still to add to `rate` when their first LC arrives
-    /// (`Incentive::first_lc_credit`).
-    pub first_lc_credit: Kbps,
     /// Our token for them; they prove their address by echoing it.
     pub token_out: u64,
     /// Their token for us, echoed in every packet we send them.
@@ -104,7 +101,6 @@ impl Neighbour {
             echo: None,
             bytes_down: 0,
             bytes_up: 0,
-            first_lc_credit: Kbps(0),
             token_out: 0,
             token_in: 0,
             validated: false,
