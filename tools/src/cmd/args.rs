@@ -127,6 +127,50 @@ pub struct IncentiveArgs {
     pub no_seed_push: bool,
 }
 
+/// The neighbour-management parameters of SPEC §4 and §8 (paper: 10 / 20 neighbours,
+/// a 30 s adaptation period) and the d(n,k) averaging window, for researchers who
+/// vary them. Unset flags keep `engine::config::PeerConfig::peer`'s values.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct NeighbourArgs {
+    /// N_min of SPEC §4: below this many neighbours a viewer seeks more [default: 10].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub n_min: Option<u16>,
+    /// N_max of SPEC §4: at this many neighbours a viewer declines every request
+    /// [default: 20].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub n_max: Option<u16>,
+    /// Adaptation period of SPEC §4 in seconds: each period a viewer replaces the
+    /// neighbour it receives least from [default: 30].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub adapt_secs: Option<u32>,
+    /// Time constant in seconds of the moving average behind d(n,k) [default: 10].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub rate_window_secs: Option<u32>,
+}
+
+impl NeighbourArgs {
+    /// Overrides the given values in a viewer's `cfg` (the seed keeps its own limits).
+    pub fn apply(&self, cfg: &mut layerp2p_engine::PeerConfig) -> Result<(), String> {
+        use std::time::Duration;
+        if let Some(n) = self.n_min {
+            cfg.n_min = n.into();
+        }
+        if let Some(n) = self.n_max {
+            cfg.n_max = n.into();
+        }
+        if cfg.n_min > cfg.n_max {
+            return Err(format!("--n-min {} is above --n-max {}", cfg.n_min, cfg.n_max));
+        }
+        if let Some(s) = self.adapt_secs {
+            cfg.adaptation = Duration::from_secs(s.into());
+        }
+        if let Some(s) = self.rate_window_secs {
+            cfg.rate_window = Duration::from_secs(s.into());
+        }
+        Ok(())
+    }
+}
+
 impl IncentiveArgs {
     /// The defaults with the given values overridden.
     pub fn resolve(&self) -> layerp2p_engine::Incentive {
@@ -159,5 +203,34 @@ impl IncentiveArgs {
         if self.no_seed_push {
             cfg.seed_push = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use layerp2p_codec::{Kbps, LayerPlan};
+    use layerp2p_engine::{PeerConfig, Policy};
+    use std::time::Duration;
+
+    fn viewer() -> PeerConfig {
+        PeerConfig::peer(Policy::LayerP2P, LayerPlan::simulation(), Kbps(300))
+    }
+
+    #[test]
+    fn neighbour_flags_override_only_what_is_given() {
+        let mut cfg = viewer();
+        let args = NeighbourArgs { n_min: Some(15), adapt_secs: Some(10), ..Default::default() };
+        args.apply(&mut cfg).unwrap();
+        assert_eq!((cfg.n_min, cfg.n_max), (15, 20));
+        assert_eq!(cfg.adaptation, Duration::from_secs(10));
+        assert_eq!(cfg.rate_window, viewer().rate_window);
+    }
+
+    #[test]
+    fn neighbour_flags_reject_n_min_above_n_max() {
+        let args = NeighbourArgs { n_min: Some(25), ..Default::default() };
+        let err = args.apply(&mut viewer()).unwrap_err();
+        assert!(err.contains("--n-min 25 is above --n-max 20"), "{err}");
     }
 }

@@ -4,7 +4,7 @@
 //! per-class tables and speed, and writes JSON and PNG plots. Wiring only: every
 //! algorithm lives in the engine.
 
-use super::args::{IncentiveArgs, PolicySet};
+use super::args::{IncentiveArgs, NeighbourArgs, PolicySet};
 use crate::plot::{self, Panel};
 use crate::progress::Progress;
 use clap::{Args as ClapArgs, ValueEnum};
@@ -97,6 +97,8 @@ pub struct Args {
     seed: u64,
     #[command(flatten)]
     incentive: IncentiveArgs,
+    #[command(flatten)]
+    neighbours: NeighbourArgs,
     /// Write the reports (per class, per policy, speed, trace figures) as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -187,6 +189,7 @@ fn secs_to_time(s: f64) -> Time {
 fn run_one(policy: Policy, mix: &Mix, trace: &Trace, args: &Args, duration: Duration) -> Result<(SwarmReport, Speed), String> {
     let mut cfg = trace_driven(policy, mix, trace, duration, Duration::from_millis(args.latency_ms), args.seed);
     args.incentive.apply(&mut cfg.peer.incentive);
+    args.neighbours.apply(&mut cfg.peer)?;
     let mut swarm = Swarm::new(cfg)?;
     let started = Instant::now();
     let mut progress = Progress::new();
