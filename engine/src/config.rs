@@ -132,6 +132,27 @@ pub struct PeerConfig {
     pub emit_received: bool,
 }
 
+/// A researcher's changes to the neighbour parameters of SPEC §4 and §8 (N_min,
+/// N_max, the adaptation period) and to the d(n,k) averaging window; `None` keeps
+/// the role's value. `PeerConfig::validate` checks the result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NeighbourOverrides {
+    pub n_min: Option<usize>,
+    pub n_max: Option<usize>,
+    pub adaptation: Option<Duration>,
+    pub rate_window: Option<Duration>,
+}
+
+impl NeighbourOverrides {
+    /// Sets the given values in `cfg`.
+    pub fn apply(&self, cfg: &mut PeerConfig) {
+        cfg.n_min = self.n_min.unwrap_or(cfg.n_min);
+        cfg.n_max = self.n_max.unwrap_or(cfg.n_max);
+        cfg.adaptation = self.adaptation.unwrap_or(cfg.adaptation);
+        cfg.rate_window = self.rate_window.unwrap_or(cfg.rate_window);
+    }
+}
+
 impl PeerConfig {
     /// A peer with the paper's parameters.
     pub fn peer(policy: Policy, plan: LayerPlan, upload: Kbps) -> PeerConfig {
@@ -174,6 +195,33 @@ impl PeerConfig {
         PeerConfig { role: Role::Relay, n_max: 200, ..PeerConfig::peer(policy, plan, upload) }
     }
 
+    /// The protocol parameters a run's outcome depends on, recorded in its JSON so a
+    /// result can be traced to the values that made it.
+    pub fn parameters(&self) -> serde_json::Value {
+        let i = &self.incentive;
+        let holder_choice = match i.holder_choice {
+            HolderChoice::Uniform => serde_json::json!("uniform"),
+            HolderChoice::ByRate { floor } => serde_json::json!({ "by_rate_floor_kbps": floor.0 }),
+        };
+        serde_json::json!({
+            "policy": self.policy.name(),
+            "round_s": self.round.as_secs_f64(),
+            "lag_s": self.lag.as_secs_f64(),
+            "startup_s": self.startup.as_secs_f64(),
+            "n_min": self.n_min,
+            "n_max": self.n_max,
+            "adaptation_s": self.adaptation.as_secs_f64(),
+            "rate_window_s": self.rate_window.as_secs_f64(),
+            "epsilon_kbps": i.epsilon.0,
+            "d_large_kbps": i.d_large.0,
+            "d_small_kbps": i.d_small.0,
+            "first_lc_credit_kbps": i.first_lc_credit.0,
+            "holder_choice": holder_choice,
+            "seed_audit": i.seed_audit,
+            "seed_push": i.seed_push,
+        })
+    }
+
     /// Checks the values a user can get wrong.
     pub fn validate(&self) -> Result<(), String> {
         if self.round.is_zero() || self.play_tick.is_zero() {
@@ -192,5 +240,23 @@ impl PeerConfig {
             return Err("max_queue must be positive".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_change_only_what_is_given_and_are_recorded() {
+        let mut cfg = PeerConfig::peer(Policy::LayerP2P, LayerPlan::simulation(), Kbps(300));
+        cfg.incentive.holder_choice = HolderChoice::ByRate { floor: Kbps(25) };
+        let overrides = NeighbourOverrides { n_max: Some(30), adaptation: Some(Duration::from_secs(10)), ..Default::default() };
+        overrides.apply(&mut cfg);
+        assert_eq!((cfg.n_min, cfg.n_max, cfg.adaptation, cfg.rate_window), (10, 30, Duration::from_secs(10), Duration::from_secs(10)));
+        let p = cfg.parameters();
+        assert_eq!((p["n_min"].as_u64(), p["n_max"].as_u64(), p["adaptation_s"].as_f64()), (Some(10), Some(30), Some(10.0)));
+        assert_eq!(p["holder_choice"]["by_rate_floor_kbps"].as_u64(), Some(25));
+        assert_eq!(p["policy"], "layerp2p");
     }
 }

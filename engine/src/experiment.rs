@@ -11,7 +11,7 @@ use crate::metrics::LatencySummary;
 use crate::sim::report::{PeerOutcome, SwarmReport, MIN_COUNTED_SECONDS};
 use crate::sim::scenario::Mix;
 use crate::sim::PeerSpec;
-use crate::{Incentive, PeerConfig, Policy};
+use crate::{Incentive, NeighbourOverrides, PeerConfig, Policy};
 use layerp2p_codec::synthetic::{PayloadKind, SyntheticConfig, SyntheticSource};
 use layerp2p_codec::video::droptest::{self, TestClip};
 use layerp2p_codec::video::encoder::EncoderConfig;
@@ -217,6 +217,8 @@ pub struct Prototype {
     pub watch_per_class: usize,
     /// eps, d_l, d_s and the receiver's choice among holders (all systems alike).
     pub incentive: Incentive,
+    /// The viewers' N_min, N_max, adaptation period and rate window, where changed.
+    pub neighbours: NeighbourOverrides,
     pub seed: u64,
 }
 
@@ -233,6 +235,7 @@ impl Prototype {
         peer.lag = self.lag;
         peer.startup = self.startup;
         peer.incentive = self.incentive;
+        self.neighbours.apply(&mut peer);
         LocalSwarmConfig {
             peer,
             seed_upload: self.seed_upload,
@@ -262,9 +265,9 @@ impl Prototype {
             Stream::Clip(_) => stream.source()?.plan().clone(),
         };
         let cfg = self.swarm(policy, run, plan.clone());
-        let seed = cfg.seed;
+        let (seed, parameters) = (cfg.seed, cfg.peer.parameters());
         let observed = run_observed(cfg, stream, self.watch_per_class, progress)?;
-        Ok(RunResult { policy: policy.name().to_string(), startup: self.startup, run, seed, plan, observed })
+        Ok(RunResult { policy: policy.name().to_string(), startup: self.startup, run, seed, plan, parameters, observed })
     }
 }
 
@@ -282,8 +285,9 @@ impl Prototype {
             None => Stream::Synthetic(synthetic.clone()).source()?,
         };
         let mut cfg = self.swarm(policy, run, source.plan().clone());
+        let parameters = cfg.peer.parameters();
         let Some(clip) = clip else {
-            return Ok(Simulated { report: simulate(cfg, source, latency)?, psnr: None });
+            return Ok(Simulated { report: simulate(cfg, source, latency)?, psnr: None, parameters });
         };
         let classes = cfg.classes.len();
         let watch = watch_sample(&cfg.peers, classes, self.watch_per_class);
@@ -299,7 +303,7 @@ impl Prototype {
             .map(|(index, class, played)| WatchedPeer { index, class, upload: uploads[index], samples: Vec::new(), played })
             .collect();
         let psnr = score_classes(clip, classes, &watched)?;
-        Ok(Simulated { report: swarm.finish(), psnr: Some(psnr) })
+        Ok(Simulated { report: swarm.finish(), psnr: Some(psnr), parameters })
     }
 }
 
@@ -308,6 +312,8 @@ impl Prototype {
 pub struct Simulated {
     pub report: SwarmReport,
     pub psnr: Option<Vec<ClassQuality>>,
+    /// The viewers' protocol parameters (`PeerConfig::parameters`).
+    pub parameters: serde_json::Value,
 }
 
 /// The real-swarm configuration `cfg` run in the chunk-level simulator with `source`
@@ -342,6 +348,8 @@ pub struct RunResult {
     pub run: u32,
     pub seed: u64,
     pub plan: LayerPlan,
+    /// The viewers' protocol parameters (`PeerConfig::parameters`).
+    pub parameters: serde_json::Value,
     pub observed: Observed,
 }
 
@@ -355,6 +363,7 @@ impl RunResult {
             "policy": self.policy,
             "run": self.run,
             "seed": self.seed,
+            "parameters": self.parameters,
             "report": o.local.swarm,
             "typical": o.typical,
             "psnr": o.psnr,

@@ -25,7 +25,7 @@ pub mod time;
 pub mod tracker;
 pub mod wire;
 
-pub use config::{HolderChoice, Incentive, PeerConfig};
+pub use config::{HolderChoice, Incentive, NeighbourOverrides, PeerConfig};
 pub use node::{Node, Transmit};
 pub use peer::{Event, Peer, PeerStats};
 pub use policy::Policy;

@@ -17,7 +17,7 @@
 use layerp2p_codec::Kbps;
 use layerp2p_engine::experiment::{encode_clip, run_observed, simulate, Prototype, Stream};
 use layerp2p_engine::sim::scenario::Mix;
-use layerp2p_engine::Policy;
+use layerp2p_engine::{NeighbourOverrides, Policy};
 use std::time::Duration;
 
 #[test]
@@ -38,13 +38,14 @@ fn shortened_prototype_orders_classes_by_contribution() {
         links: Default::default(),
         watch_per_class: 2,
         incentive: Default::default(),
+        // Tit-for-tat tells peers apart once d(n,k) has been measured: a 4 s rate
+        // window (instead of 10 s) makes that happen within a short run.
+        neighbours: NeighbourOverrides { rate_window: Some(Duration::from_secs(4)), ..Default::default() },
         seed: 11,
     };
     let plan = Stream::Clip(&clip).source().expect("clip source").plan().clone();
-    let mut cfg = setup.swarm(Policy::LayerP2P, 0, plan);
-    // Tit-for-tat tells peers apart once d(n,k) has been measured: a 4 s rate window
-    // (instead of 10 s) makes that happen within a short run.
-    cfg.peer.rate_window = Duration::from_secs(4);
+    let cfg = setup.swarm(Policy::LayerP2P, 0, plan);
+    assert_eq!(cfg.peer.rate_window, Duration::from_secs(4), "the prototype applies its neighbour overrides");
     let simulated = simulate(cfg.clone(), Stream::Clip(&clip).source().expect("clip source"), Duration::ZERO).expect("simulates");
     let observed = run_observed(cfg, Stream::Clip(&clip), setup.watch_per_class, &mut |_| {}).expect("swarm runs");
     let report = &observed.local.swarm;
@@ -101,6 +102,7 @@ fn simulated_prototype_gives_the_published_order() {
         links: Default::default(),
         watch_per_class: 1,
         incentive: Default::default(),
+        neighbours: Default::default(),
         seed: 11,
     };
     let report = setup.simulate(Policy::LayerP2P, 0, None, Duration::ZERO).expect("simulates").report;

@@ -149,23 +149,31 @@ pub struct NeighbourArgs {
 }
 
 impl NeighbourArgs {
-    /// Overrides the given values in a viewer's `cfg` (the seed keeps its own limits).
-    pub fn apply(&self, cfg: &mut layerp2p_engine::PeerConfig) -> Result<(), String> {
+    /// The engine's overrides for these flags.
+    pub fn overrides(&self) -> layerp2p_engine::NeighbourOverrides {
         use std::time::Duration;
-        if let Some(n) = self.n_min {
-            cfg.n_min = n.into();
+        layerp2p_engine::NeighbourOverrides {
+            n_min: self.n_min.map(usize::from),
+            n_max: self.n_max.map(usize::from),
+            adaptation: self.adapt_secs.map(|s| Duration::from_secs(s.into())),
+            rate_window: self.rate_window_secs.map(|s| Duration::from_secs(s.into())),
         }
-        if let Some(n) = self.n_max {
-            cfg.n_max = n.into();
-        }
+    }
+
+    /// The overrides for viewers (`PeerConfig::peer`'s values elsewhere), refused as
+    /// `apply` refuses them.
+    pub fn for_viewers(&self) -> Result<layerp2p_engine::NeighbourOverrides, String> {
+        let mut viewer = layerp2p_engine::PeerConfig::peer(Policy::LayerP2P, layerp2p_codec::LayerPlan::simulation(), layerp2p_codec::Kbps(0));
+        self.apply(&mut viewer)?;
+        Ok(self.overrides())
+    }
+
+    /// Overrides the given values in `cfg`; refuses, naming the flags, an N_min above
+    /// the resulting N_max.
+    pub fn apply(&self, cfg: &mut layerp2p_engine::PeerConfig) -> Result<(), String> {
+        self.overrides().apply(cfg);
         if cfg.n_min > cfg.n_max {
             return Err(format!("--n-min {} is above --n-max {}", cfg.n_min, cfg.n_max));
-        }
-        if let Some(s) = self.adapt_secs {
-            cfg.adaptation = Duration::from_secs(s.into());
-        }
-        if let Some(s) = self.rate_window_secs {
-            cfg.rate_window = Duration::from_secs(s.into());
         }
         Ok(())
     }
@@ -221,7 +229,7 @@ mod tests {
     fn neighbour_flags_override_only_what_is_given() {
         let mut cfg = viewer();
         let args = NeighbourArgs { n_min: Some(15), adapt_secs: Some(10), ..Default::default() };
-        args.apply(&mut cfg).unwrap();
+        args.apply(&mut cfg).expect("valid overrides");
         assert_eq!((cfg.n_min, cfg.n_max), (15, 20));
         assert_eq!(cfg.adaptation, Duration::from_secs(10));
         assert_eq!(cfg.rate_window, viewer().rate_window);
@@ -230,7 +238,13 @@ mod tests {
     #[test]
     fn neighbour_flags_reject_n_min_above_n_max() {
         let args = NeighbourArgs { n_min: Some(25), ..Default::default() };
-        let err = args.apply(&mut viewer()).unwrap_err();
+        let err = args.apply(&mut viewer()).expect_err("25 > 20");
         assert!(err.contains("--n-min 25 is above --n-max 20"), "{err}");
+        // The prototype's viewers are checked the same way, before any run starts.
+        let err = args.for_viewers().expect_err("25 > 20");
+        assert!(err.contains("--n-min 25 is above --n-max 20"), "{err}");
+        let ok = NeighbourArgs { n_min: Some(25), n_max: Some(30), rate_window_secs: Some(4), ..Default::default() };
+        let o = ok.for_viewers().expect("25 <= 30");
+        assert_eq!((o.n_min, o.n_max, o.adaptation, o.rate_window), (Some(25), Some(30), None, Some(Duration::from_secs(4))));
     }
 }

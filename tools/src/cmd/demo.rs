@@ -6,7 +6,7 @@
 //! decoding what sampled viewers played. Wiring only: the run is
 //! `experiment::run_observed` (shared with `layerp2p experiment`).
 
-use super::args::{IncentiveArgs, MixArg, PolicyArg, Video};
+use super::args::{IncentiveArgs, MixArg, NeighbourArgs, PolicyArg, Video};
 use clap::{Args as ClapArgs, ValueEnum};
 use layerp2p_codec::video::Resolution;
 use layerp2p_codec::Kbps;
@@ -58,6 +58,8 @@ pub struct Args {
     seed_upload_kbps: u32,
     #[command(flatten)]
     incentive: IncentiveArgs,
+    #[command(flatten)]
+    neighbours: NeighbourArgs,
     /// Most neighbours of the seed (100: it takes every viewer; see `experiment
     /// prototype --help`).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
@@ -105,6 +107,7 @@ pub fn run(args: Args) -> Result<(), String> {
     peer.lag = Duration::from_secs(args.lag);
     peer.startup = Duration::from_secs(args.startup);
     args.incentive.apply(&mut peer.incentive);
+    args.neighbours.apply(&mut peer)?;
     let cfg = LocalSwarmConfig {
         peer,
         seed_upload: Kbps(args.seed_upload_kbps),

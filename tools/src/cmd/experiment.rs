@@ -5,7 +5,7 @@
 //! per layer per class, time series of a typical peer per class). Wiring only: runs and
 //! pooling are `layerp2p_engine::experiment`.
 
-use super::args::{IncentiveArgs, MixArg, PolicySet};
+use super::args::{IncentiveArgs, MixArg, NeighbourArgs, PolicySet};
 use crate::plot::{self, Panel, SeriesPanel};
 use crate::progress::Progress;
 use clap::{Args as ClapArgs, Subcommand};
@@ -100,6 +100,8 @@ pub struct PrototypeArgs {
     seed: u64,
     #[command(flatten)]
     incentive: IncentiveArgs,
+    #[command(flatten)]
+    neighbours: NeighbourArgs,
     /// Stream the built-in clip as real H.264 (encoded once, looped) instead of the
     /// synthetic prototype video, and report PSNR Q1..Q3, Q per class.
     #[arg(long)]
@@ -160,6 +162,7 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
         },
         watch_per_class: args.watch_per_class as usize,
         incentive: args.incentive.resolve(),
+        neighbours: args.neighbours.for_viewers()?,
         seed: args.seed,
     };
     let scenario = format!("{:?}", args.scenario).to_lowercase();
@@ -339,7 +342,7 @@ fn simulate(args: &PrototypeArgs, setup: &Prototype, clip: Option<&layerp2p_code
             let diag = diagnostics(report, setup.startup);
             let json = serde_json::json!({
                 "scenario": scenario, "policy": policy.name(), "run": run, "seed": setup.run_seed(run),
-                "simulated": true, "latency_ms": args.sim_latency_ms,
+                "simulated": true, "latency_ms": args.sim_latency_ms, "parameters": sim.parameters,
                 "report": report, "diagnostics": diag, "psnr": sim.psnr,
             });
             write_json(&path, &json)?;

@@ -4,7 +4,7 @@
 //! `runtime::role` runs it; this file prints the live status line and the exit
 //! summary (on stderr when stdout carries the video) and turns Ctrl-C into a stop.
 
-use super::args::{IncentiveArgs, PolicyArg, Video};
+use super::args::{IncentiveArgs, NeighbourArgs, PolicyArg, Video};
 use clap::Args as ClapArgs;
 use layerp2p_codec::synthetic::SyntheticSource;
 use layerp2p_codec::video::encoder::EncoderConfig;
@@ -228,6 +228,8 @@ pub struct PeerArgs {
     #[arg(long)]
     output: Option<PathBuf>,
     #[command(flatten)]
+    neighbours: NeighbourArgs,
+    #[command(flatten)]
     protocol: Protocol,
     #[command(flatten)]
     common: Common,
@@ -437,13 +439,14 @@ fn membership(protocol: &Protocol, m: &Member) -> Result<(LayerPlan, ContentAuth
     Ok((plan, auth))
 }
 
-/// Runs a relay or peer that joins `m.tracker`'s swarm.
+/// Runs a relay or peer that joins `m.tracker`'s swarm; `tune` changes its
+/// configuration (neighbour limits) before it starts.
 #[allow(clippy::too_many_arguments)]
 fn member(
     role: Role,
     m: &Member,
     upload: u32,
-    n_max: Option<u64>,
+    tune: impl FnOnce(&mut PeerConfig) -> Result<(), String>,
     shards: u64,
     protocol: &Protocol,
     output: Option<PathBuf>,
@@ -451,17 +454,21 @@ fn member(
 ) -> Result<(), String> {
     let (plan, auth) = membership(protocol, m)?;
     let mut peer = config(role, protocol, plan, auth, upload, Some(m.tracker));
-    if let Some(n) = n_max {
-        peer.n_max = n as usize;
-    }
+    tune(&mut peer)?;
     let spec = NodeSpec { peer, listen: m.listen, shards: shards as usize, embedded_tracker: None, first_core: common.core, rng_seed: common.rng_seed };
     node(spec, None, output, common)
 }
 
 pub fn relay(args: RelayArgs) -> Result<(), String> {
-    member(Role::Relay, &args.member, args.upload_kbps, Some(args.n_max), args.shards, &args.protocol, None, &args.common)
+    let n_max = args.n_max as usize;
+    let tune = |pc: &mut PeerConfig| {
+        pc.n_max = n_max;
+        Ok(())
+    };
+    member(Role::Relay, &args.member, args.upload_kbps, tune, args.shards, &args.protocol, None, &args.common)
 }
 
 pub fn peer(args: PeerArgs) -> Result<(), String> {
-    member(Role::Peer, &args.member, args.upload_kbps, None, 1, &args.protocol, args.output, &args.common)
+    let tune = |pc: &mut PeerConfig| args.neighbours.apply(pc);
+    member(Role::Peer, &args.member, args.upload_kbps, tune, 1, &args.protocol, args.output, &args.common)
 }

@@ -186,10 +186,12 @@ fn secs_to_time(s: f64) -> Time {
 }
 
 /// Runs one system with a progress line on stderr; returns its report and speed.
-fn run_one(policy: Policy, mix: &Mix, trace: &Trace, args: &Args, duration: Duration) -> Result<(SwarmReport, Speed), String> {
+/// Also returns the viewers' protocol parameters, for the JSON.
+fn run_one(policy: Policy, mix: &Mix, trace: &Trace, args: &Args, duration: Duration) -> Result<(SwarmReport, Speed, serde_json::Value), String> {
     let mut cfg = trace_driven(policy, mix, trace, duration, Duration::from_millis(args.latency_ms), args.seed);
     args.incentive.apply(&mut cfg.peer.incentive);
     args.neighbours.apply(&mut cfg.peer)?;
+    let parameters = cfg.peer.parameters();
     let mut swarm = Swarm::new(cfg)?;
     let started = Instant::now();
     let mut progress = Progress::new();
@@ -240,7 +242,7 @@ fn run_one(policy: Policy, mix: &Mix, trace: &Trace, args: &Args, duration: Dura
         peak_concurrent: peak,
         mean_concurrent: sum as f64 / samples.max(1) as f64,
     };
-    Ok((report, speed))
+    Ok((report, speed, parameters))
 }
 
 pub fn run(args: Args) -> Result<(), String> {
@@ -290,7 +292,7 @@ pub fn run(args: Args) -> Result<(), String> {
     let table_two = args.mix.is_none() && args.mix_file.is_none() && matches!(args.scenario, Scenario::Overloaded | Scenario::Underloaded);
     let mut results = Vec::new();
     for policy in policies {
-        let (report, speed) = run_one(policy, &mix, &trace, &args, duration)?;
+        let (report, speed, parameters) = run_one(policy, &mix, &trace, &args, duration)?;
         let groups = if table_two { groups_of(&report, args.settled_secs) } else { Vec::new() };
         println!("\n== {policy} ==\n{}", report.table_with_groups(&groups));
         println!(
@@ -302,14 +304,14 @@ pub fn run(args: Args) -> Result<(), String> {
             speed.lc_deliveries_per_wall_sec,
             speed.wall_secs_per_simulated_hour
         );
-        results.push((policy, report, speed));
+        results.push((policy, report, speed, parameters));
     }
     if let Some(path) = &args.json {
         let runs: Vec<_> = results
             .iter()
-            .map(|(p, r, s)| {
+            .map(|(p, r, s, parameters)| {
                 let groups = if table_two { groups_of(r, args.settled_secs) } else { Vec::new() };
-                serde_json::json!({ "policy": p.name(), "report": r, "groups": groups, "speed": s.to_json() })
+                serde_json::json!({ "policy": p.name(), "parameters": parameters, "report": r, "groups": groups, "speed": s.to_json() })
             })
             .collect();
         let json = serde_json::json!({
@@ -322,7 +324,7 @@ pub fn run(args: Args) -> Result<(), String> {
     }
     if let Some(dir) = &args.plots {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let panels: Vec<Panel> = results.iter().map(|(p, r, _)| Panel { title: p.name().to_string(), report: r }).collect();
+        let panels: Vec<Panel> = results.iter().map(|(p, r, _, _)| Panel { title: p.name().to_string(), report: r }).collect();
         let what = format!("{:?} mix, hours {}..{} at scale {}", args.scenario, args.from_hour, args.from_hour + args.hours, args.scale);
         let cdf = dir.join("playback-cdf.png");
         plot::playback_cdf(&cdf, &format!("Playback rate per class — {what}"), &panels)?;
