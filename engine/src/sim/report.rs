@@ -191,6 +191,12 @@ pub struct SwarmReport {
     pub layer_rates_kbps: Vec<u32>,
     /// Average viewer upload over the full video rate.
     pub resource_index: f64,
+    /// The same with each viewer weighted by its counted playback seconds: the supply
+    /// over the demand the swarm actually had. Under churn it differs from
+    /// `resource_index` when one class stays longer than another. (`None` in files
+    /// written before it was recorded.)
+    #[serde(default)]
+    pub resource_index_by_time: Option<f64>,
     pub classes: Vec<ClassReport>,
     /// LCs per second the source produced, per layer, as the counted peers saw them
     /// (played + missed over their counted seconds): what a silent peer missed.
@@ -218,11 +224,14 @@ impl SwarmReport {
         } else {
             peers.iter().map(|p| p.upload.0 as f64).sum::<f64>() / peers.len() as f64
         };
+        let seconds: f64 = peers.iter().map(|p| p.seconds).sum();
+        let by_time = (seconds > 0.0).then(|| peers.iter().map(|p| p.upload.0 as f64 * p.seconds).sum::<f64>() / seconds / plan.full_rate().0 as f64);
         SwarmReport {
             layers,
             full_rate_kbps: plan.full_rate().0,
             layer_rates_kbps: plan.rates().iter().map(|r| r.0).collect(),
             resource_index: avg_upload / plan.full_rate().0 as f64,
+            resource_index_by_time: by_time,
             classes,
             lcs_per_s,
             lc_deliveries,
@@ -262,6 +271,7 @@ impl SwarmReport {
                 full_rate_kbps: first.full_rate_kbps,
                 layer_rates_kbps: first.layer_rates_kbps.clone(),
                 resource_index: reports.iter().map(|r| r.resource_index).sum::<f64>() / n,
+                resource_index_by_time: reports.iter().map(|r| r.resource_index_by_time).sum::<Option<f64>>().map(|s| s / n),
                 classes,
                 lcs_per_s: (0..first.layers).map(|l| reports.iter().filter_map(|r| r.lcs_per_s.get(l)).sum::<f64>() / n).collect(),
                 lc_deliveries: reports.iter().map(|r| r.lc_deliveries).sum(),
@@ -323,9 +333,10 @@ impl SwarmReport {
         if !silent.is_empty() {
             let _ = writeln!(s, "no playback counted by {} peers ({}): R 0, every LC missed", self.silent(), silent.join(", "));
         }
+        let by_time = self.resource_index_by_time.map(|r| format!(" ({r:.3} weighted by viewing time)")).unwrap_or_default();
         let _ = writeln!(
             s,
-            "video {} kbps ({}), resource index {:.2}; rates R in kbps",
+            "video {} kbps ({}), resource index {:.2}{by_time}; rates R in kbps",
             self.full_rate_kbps,
             self.layer_rates_kbps.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("/"),
             self.resource_index
@@ -351,6 +362,19 @@ mod tests {
     fn outcome(class: usize, seconds: f64, played: u64, missed: u64) -> PeerOutcome {
         let layer = LayerStats { played, played_bytes: played * 100, missed, late: 0 };
         PeerOutcome { class, upload: Kbps(100), seconds, stats: PeerStats { layers: vec![layer], ..Default::default() } }
+    }
+
+    #[test]
+    fn resource_index_by_time_weights_viewers_by_their_seconds() {
+        let plan = LayerPlan::new(vec![Kbps(100)]).expect("plan");
+        // A 100 kbps viewer for 100 s and a free-rider for 300 s: 0.5 per viewer,
+        // but only a quarter of the viewing time had supply.
+        let free = PeerOutcome { upload: Kbps(0), ..outcome(0, 300.0, 10, 0) };
+        let r = SwarmReport::new(vec!["all".into()], plan, vec![outcome(0, 100.0, 10, 0), free], 0);
+        assert!((r.resource_index - 0.5).abs() < 1e-9, "{}", r.resource_index);
+        let by_time = r.resource_index_by_time.expect("seconds were counted");
+        assert!((by_time - 0.25).abs() < 1e-9, "{by_time}");
+        assert!(r.table().contains("resource index 0.50 (0.250 weighted by viewing time)"), "{}", r.table());
     }
 
     #[test]
