@@ -25,7 +25,8 @@ impl Progress {
     pub fn show(&mut self, line: &str) {
         self.last = Some(Instant::now());
         if self.live {
-            eprint!("\r{line}");
+            // Clear to the end of the line: the new one may be shorter.
+            eprint!("\r{line}\x1b[K");
             let _ = std::io::stderr().flush();
         } else {
             eprintln!("{line}");

@@ -99,6 +99,11 @@ pub struct Args {
     incentive: IncentiveArgs,
     #[command(flatten)]
     neighbours: NeighbourArgs,
+    /// Systems simulated at once, one thread each (default: one per core, at most the
+    /// number of systems). Each run is deterministic on its own, so this changes wall
+    /// time only.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    jobs: Option<u64>,
     /// Write the reports (per class, per policy, speed, trace figures) as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -185,16 +190,130 @@ fn secs_to_time(s: f64) -> Time {
     Time((s * 1e6) as u64)
 }
 
-/// Runs one system with a progress line on stderr; returns its report and speed.
-/// Also returns the viewers' protocol parameters, for the JSON.
-fn run_one(policy: Policy, mix: &Mix, trace: &Trace, args: &Args, duration: Duration) -> Result<(SwarmReport, Speed, serde_json::Value), String> {
+/// Where a run is, for the progress line.
+struct RunStatus {
+    done: f64,
+    simulated_h: f64,
+    total_h: f64,
+    viewers: usize,
+    lcs: u64,
+    wall: f64,
+}
+
+impl RunStatus {
+    fn eta(&self) -> f64 {
+        if self.done > 0.0 { self.wall / self.done - self.wall } else { 0.0 }
+    }
+
+    /// The full line of a run that has the terminal to itself.
+    fn line(&self, policy: Policy) -> String {
+        let bar: String = (0..30).map(|i| if (i as f64) < self.done * 30.0 { '#' } else { '.' }).collect();
+        format!(
+            "{policy:<13} [{bar}] {:>5.1}%  sim {:>6.2}/{:.2} h  viewers {:>6}  LCs {:>12}  {:>7.0} k LC/s  wall {:>6.0} s  eta {:>6.0} s",
+            self.done * 100.0,
+            self.simulated_h,
+            self.total_h,
+            self.viewers,
+            self.lcs,
+            self.lcs as f64 / self.wall.max(1e-9) / 1000.0,
+            self.wall,
+            self.eta()
+        )
+    }
+
+    /// A short form, for several runs on one line.
+    fn short(&self, policy: Policy) -> String {
+        format!("{policy} {:.1}% eta {:.0} s", self.done * 100.0, self.eta())
+    }
+}
+
+/// The progress line of every system being run: one full line for a single run,
+/// the short forms side by side for several.
+struct Board {
+    progress: Progress,
+    policies: Vec<Policy>,
+    /// Each system's latest status, and whether it has finished.
+    runs: Vec<Option<(RunStatus, bool)>>,
+}
+
+impl Board {
+    fn new(policies: &[Policy]) -> Board {
+        Board { progress: Progress::new(), policies: policies.to_vec(), runs: policies.iter().map(|_| None).collect() }
+    }
+
+    fn update(&mut self, i: usize, status: RunStatus, last: bool) {
+        self.runs[i] = Some((status, last));
+        if !self.progress.due(last) {
+            return;
+        }
+        let running = self.runs.iter().flatten().filter(|(_, finished)| !finished).count();
+        let line = match &self.runs[i] {
+            Some((r, _)) if running <= 1 => r.line(self.policies[i]),
+            _ => {
+                let short = |(&p, r): (&Policy, &Option<(RunStatus, bool)>)| match r {
+                    None => format!("{p} queued"),
+                    Some((_, true)) => format!("{p} done"),
+                    Some((r, false)) => r.short(p),
+                };
+                self.policies.iter().zip(&self.runs).map(short).collect::<Vec<_>>().join("  |  ")
+            }
+        };
+        self.progress.show(&line);
+    }
+}
+
+/// What one system's run gives: its report, speed and protocol parameters.
+type Outcome = (Policy, SwarmReport, Speed, serde_json::Value);
+
+/// Runs `policies` on up to `jobs` threads, each system its own swarm (so each is
+/// as deterministic as on its own), with one progress line; results in the order
+/// of `policies`.
+fn run_systems(policies: &[Policy], jobs: usize, mix: &Mix, trace: &Trace, args: &Args, duration: Duration) -> Result<Vec<Outcome>, String> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let board = Mutex::new(Board::new(policies));
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<Outcome, String>>>> = Mutex::new(policies.iter().map(|_| None).collect());
+    let worker = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&policy) = policies.get(i) else { break };
+            let mut status = |s, last| board.lock().expect("progress lock").update(i, s, last);
+            let outcome = run_one(policy, mix, trace, args, duration, &mut status).map(|(r, s, p)| (policy, r, s, p));
+            results.lock().expect("results lock")[i] = Some(outcome);
+        }
+    };
+    std::thread::scope(|scope| -> Result<(), String> {
+        for k in 0..jobs.clamp(1, policies.len().max(1)) {
+            // The main thread's stack size: a swarm's work is the same on any thread.
+            std::thread::Builder::new()
+                .name(format!("sim-{k}"))
+                .stack_size(8 << 20)
+                .spawn_scoped(scope, worker)
+                .map_err(|e| format!("cannot start a simulation thread: {e}"))?;
+        }
+        Ok(())
+    })?;
+    board.into_inner().expect("progress lock").progress.finish();
+    results.into_inner().expect("results lock").into_iter().map(|r| r.expect("every system ran")).collect()
+}
+
+/// Runs one system, reporting progress through `status` (`true` on the last call);
+/// returns its report and speed, and the viewers' protocol parameters for the JSON.
+fn run_one(
+    policy: Policy,
+    mix: &Mix,
+    trace: &Trace,
+    args: &Args,
+    duration: Duration,
+    status: &mut dyn FnMut(RunStatus, bool),
+) -> Result<(SwarmReport, Speed, serde_json::Value), String> {
     let mut cfg = trace_driven(policy, mix, trace, duration, Duration::from_millis(args.latency_ms), args.seed);
     args.incentive.apply(&mut cfg.peer.incentive);
     args.neighbours.apply(&mut cfg.peer)?;
     let parameters = cfg.peer.parameters();
     let mut swarm = Swarm::new(cfg)?;
     let started = Instant::now();
-    let mut progress = Progress::new();
     let total = duration.as_secs().max(1);
     let (mut peak, mut sum, mut samples) = (0usize, 0usize, 0usize);
     let step = 10;
@@ -209,26 +328,16 @@ fn run_one(policy: Policy, mix: &Mix, trace: &Trace, args: &Args, duration: Dura
             sum += viewers;
             samples += 1;
         }
-        if progress.due(t == total) {
-            let wall = started.elapsed().as_secs_f64();
-            let done = t as f64 / total as f64;
-            let bar: String = (0..30).map(|i| if (i as f64) < done * 30.0 { '#' } else { '.' }).collect();
-            let eta = if done > 0.0 { wall / done - wall } else { 0.0 };
-            let line = format!(
-                "{policy:<13} [{bar}] {:>5.1}%  sim {:>6.2}/{:.2} h  viewers {:>6}  LCs {:>12}  {:>7.0} k LC/s  wall {:>6.0} s  eta {:>6.0} s",
-                done * 100.0,
-                t as f64 / 3600.0,
-                total as f64 / 3600.0,
-                swarm.alive().saturating_sub(2),
-                swarm.lc_deliveries,
-                swarm.lc_deliveries as f64 / wall.max(1e-9) / 1000.0,
-                wall,
-                eta
-            );
-            progress.show(&line);
-        }
+        let run = RunStatus {
+            done: t as f64 / total as f64,
+            simulated_h: t as f64 / 3600.0,
+            total_h: total as f64 / 3600.0,
+            viewers: swarm.alive().saturating_sub(2),
+            lcs: swarm.lc_deliveries,
+            wall: started.elapsed().as_secs_f64(),
+        };
+        status(run, t == total);
     }
-    progress.finish();
     let lc_deliveries = swarm.lc_deliveries;
     let report = swarm.finish();
     let wall = started.elapsed().as_secs_f64();
@@ -290,9 +399,14 @@ pub fn run(args: Args) -> Result<(), String> {
         args.seed
     );
     let table_two = args.mix.is_none() && args.mix_file.is_none() && matches!(args.scenario, Scenario::Overloaded | Scenario::Underloaded);
+    let jobs = args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |j| j as usize);
+    let started = Instant::now();
+    let outcomes = run_systems(&policies, jobs, &mix, &trace, &args, duration)?;
+    if outcomes.len() > 1 {
+        println!("{} systems in {:.1} s wall, {} at a time", outcomes.len(), started.elapsed().as_secs_f64(), jobs.clamp(1, outcomes.len()));
+    }
     let mut results = Vec::new();
-    for policy in policies {
-        let (report, speed, parameters) = run_one(policy, &mix, &trace, &args, duration)?;
+    for (policy, report, speed, parameters) in outcomes {
         let groups = if table_two { groups_of(&report, args.settled_secs) } else { Vec::new() };
         println!("\n== {policy} ==\n{}", report.table_with_groups(&groups));
         println!(
@@ -333,4 +447,36 @@ pub fn run(args: Args) -> Result<(), String> {
         println!("wrote {} and {}", cdf.display(), alpha.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sim: Args,
+    }
+
+    #[test]
+    fn systems_run_in_parallel_give_what_they_give_one_after_another() {
+        let args = Cli::parse_from(["sim", "--from-hour", "15", "--hours", "0.01", "--scale", "0.01", "--ramp-secs", "5", "--seed", "3"]).sim;
+        let (mix, full) = (mix_of(&args).expect("mix"), trace_of(&args).expect("trace"));
+        let duration = Duration::from_secs_f64(args.hours * 3600.0);
+        let trace = full.window(secs_to_time(15.0 * 3600.0), secs_to_time(15.0 * 3600.0) + duration, Duration::from_secs(5)).thin(args.scale, args.seed);
+        let one_by_one = run_systems(&Policy::ALL, 1, &mix, &trace, &args, duration).expect("runs");
+        let at_once = run_systems(&Policy::ALL, 3, &mix, &trace, &args, duration).expect("runs");
+        assert_eq!(one_by_one.len(), 3);
+        for (a, b) in one_by_one.iter().zip(&at_once) {
+            assert_eq!(a.0, b.0, "results keep the order of the systems");
+            assert!(a.1.lc_deliveries > 1000, "{}: {} LCs delivered", a.0, a.1.lc_deliveries);
+            let json = |r: &SwarmReport| serde_json::to_string(r).expect("serialises");
+            assert_eq!(json(&a.1), json(&b.1), "{}: same report on one thread or three", a.0);
+            assert_eq!(a.3, b.3);
+        }
+        // The systems differ, so the comparison above is not of three copies of one run.
+        assert_ne!(one_by_one[0].1.lc_deliveries, one_by_one[2].1.lc_deliveries);
+    }
 }
