@@ -4,7 +4,7 @@
 
 use layerp2p_engine::sim::mixes::{table_two_groups, Load};
 use layerp2p_engine::sim::report::{ClassReport, SwarmReport};
-use layerp2p_engine::sim::scenario::{trace_driven, Mix};
+use layerp2p_engine::sim::scenario::{trace_driven, ClassDraw, Mix};
 use layerp2p_engine::sim::trace::{generate_day, DayTraceConfig, Trace};
 use layerp2p_engine::sim::Swarm;
 use layerp2p_engine::{Policy, Time};
@@ -26,7 +26,7 @@ fn trace() -> &'static Trace {
 
 /// Groups of one run: free-riders, low contributors, high contributors.
 fn run(policy: Policy, load: Load) -> [ClassReport; 3] {
-    let cfg = trace_driven(policy, &Mix::table_two(load), trace(), Duration::from_secs(SECONDS), Duration::ZERO, 5);
+    let cfg = trace_driven(policy, &Mix::table_two(load), trace(), ClassDraw::Sessions, Duration::from_secs(SECONDS), Duration::ZERO, 5);
     let report: SwarmReport = Swarm::new(cfg).expect("valid scenario").run();
     let groups = table_two_groups(&report, 0.0);
     eprintln!("{policy} {load:?}, {} sessions\n{}", trace().sessions.len(), report.table_with_groups(&groups));

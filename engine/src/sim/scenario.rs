@@ -77,6 +77,30 @@ impl Mix {
         classes
     }
 
+    /// Class of each session, given how long each is watched (`seconds`), so that
+    /// every class gets its share of the viewing time, not only of the sessions.
+    /// Longest sessions first (ties in a seeded random order), each to the class
+    /// furthest below its share of the time assigned so far. Under heavy-tailed
+    /// session lengths a plain shuffle lets a few long sessions move the supply a
+    /// window really has by several points either way.
+    pub fn assign_by_time(&self, seconds: &[f64], rng: &mut impl Rng) -> Vec<usize> {
+        let total: f64 = self.classes.iter().map(|c| c.share).sum();
+        let mut order: Vec<usize> = (0..seconds.len()).collect();
+        order.shuffle(rng);
+        order.sort_by(|&a, &b| seconds[b].total_cmp(&seconds[a]));
+        let mut given = vec![0.0; self.classes.len()];
+        let mut assigned = 0.0;
+        let mut classes = vec![0; seconds.len()];
+        for i in order {
+            assigned += seconds[i];
+            let deficit = |c: usize| self.classes[c].share / total * assigned - given[c];
+            let class = (0..self.classes.len()).max_by(|&a, &b| deficit(a).total_cmp(&deficit(b))).unwrap_or(0);
+            given[class] += seconds[i];
+            classes[i] = class;
+        }
+        classes
+    }
+
     /// `n` peers joining uniformly at random within `join_over`, staying to the end.
     pub fn flash_crowd(&self, n: usize, join_over: Duration, seed: u64) -> Vec<PeerSpec> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -114,18 +138,36 @@ pub fn prototype(policy: Policy, mix: &Mix, n: usize, join_over: Duration, durat
     }
 }
 
+/// How a trace's sessions get their classes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClassDraw {
+    /// Exact counts per class, shuffled over the sessions (each class its share of
+    /// the sessions; its share of the viewing time is left to chance).
+    #[default]
+    Sessions,
+    /// Each class its share of the viewing time (`Mix::assign_by_time`), so the
+    /// window's supply over demand is the mix's resource index.
+    ViewingTime,
+}
+
 /// The trace-driven simulation (SPEC §9): the simulated video (3 x 200 kbps CBR in
 /// 1250-byte LCs), one 2 Mbps seed, and one viewer per session of `trace` that
-/// arrives before `duration`, with uploads from `mix` (exact class counts, shuffled).
+/// arrives before `duration`, with uploads from `mix` (classes drawn as `draw` says).
 /// `latency` is the one-way delay of every message on top of an LC's transfer time;
 /// zero is the paper's instantaneous signalling.
-pub fn trace_driven(policy: Policy, mix: &Mix, trace: &Trace, duration: Duration, latency: Duration, seed: u64) -> SwarmConfig {
+pub fn trace_driven(policy: Policy, mix: &Mix, trace: &Trace, draw: ClassDraw, duration: Duration, latency: Duration, seed: u64) -> SwarmConfig {
     let source = SyntheticConfig { payload: PayloadKind::Phantom, seed, ..SyntheticConfig::simulation() };
     let peer = PeerConfig::peer(policy, source.plan.clone(), Kbps(0));
     let end = Time(duration.as_micros() as u64);
     let sessions: Vec<_> = trace.sessions.iter().filter(|s| s.arrival < end).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x006d_6978);
-    let classes = mix.assign(sessions.len(), &mut rng);
+    let classes = match draw {
+        ClassDraw::Sessions => mix.assign(sessions.len(), &mut rng),
+        ClassDraw::ViewingTime => {
+            let seconds: Vec<f64> = sessions.iter().map(|s| s.departure.min(end).since(s.arrival).as_secs_f64()).collect();
+            mix.assign_by_time(&seconds, &mut rng)
+        }
+    };
     let peers = sessions
         .iter()
         .zip(classes)
@@ -153,6 +195,30 @@ mod tests {
         let plan = LayerPlan::prototype();
         assert!((Mix::underloaded().resource_index(&plan) - 1.23).abs() < 0.01);
         assert!((Mix::overloaded().resource_index(&plan) - 0.82).abs() < 0.01);
+    }
+
+    #[test]
+    fn assignment_by_time_gives_each_class_its_share_of_the_viewing_time() {
+        // Heavy-tailed lengths: a few sessions of hours among many of minutes.
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let seconds: Vec<f64> = (0..500).map(|_| 20.0 * (rng.random_range(0.0..9.0f64)).exp()).collect();
+        let mix = Mix::table_two(super::super::mixes::Load::Overloaded);
+        let total: f64 = seconds.iter().sum();
+        let share_of_time = |classes: &[usize], c: usize| classes.iter().zip(&seconds).filter(|(k, _)| **k == c).map(|(_, s)| s).sum::<f64>() / total;
+        let index = |classes: &[usize]| (0..mix.classes.len()).map(|c| share_of_time(classes, c) * mix.classes[c].upload.0 as f64).sum::<f64>() / 600.0;
+        let by_time = mix.assign_by_time(&seconds, &mut ChaCha8Rng::seed_from_u64(1));
+        let nominal = mix.resource_index(&LayerPlan::simulation());
+        assert!((index(&by_time) - nominal).abs() < 0.01, "by time {:.3} vs nominal {nominal:.3}", index(&by_time));
+        // Session counts stay close to the shares too (the many short sessions are
+        // spread in proportion).
+        for (c, class) in mix.classes.iter().enumerate() {
+            let count = by_time.iter().filter(|&&k| k == c).count() as f64 / 500.0;
+            assert!((count - class.share).abs() < 0.05, "{}: {count:.3} of the sessions, share {}", class.name, class.share);
+        }
+        // A plain shuffle of exact counts leaves the viewing time to chance: over a
+        // few draws its index strays further from the nominal one.
+        let worst = (0..8).map(|k| (index(&mix.assign(500, &mut ChaCha8Rng::seed_from_u64(k))) - nominal).abs()).fold(0.0, f64::max);
+        assert!(worst > 0.02, "shuffled draws all within {worst:.3} of nominal");
     }
 
     #[test]

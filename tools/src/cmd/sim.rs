@@ -10,7 +10,7 @@ use crate::progress::Progress;
 use clap::{Args as ClapArgs, ValueEnum};
 use layerp2p_engine::sim::mixes::{table_two_groups, Load};
 use layerp2p_engine::sim::report::SwarmReport;
-use layerp2p_engine::sim::scenario::{trace_driven, Mix};
+use layerp2p_engine::sim::scenario::{trace_driven, ClassDraw, Mix};
 use layerp2p_engine::sim::trace::{generate_day, DayTraceConfig, Trace};
 use layerp2p_engine::sim::Swarm;
 use layerp2p_engine::{Policy, Time};
@@ -92,6 +92,11 @@ pub struct Args {
     /// seconds (past the start-up transient); 0 turns that off.
     #[arg(long, default_value_t = 300)]
     settled_secs: u64,
+    /// How sessions get their upload class: `sessions` gives each class its share of
+    /// the sessions (shuffled), `viewing-time` its share of the viewing time, so the
+    /// window's supply is the mix's resource index (see docs/EXPERIMENTS.md).
+    #[arg(long, value_enum, default_value_t = ClassDrawArg::Sessions)]
+    class_draw: ClassDrawArg,
     /// Seed of every random choice; the same seed gives the same result.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -110,6 +115,23 @@ pub struct Args {
     /// Write playback-cdf.png and chunk-ratio.png into this directory (created if missing).
     #[arg(long)]
     plots: Option<PathBuf>,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
+enum ClassDrawArg {
+    /// Each class its share of the sessions; its share of the viewing time is left to chance.
+    Sessions,
+    /// Each class its share of the viewing time: the window's supply is the mix's.
+    ViewingTime,
+}
+
+impl ClassDrawArg {
+    fn draw(self) -> ClassDraw {
+        match self {
+            ClassDrawArg::Sessions => ClassDraw::Sessions,
+            ClassDrawArg::ViewingTime => ClassDraw::ViewingTime,
+        }
+    }
 }
 
 fn parse_f64(s: &str) -> Result<f64, String> {
@@ -308,7 +330,7 @@ fn run_one(
     duration: Duration,
     status: &mut dyn FnMut(RunStatus, bool),
 ) -> Result<(SwarmReport, Speed, serde_json::Value), String> {
-    let mut cfg = trace_driven(policy, mix, trace, duration, Duration::from_millis(args.latency_ms), args.seed);
+    let mut cfg = trace_driven(policy, mix, trace, args.class_draw.draw(), duration, Duration::from_millis(args.latency_ms), args.seed);
     args.incentive.apply(&mut cfg.peer.incentive);
     args.neighbours.apply(&mut cfg.peer)?;
     let parameters = cfg.peer.parameters();
