@@ -125,6 +125,11 @@ enum ClassDrawArg {
     ViewingTime,
 }
 
+/// The flag's value as typed, for the header line and the JSON.
+fn class_draw_name(draw: ClassDrawArg) -> String {
+    draw.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+}
+
 impl ClassDrawArg {
     fn draw(self) -> ClassDraw {
         match self {
@@ -411,13 +416,14 @@ pub fn run(args: Args) -> Result<(), String> {
     }
     let policies = args.policy.policies();
     println!(
-        "simulating hours {:.2} .. {:.2} of the trace at scale {}: {} sessions; mix {} (resource index {:.2} for 600 kbps); seed {}",
+        "simulating hours {:.2} .. {:.2} of the trace at scale {}: {} sessions; mix {} (resource index {:.2} for 600 kbps), classes by {}; seed {}",
         args.from_hour,
         args.from_hour + args.hours,
         args.scale,
         trace.sessions.len(),
         mix.classes.iter().map(|c| format!("{:.1}% {} @ {}", c.share * 100.0, c.name, c.upload)).collect::<Vec<_>>().join(", "),
         mix.resource_index(&layerp2p_codec::LayerPlan::simulation()),
+        class_draw_name(args.class_draw),
         args.seed
     );
     let table_two = args.mix.is_none() && args.mix_file.is_none() && matches!(args.scenario, Scenario::Overloaded | Scenario::Underloaded);
@@ -452,7 +458,7 @@ pub fn run(args: Args) -> Result<(), String> {
             .collect();
         let json = serde_json::json!({
             "trace": args.trace, "trace_stats": stats, "from_hour": args.from_hour, "hours": args.hours,
-            "scale": args.scale, "latency_ms": args.latency_ms, "seed": args.seed, "runs": runs,
+            "scale": args.scale, "class_draw": class_draw_name(args.class_draw), "latency_ms": args.latency_ms, "seed": args.seed, "runs": runs,
         });
         let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
