@@ -131,7 +131,8 @@ impl ClassReport {
         ClassReport {
             name: name.to_string(),
             peers: rates.len(),
-            upload_kbps: upload_sum / n,
+            // An empty f64 sum is -0.0, which the table would print as "-0".
+            upload_kbps: if rates.is_empty() { 0.0 } else { upload_sum / n },
             rate_mean: rates.iter().fold(0.0, |a, b| a + b) / n,
             rate_p10: percentile(&rates, 0.1),
             rate_p50: percentile(&rates, 0.5),
@@ -375,6 +376,18 @@ mod tests {
         let by_time = r.resource_index_by_time.expect("seconds were counted");
         assert!((by_time - 0.25).abs() < 1e-9, "{by_time}");
         assert!(r.table().contains("resource index 0.50 (0.250 weighted by viewing time)"), "{}", r.table());
+    }
+
+    #[test]
+    fn an_empty_group_reads_zero_not_minus_zero() {
+        let plan = LayerPlan::new(vec![Kbps(100)]).expect("plan");
+        let r = SwarmReport::new(vec!["all".into()], plan, vec![outcome(0, 100.0, 10, 0)], 0);
+        // No free-riders here (every viewer uploads 100 kbps), as in the underloaded mix.
+        let free = r.group("free-riders", 0..=0, 0.0);
+        assert_eq!(free.peers, 0);
+        assert!(free.upload_kbps == 0.0 && free.upload_kbps.is_sign_positive(), "{}", free.upload_kbps);
+        let table = r.table_with_groups(&[free]);
+        assert!(!table.contains("-0"), "{table}");
     }
 
     #[test]
