@@ -676,11 +676,8 @@ impl Peer {
         let ttl = Duration::from_millis(ttl_ms as u64).min(self.cfg.round);
         let expires = now + ttl;
         self.stats.requests_received += ids.len() as u64;
-        for id in ids {
-            if self.store.holds(id) && !self.supplier.enqueue(slot, id, now, expires) {
-                break;
-            }
-        }
+        let store = &self.store;
+        self.supplier.enqueue_all(slot, ids.into_iter().filter(|&id| store.holds(id)), now, expires);
     }
 
     fn on_data(&mut self, now: Time, from: SocketAddr, lc: Lc) {
@@ -929,14 +926,23 @@ impl Peer {
             // Serving deadline T - tau (SPEC §5), but never below a quarter round.
             let ttl = self.cfg.round.saturating_sub(rtt).max(self.cfg.round / 4);
             let ttl_ms = ttl.as_millis().min(u16::MAX as u128) as u16;
-            let mut messages = vec![map];
-            messages.extend(self.token_for(slot));
             let ids = self.scratch.per_slot.get_mut(slot).map(std::mem::take).unwrap_or_default();
             for &id in &ids {
                 self.requested.requested(id, now);
             }
-            for chunk in ids.chunks(MAX_REQUEST_IDS) {
-                messages.push(Message::Request { ttl_ms, ids: chunk.to_vec() });
+            let mut messages = Vec::with_capacity(2 + ids.len().div_ceil(MAX_REQUEST_IDS));
+            messages.push(map);
+            messages.extend(self.token_for(slot));
+            if ids.len() <= MAX_REQUEST_IDS {
+                // The common case: the list (allocated at its exact size by the
+                // scheduler) becomes the message, uncopied.
+                if !ids.is_empty() {
+                    messages.push(Message::Request { ttl_ms, ids });
+                }
+            } else {
+                for chunk in ids.chunks(MAX_REQUEST_IDS) {
+                    messages.push(Message::Request { ttl_ms, ids: chunk.to_vec() });
+                }
             }
             self.send_to_neighbour(slot, messages);
         }

@@ -23,6 +23,8 @@ pub struct Scratch {
     found: Vec<u32>,
     layer: Vec<(LcId, u32)>,
     ordered: Vec<(LcId, u32)>,
+    /// Requests per neighbour slot this round.
+    counts: Vec<u32>,
     /// Output: requests per neighbour slot, in serving order.
     pub per_slot: Vec<Vec<LcId>>,
 }
@@ -58,6 +60,16 @@ pub fn schedule(
         // Probing layers are already in layer order, each shuffled; the regular
         // layers are shuffled together so no layer among them is preferred.
         ReceiverPolicy::Prioritized => scratch.ordered[..regular_end].shuffle(rng),
+    }
+    // Each list is allocated once at its final size: it is handed over as a request
+    // message, so growing it push by push would reallocate every round.
+    scratch.counts.clear();
+    scratch.counts.resize(scratch.per_slot.len(), 0);
+    for &(_, slot) in &scratch.ordered {
+        scratch.counts[slot as usize] += 1;
+    }
+    for (list, &count) in scratch.per_slot.iter_mut().zip(&scratch.counts) {
+        list.reserve_exact(count as usize);
     }
     for &(id, slot) in &scratch.ordered {
         scratch.per_slot[slot as usize].push(id);

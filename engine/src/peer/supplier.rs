@@ -41,12 +41,25 @@ impl Queue {
         self.ids.is_empty()
     }
 
-    fn push_back(&mut self, id: LcId, arrived: Time, expires: Time) {
-        self.ids.push_back(id);
-        match self.batches.back_mut() {
-            Some(b) if b.arrived == arrived && b.expires == expires => b.len += 1,
-            _ => self.batches.push_back(Batch { len: 1, arrived, expires }),
+    /// Appends requests that arrived together, until the queue holds `limit`; true if
+    /// they all fit. Their arrival and deadline are recorded once, in one batch.
+    fn extend(&mut self, ids: impl IntoIterator<Item = LcId>, arrived: Time, expires: Time, limit: usize) -> bool {
+        let before = self.ids.len();
+        let mut fit = true;
+        for id in ids {
+            if self.ids.len() >= limit {
+                fit = false;
+                break;
+            }
+            self.ids.push_back(id);
         }
+        let added = (self.ids.len() - before) as u32;
+        match self.batches.back_mut() {
+            _ if added == 0 => {}
+            Some(b) if b.arrived == arrived && b.expires == expires => b.len += added,
+            _ => self.batches.push_back(Batch { len: added, arrived, expires }),
+        }
+        fit
     }
 
     /// The first request: its LC, arrival time and deadline.
@@ -142,18 +155,24 @@ impl Supplier {
 
     /// Queues a request that arrived at `arrived`; false if the receiver's queue is full.
     pub fn enqueue(&mut self, slot: usize, id: LcId, arrived: Time, expires: Time) -> bool {
+        self.enqueue_all(slot, [id], arrived, expires)
+    }
+
+    /// Queues requests that arrived together, in order, until the receiver's queue is
+    /// full (the rest are dropped and one overflow counted); false if it filled.
+    pub fn enqueue_all(&mut self, slot: usize, ids: impl IntoIterator<Item = LcId>, arrived: Time, expires: Time) -> bool {
         self.ensure(slot);
         let q = &mut self.queues[slot];
-        if q.len() >= self.max_queue {
+        let before = q.len();
+        let fit = q.extend(ids, arrived, expires, self.max_queue);
+        if !fit {
             self.overflowed += 1;
-            return false;
         }
-        q.push_back(id, arrived, expires);
-        self.queued += 1;
-        if q.len() == 1 {
+        self.queued += q.len() - before;
+        if before == 0 && !q.is_empty() {
             self.sampler.set(slot, self.weights[slot]);
         }
-        true
+        fit
     }
 
     /// Forgets everything queued for `slot` (the neighbour left).
@@ -258,6 +277,20 @@ mod tests {
         assert_eq!(s.expired, 1);
         assert_eq!(s.next(Time::from_secs(4), &mut rng), Some((0, id(4), t2)));
         assert_eq!(s.next(Time::from_secs(4), &mut rng), None);
+    }
+
+    #[test]
+    fn a_request_message_queues_in_order_up_to_the_bound() {
+        let mut s = Supplier::new(SupplierPolicy::TitForTat, 3);
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        assert!(s.enqueue_all(2, [id(1)], Time::ZERO, Time::from_secs(1)));
+        // Two of three fit; the third is dropped and counted once.
+        assert!(!s.enqueue_all(2, [id(2), id(3), id(4)], Time::ZERO, Time::from_secs(1)));
+        assert_eq!((s.queued(), s.overflowed), (3, 1));
+        assert!(s.enqueue_all(2, [], Time::ZERO, Time::from_secs(1)), "nothing to queue always fits");
+        let served: Vec<LcId> = std::iter::from_fn(|| s.next(Time::ZERO, &mut rng).map(|(_, id, _)| id)).collect();
+        assert_eq!(served, vec![id(1), id(2), id(3)]);
+        assert!(!s.has_work());
     }
 
     #[test]
