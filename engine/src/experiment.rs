@@ -464,16 +464,56 @@ pub fn psnr_gap_table(base: (&str, &Aggregate, &[&RunFile]), others: &[(&str, &A
             t.push_str(&format!(" {}", gap(overall(base.1.psnr.as_ref(), c), overall(agg.psnr.as_ref(), c))));
         }
         t.push('\n');
+        // Per class, the gap at every seed both systems ran.
+        let mut paired: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
         for b in base.2 {
             let Some(o) = runs.iter().find(|o| o.seed.is_some() && o.seed == b.seed) else { continue };
             let _ = write!(t, "{:<24}", format!("  seed {}", b.seed.unwrap_or(0)));
-            for c in 0..names.len() {
-                t.push_str(&format!(" {}", gap(overall(b.psnr.as_ref(), c), overall(o.psnr.as_ref(), c))));
+            for (c, gaps) in paired.iter_mut().enumerate() {
+                let (a, b) = (overall(b.psnr.as_ref(), c), overall(o.psnr.as_ref(), c));
+                gaps.extend(a.zip(b).map(|(a, b)| a - b));
+                t.push_str(&format!(" {}", gap(a, b)));
+            }
+            t.push('\n');
+        }
+        if paired.iter().any(|g| g.len() >= 2) {
+            let _ = write!(t, "{:<24}", "  paired mean, 95 % CI");
+            for gaps in &paired {
+                let cell = mean_with_ci95(gaps).map_or("-".to_string(), |(m, h)| format!("{m:+.2} ± {h:.2}"));
+                let _ = write!(t, " {cell:>14}");
             }
             t.push('\n');
         }
     }
     t
+}
+
+/// Mean of `x` and the half-width of its 95 % confidence interval (Student's t with
+/// `n - 1` degrees of freedom): how far the per-seed spread lets a mean gap be
+/// trusted. `None` below two values.
+pub fn mean_with_ci95(x: &[f64]) -> Option<(f64, f64)> {
+    let n = x.len();
+    if n < 2 {
+        return None;
+    }
+    let mean = x.iter().sum::<f64>() / n as f64;
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    Some((mean, t_975(n - 1) * (var / n as f64).sqrt()))
+}
+
+/// The 97.5th percentile of Student's t with `df` degrees of freedom (two-sided 95 %).
+fn t_975(df: usize) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120,
+        2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::INFINITY,
+        1..=30 => TABLE[df - 1],
+        31..=60 => 2.000,
+        61..=120 => 1.980,
+        _ => 1.960,
+    }
 }
 
 /// Why a class got what it got, from its counted peers' counters: how much of its
@@ -651,6 +691,7 @@ mod tests {
         // Pooled 35 - 24; paired only where both ran the seed: seed 2, 30 - 28.
         assert!(t.contains("single-incent (pooled)") && t.contains("+11.00"), "{t}");
         assert!(t.contains("seed 2") && t.contains("+2.00") && !t.contains("seed 1") && !t.contains("seed 3"), "{t}");
+        assert!(!t.contains("95 % CI"), "one paired seed gives no interval: {t}");
         assert!(per_run_table(&lp_runs).contains("residential 3 kbps 90.0 % Q 40.00"), "{}", per_run_table(&lp_runs));
 
         // JSON from before the LC counts were kept still reads, and pools by peers.
@@ -661,5 +702,25 @@ mod tests {
         assert!(!mixed.exact && mixed.psnr.is_none());
         assert!((mixed.report.classes[0].alpha[0] - 0.8).abs() < 1e-9, "same peers: weighting by peers is exact here");
         assert!(aggregate(std::iter::empty()).is_err());
+    }
+
+    #[test]
+    fn paired_gaps_get_a_t_interval() {
+        // Gaps 1, 2, 3 dB: mean 2, sd 1, t(2) = 4.303, half-width 4.303 / sqrt(3).
+        let (m, h) = mean_with_ci95(&[1.0, 2.0, 3.0]).expect("three values");
+        assert!((m - 2.0).abs() < 1e-12 && (h - 4.303 / 3f64.sqrt()).abs() < 1e-9, "{m} {h}");
+        assert_eq!(mean_with_ci95(&[5.0]), None);
+        // More seeds of the same spread narrow the interval.
+        let (_, wide) = mean_with_ci95(&[1.0, 3.0]).expect("two");
+        let (_, narrow) = mean_with_ci95(&[1.0, 3.0, 1.0, 3.0, 1.0, 3.0]).expect("six");
+        assert!(narrow < wide / 5.0, "{narrow} vs {wide}");
+
+        // In the report: three paired seeds with gaps +1, +2, +3 dB.
+        let lp: Vec<RunFile> = (1..=3).map(|s| run_file("layerp2p", s, 90, 30.0 + s as f64)).collect();
+        let si: Vec<RunFile> = (1..=3).map(|s| run_file("single-incent", s, 90, 30.0)).collect();
+        let (lp_runs, si_runs): (Vec<&RunFile>, Vec<&RunFile>) = (lp.iter().collect(), si.iter().collect());
+        let pool = |runs: &[&RunFile]| aggregate(runs.iter().map(|r| (&r.report, r.psnr.as_ref()))).expect("pools");
+        let t = psnr_gap_table(("layerp2p", &pool(&lp_runs), &lp_runs), &[("single-incent", &pool(&si_runs), &si_runs)]);
+        assert!(t.contains("paired mean, 95 % CI") && t.contains("+2.00 ± 2.48"), "{t}");
     }
 }
