@@ -331,6 +331,7 @@ fn swarm_of(cfg: LocalSwarmConfig, source: Box<dyn LcSource>, latency: Duration)
         seed_upload: cfg.seed_upload,
         seed_n_max: cfg.seed_n_max,
         latency,
+        download: None,
         classes: cfg.classes,
         peers: cfg.peers,
         duration: cfg.duration,

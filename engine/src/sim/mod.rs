@@ -7,7 +7,14 @@
 //!
 //! Link model: a node's upload is paced by its own token bucket (the core's), and an
 //! LC then takes `size / upload` to cross the sender's access link plus a fixed
-//! latency; signalling takes the latency alone. Download links are unconstrained.
+//! latency; signalling takes the latency alone. Download links are unconstrained
+//! (the paper's model) unless `SwarmConfig::download` caps them: then a viewer's
+//! downlink serialises the LCs reaching it, first come first served, `size /
+//! download` each, behind a drop-tail buffer of `DOWNLINK_BUFFER` of backlog (an LC
+//! arriving at a fuller buffer is lost, as at a real access link; the receiver asks
+//! for it again next round). Without the bound a receiver that asks for more than
+//! its downlink carries (SPEC §6 asks every missing LC every round) builds a backlog
+//! of seconds, everything arrives late, and the late LCs are asked for again.
 
 pub mod faults;
 pub mod mixes;
@@ -51,6 +58,9 @@ pub struct SwarmConfig {
     pub seed_n_max: usize,
     /// One-way latency of every message.
     pub latency: Duration,
+    /// Download capacity of every viewer's access link; `None` leaves downlinks
+    /// unconstrained. The seed and the tracker are never capped.
+    pub download: Option<Kbps>,
     pub classes: Vec<String>,
     pub peers: Vec<PeerSpec>,
     pub duration: Duration,
@@ -60,6 +70,9 @@ pub struct SwarmConfig {
 enum SimEvent {
     Wake { node: usize, generation: u64 },
     Deliver { to: usize, from: SocketAddr, packet: Packet },
+    /// An LC has crossed the sender's uplink and the network: it queues for the
+    /// receiver's capped downlink (only with `SwarmConfig::download`).
+    Downlink { to: usize, from: SocketAddr, packet: Packet },
     Join { spec: usize },
     Leave { node: usize },
     SourceTick,
@@ -76,12 +89,18 @@ struct SimNode {
     role: Role,
     addr: SocketAddr,
     upload: Kbps,
+    /// Downlink capacity, if capped, and when the downlink is next free.
+    download: Option<Kbps>,
+    downlink_free: Time,
     /// The scenario entry this viewer came from, if any.
     spec: Option<usize>,
     wake_at: Option<Time>,
     generation: u64,
     alive: bool,
 }
+
+/// Most backlog a capped downlink holds (drop-tail): a quarter second at its rate.
+pub const DOWNLINK_BUFFER: Duration = Duration::from_millis(250);
 
 const TRACKER: usize = 0;
 const SEED: usize = 1;
@@ -97,6 +116,12 @@ fn node_of(addr: &SocketAddr) -> Option<usize> {
         SocketAddr::V4(a) => (u32::from(*a.ip()).checked_sub(0x0A00_0000)).map(|i| i as usize),
         SocketAddr::V6(_) => None,
     }
+}
+
+/// Time an LC takes to cross an access link of `rate` (its datagram's bits over it).
+fn transfer_time(lc: &Lc, rate: Kbps) -> Duration {
+    let bits = crate::peer::data_cost(lc.payload.len()) as u64 * 8;
+    Duration::from_micros(bits * 1000 / u64::from(rate.0).max(1))
 }
 
 /// Mixes the run seed with a node index into that node's own seed.
@@ -124,6 +149,8 @@ pub struct Swarm {
     /// LCs delivered so far (for speed reports).
     pub lc_deliveries: u64,
     pub messages_delivered: u64,
+    /// LCs lost at a full capped downlink (`SwarmConfig::download`).
+    pub downlink_drops: u64,
     /// Injected faults and adversaries (`with_faults`), if any.
     faults: Option<Box<faults::Faults>>,
 }
@@ -165,11 +192,12 @@ impl Swarm {
             played: Default::default(),
             lc_deliveries: 0,
             messages_delivered: 0,
+            downlink_drops: 0,
             faults: None,
             cfg,
         };
-        swarm.add_node(Role::Tracker(Box::new(tracker)), Kbps(1_000_000), None);
-        swarm.add_node(Role::Peer(Box::new(seed)), swarm.cfg.seed_upload, None);
+        swarm.add_node(Role::Tracker(Box::new(tracker)), Kbps(1_000_000), None, None);
+        swarm.add_node(Role::Peer(Box::new(seed)), swarm.cfg.seed_upload, None, None);
         swarm.queue.push(Time::ZERO, SimEvent::SourceTick);
         for (i, p) in swarm.cfg.peers.iter().enumerate() {
             swarm.queue.push(p.join, SimEvent::Join { spec: i });
@@ -186,9 +214,10 @@ impl Swarm {
         self.nodes.iter().filter(|n| n.alive).count()
     }
 
-    fn add_node(&mut self, role: Role, upload: Kbps, spec: Option<usize>) -> usize {
+    fn add_node(&mut self, role: Role, upload: Kbps, download: Option<Kbps>, spec: Option<usize>) -> usize {
         let i = self.nodes.len();
-        self.nodes.push(SimNode { role, addr: sim_addr(i), upload, spec, wake_at: None, generation: 0, alive: true });
+        let downlink_free = Time::ZERO;
+        self.nodes.push(SimNode { role, addr: sim_addr(i), upload, download, downlink_free, spec, wake_at: None, generation: 0, alive: true });
         self.after_activity(i);
         i
     }
@@ -208,17 +237,20 @@ impl Swarm {
         while let Some(mut tx) = self.node(i).poll_transmit(now) {
             let Some(to) = node_of(&tx.dst) else { continue };
             let mut delay = self.cfg.latency;
+            let data = matches!(tx.packet.messages.as_slice(), [Message::Data(_)]);
             if let [Message::Data(lc)] = tx.packet.messages.as_slice()
                 && upload.0 > 0
             {
-                let bits = crate::peer::data_cost(lc.payload.len()) as u64 * 8;
-                delay += Duration::from_micros(bits * 1000 / upload.0 as u64);
+                delay += transfer_time(lc, upload);
             }
+            // An LC to a capped downlink queues there first; everything else arrives.
+            let capped = data && self.nodes.get(to).is_some_and(|n| n.download.is_some());
+            let arrive = |packet| if capped { SimEvent::Downlink { to, from, packet } } else { SimEvent::Deliver { to, from, packet } };
             match self.faults.as_mut() {
-                None => self.queue.push(now + delay, SimEvent::Deliver { to, from, packet: tx.packet }),
+                None => self.queue.push(now + delay, arrive(tx.packet)),
                 Some(f) => {
                     for d in f.transmit(self.nodes[i].spec, to == SEED, &mut tx.packet, delay) {
-                        self.queue.push(now + d, SimEvent::Deliver { to, from, packet: tx.packet.clone() });
+                        self.queue.push(now + d, arrive(tx.packet.clone()));
                     }
                 }
             }
@@ -266,7 +298,7 @@ impl Swarm {
         let index = self.nodes.len();
         match Peer::new(cfg, node_seed(self.cfg.seed, index), self.now) {
             Ok(peer) => {
-                let i = self.add_node(Role::Peer(Box::new(peer)), upload, Some(spec));
+                let i = self.add_node(Role::Peer(Box::new(peer)), upload, self.cfg.download, Some(spec));
                 if let Some(t) = leave {
                     self.queue.push(t, SimEvent::Leave { node: i });
                 }
@@ -327,6 +359,24 @@ impl Swarm {
         self.queue.push(now + SOURCE_TICK, SimEvent::SourceTick);
     }
 
+    /// An LC reached node `to`'s capped downlink: it crosses it after the LCs ahead
+    /// of it, then arrives; lost if the backlog ahead is beyond `DOWNLINK_BUFFER`.
+    fn downlink(&mut self, to: usize, from: SocketAddr, packet: Packet) {
+        let now = self.now;
+        let Some(n) = self.nodes.get_mut(to).filter(|n| n.alive) else { return };
+        let crossing = match (packet.messages.as_slice(), n.download) {
+            ([Message::Data(lc)], Some(down)) if down.0 > 0 => transfer_time(lc, down),
+            _ => Duration::ZERO,
+        };
+        if n.downlink_free.since(now) > DOWNLINK_BUFFER {
+            self.downlink_drops += 1;
+            return;
+        }
+        let done = now.max(n.downlink_free) + crossing;
+        n.downlink_free = done;
+        self.queue.push(done, SimEvent::Deliver { to, from, packet });
+    }
+
     /// Runs events up to and including `until`.
     pub fn run_until(&mut self, until: Time) {
         while let Some((at, ev)) = self.queue.pop_until(until) {
@@ -352,6 +402,7 @@ impl Swarm {
                     self.node(to).handle_input(at, from, packet);
                     self.after_activity(to);
                 }
+                SimEvent::Downlink { to, from, packet } => self.downlink(to, from, packet),
                 SimEvent::Join { spec } => self.join(spec),
                 SimEvent::Leave { node } => self.leave(node),
                 SimEvent::SourceTick => self.source_tick(),

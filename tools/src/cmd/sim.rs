@@ -12,7 +12,7 @@ use layerp2p_engine::sim::mixes::{table_two_groups, Load};
 use layerp2p_engine::sim::report::SwarmReport;
 use layerp2p_engine::sim::scenario::{trace_driven, ClassDraw, Mix};
 use layerp2p_engine::sim::trace::{generate_day, DayTraceConfig, Trace};
-use layerp2p_engine::sim::Swarm;
+use layerp2p_engine::sim::{Swarm, DOWNLINK_BUFFER};
 use layerp2p_engine::{Policy, Time};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -88,6 +88,11 @@ pub struct Args {
     /// paper; an LC still takes its size over the sender's upload rate).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     latency_ms: u64,
+    /// Download capacity of every viewer's access link in kbps: LCs reaching a viewer
+    /// queue there and cross it one after another. Unset: downlinks are unconstrained,
+    /// as in the paper (only the suppliers' uplinks limit a transfer).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    download_kbps: Option<u32>,
     /// Table II groups are also shown over the peers that played at least this many
     /// seconds (past the start-up transient); 0 turns that off.
     #[arg(long, default_value_t = 300)]
@@ -165,6 +170,8 @@ pub struct Speed {
     pub wall_secs_per_simulated_hour: f64,
     pub peak_concurrent: usize,
     pub mean_concurrent: f64,
+    /// LCs lost at full capped downlinks (`--download-kbps`; 0 without it).
+    pub downlink_drops: u64,
 }
 
 impl Speed {
@@ -174,6 +181,7 @@ impl Speed {
             "lc_deliveries_per_wall_sec": self.lc_deliveries_per_wall_sec,
             "wall_secs_per_simulated_hour": self.wall_secs_per_simulated_hour,
             "peak_concurrent": self.peak_concurrent, "mean_concurrent": self.mean_concurrent,
+            "downlink_drops": self.downlink_drops,
         })
     }
 }
@@ -336,6 +344,7 @@ fn run_one(
     status: &mut dyn FnMut(RunStatus, bool),
 ) -> Result<(SwarmReport, Speed, serde_json::Value), String> {
     let mut cfg = trace_driven(policy, mix, trace, args.class_draw.draw(), duration, Duration::from_millis(args.latency_ms), args.seed);
+    cfg.download = args.download_kbps.map(layerp2p_codec::Kbps);
     args.incentive.apply(&mut cfg.peer.incentive);
     args.neighbours.apply(&mut cfg.peer)?;
     let parameters = cfg.peer.parameters();
@@ -366,6 +375,7 @@ fn run_one(
         status(run, t == total);
     }
     let lc_deliveries = swarm.lc_deliveries;
+    let downlink_drops = swarm.downlink_drops;
     let report = swarm.finish();
     let wall = started.elapsed().as_secs_f64();
     let simulated = duration.as_secs_f64();
@@ -377,6 +387,7 @@ fn run_one(
         wall_secs_per_simulated_hour: wall / (simulated / 3600.0),
         peak_concurrent: peak,
         mean_concurrent: sum as f64 / samples.max(1) as f64,
+        downlink_drops,
     };
     Ok((report, speed, parameters))
 }
@@ -426,6 +437,9 @@ pub fn run(args: Args) -> Result<(), String> {
         class_draw_name(args.class_draw),
         args.seed
     );
+    if let Some(down) = args.download_kbps {
+        println!("downlinks: every viewer's capped at {down} kbps (LCs queue there first come, first served)");
+    }
     let table_two = args.mix.is_none() && args.mix_file.is_none() && matches!(args.scenario, Scenario::Overloaded | Scenario::Underloaded);
     let jobs = args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |j| j as usize);
     let started = Instant::now();
@@ -446,6 +460,9 @@ pub fn run(args: Args) -> Result<(), String> {
             speed.lc_deliveries_per_wall_sec,
             speed.wall_secs_per_simulated_hour
         );
+        if args.download_kbps.is_some() {
+            println!("downlinks dropped {} LCs (backlog beyond {} ms)", speed.downlink_drops, DOWNLINK_BUFFER.as_millis());
+        }
         results.push((policy, report, speed, parameters));
     }
     if let Some(path) = &args.json {
@@ -458,7 +475,7 @@ pub fn run(args: Args) -> Result<(), String> {
             .collect();
         let json = serde_json::json!({
             "trace": args.trace, "trace_stats": stats, "from_hour": args.from_hour, "hours": args.hours,
-            "scale": args.scale, "class_draw": class_draw_name(args.class_draw), "latency_ms": args.latency_ms, "seed": args.seed, "runs": runs,
+            "scale": args.scale, "class_draw": class_draw_name(args.class_draw), "latency_ms": args.latency_ms, "download_kbps": args.download_kbps, "seed": args.seed, "runs": runs,
         });
         let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
