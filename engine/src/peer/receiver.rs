@@ -153,6 +153,52 @@ mod tests {
         scratch.per_slot[0].len() as f64 / total as f64
     }
 
+    /// Requests per slot of one round over two neighbours holding different parts of
+    /// a three-layer window, for a peer with threshold layer `threshold`.
+    fn round_of(policy: ReceiverPolicy, threshold: usize) -> Vec<Vec<LcId>> {
+        let layers = 3;
+        let mut store = Store::new(layers);
+        let mut maps = [Vec::new(), Vec::new()];
+        for l in 0..layers {
+            store.place(LayerId::from_index(l), Seq(0));
+            for (k, map) in maps.iter_mut().enumerate() {
+                let mut w = LayerWindow::new(Seq(0));
+                for s in (0..300).filter(|s| (s + k as u32) % 3 != 0) {
+                    w.insert(Seq(s)).expect("within the window");
+                }
+                map.push(w);
+            }
+        }
+        let mut neighbours = Neighbours::default();
+        for (k, map) in maps.into_iter().enumerate() {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + k as u16));
+            let mut n = Neighbour::new(addr, PeerId(k as u64), Role::Peer, true, Time::ZERO, Kbps(0));
+            n.map = Some(BufferMap::from_layers(map));
+            neighbours.insert(n);
+        }
+        let mut scratch = Scratch::default();
+        schedule(policy, threshold, HolderChoice::Uniform, &store, &neighbours, &mut ChaCha8Rng::seed_from_u64(8), &mut scratch);
+        scratch.per_slot
+    }
+
+    #[test]
+    fn a_peer_whose_upload_covers_every_layer_schedules_as_plain_random() {
+        // l_n = L (an institutional peer of the prototype: 700 kbps >= the full rate):
+        // every layer is a regular request, so LayerP2P's receiver is Single-Incent's,
+        // draw for draw. What differs between the two systems for such a peer is only
+        // what its neighbours hold and ask.
+        let full = round_of(ReceiverPolicy::Prioritized, 3);
+        assert_eq!(full, round_of(ReceiverPolicy::PlainRandom, 3));
+        assert_eq!(full.iter().map(Vec::len).sum::<usize>(), 3 * 300, "every LC asked once");
+        // Below the full rate the order differs: probing layers come after the regular ones.
+        let low = round_of(ReceiverPolicy::Prioritized, 1);
+        assert_ne!(low, round_of(ReceiverPolicy::PlainRandom, 1));
+        for slot in &low {
+            let first_probe = slot.iter().position(|id| id.layer.index() > 0).unwrap_or(slot.len());
+            assert!(slot[first_probe..].iter().all(|id| id.layer.index() > 0), "base layer first at every supplier");
+        }
+    }
+
     #[test]
     fn uniform_choice_splits_evenly() {
         let share = share_of_first(HolderChoice::Uniform, Kbps(300));
