@@ -163,7 +163,7 @@ mod tests {
             store.place(LayerId::from_index(l), Seq(0));
             for (k, map) in maps.iter_mut().enumerate() {
                 let mut w = LayerWindow::new(Seq(0));
-                for s in (0..300).filter(|s| (s + k as u32) % 3 != 0) {
+                for s in (0..300u32).filter(|s| !(s + k as u32).is_multiple_of(3)) {
                     w.insert(Seq(s)).expect("within the window");
                 }
                 map.push(w);
