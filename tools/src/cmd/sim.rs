@@ -89,8 +89,9 @@ pub struct Args {
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     latency_ms: u64,
     /// Download capacity of every viewer's access link in kbps: LCs reaching a viewer
-    /// queue there and cross it one after another. Unset: downlinks are unconstrained,
-    /// as in the paper (only the suppliers' uplinks limit a transfer).
+    /// cross it one after another, behind at most 250 ms of backlog (later ones are
+    /// dropped and asked for again). Unset: downlinks are unconstrained, as in the
+    /// paper (only the suppliers' uplinks limit a transfer).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     download_kbps: Option<u32>,
     /// Table II groups are also shown over the peers that played at least this many
