@@ -62,6 +62,20 @@ impl Queue {
         fit
     }
 
+    /// Drops the requests at the head whose deadline passed before `now`; how many.
+    /// Requests of one receiver arrive in deadline order (one ttl per round), so
+    /// the expired ones are the leading batches.
+    fn drop_expired(&mut self, now: Time) -> usize {
+        let mut dropped = 0;
+        while let Some(b) = self.batches.front().filter(|b| b.expires < now) {
+            let n = b.len as usize;
+            self.ids.drain(..n);
+            self.batches.pop_front();
+            dropped += n;
+        }
+        dropped
+    }
+
     /// The first request: its LC, arrival time and deadline.
     fn pop_front(&mut self) -> Option<(LcId, Time, Time)> {
         let id = self.ids.pop_front()?;
@@ -160,16 +174,28 @@ impl Supplier {
 
     /// Queues requests that arrived together, in order, until the receiver's queue is
     /// full (the rest are dropped and one overflow counted); false if it filled.
+    ///
+    /// The receiver's requests that expired by now go first. They would be dropped
+    /// unserved anyway (SPEC §5), but left queued until this receiver is next picked
+    /// (rarely, when it gives little back) they filled its queue to the bound: most
+    /// of a viewer's memory in an overloaded swarm, and a full queue of dead requests
+    /// refused live ones.
     pub fn enqueue_all(&mut self, slot: usize, ids: impl IntoIterator<Item = LcId>, arrived: Time, expires: Time) -> bool {
         self.ensure(slot);
         let q = &mut self.queues[slot];
+        let dropped = q.drop_expired(arrived);
+        self.expired += dropped as u64;
+        self.queued -= dropped;
         let before = q.len();
         let fit = q.extend(ids, arrived, expires, self.max_queue);
         if !fit {
             self.overflowed += 1;
         }
         self.queued += q.len() - before;
-        if before == 0 && !q.is_empty() {
+        if q.is_empty() {
+            q.trim();
+            self.sampler.set(slot, 0);
+        } else if before == 0 {
             self.sampler.set(slot, self.weights[slot]);
         }
         fit
@@ -277,6 +303,29 @@ mod tests {
         assert_eq!(s.expired, 1);
         assert_eq!(s.next(Time::from_secs(4), &mut rng), Some((0, id(4), t2)));
         assert_eq!(s.next(Time::from_secs(4), &mut rng), None);
+    }
+
+    #[test]
+    fn expired_requests_make_room_for_new_ones() {
+        let mut s = Supplier::new(SupplierPolicy::TitForTat, 3);
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let round = |r: u64| (Time::from_secs(r), Time::from_secs(r) + std::time::Duration::from_millis(900));
+        let (at, until) = round(0);
+        assert!(s.enqueue_all(1, [id(1), id(2), id(3)], at, until));
+        // A round later those three are dead: the new message replaces them instead of
+        // overflowing, and they count as expired.
+        let (at, until) = round(1);
+        assert!(s.enqueue_all(1, [id(4), id(5)], at, until));
+        assert_eq!((s.queued(), s.expired, s.overflowed), (2, 3, 0));
+        assert_eq!(s.next(at, &mut rng), Some((1, id(4), at)));
+        // A message of nothing this receiver's supplier holds still clears its dead
+        // requests, and an emptied queue is no longer picked.
+        let (at, until) = round(3);
+        assert!(s.enqueue_all(1, [], at, until));
+        assert_eq!((s.queued(), s.expired), (0, 4));
+        assert!(!s.has_work());
+        assert_eq!(s.next(at, &mut rng), None);
+        assert!(until > at);
     }
 
     #[test]
