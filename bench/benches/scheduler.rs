@@ -135,7 +135,7 @@ fn buffer_map_merge(c: &mut Criterion) {
 fn receiver_round(c: &mut Criterion) {
     use layerp2p_codec::{phantom_payload, BufferMap, Kbps, LayerId, Lc, LcHeader, LcId, MediaTime};
     use layerp2p_engine::peer::neighbours::{Neighbour, Neighbours};
-    use layerp2p_engine::peer::receiver::{schedule, Scratch};
+    use layerp2p_engine::peer::receiver::schedule;
     use layerp2p_engine::peer::store::Store;
     use layerp2p_engine::policy::ReceiverPolicy;
     use layerp2p_engine::wire::{PeerId, Role};
@@ -162,11 +162,11 @@ fn receiver_round(c: &mut Criterion) {
         n.map = Some(map);
         neighbours.insert(n);
     }
-    let mut scratch = Scratch::default();
+    let mut per_slot = Vec::new();
     c.bench_function("receiver_round_20x30s_3_layers", |b| {
         b.iter(|| {
-            schedule(ReceiverPolicy::Prioritized, 1, layerp2p_engine::Incentive::default().holder_choice, &store, &neighbours, &mut rng, &mut scratch);
-            scratch.per_slot.iter().map(Vec::len).sum::<usize>()
+            schedule(ReceiverPolicy::Prioritized, 1, layerp2p_engine::Incentive::default().holder_choice, &store, &neighbours, &mut rng, &mut per_slot);
+            per_slot.iter().map(Vec::len).sum::<usize>()
         })
     });
 }

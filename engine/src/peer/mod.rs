@@ -194,7 +194,9 @@ pub struct Peer {
     playback: Playback,
     supplier: Supplier,
     bucket: TokenBucket,
-    scratch: receiver::Scratch,
+    /// This round's requests per neighbour slot (filled by the receiver scheduler, or
+    /// by a seed's audit), handed over as request messages.
+    requests: Vec<Vec<LcId>>,
     outbox: VecDeque<Transmit>,
     /// A seed's newly ingested LCs still to be pushed once each (`Peer::push_target`).
     fresh: VecDeque<LcId>,
@@ -239,7 +241,7 @@ impl Peer {
             playback: Playback::new(layers, cfg.lag, now + cfg.startup),
             supplier: Supplier::new(cfg.policy.supplier(), cfg.max_queue),
             bucket: TokenBucket::new(cfg.upload, cfg.burst, 2 * max_data_cost() as u64, now),
-            scratch: receiver::Scratch::default(),
+            requests: Vec::new(),
             outbox: VecDeque::new(),
             fresh: VecDeque::new(),
             events: VecDeque::new(),
@@ -912,7 +914,7 @@ impl Peer {
                 &self.store,
                 &self.neighbours,
                 &mut self.rng,
-                &mut self.scratch,
+                &mut self.requests,
             );
         }
         self.sign_and_prune_manifests();
@@ -926,7 +928,7 @@ impl Peer {
             // Serving deadline T - tau (SPEC §5), but never below a quarter round.
             let ttl = self.cfg.round.saturating_sub(rtt).max(self.cfg.round / 4);
             let ttl_ms = ttl.as_millis().min(u16::MAX as u128) as u16;
-            let ids = self.scratch.per_slot.get_mut(slot).map(std::mem::take).unwrap_or_default();
+            let ids = self.requests.get_mut(slot).map(std::mem::take).unwrap_or_default();
             for &id in &ids {
                 self.requested.requested(id, now);
             }
@@ -961,15 +963,15 @@ impl Peer {
     /// use like any peer's. A contributor serves it promptly (the seed is its best
     /// supplier, so it weighs most); a free-rider never does.
     fn audit(&mut self) {
-        self.scratch.per_slot.iter_mut().for_each(Vec::clear);
-        self.scratch.per_slot.resize_with(self.neighbours.capacity(), Vec::new);
+        self.requests.iter_mut().for_each(Vec::clear);
+        self.requests.resize_with(self.neighbours.capacity(), Vec::new);
         let layers = self.cfg.plan.layers();
         for (slot, n) in self.neighbours.iter() {
             let Some(map) = &n.map else { continue };
             let layer = layerp2p_codec::LayerId::from_index(self.rng.random_range(0..layers));
             let Some(w) = map.layer(layer).filter(|w| !w.is_empty()) else { continue };
             let seq = layerp2p_codec::Seq(w.head().0 - 1);
-            self.scratch.per_slot[slot].push(LcId { layer, seq });
+            self.requests[slot].push(LcId { layer, seq });
         }
     }
 

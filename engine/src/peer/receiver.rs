@@ -14,9 +14,12 @@ use layerp2p_codec::{LayerId, LcId, MAX_WINDOW_LCS};
 use rand::Rng;
 use rand::seq::SliceRandom;
 
-/// Buffers reused across rounds so a round allocates nothing in steady state.
+/// Working buffers of one round, reused so a round allocates nothing in steady state.
+/// They hold nothing between rounds (`weights` is all zero again after each use), so
+/// one set per thread serves every peer the thread drives: a simulator thread or a
+/// runtime shard with thousands of peers keeps one, not one per peer (~25 KB each).
 #[derive(Debug, Default)]
-pub struct Scratch {
+struct Scratch {
     /// Per window offset: total weight of the holders seen so far this layer.
     weights: Vec<u64>,
     chosen: Vec<u32>,
@@ -25,11 +28,14 @@ pub struct Scratch {
     ordered: Vec<(LcId, u32)>,
     /// Requests per neighbour slot this round.
     counts: Vec<u32>,
-    /// Output: requests per neighbour slot, in serving order.
-    pub per_slot: Vec<Vec<LcId>>,
 }
 
-/// Fills `scratch.per_slot` with this round's requests.
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// Fills `per_slot` (one list per neighbour slot) with this round's requests, in
+/// serving order.
 pub fn schedule(
     policy: ReceiverPolicy,
     threshold: usize,
@@ -37,10 +43,24 @@ pub fn schedule(
     store: &Store,
     neighbours: &Neighbours,
     rng: &mut impl Rng,
+    per_slot: &mut Vec<Vec<LcId>>,
+) {
+    SCRATCH.with_borrow_mut(|scratch| schedule_with(policy, threshold, choice, store, neighbours, rng, per_slot, scratch));
+}
+
+#[allow(clippy::too_many_arguments)]
+fn schedule_with(
+    policy: ReceiverPolicy,
+    threshold: usize,
+    choice: HolderChoice,
+    store: &Store,
+    neighbours: &Neighbours,
+    rng: &mut impl Rng,
+    per_slot: &mut Vec<Vec<LcId>>,
     scratch: &mut Scratch,
 ) {
-    scratch.per_slot.iter_mut().for_each(Vec::clear);
-    scratch.per_slot.resize_with(neighbours.capacity(), Vec::new);
+    per_slot.iter_mut().for_each(Vec::clear);
+    per_slot.resize_with(neighbours.capacity(), Vec::new);
     scratch.ordered.clear();
     let mut regular_end = 0;
     for li in 0..store.layers() {
@@ -64,15 +84,15 @@ pub fn schedule(
     // Each list is allocated once at its final size: it is handed over as a request
     // message, so growing it push by push would reallocate every round.
     scratch.counts.clear();
-    scratch.counts.resize(scratch.per_slot.len(), 0);
+    scratch.counts.resize(per_slot.len(), 0);
     for &(_, slot) in &scratch.ordered {
         scratch.counts[slot as usize] += 1;
     }
-    for (list, &count) in scratch.per_slot.iter_mut().zip(&scratch.counts) {
+    for (list, &count) in per_slot.iter_mut().zip(&scratch.counts) {
         list.reserve_exact(count as usize);
     }
     for &(id, slot) in &scratch.ordered {
-        scratch.per_slot[slot as usize].push(id);
+        per_slot[slot as usize].push(id);
     }
 }
 
@@ -146,11 +166,11 @@ mod tests {
             n.map = Some(BufferMap::from_layers(vec![w]));
             neighbours.insert(n);
         }
-        let mut scratch = Scratch::default();
-        schedule(ReceiverPolicy::Prioritized, 1, choice, &store, &neighbours, &mut ChaCha8Rng::seed_from_u64(5), &mut scratch);
-        let total: usize = scratch.per_slot.iter().map(Vec::len).sum();
+        let mut per_slot = Vec::new();
+        schedule(ReceiverPolicy::Prioritized, 1, choice, &store, &neighbours, &mut ChaCha8Rng::seed_from_u64(5), &mut per_slot);
+        let total: usize = per_slot.iter().map(Vec::len).sum();
         assert_eq!(total, lcs as usize, "every wanted LC is requested exactly once");
-        scratch.per_slot[0].len() as f64 / total as f64
+        per_slot[0].len() as f64 / total as f64
     }
 
     /// Requests per slot of one round over two neighbours holding different parts of
@@ -176,9 +196,9 @@ mod tests {
             n.map = Some(BufferMap::from_layers(map));
             neighbours.insert(n);
         }
-        let mut scratch = Scratch::default();
-        schedule(policy, threshold, HolderChoice::Uniform, &store, &neighbours, &mut ChaCha8Rng::seed_from_u64(8), &mut scratch);
-        scratch.per_slot
+        let mut per_slot = Vec::new();
+        schedule(policy, threshold, HolderChoice::Uniform, &store, &neighbours, &mut ChaCha8Rng::seed_from_u64(8), &mut per_slot);
+        per_slot
     }
 
     #[test]

@@ -432,10 +432,10 @@ impl Swarm {
 
     /// Records every viewer still present and builds the report.
     pub fn finish(mut self) -> SwarmReport {
+        // Each node is freed as soon as its outcome is recorded, so the end of a big
+        // run does not hold every viewer's state and its outcome at once.
         for i in 0..self.nodes.len() {
-            if self.nodes[i].alive {
-                self.record(i);
-            }
+            self.remove(i);
         }
         SwarmReport::new(
             self.cfg.classes.clone(),
