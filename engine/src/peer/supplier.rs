@@ -93,11 +93,17 @@ impl Queue {
         self.batches.clear();
     }
 
-    /// Gives storage back down to [`KEPT_QUEUE_CAPACITY`] once nothing is queued.
+    /// Gives storage back once the queue holds less than a quarter of it (down to
+    /// twice what it holds, and never below [`KEPT_QUEUE_CAPACITY`]): a start-up burst
+    /// must not pin its peak for the session, also in a queue that never empties.
     fn trim(&mut self) {
-        if self.is_empty() && self.ids.capacity() > KEPT_QUEUE_CAPACITY {
-            self.ids.shrink_to(KEPT_QUEUE_CAPACITY);
-            self.batches.shrink_to(KEPT_QUEUE_CAPACITY);
+        let keep = (2 * self.ids.len()).max(KEPT_QUEUE_CAPACITY);
+        if self.ids.capacity() > 2 * keep {
+            self.ids.shrink_to(keep);
+        }
+        let keep = (2 * self.batches.len()).max(KEPT_QUEUE_CAPACITY);
+        if self.batches.capacity() > 2 * keep {
+            self.batches.shrink_to(keep);
         }
     }
 
@@ -192,8 +198,8 @@ impl Supplier {
             self.overflowed += 1;
         }
         self.queued += q.len() - before;
+        q.trim();
         if q.is_empty() {
-            q.trim();
             self.sampler.set(slot, 0);
         } else if before == 0 {
             self.sampler.set(slot, self.weights[slot]);
@@ -340,6 +346,18 @@ mod tests {
         let served: Vec<LcId> = std::iter::from_fn(|| s.next(Time::ZERO, &mut rng).map(|(_, id, _)| id)).collect();
         assert_eq!(served, vec![id(1), id(2), id(3)]);
         assert!(!s.has_work());
+    }
+
+    #[test]
+    fn a_burst_gives_its_memory_back_in_a_queue_that_never_empties() {
+        let mut s = Supplier::new(SupplierPolicy::TitForTat, 4096);
+        let (t0, t1) = (Time::ZERO, Time::from_secs(2));
+        s.enqueue_all(0, (0..3000).map(id), t0, Time::from_secs(1));
+        assert!(s.capacity() >= 3000);
+        // The burst expires; the receiver goes on asking for ten LCs a round.
+        s.enqueue_all(0, (0..10).map(id), t1, t1 + std::time::Duration::from_secs(1));
+        assert_eq!(s.queued(), 10);
+        assert!(s.capacity() <= 4 * KEPT_QUEUE_CAPACITY, "capacity {} for 10 requests", s.capacity());
     }
 
     #[test]
