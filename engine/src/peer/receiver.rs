@@ -45,55 +45,43 @@ pub fn schedule(
     rng: &mut impl Rng,
     per_slot: &mut Vec<Vec<LcId>>,
 ) {
-    SCRATCH.with_borrow_mut(|scratch| schedule_with(policy, threshold, choice, store, neighbours, rng, per_slot, scratch));
-}
-
-#[allow(clippy::too_many_arguments)]
-fn schedule_with(
-    policy: ReceiverPolicy,
-    threshold: usize,
-    choice: HolderChoice,
-    store: &Store,
-    neighbours: &Neighbours,
-    rng: &mut impl Rng,
-    per_slot: &mut Vec<Vec<LcId>>,
-    scratch: &mut Scratch,
-) {
     per_slot.iter_mut().for_each(Vec::clear);
     per_slot.resize_with(neighbours.capacity(), Vec::new);
-    scratch.ordered.clear();
-    let mut regular_end = 0;
-    for li in 0..store.layers() {
-        let layer = LayerId::from_index(li);
-        if !store.is_placed(layer) {
-            continue;
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.ordered.clear();
+        let mut regular_end = 0;
+        for li in 0..store.layers() {
+            let layer = LayerId::from_index(li);
+            if !store.is_placed(layer) {
+                continue;
+            }
+            collect_layer(layer, choice, store, neighbours, rng, scratch);
+            scratch.layer.shuffle(rng);
+            scratch.ordered.extend_from_slice(&scratch.layer);
+            if li < threshold {
+                regular_end = scratch.ordered.len();
+            }
         }
-        collect_layer(layer, choice, store, neighbours, rng, scratch);
-        scratch.layer.shuffle(rng);
-        scratch.ordered.extend_from_slice(&scratch.layer);
-        if li < threshold {
-            regular_end = scratch.ordered.len();
+        match policy {
+            ReceiverPolicy::PlainRandom => scratch.ordered.shuffle(rng),
+            // Probing layers are already in layer order, each shuffled; the regular
+            // layers are shuffled together so no layer among them is preferred.
+            ReceiverPolicy::Prioritized => scratch.ordered[..regular_end].shuffle(rng),
         }
-    }
-    match policy {
-        ReceiverPolicy::PlainRandom => scratch.ordered.shuffle(rng),
-        // Probing layers are already in layer order, each shuffled; the regular
-        // layers are shuffled together so no layer among them is preferred.
-        ReceiverPolicy::Prioritized => scratch.ordered[..regular_end].shuffle(rng),
-    }
-    // Each list is allocated once at its final size: it is handed over as a request
-    // message, so growing it push by push would reallocate every round.
-    scratch.counts.clear();
-    scratch.counts.resize(per_slot.len(), 0);
-    for &(_, slot) in &scratch.ordered {
-        scratch.counts[slot as usize] += 1;
-    }
-    for (list, &count) in per_slot.iter_mut().zip(&scratch.counts) {
-        list.reserve_exact(count as usize);
-    }
-    for &(id, slot) in &scratch.ordered {
-        per_slot[slot as usize].push(id);
-    }
+        // Each list is allocated once at its final size: it is handed over as a
+        // request message, so growing it push by push would reallocate every round.
+        scratch.counts.clear();
+        scratch.counts.resize(per_slot.len(), 0);
+        for &(_, slot) in &scratch.ordered {
+            scratch.counts[slot as usize] += 1;
+        }
+        for (list, &count) in per_slot.iter_mut().zip(&scratch.counts) {
+            list.reserve_exact(count as usize);
+        }
+        for &(id, slot) in &scratch.ordered {
+            per_slot[slot as usize].push(id);
+        }
+    });
 }
 
 /// Candidates of one layer with a holder chosen for each, into `scratch.layer`.
