@@ -1,27 +1,29 @@
 //! The LCs a peer holds: per layer, a buffer-map window and the LCs themselves,
 //! aligned so that slot `i` holds sequence `start + i`. Bounded by the window limit.
 //!
-//! A slot is compact (32 bytes, not an `Option<Lc>`'s 56): the LC id is implied by
-//! the slot's position, and a phantom payload (the simulator's) is kept as its length
-//! alone; a real payload is kept behind one pointer. The store is the largest table a
-//! viewer holds (a window of ~600 slots per layer), so this sets how many simulated
-//! viewers fit in memory. LCs are rebuilt exactly on the way out.
+//! A slot is compact (24 bytes, not an `Option<Lc>`'s 56): the LC id is implied by
+//! the slot's position, and the payload by its length when it is phantom (the
+//! simulator's); a real payload waits in a side table keyed by sequence. The store is
+//! the largest table a viewer holds (a window of ~600 slots per layer), so this sets
+//! how many simulated viewers fit in memory. LCs are rebuilt exactly on the way out.
 
+use crate::peer::fasthash::FastMap;
 use bytes::Bytes;
 use layerp2p_codec::{
     is_phantom, phantom_payload, BufferMap, Insert, LayerId, LayerWindow, Lc, LcHeader, LcId, MediaTime, Seq, WindowError,
 };
 use std::collections::VecDeque;
 
-/// An LC's payload as stored.
-#[derive(Clone, Debug, Default)]
-enum Payload {
-    /// The slot holds no LC.
+/// What a slot holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Kind {
+    /// No LC.
     #[default]
     Empty,
-    /// A phantom payload of this many bytes.
-    Phantom(u16),
-    Real(Box<Bytes>),
+    /// An LC with a phantom payload of `Slot::len` bytes.
+    Phantom,
+    /// An LC whose payload is in the store's side table.
+    Real,
 }
 
 /// One slot of a layer's window: an LC without its id (implied by the position).
@@ -31,30 +33,31 @@ struct Slot {
     frame: u32,
     part: u16,
     parts: u16,
-    payload: Payload,
+    len: u16,
+    kind: Kind,
 }
 
 impl Slot {
-    fn of(lc: Lc) -> Slot {
-        let payload = if is_phantom(&lc.payload) {
-            Payload::Phantom(lc.payload.len() as u16)
-        } else {
-            Payload::Real(Box::new(lc.payload))
-        };
+    /// The slot for `lc`, and its payload when that is real (to keep aside).
+    fn of(lc: Lc) -> (Slot, Option<Bytes>) {
         let h = lc.header;
-        Slot { time: h.time, frame: h.frame, part: h.part, parts: h.parts, payload }
+        let phantom = is_phantom(&lc.payload);
+        let kind = if phantom { Kind::Phantom } else { Kind::Real };
+        let slot = Slot { time: h.time, frame: h.frame, part: h.part, parts: h.parts, len: lc.payload.len() as u16, kind };
+        (slot, (!phantom).then_some(lc.payload))
     }
 
     fn is_held(&self) -> bool {
-        !matches!(self.payload, Payload::Empty)
+        self.kind != Kind::Empty
     }
 
-    /// The LC in this slot, which holds sequence `seq` of `layer`.
-    fn lc(&self, layer: LayerId, seq: Seq) -> Option<Lc> {
-        let payload = match &self.payload {
-            Payload::Empty => return None,
-            Payload::Phantom(len) => phantom_payload(*len as usize),
-            Payload::Real(b) => Bytes::clone(b),
+    /// The LC in this slot, which holds sequence `seq` of `layer`; `real` is its
+    /// payload from the side table when it is real.
+    fn lc(&self, layer: LayerId, seq: Seq, real: Option<Bytes>) -> Option<Lc> {
+        let payload = match self.kind {
+            Kind::Empty => return None,
+            Kind::Phantom => phantom_payload(self.len as usize),
+            Kind::Real => real?,
         };
         let header = LcHeader { id: LcId { layer, seq }, frame: self.frame, part: self.part, parts: self.parts, time: self.time };
         Some(Lc { header, payload })
@@ -76,6 +79,9 @@ fn grow_to(slots: &mut VecDeque<Slot>, len: usize) {
 pub struct Store {
     map: BufferMap,
     lcs: Vec<VecDeque<Slot>>,
+    /// Per layer, the real payloads of held LCs by sequence (empty in a simulation
+    /// with phantom payloads).
+    real: Vec<FastMap<u32, Bytes>>,
     /// Per layer: has the window start been placed yet?
     placed: Vec<bool>,
     newest: MediaTime,
@@ -86,6 +92,7 @@ impl Store {
         Store {
             map: BufferMap::new(layers, Seq(0)),
             lcs: vec![VecDeque::new(); layers],
+            real: vec![FastMap::default(); layers],
             placed: vec![false; layers],
             newest: MediaTime(0),
         }
@@ -121,6 +128,7 @@ impl Store {
                 *w = LayerWindow::new(start);
             }
             self.lcs[i].clear();
+            self.real[i].clear();
         }
     }
 
@@ -140,7 +148,11 @@ impl Store {
                 grow_to(slots, idx + 1);
             }
             self.newest = self.newest.max(lc.header.time);
-            slots[idx] = Slot::of(lc);
+            let (slot, real) = Slot::of(lc);
+            slots[idx] = slot;
+            if let Some(payload) = real {
+                self.real[layer.index()].insert(seq.0, payload);
+            }
         }
         Ok(result)
     }
@@ -160,7 +172,9 @@ impl Store {
 
     /// The LC `id`, if held.
     pub fn get(&self, id: LcId) -> Option<Lc> {
-        self.slot(id)?.lc(id.layer, id.seq)
+        let slot = self.slot(id)?;
+        let real = (slot.kind == Kind::Real).then(|| self.real[id.layer.index()].get(&id.seq.0).cloned()).flatten();
+        slot.lc(id.layer, id.seq, real)
     }
 
     /// Media time of the LC at the window start of `layer`, if held.
@@ -182,10 +196,15 @@ impl Store {
     /// Drops every LC of `layer` below `to` (given up) in one step, however far `to` is.
     pub fn skip_to(&mut self, layer: LayerId, to: Seq) {
         let w = self.map.layer_mut(layer).expect("layer in plan");
-        let gap = to.0.saturating_sub(w.start().0) as usize;
+        let start = w.start().0;
+        let gap = to.0.saturating_sub(start) as usize;
         w.advance(to);
-        let slots = &mut self.lcs[layer.index()];
-        slots.drain(..gap.min(slots.len()));
+        let (slots, real) = (&mut self.lcs[layer.index()], &mut self.real[layer.index()]);
+        for (k, slot) in slots.drain(..gap.min(slots.len())).enumerate() {
+            if slot.kind == Kind::Real {
+                real.remove(&start.wrapping_add(k as u32));
+            }
+        }
     }
 
     /// Drops the window start of `layer` (played or given up) and returns it.
@@ -193,7 +212,9 @@ impl Store {
         let w = self.map.layer_mut(layer).expect("layer in plan");
         let seq = w.start();
         w.advance(seq.next());
-        self.lcs[layer.index()].pop_front()?.lc(layer, seq)
+        let slot = self.lcs[layer.index()].pop_front()?;
+        let real = if slot.kind == Kind::Real { self.real[layer.index()].remove(&seq.0) } else { None };
+        slot.lc(layer, seq, real)
     }
 }
 
@@ -249,7 +270,16 @@ mod tests {
         // Zeros that are not the phantom buffer keep their own bytes.
         assert!(!is_phantom(&s.get(zeros.id()).expect("held").payload));
         assert_eq!(s.pop_front(LayerId::BASE), Some(real));
-        assert!(std::mem::size_of::<Slot>() <= 32, "slot is {} bytes", std::mem::size_of::<Slot>());
+        assert!(std::mem::size_of::<Slot>() <= 24, "slot is {} bytes", std::mem::size_of::<Slot>());
+        // What leaves the window leaves the side table: popped, skipped or replaced.
+        assert_eq!(s.real[0].len(), 1, "only the zeros are still held");
+        let later = Lc { payload: Bytes::from(vec![7u8; 9]), ..lc(1, 8) };
+        assert_eq!(s.insert(later.clone()), Ok(Insert::New));
+        s.skip_to(LayerId::BASE, Seq(6));
+        assert_eq!(s.real[0].len(), 1, "the skipped zeros went with their slot");
+        assert_eq!(s.get(later.id()), Some(later));
+        s.skip_to(LayerId::BASE, Seq(100));
+        assert!(s.real[0].is_empty());
     }
 
     #[test]
