@@ -63,8 +63,8 @@ impl Queue {
     }
 
     /// Drops the requests at the head whose deadline passed before `now`; how many.
-    /// Requests of one receiver arrive in deadline order (one ttl per round), so
-    /// the expired ones are the leading batches.
+    /// A receiver's batches arrive one per round with nearly the same ttl, so the
+    /// expired ones lead; one that expired behind a live batch goes when popped.
     fn drop_expired(&mut self, now: Time) -> usize {
         let mut dropped = 0;
         while let Some(b) = self.batches.front().filter(|b| b.expires < now) {
@@ -97,18 +97,21 @@ impl Queue {
     /// twice what it holds, and never below [`KEPT_QUEUE_CAPACITY`]): a start-up burst
     /// must not pin its peak for the session, also in a queue that never empties.
     fn trim(&mut self) {
-        let keep = (2 * self.ids.len()).max(KEPT_QUEUE_CAPACITY);
-        if self.ids.capacity() > 2 * keep {
-            self.ids.shrink_to(keep);
-        }
-        let keep = (2 * self.batches.len()).max(KEPT_QUEUE_CAPACITY);
-        if self.batches.capacity() > 2 * keep {
-            self.batches.shrink_to(keep);
-        }
+        shrink_unused(&mut self.ids);
+        shrink_unused(&mut self.batches);
     }
 
     fn capacity(&self) -> usize {
         self.ids.capacity()
+    }
+}
+
+/// Shrinks `q` to twice its length (at least [`KEPT_QUEUE_CAPACITY`]) once it uses
+/// less than a quarter of its capacity.
+fn shrink_unused<T>(q: &mut VecDeque<T>) {
+    let keep = (2 * q.len()).max(KEPT_QUEUE_CAPACITY);
+    if q.capacity() > 2 * keep {
+        q.shrink_to(keep);
     }
 }
 

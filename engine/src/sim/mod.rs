@@ -216,8 +216,8 @@ impl Swarm {
 
     fn add_node(&mut self, role: Role, upload: Kbps, download: Option<Kbps>, spec: Option<usize>) -> usize {
         let i = self.nodes.len();
-        let downlink_free = Time::ZERO;
-        self.nodes.push(SimNode { role, addr: sim_addr(i), upload, download, downlink_free, spec, wake_at: None, generation: 0, alive: true });
+        let node = SimNode { role, addr: sim_addr(i), upload, download, downlink_free: Time::ZERO, spec, wake_at: None, generation: 0, alive: true };
+        self.nodes.push(node);
         self.after_activity(i);
         i
     }
@@ -237,14 +237,17 @@ impl Swarm {
         while let Some(mut tx) = self.node(i).poll_transmit(now) {
             let Some(to) = node_of(&tx.dst) else { continue };
             let mut delay = self.cfg.latency;
-            let data = matches!(tx.packet.messages.as_slice(), [Message::Data(_)]);
-            if let [Message::Data(lc)] = tx.packet.messages.as_slice()
+            let lc = match tx.packet.messages.as_slice() {
+                [Message::Data(lc)] => Some(lc),
+                _ => None,
+            };
+            if let Some(lc) = lc
                 && upload.0 > 0
             {
                 delay += transfer_time(lc, upload);
             }
             // An LC to a capped downlink queues there first; everything else arrives.
-            let capped = data && self.nodes.get(to).is_some_and(|n| n.download.is_some());
+            let capped = lc.is_some() && self.nodes.get(to).is_some_and(|n| n.download.is_some());
             let arrive = |packet| if capped { SimEvent::Downlink { to, from, packet } } else { SimEvent::Deliver { to, from, packet } };
             match self.faults.as_mut() {
                 None => self.queue.push(now + delay, arrive(tx.packet)),
@@ -364,14 +367,14 @@ impl Swarm {
     fn downlink(&mut self, to: usize, from: SocketAddr, packet: Packet) {
         let now = self.now;
         let Some(n) = self.nodes.get_mut(to).filter(|n| n.alive) else { return };
-        let crossing = match (packet.messages.as_slice(), n.download) {
-            ([Message::Data(lc)], Some(down)) if down.0 > 0 => transfer_time(lc, down),
-            _ => Duration::ZERO,
-        };
         if n.downlink_free.since(now) > DOWNLINK_BUFFER {
             self.downlink_drops += 1;
             return;
         }
+        let crossing = match (packet.messages.as_slice(), n.download) {
+            ([Message::Data(lc)], Some(down)) => transfer_time(lc, down),
+            _ => Duration::ZERO,
+        };
         let done = now.max(n.downlink_free) + crossing;
         n.downlink_free = done;
         self.queue.push(done, SimEvent::Deliver { to, from, packet });
