@@ -86,6 +86,9 @@ pub struct PeerConfig {
     pub plan: LayerPlan,
     /// U(n): the most this node uploads (LC data; signalling is not counted).
     pub upload: Kbps,
+    /// The access link's download capacity, when the user knows it; `None` takes it
+    /// as no bottleneck, as SPEC §6 does. See `threshold_layer`.
+    pub download: Option<Kbps>,
     /// T: period of buffer-map exchange and request scheduling.
     pub round: Duration,
     /// Playback lag behind the source's encoding point.
@@ -162,6 +165,7 @@ impl PeerConfig {
             policy,
             plan,
             upload,
+            download: None,
             round: Duration::from_secs(1),
             lag: Duration::from_secs(30),
             startup: Duration::from_secs(10),
@@ -183,6 +187,15 @@ impl PeerConfig {
             content_auth: ContentAuth::Off,
             emit_received: false,
         }
+    }
+
+    /// l_n of SPEC §6: the largest layer whose cumulative rate the node can expect
+    /// to download. SPEC §6 expects a peer to get back what it uploads, U(n); a
+    /// downlink narrower than that caps what it can get, so l_n counts the smaller
+    /// of the two, and the layers its link cannot carry are probing requests.
+    pub fn threshold_layer(&self) -> usize {
+        let expected = self.download.map_or(self.upload, |d| d.min(self.upload));
+        self.plan.threshold_layer(expected)
     }
 
     /// A seed: serves the source's LCs, never seeks neighbours, plays nothing.
@@ -246,6 +259,20 @@ impl PeerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_downlink_narrower_than_the_upload_lowers_the_threshold_layer_and_a_wider_one_does_not() {
+        // Prototype layers: R = 290 / 520 / 620 kbps.
+        let mut cfg = PeerConfig::peer(Policy::LayerP2P, LayerPlan::prototype(), Kbps(700));
+        assert_eq!(cfg.threshold_layer(), 3);
+        cfg.download = Some(Kbps(400));
+        assert_eq!(cfg.threshold_layer(), 1);
+        cfg.download = Some(Kbps(520));
+        assert_eq!(cfg.threshold_layer(), 2);
+        cfg.upload = Kbps(300);
+        cfg.download = Some(Kbps(100_000));
+        assert_eq!(cfg.threshold_layer(), 1, "a wide downlink does not buy layers the upload does not earn");
+    }
 
     #[test]
     fn overrides_change_only_what_is_given_and_are_recorded() {

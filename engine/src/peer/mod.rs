@@ -223,7 +223,7 @@ impl Peer {
         let next_round = now + phase(&mut rng, cfg.round);
         let next_adapt = now + cfg.adaptation + phase(&mut rng, cfg.adaptation);
         let mut peer = Peer {
-            threshold: cfg.plan.threshold_layer(cfg.upload),
+            threshold: cfg.threshold_layer(),
             id,
             left: false,
             neighbours: Neighbours::default(),

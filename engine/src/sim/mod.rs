@@ -59,7 +59,8 @@ pub struct SwarmConfig {
     /// One-way latency of every message.
     pub latency: Duration,
     /// Download capacity of every viewer's access link; `None` leaves downlinks
-    /// unconstrained. The seed and the tracker are never capped.
+    /// unconstrained. The seed and the tracker are never capped. Each viewer knows
+    /// its cap (`PeerConfig::download`), which can lower its threshold layer.
     pub download: Option<Kbps>,
     pub classes: Vec<String>,
     pub peers: Vec<PeerSpec>,
@@ -290,6 +291,8 @@ impl Swarm {
         let p = &self.cfg.peers[spec];
         let mut cfg = self.cfg.peer.clone();
         cfg.upload = p.upload;
+        // A viewer knows its own downlink, so its threshold layer accounts for it.
+        cfg.download = self.cfg.download;
         cfg.tracker = Some(sim_addr(TRACKER));
         // Viewers hold only the public half of the channel key.
         cfg.content_auth = cfg.content_auth.for_viewer();

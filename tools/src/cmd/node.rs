@@ -222,6 +222,12 @@ pub struct PeerArgs {
     /// Upload cap in kbps; 0 makes a free-rider.
     #[arg(long)]
     upload_kbps: u32,
+    /// Download capacity of this peer's access link in kbps, if below its upload:
+    /// the peer then asks first only for the layers its link carries (threshold
+    /// layer l_n from the smaller of the two). Nothing is throttled. Unset: only
+    /// the upload counts, as in SPEC §6.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    download_kbps: Option<u32>,
     /// Write what this peer plays, as it plays it, as H.264 Annex B (`-`: stdout,
     /// e.g. `| ffplay -f h264 -`); starts at the first IDR played. Needs a video
     /// stream (a seed with --input or --video clip).
@@ -455,6 +461,13 @@ fn member(
     let (plan, auth) = membership(protocol, m)?;
     let mut peer = config(role, protocol, plan, auth, upload, Some(m.tracker));
     tune(&mut peer)?;
+    if role == Role::Peer {
+        let (l_n, layers) = (peer.threshold_layer(), peer.plan.layers());
+        match l_n {
+            0 => eprintln!("threshold layer l_n = 0 of {layers}: every layer is a probing request"),
+            _ => eprintln!("threshold layer l_n = {l_n} of {layers}: layers 1..={l_n} are regular requests, asked for first"),
+        }
+    }
     let spec = NodeSpec { peer, listen: m.listen, shards: shards as usize, embedded_tracker: None, first_core: common.core, rng_seed: common.rng_seed };
     node(spec, None, output, common)
 }
@@ -469,6 +482,10 @@ pub fn relay(args: RelayArgs) -> Result<(), String> {
 }
 
 pub fn peer(args: PeerArgs) -> Result<(), String> {
-    let tune = |pc: &mut PeerConfig| args.neighbours.apply(pc);
+    let download = args.download_kbps.map(Kbps);
+    let tune = |pc: &mut PeerConfig| {
+        pc.download = download;
+        args.neighbours.apply(pc)
+    };
     member(Role::Peer, &args.member, args.upload_kbps, tune, 1, &args.protocol, args.output, &args.common)
 }

@@ -90,8 +90,10 @@ pub struct Args {
     latency_ms: u64,
     /// Download capacity of every viewer's access link in kbps: LCs reaching a viewer
     /// cross it one after another, behind at most 250 ms of backlog (later ones are
-    /// dropped and asked for again). Unset: downlinks are unconstrained, as in the
-    /// paper (only the suppliers' uplinks limit a transfer).
+    /// dropped and asked for again). Each viewer knows its cap: a cap below its
+    /// upload lowers its threshold layer l_n (the layers asked for first). Unset:
+    /// downlinks are unconstrained, as in the paper (only the suppliers' uplinks
+    /// limit a transfer).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     download_kbps: Option<u32>,
     /// Table II groups are also shown over the peers that played at least this many
