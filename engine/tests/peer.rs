@@ -2,7 +2,8 @@
 //! of SPEC §4-§6, observed through the messages it sends.
 
 use layerp2p_codec::{phantom_payload, BufferMap, Kbps, LayerId, LayerPlan, Lc, LcHeader, LcId, MediaTime, Seq};
-use layerp2p_engine::wire::{BufferMapMsg, Message, PeerId, Role};
+use layerp2p_engine::peer::REPLACEMENT_TRIES;
+use layerp2p_engine::wire::{BufferMapMsg, Message, PeerId, Reason, Role};
 use layerp2p_engine::{Node, Peer, PeerConfig, Policy, Time, Transmit};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -410,6 +411,50 @@ fn adaptation_replaces_a_neighbour_from_the_latest_tracker_list() {
     }
     assert!(asked, "a peer with N_min neighbours still asks for a fresh list at its refresh");
     assert_eq!(replacement, Some(fresh), "the replacement comes from the latest list");
+}
+
+#[test]
+fn adaptation_tries_further_candidates_while_they_decline() {
+    let tracker = addr(99);
+    let mut cfg = config(Policy::LayerP2P, 500);
+    cfg.tracker = Some(tracker);
+    cfg.n_min = 2;
+    cfg.n_max = 4;
+    let adaptation = cfg.adaptation;
+    let mut p = Peer::new(cfg, 9, Time::ZERO).expect("valid");
+    let (giver, other, taker) = (addr(1), addr(2), addr(3));
+    for a in [giver, other, taker] {
+        connect(&mut p, Time::ZERO, a);
+    }
+    let candidates: Vec<SocketAddr> = (10..20).map(addr).collect();
+    input(&mut p, Time::ZERO, tracker, vec![Message::PeerList { peers: candidates.clone() }]);
+    let connects = |out: Vec<Transmit>| -> Vec<SocketAddr> {
+        out.into_iter().filter(|t| t.packet.messages.iter().any(|m| matches!(m, Message::Connect { .. }))).map(|t| t.dst).collect()
+    };
+    let (mut now, mut seq, mut asked) = (Time::ZERO, 0, Vec::new());
+    while now < Time::from_secs(2 * adaptation.as_secs() + 5) && asked.is_empty() {
+        now = now + Duration::from_millis(500);
+        asked = connects(half_second(&mut p, now, [giver, other, taker], &mut seq));
+    }
+    assert_eq!(asked.len(), 1, "the adaptation's drop asks one candidate first: {asked:?}");
+    // Every candidate is full and declines; the peer asks the next until its tries
+    // run out.
+    loop {
+        let last = *asked.last().expect("asked");
+        input(&mut p, now, last, vec![Message::Decline { reason: Reason::Full }]);
+        let next = connects(drain(&mut p, now));
+        if next.is_empty() {
+            break;
+        }
+        asked.extend(next);
+    }
+    assert_eq!(asked.len(), 1 + usize::from(REPLACEMENT_TRIES), "asked {asked:?}");
+    let mut distinct = asked.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), asked.len(), "a candidate that declined is not asked again: {asked:?}");
+    assert!(asked.iter().all(|a| candidates.contains(a)));
+    assert_eq!(p.neighbour_count(), 2, "the slot stays free for the next that asks");
 }
 
 /// A full seed (configured, then `tweak`ed) with a contributor and a free-rider as
