@@ -374,21 +374,28 @@ fn neighbour_dropped_by_adaptation_cannot_reconnect_at_once() {
     assert!(matches!(replies[0].packet.messages[0], Message::Accept { .. }), "{:?}", replies[0].packet.messages[0]);
 }
 
-#[test]
-fn adaptation_replaces_a_neighbour_from_the_latest_tracker_list() {
+/// A peer with tracker `addr(99)`, N_min / N_max = 2 / 4 (then `tweak`ed) and three
+/// neighbours, `addr(1..=3)`: its tracker, the peer and its adaptation period.
+fn peer_with_three_neighbours(tweak: impl FnOnce(&mut PeerConfig)) -> (SocketAddr, Peer, Duration) {
     let tracker = addr(99);
     let mut cfg = config(Policy::LayerP2P, 500);
     cfg.tracker = Some(tracker);
     cfg.n_min = 2;
     cfg.n_max = 4;
-    // A refresh, answered, before the first adaptation.
-    cfg.tracker_refresh = Duration::from_secs(10);
+    tweak(&mut cfg);
     let adaptation = cfg.adaptation;
     let mut p = Peer::new(cfg, 9, Time::ZERO).expect("valid");
-    let (giver, other, taker, stale, fresh) = (addr(1), addr(2), addr(3), addr(8), addr(9));
-    for a in [giver, other, taker] {
+    for a in [addr(1), addr(2), addr(3)] {
         connect(&mut p, Time::ZERO, a);
     }
+    (tracker, p, adaptation)
+}
+
+#[test]
+fn adaptation_replaces_a_neighbour_from_the_latest_tracker_list() {
+    // A refresh, answered, before the first adaptation.
+    let (tracker, mut p, adaptation) = peer_with_three_neighbours(|cfg| cfg.tracker_refresh = Duration::from_secs(10));
+    let (giver, other, taker, stale, fresh) = (addr(1), addr(2), addr(3), addr(8), addr(9));
     // The join-time list; the peer has N_min neighbours already, so it only keeps it.
     input(&mut p, Time::ZERO, tracker, vec![Message::PeerList { peers: vec![stale] }]);
     let mut now = Time::ZERO;
@@ -415,17 +422,8 @@ fn adaptation_replaces_a_neighbour_from_the_latest_tracker_list() {
 
 #[test]
 fn adaptation_tries_further_candidates_while_they_decline() {
-    let tracker = addr(99);
-    let mut cfg = config(Policy::LayerP2P, 500);
-    cfg.tracker = Some(tracker);
-    cfg.n_min = 2;
-    cfg.n_max = 4;
-    let adaptation = cfg.adaptation;
-    let mut p = Peer::new(cfg, 9, Time::ZERO).expect("valid");
+    let (tracker, mut p, adaptation) = peer_with_three_neighbours(|_| {});
     let (giver, other, taker) = (addr(1), addr(2), addr(3));
-    for a in [giver, other, taker] {
-        connect(&mut p, Time::ZERO, a);
-    }
     let candidates: Vec<SocketAddr> = (10..20).map(addr).collect();
     input(&mut p, Time::ZERO, tracker, vec![Message::PeerList { peers: candidates.clone() }]);
     let connects = |out: Vec<Transmit>| -> Vec<SocketAddr> {
