@@ -64,7 +64,6 @@ const MAX_SHUNNED: usize = 1024;
 /// Most fresh LCs a seed keeps waiting to be pushed (a few seconds of video); older
 /// ones are dropped, they can still be requested.
 const MAX_FRESH: usize = 1024;
-/// Least interval between tracker requests for more peers.
 /// Candidates a peer tries, after the first declines, to replace the neighbour its
 /// adaptation dropped (SPEC §4: "replaces it with a new one"). Most candidates in a
 /// settled swarm are at N_max and decline; with one try the freed slot went to
@@ -74,6 +73,7 @@ const MAX_FRESH: usize = 1024;
 /// layers 1-3 with one try and 99.9 / 99.6 / 99.5 % with these
 /// (docs/EXPERIMENTS.md, "Replacement tries").
 pub const REPLACEMENT_TRIES: u8 = 5;
+/// Least interval between tracker requests for more peers.
 const TRACKER_ASK_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
