@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Most payload bytes in one LC (SPEC §2).
+/// Most payload bytes in one LC (DESIGN.md §2).
 pub const MAX_LC_PAYLOAD: usize = 1250;
 
 /// Per-layer LC sequence number. Wraps after 2^32 LCs (about 8 months at 200 LC/s);

@@ -1,5 +1,5 @@
 //! The built-in layered video source: a synthetic stream with the structure of
-//! H.264 temporal scalability (hierarchical B, SPEC §3) and the rates of a layer plan.
+//! H.264 temporal scalability (hierarchical B, DESIGN.md §3) and the rates of a layer plan.
 //!
 //! Frames follow dyadic mini-GOPs of `M = 2^(L-1)` frames. With 3 layers (M = 4) the
 //! display order is I0 b1 B2 b3 P4 b5 B6 b7 P8 … and the decode order I0 P4 B2 b1 b3

@@ -1,4 +1,4 @@
-//! Every protocol parameter, with the paper's values as defaults (SPEC §8).
+//! Every protocol parameter, with the paper's values as defaults (DESIGN.md §8).
 //!
 //! The paper leaves eps, d_l and d_s open; our choices and reasons are documented on
 //! each field. Limits that bound memory are here too, so they are checked in one place.
@@ -14,7 +14,7 @@ use std::time::Duration;
 /// that hold it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HolderChoice {
-    /// Uniformly at random, as SPEC §6 states.
+    /// Uniformly at random, as DESIGN.md §6 states.
     Uniform,
     /// At random with weight d(n,k) + `floor`: ask most the neighbours that serve us
     /// most (they are the ones whose tit-for-tat favours us), while every holder keeps
@@ -28,16 +28,16 @@ pub enum HolderChoice {
     ByRate { floor: Kbps },
 }
 
-/// The incentive parameters (SPEC §4-§6, §8: eps, d_l, d_s are ours to choose) and
+/// The incentive parameters (DESIGN.md §4-§6, §8: eps, d_l, d_s are ours to choose) and
 /// how a receiver picks among the holders of an LC. One value for all three systems,
 /// so differences between them come from the policy alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Incentive {
-    /// eps of SPEC §5: keeps every receiver with a non-empty queue pickable, so the
+    /// eps of DESIGN.md §5: keeps every receiver with a non-empty queue pickable, so the
     /// supplier is work-conserving and new neighbours can get started. 1 kbps is
     /// small against any real contribution.
     pub epsilon: Kbps,
-    /// d_l: the rate an initiator assumes its receptor gave it. SPEC §4 calls it
+    /// d_l: the rate an initiator assumes its receptor gave it. DESIGN.md §4 calls it
     /// large (an optimistic unchoke). We measured otherwise and default to 0: a peer
     /// that lost its good neighbours can only find room at free-riders (contributors
     /// sit at N_max), so what an initiator credits lands mostly on them. d_l = 100
@@ -53,11 +53,11 @@ pub struct Incentive {
     /// Zero by default (docs/EXPERIMENTS.md, "first-LC credit").
     pub first_lc_credit: Kbps,
     /// How the receiver picks a supplier among the neighbours holding an LC
-    /// (default uniform, as SPEC §6).
+    /// (default uniform, as DESIGN.md §6).
     pub holder_choice: HolderChoice,
     /// A tit-for-tat seed asks each neighbour for one LC per round, so its d(n,k)
     /// tells contributors from free-riders, and when full it drops, every adaptation
-    /// period, its least contributor if that one gave nothing back (`Peer::audit`). SPEC §3 has the seed
+    /// period, its least contributor if that one gave nothing back (`Peer::audit`). DESIGN.md §3 has the seed
     /// serve "like any other supplier", but a seed downloads nothing, so without this
     /// it serves everyone alike and never adapts: its slots drift to free-riders
     /// (always seeking, they take every slot that frees) until half its upload goes to
@@ -87,7 +87,7 @@ pub struct PeerConfig {
     /// U(n): the most this node uploads (LC data; signalling is not counted).
     pub upload: Kbps,
     /// The access link's download capacity, when the user knows it; `None` takes it
-    /// as no bottleneck, as SPEC §6 does. See `threshold_layer`.
+    /// as no bottleneck, as DESIGN.md §6 does. See `threshold_layer`.
     pub download: Option<Kbps>,
     /// T: period of buffer-map exchange and request scheduling.
     pub round: Duration,
@@ -104,7 +104,7 @@ pub struct PeerConfig {
     pub n_max: usize,
     /// Every period the least-contributing neighbour is replaced.
     pub adaptation: Duration,
-    /// The tit-for-tat parameters SPEC §8 leaves open, and the receiver's choice of
+    /// The tit-for-tat parameters DESIGN.md §8 leaves open, and the receiver's choice of
     /// supplier.
     pub incentive: Incentive,
     /// Time constant of the d(n,k) moving average.
@@ -135,7 +135,7 @@ pub struct PeerConfig {
     pub emit_received: bool,
 }
 
-/// A researcher's changes to the neighbour parameters of SPEC §4 and §8 (N_min,
+/// A researcher's changes to the neighbour parameters of DESIGN.md §4 and §8 (N_min,
 /// N_max, the adaptation period) and to the d(n,k) averaging window; `None` keeps
 /// the role's value. `PeerConfig::validate` checks the result.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -189,8 +189,8 @@ impl PeerConfig {
         }
     }
 
-    /// l_n of SPEC §6: the largest layer whose cumulative rate the node can expect
-    /// to download. SPEC §6 expects a peer to get back what it uploads, U(n); a
+    /// l_n of DESIGN.md §6: the largest layer whose cumulative rate the node can expect
+    /// to download. DESIGN.md §6 expects a peer to get back what it uploads, U(n); a
     /// downlink narrower than that caps what it can get, so l_n counts the smaller
     /// of the two, and the layers its link cannot carry are probing requests.
     pub fn threshold_layer(&self) -> usize {

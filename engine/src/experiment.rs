@@ -1,4 +1,4 @@
-//! The prototype experiment (SPEC §9) on a real UDP swarm, and the observed run it is
+//! The prototype experiment (DESIGN.md §9) on a real UDP swarm, and the observed run it is
 //! made of (shared with `layerp2p demo`): a `run_local_swarm` whose sampled viewers
 //! per class are watched, giving the time series of a typical peer per class and,
 //! when the seed streams the built-in H.264 clip, PSNR Q1..Q3/Q per class from
@@ -196,7 +196,7 @@ fn typical_peer(local: &LocalReport, class: usize) -> Option<RateSeries> {
     members.get(members.len() / 2).map(|(_, w)| RateSeries::of(w))
 }
 
-/// SPEC §9's prototype experiment: the swarm, its timing and what the seed streams.
+/// DESIGN.md §9's prototype experiment: the swarm, its timing and what the seed streams.
 #[derive(Clone, Debug)]
 pub struct Prototype {
     pub mix: Mix,
@@ -597,7 +597,7 @@ pub fn diagnostics_table(d: &[ClassDiagnostics]) -> String {
     t
 }
 
-/// One figure SPEC §11 publishes for the overloaded prototype, beside ours.
+/// One figure DESIGN.md §11 publishes for the overloaded prototype, beside ours.
 #[derive(Clone, Debug, Serialize)]
 pub struct Published {
     pub figure: String,
@@ -606,11 +606,11 @@ pub struct Published {
     pub measured: Option<f64>,
 }
 
-/// Full rate of the paper's prototype video, kbps: SPEC §11's rate thresholds are
+/// Full rate of the paper's prototype video, kbps: DESIGN.md §11's rate thresholds are
 /// for it.
 const PAPER_FULL_RATE_KBPS: f64 = 620.0;
 
-/// SPEC §11's overloaded-prototype figures for LayerP2P, measured on `report` (classes
+/// DESIGN.md §11's overloaded-prototype figures for LayerP2P, measured on `report` (classes
 /// named as in `Mix::overloaded`). The rate thresholds (550, 400, 200 kbps of a
 /// 620 kbps video) are scaled to the report's full rate, so a video of another rate
 /// is held to the same fractions (the clip's 587 kbps: 521, 379, 189 kbps).

@@ -1,4 +1,4 @@
-//! The three systems compared in the paper (SPEC §7). Same engine, same parameters;
+//! The three systems compared in the paper (DESIGN.md §7). Same engine, same parameters;
 //! only the supplier and receiver policies differ.
 
 use serde::{Deserialize, Serialize};

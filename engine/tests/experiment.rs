@@ -1,4 +1,4 @@
-//! A shortened prototype experiment (SPEC §9), two ways.
+//! A shortened prototype experiment (DESIGN.md §9), two ways.
 //!
 //! On real loopback UDP: 40 viewers of Table I's overloaded mix join over 10 s and
 //! stay 45 s under LayerP2P, the seed streaming the built-in H.264 clip. Asserts that

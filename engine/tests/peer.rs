@@ -1,5 +1,5 @@
 //! One `Peer` driven by hand: neighbour management, schedulers and playback rules
-//! of SPEC §4-§6, observed through the messages it sends.
+//! of DESIGN.md §4-§6, observed through the messages it sends.
 
 use layerp2p_codec::{phantom_payload, BufferMap, Kbps, LayerId, LayerPlan, Lc, LcHeader, LcId, MediaTime, Seq};
 use layerp2p_engine::peer::REPLACEMENT_TRIES;

@@ -1,5 +1,5 @@
 //! The protocol core proven in an in-memory swarm (virtual time, seeded): the
-//! outcomes SPEC §11 promises, at a scale that runs in seconds.
+//! outcomes DESIGN.md §11 promises, at a scale that runs in seconds.
 
 use layerp2p_engine::Policy;
 use layerp2p_engine::sim::report::SwarmReport;

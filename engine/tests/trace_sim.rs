@@ -1,6 +1,6 @@
-//! The trace-driven simulation (SPEC §9, Table II) at a scale CI runs in seconds: a
+//! The trace-driven simulation (DESIGN.md §9, Table II) at a scale CI runs in seconds: a
 //! few minutes of the generated one-day trace's evening, thinned to 189 sessions
-//! (~170 viewers at once). Asserts the orderings SPEC §11 reports for the full-scale runs.
+//! (~170 viewers at once). Asserts the orderings DESIGN.md §11 reports for the full-scale runs.
 
 use layerp2p_engine::sim::mixes::{table_two_groups, Load};
 use layerp2p_engine::sim::report::{ClassReport, SwarmReport};

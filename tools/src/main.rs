@@ -20,7 +20,7 @@ enum Command {
     /// A whole swarm (tracker, seed, N peers) on real UDP over loopback in this process:
     /// per-class playback rate and chunk ratio per layer, and latency percentiles.
     Demo(cmd::demo::Args),
-    /// Experiments on a real UDP swarm over loopback: `prototype` is SPEC §9's
+    /// Experiments on a real UDP swarm over loopback: `prototype` is DESIGN.md §9's
     /// wide-area experiment (Table I mixes, flash crowd, all three systems, several
     /// runs) with per-run JSON, a pooled report and PNG plots.
     Experiment(cmd::experiment::Args),

@@ -80,7 +80,7 @@ pub struct Setup {
     pub startup: Duration,
     pub n_min: usize,
     pub n_max: usize,
-    /// Period after which a peer drops its least-contributing neighbour (SPEC §4).
+    /// Period after which a peer drops its least-contributing neighbour (DESIGN.md §4).
     /// In a star (`n_max` 1) that neighbour is the target, so a pure load test of
     /// the target sets this beyond the run.
     pub adaptation: Duration,

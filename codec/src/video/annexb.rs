@@ -3,7 +3,7 @@
 //! frame's layer. Owns every byte-level check on untrusted H.264 input; never decodes
 //! pictures.
 //!
-//! Layer of a frame (SPEC §3), for `L` layers:
+//! Layer of a frame (DESIGN.md §3), for `L` layers:
 //! - with prefix NAL units (type 14, as OpenH264 and SVC encoders emit): `temporal_id + 1`;
 //! - else (hierarchical B): I/P/SI/SP slices → 1, B slices with `nal_ref_idc != 0`
 //!   (reference B) → 2, B slices with `nal_ref_idc == 0` → 3.

@@ -3,7 +3,7 @@
 //! `Playout`, which turns "frame n arrived (or not)" into the picture a viewer sees.
 //!
 //! Concealment: a frame that is missing, or yields no picture, shows the last picture
-//! again (SPEC §10). OpenH264 (`ERROR_CON_SLICE_COPY`) yields no picture for a frame
+//! again (DESIGN.md §10). OpenH264 (`ERROR_CON_SLICE_COPY`) yields no picture for a frame
 //! with missing slices — it conceals the lost slices from the previous picture only
 //! in the copy it keeps as a reference — so a partial frame is shown as a repeat too,
 //! and frames predicted from it carry its concealment errors, as in any decoder.

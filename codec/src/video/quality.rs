@@ -1,4 +1,4 @@
-//! Picture quality (SPEC §10): luma PSNR per frame, and its mean over the frames of
+//! Picture quality (DESIGN.md §10): luma PSNR per frame, and its mean over the frames of
 //! each layer (Q1, Q2, Q3, …) and over all frames (Q). Owns the scoring arithmetic
 //! only; concealment of lost frames happens before (see `decoder::Playout`).
 

@@ -1,6 +1,6 @@
 //! Scoring what a viewer played: released frames are decoded with concealment
 //! (`decoder::Playout`) and each shown picture is compared with the original, giving
-//! Q1 … QL and Q (SPEC §10). Shared by the drop test, the loopback test and the CLI.
+//! Q1 … QL and Q (DESIGN.md §10). Shared by the drop test, the loopback test and the CLI.
 
 use super::decoder::Playout;
 use super::picture::{Picture, Resolution};

@@ -1,5 +1,5 @@
 //! `Peer`: one node of the mesh — a viewer, a seed or a relay — as a sans-IO state
-//! machine. It owns neighbour management (SPEC §4), the supplier scheduler (§5), the
+//! machine. It owns neighbour management (DESIGN.md §4), the supplier scheduler (§5), the
 //! receiver scheduler (§6) and playback accounting (§10). It never reads a clock,
 //! touches a socket or uses a global RNG.
 
@@ -65,7 +65,7 @@ const MAX_SHUNNED: usize = 1024;
 /// ones are dropped, they can still be requested.
 const MAX_FRESH: usize = 1024;
 /// Candidates a peer tries, after the first declines, to replace the neighbour its
-/// adaptation dropped (SPEC §4: "replaces it with a new one"). Most candidates in a
+/// adaptation dropped (DESIGN.md §4: "replaces it with a new one"). Most candidates in a
 /// settled swarm are at N_max and decline; with one try the freed slot went to
 /// whoever asked next, mostly free-riders (always seeking) and the just-dropped, and
 /// a high-upload late joiner stayed among low contributors: in the simulated
@@ -409,7 +409,7 @@ impl Peer {
         self.events.push_back(e);
     }
 
-    // ---- neighbour management (SPEC §4) ----
+    // ---- neighbour management (DESIGN.md §4) ----
 
     #[allow(clippy::too_many_arguments)]
     fn add_neighbour(
@@ -947,7 +947,7 @@ impl Peer {
             let map = self.buffer_map_for(now, slot);
             let Some(n) = self.neighbours.get(slot) else { continue };
             let rtt = n.rtt.unwrap_or(self.cfg.default_rtt);
-            // Serving deadline T - tau (SPEC §5), but never below a quarter round.
+            // Serving deadline T - tau (DESIGN.md §5), but never below a quarter round.
             let ttl = self.cfg.round.saturating_sub(rtt).max(self.cfg.round / 4);
             let ttl_ms = ttl.as_millis().min(u16::MAX as u128) as u16;
             let ids = self.requests.get_mut(slot).map(std::mem::take).unwrap_or_default();

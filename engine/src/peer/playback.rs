@@ -1,5 +1,5 @@
 //! Playback: where the source's encoding point is, which LCs are due, and the
-//! per-layer accounting of LCs played in time versus missed (SPEC §10).
+//! per-layer accounting of LCs played in time versus missed (DESIGN.md §10).
 //!
 //! The peer never sees the source's clock. It estimates it as `now + offset`, where
 //! `offset` is the median over neighbours of `head_time - now` (their newest LC's

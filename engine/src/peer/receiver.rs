@@ -1,4 +1,4 @@
-//! The receiver-side scheduler (SPEC §6), run once per round.
+//! The receiver-side scheduler (DESIGN.md §6), run once per round.
 //!
 //! Every LC the peer lacks that some neighbour holds is requested from one holder
 //! chosen uniformly at random. LayerP2P orders them: layers 1..=l_n shuffled

@@ -1,4 +1,4 @@
-//! The supplier-side scheduler (SPEC §5): one FIFO request queue per receiver; when
+//! The supplier-side scheduler (DESIGN.md §5): one FIFO request queue per receiver; when
 //! upload capacity is free, pick a receiver with probability proportional to
 //! `I(n,k) * (d(n,k) + eps)` (tit-for-tat) or in turn (round robin), and serve the
 //! head of its queue. Requests older than their ttl are dropped silently.
@@ -185,7 +185,7 @@ impl Supplier {
     /// full (the rest are dropped and one overflow counted); false if it filled.
     ///
     /// The receiver's requests that expired by now go first. They would be dropped
-    /// unserved anyway (SPEC §5), but left queued until this receiver is next picked
+    /// unserved anyway (DESIGN.md §5), but left queued until this receiver is next picked
     /// (rarely, when it gives little back) they filled its queue to the bound: most
     /// of a viewer's memory in an overloaded swarm, and a full queue of dead requests
     /// refused live ones.

@@ -1,4 +1,4 @@
-//! Upload-bandwidth mixes for trace-driven simulation: SPEC §9 Table II (underloaded
+//! Upload-bandwidth mixes for trace-driven simulation: DESIGN.md §9 Table II (underloaded
 //! and overloaded contributions) built in, and custom mixes from text (a file or a
 //! command-line flag). Table I lives with the prototype scenario (`scenario`).
 //!
@@ -15,7 +15,7 @@ pub const MAX_CLASSES: usize = 64;
 /// Largest upload a class may declare (10 Gbps).
 pub const MAX_UPLOAD_KBPS: u32 = 10_000_000;
 
-/// SPEC §9 Table II: (total upload label, share %, contributed underloaded, contributed overloaded).
+/// DESIGN.md §9 Table II: (total upload label, share %, contributed underloaded, contributed overloaded).
 const TABLE_TWO: [(&str, f64, u32, u32); 10] = [
     ("256", 10.0, 240, 0),
     ("320", 14.3, 320, 0),
@@ -38,10 +38,10 @@ pub enum Load {
 
 /// Contributed upload (kbps) of Table II's "low contributors": up to two layers' worth.
 pub const LOW_CONTRIBUTORS: std::ops::RangeInclusive<u32> = 1..=400;
-/// Contributed upload (kbps) of Table II's "high contributors" (SPEC §11: above 720 kbps).
+/// Contributed upload (kbps) of Table II's "high contributors" (DESIGN.md §11: above 720 kbps).
 pub const HIGH_CONTRIBUTORS: std::ops::RangeInclusive<u32> = 720..=u32::MAX;
 
-/// The groups SPEC §11 speaks of for Table II, by contributed upload: free-riders,
+/// The groups DESIGN.md §11 speaks of for Table II, by contributed upload: free-riders,
 /// low contributors and high contributors, over peers that played at least
 /// `min_seconds` (names get a suffix when that is above the report's own minimum).
 pub fn table_two_groups(report: &SwarmReport, min_seconds: f64) -> Vec<ClassReport> {

@@ -13,7 +13,7 @@
 //! download` each, behind a drop-tail buffer of `DOWNLINK_BUFFER` of backlog (an LC
 //! arriving at a fuller buffer is lost, as at a real access link; the receiver asks
 //! for it again next round). Without the bound a receiver that asks for more than
-//! its downlink carries (SPEC §6 asks every missing LC every round) builds a backlog
+//! its downlink carries (DESIGN.md §6 asks every missing LC every round) builds a backlog
 //! of seconds, everything arrives late, and the late LCs are asked for again.
 
 pub mod faults;

@@ -1,5 +1,5 @@
 //! What a run produced, per peer and per class: playback rate R and received-chunk
-//! ratio alpha(l) (SPEC §10), as a readable table and as JSON.
+//! ratio alpha(l) (DESIGN.md §10), as a readable table and as JSON.
 
 use crate::peer::playback::in_time_ratio;
 #[cfg(test)]
@@ -36,7 +36,7 @@ impl PeerOutcome {
 
     /// LCs of each layer this peer played and missed. A silent peer missed every LC
     /// the source produced while it was counted: `lcs_per_s` (per layer) times its
-    /// seconds. SPEC §10's alpha(l) is the fraction of the layer's LCs that arrived in
+    /// seconds. DESIGN.md §10's alpha(l) is the fraction of the layer's LCs that arrived in
     /// time, and none of them reached it.
     fn played_missed(&self, lcs_per_s: &[f64]) -> Vec<(u64, u64)> {
         let silent = self.is_silent();

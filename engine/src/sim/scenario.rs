@@ -1,4 +1,4 @@
-//! Scenarios from the paper: upload mixes (SPEC §9 Table I), flash-crowd arrivals, and
+//! Scenarios from the paper: upload mixes (DESIGN.md §9 Table I), flash-crowd arrivals, and
 //! the trace-driven simulation (sessions from a `Trace`, uploads from a `Mix`).
 
 use super::trace::Trace;
@@ -120,7 +120,7 @@ impl Mix {
     }
 }
 
-/// The prototype experiment (SPEC §9) in simulation: one seed at 2 Mbps, the
+/// The prototype experiment (DESIGN.md §9) in simulation: one seed at 2 Mbps, the
 /// prototype video (290/230/100 kbps VBR), a flash crowd of `n` peers.
 pub fn prototype(policy: Policy, mix: &Mix, n: usize, join_over: Duration, duration: Duration, seed: u64) -> SwarmConfig {
     let source = SyntheticConfig { payload: PayloadKind::Phantom, seed, ..SyntheticConfig::prototype() };
@@ -151,7 +151,7 @@ pub enum ClassDraw {
     ViewingTime,
 }
 
-/// The trace-driven simulation (SPEC §9): the simulated video (3 x 200 kbps CBR in
+/// The trace-driven simulation (DESIGN.md §9): the simulated video (3 x 200 kbps CBR in
 /// 1250-byte LCs), one 2 Mbps seed, and one viewer per session of `trace` that
 /// arrives before `duration`, with uploads from `mix` (classes drawn as `draw` says).
 /// `latency` is the one-way delay of every message on top of an LC's transfer time;

@@ -1,4 +1,4 @@
-//! Peer dynamics for trace-driven simulation (SPEC §9): the session-trace text format
+//! Peer dynamics for trace-driven simulation (DESIGN.md §9): the session-trace text format
 //! (parse with line-numbered errors, write), window/thinning of a trace, its summary
 //! figures, and a seeded generator of a realistic one-day channel trace.
 //!
@@ -231,7 +231,7 @@ pub struct DayTraceConfig {
 }
 
 impl Default for DayTraceConfig {
-    /// A popular channel's day as SPEC §9 describes it: concurrency from under 200 to
+    /// A popular channel's day as DESIGN.md §9 describes it: concurrency from under 200 to
     /// over 9,000, about 100,000 sessions, sessions from seconds to well over 16 hours,
     /// a lunchtime and an evening flash crowd.
     fn default() -> Self {

@@ -26,7 +26,7 @@ impl PolicyArg {
     }
 }
 
-/// The systems a comparing command runs: one of SPEC §7, or all three side by side.
+/// The systems a comparing command runs: one of DESIGN.md §7, or all three side by side.
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
 pub enum PolicySet {
     /// Tit-for-tat supplier, prioritized receiver.
@@ -90,20 +90,20 @@ impl Video {
     }
 }
 
-/// The incentive parameters SPEC §8 leaves open (eps, d_l, d_s), for every command
+/// The incentive parameters DESIGN.md §8 leaves open (eps, d_l, d_s), for every command
 /// that builds peers. Unset flags keep `engine::config::Incentive::default()`, whose
 /// fields say why each value was chosen.
 #[derive(clap::Args, Clone, Copy, Debug, Default)]
 pub struct IncentiveArgs {
-    /// eps of SPEC §5 in kbps: the weight a receiver that gave us nothing still gets
+    /// eps of DESIGN.md §5 in kbps: the weight a receiver that gave us nothing still gets
     /// (keeps the supplier work-conserving). Must be positive [default: 1].
     #[arg(long, value_name = "KBPS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub epsilon_kbps: Option<u32>,
-    /// d_l of SPEC §4 in kbps: the rate an initiator assumes its new receptor gave it
+    /// d_l of DESIGN.md §4 in kbps: the rate an initiator assumes its new receptor gave it
     /// [default: 0].
     #[arg(long, value_name = "KBPS", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub d_large_kbps: Option<u32>,
-    /// d_s of SPEC §4 in kbps: the rate a receptor assumes its new initiator gave it
+    /// d_s of DESIGN.md §4 in kbps: the rate a receptor assumes its new initiator gave it
     /// [default: 0].
     #[arg(long, value_name = "KBPS", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub d_small_kbps: Option<u32>,
@@ -113,7 +113,7 @@ pub struct IncentiveArgs {
     pub first_lc_credit_kbps: Option<u32>,
     /// The receiver picks each LC's supplier among its holders with weight
     /// d(n,k) + KBPS, asking most those that serve it most, instead of uniformly
-    /// (SPEC §6, the default). An experiment: see docs/EXPERIMENTS.md.
+    /// (DESIGN.md §6, the default). An experiment: see docs/EXPERIMENTS.md.
     #[arg(long, value_name = "KBPS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub holder_floor_kbps: Option<u32>,
     /// The seed no longer asks each neighbour for one LC a round: it serves every
@@ -127,19 +127,19 @@ pub struct IncentiveArgs {
     pub no_seed_push: bool,
 }
 
-/// The neighbour-management parameters of SPEC §4 and §8 (paper: 10 / 20 neighbours,
+/// The neighbour-management parameters of DESIGN.md §4 and §8 (paper: 10 / 20 neighbours,
 /// a 30 s adaptation period) and the d(n,k) averaging window, for researchers who
 /// vary them. Unset flags keep `engine::config::PeerConfig::peer`'s values.
 #[derive(clap::Args, Clone, Copy, Debug, Default)]
 pub struct NeighbourArgs {
-    /// N_min of SPEC §4: below this many neighbours a viewer seeks more [default: 10].
+    /// N_min of DESIGN.md §4: below this many neighbours a viewer seeks more [default: 10].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub n_min: Option<u16>,
-    /// N_max of SPEC §4: at this many neighbours a viewer declines every request
+    /// N_max of DESIGN.md §4: at this many neighbours a viewer declines every request
     /// [default: 20].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub n_max: Option<u16>,
-    /// Adaptation period of SPEC §4 in seconds: each period a viewer replaces the
+    /// Adaptation period of DESIGN.md §4 in seconds: each period a viewer replaces the
     /// neighbour it receives least from [default: 30].
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub adapt_secs: Option<u32>,

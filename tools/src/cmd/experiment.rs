@@ -1,4 +1,4 @@
-//! `layerp2p experiment prototype`: SPEC §9's prototype experiment on a real UDP swarm
+//! `layerp2p experiment prototype`: DESIGN.md §9's prototype experiment on a real UDP swarm
 //! over loopback — 1 tracker, 1 seed, N peers of Table I's mix joining as a flash
 //! crowd, then staying — for each chosen policy and several runs. Writes one JSON per
 //! run, a pooled summary JSON, and PNG plots (playback-rate CDF per class, chunk ratio
@@ -27,7 +27,7 @@ pub struct Args {
 
 #[derive(Subcommand, Debug)]
 enum What {
-    /// SPEC §9's wide-area prototype experiment (Table I mixes) on real UDP sockets.
+    /// DESIGN.md §9's wide-area prototype experiment (Table I mixes) on real UDP sockets.
     Prototype(PrototypeArgs),
     /// Pool per-run JSON files of `prototype` (from one or several invocations, real
     /// or --simulate) into the same report, summary JSON and plots, plus every run's
@@ -276,7 +276,7 @@ fn by_system(files: &[RunFile]) -> Vec<(&str, Vec<&RunFile>)> {
     systems
 }
 
-/// Per system (in the order first seen): the pooled table, PSNR and SPEC §11's
+/// Per system (in the order first seen): the pooled table, PSNR and DESIGN.md §11's
 /// figures; then every run's line and the PSNR gaps; writes the summary JSON and the
 /// plots into `out`.
 fn report_pooled(out: &Path, scenario: &str, what: &str, files: &[RunFile]) -> Result<(), String> {
@@ -295,7 +295,7 @@ fn report_pooled(out: &Path, scenario: &str, what: &str, files: &[RunFile]) -> R
         }
         let published = published_overloaded(&agg.report);
         if scenario == "overloaded" {
-            println!("SPEC §11 (LayerP2P, overloaded prototype) beside this {policy} run:\n{}", published_lines(&published));
+            println!("DESIGN.md §11 (LayerP2P, overloaded prototype) beside this {policy} run:\n{}", published_lines(&published));
         }
         summary.push(serde_json::json!({ "policy": policy, "runs": runs.len(), "report": agg.report, "psnr": agg.psnr, "published": published }));
         pooled.push((policy, agg, runs));
@@ -330,7 +330,7 @@ fn report_pooled(out: &Path, scenario: &str, what: &str, files: &[RunFile]) -> R
 }
 
 /// `--simulate`: every policy and run of `setup` in the simulator; per-run tables,
-/// JSON and SPEC §11's figures.
+/// JSON and DESIGN.md §11's figures.
 fn simulate(args: &PrototypeArgs, setup: &Prototype, clip: Option<&layerp2p_codec::video::droptest::TestClip>, scenario: &str) -> Result<(), String> {
     let latency = Duration::from_millis(args.sim_latency_ms);
     for &policy in &args.policy.policies() {
@@ -365,7 +365,7 @@ fn simulate(args: &PrototypeArgs, setup: &Prototype, clip: Option<&layerp2p_code
     Ok(())
 }
 
-/// SPEC §11's figures beside ours, one indented line each.
+/// DESIGN.md §11's figures beside ours, one indented line each.
 fn published_lines(published: &[Published]) -> String {
     let line = |p: &Published| {
         let m = p.measured.map_or("-".to_string(), |v| format!("{:.0} %", v * 100.0));

@@ -225,7 +225,7 @@ pub struct PeerArgs {
     /// Download capacity of this peer's access link in kbps, if below its upload:
     /// the peer then asks first only for the layers its link carries (threshold
     /// layer l_n from the smaller of the two). Nothing is throttled. Unset: only
-    /// the upload counts, as in SPEC §6.
+    /// the upload counts, as in DESIGN.md §6.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     download_kbps: Option<u32>,
     /// Write what this peer plays, as it plays it, as H.264 Annex B (`-`: stdout,

@@ -1,4 +1,4 @@
-//! `layerp2p sim`: the trace-driven simulation of SPEC §9 at chunk level. Picks a
+//! `layerp2p sim`: the trace-driven simulation of DESIGN.md §9 at chunk level. Picks a
 //! trace (generated or from a file), a window and scale of it, an upload mix and the
 //! systems to compare; runs the real `Peer`/`Tracker` in `engine::sim::Swarm`; prints
 //! per-class tables and speed, and writes JSON and PNG plots. Wiring only: every
@@ -35,13 +35,13 @@ Example (the overloaded Table II scenario, evening hours, 1/10 of the peers):
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
 pub enum Scenario {
-    /// SPEC Table II, "contributed, overloaded" row: resource index 0.73.
+    /// DESIGN.md Table II, "contributed, overloaded" row: resource index 0.73.
     Overloaded,
-    /// SPEC Table II, "contributed, underloaded" row: resource index 1.26.
+    /// DESIGN.md Table II, "contributed, underloaded" row: resource index 1.26.
     Underloaded,
-    /// SPEC Table I (prototype) overloaded mix: 10 % free-riders, 30 % @ 300, 60 % @ 700 kbps.
+    /// DESIGN.md Table I (prototype) overloaded mix: 10 % free-riders, 30 % @ 300, 60 % @ 700 kbps.
     Table1Overloaded,
-    /// SPEC Table I (prototype) underloaded mix: 40 % @ 400, 60 % @ 1000 kbps.
+    /// DESIGN.md Table I (prototype) underloaded mix: 40 % @ 400, 60 % @ 1000 kbps.
     Table1Underloaded,
 }
 
