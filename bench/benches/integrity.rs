@@ -4,9 +4,9 @@
 //! layer per round).
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use layerp2p_codec::{LayerId, Lc, LcHeader, LcId, MediaTime, Seq, MAX_LC_PAYLOAD};
-use layerp2p_engine::integrity::{lc_hash, sign, verify, ContentAuth, MAX_MANIFEST_LCS};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use layerp2p_codec::{LayerId, Lc, LcHeader, LcId, MAX_LC_PAYLOAD, MediaTime, Seq};
+use layerp2p_engine::integrity::{ContentAuth, MAX_MANIFEST_LCS, lc_hash, sign, verify};
 use layerp2p_engine::wire::ChannelId;
 use std::hint::black_box;
 

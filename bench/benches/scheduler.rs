@@ -6,11 +6,11 @@
 //!   neighbour's holdings into our map), each beside a bit-by-bit baseline;
 //! - wire encode/decode of an LC and of a round's request message.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use layerp2p_codec::{LayerWindow, Seq};
 use layerp2p_engine::sampler::Sampler;
-use rand::distr::weighted::WeightedIndex;
 use rand::distr::Distribution;
+use rand::distr::weighted::WeightedIndex;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::hint::black_box;
@@ -88,7 +88,9 @@ fn buffer_map_diff(c: &mut Criterion) {
     // 30 s of a 290 kbps layer: about 900 LCs.
     let own = window(1000, 900, 0.9, &mut rng);
     let theirs = window(990, 920, 0.95, &mut rng);
-    c.bench_function("buffer_map_wanted_from_900", |b| b.iter(|| black_box(&own).wanted_from(black_box(&theirs)).count()));
+    c.bench_function("buffer_map_wanted_from_900", |b| {
+        b.iter(|| black_box(&own).wanted_from(black_box(&theirs)).count())
+    });
     c.bench_function("buffer_map_wanted_from_900_bitwise_baseline", |b| {
         b.iter(|| (1000..1920).filter(|&s| theirs.contains(Seq(s)) && !own.contains(Seq(s))).count())
     });
@@ -133,13 +135,13 @@ fn buffer_map_merge(c: &mut Criterion) {
 /// One receiver round: 20 neighbours, a 30 s window of the prototype video (about
 /// 900 / 700 / 900 LCs per layer), each neighbour holding 95 % and us 90 %.
 fn receiver_round(c: &mut Criterion) {
-    use layerp2p_codec::{phantom_payload, BufferMap, Kbps, LayerId, Lc, LcHeader, LcId, MediaTime};
+    use layerp2p_codec::{BufferMap, Kbps, LayerId, Lc, LcHeader, LcId, MediaTime, phantom_payload};
+    use layerp2p_engine::Time;
     use layerp2p_engine::peer::neighbours::{Neighbour, Neighbours};
     use layerp2p_engine::peer::receiver::schedule;
     use layerp2p_engine::peer::store::Store;
     use layerp2p_engine::policy::ReceiverPolicy;
     use layerp2p_engine::wire::{PeerId, Role};
-    use layerp2p_engine::Time;
 
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let per_layer = [900u32, 700, 900];
@@ -149,7 +151,8 @@ fn receiver_round(c: &mut Criterion) {
         store.place(layer, Seq(0));
         for s in 0..n {
             if rng.random_bool(0.9) {
-                let header = LcHeader { id: LcId { layer, seq: Seq(s) }, frame: s, part: 0, parts: 1, time: MediaTime(0) };
+                let header =
+                    LcHeader { id: LcId { layer, seq: Seq(s) }, frame: s, part: 0, parts: 1, time: MediaTime(0) };
                 store.insert(Lc { header, payload: phantom_payload(1000) }).expect("fits");
             }
         }
@@ -165,7 +168,15 @@ fn receiver_round(c: &mut Criterion) {
     let mut per_slot = Vec::new();
     c.bench_function("receiver_round_20x30s_3_layers", |b| {
         b.iter(|| {
-            schedule(ReceiverPolicy::Prioritized, 1, layerp2p_engine::Incentive::default().holder_choice, &store, &neighbours, &mut rng, &mut per_slot);
+            schedule(
+                ReceiverPolicy::Prioritized,
+                1,
+                layerp2p_engine::Incentive::default().holder_choice,
+                &store,
+                &neighbours,
+                &mut rng,
+                &mut per_slot,
+            );
             per_slot.iter().map(Vec::len).sum::<usize>()
         })
     });
@@ -175,7 +186,7 @@ fn receiver_round(c: &mut Criterion) {
 fn wire_codec(c: &mut Criterion) {
     use bytes::{Bytes, BytesMut};
     use layerp2p_codec::{LayerId, Lc, LcHeader, LcId, MediaTime};
-    use layerp2p_engine::wire::{decode, encode, Message, Packet};
+    use layerp2p_engine::wire::{Message, Packet, decode, encode};
 
     let id = LcId { layer: LayerId::BASE, seq: Seq(12345) };
     let lc = Lc {

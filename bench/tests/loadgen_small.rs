@@ -4,7 +4,7 @@
 //! of the base layer and 98 % of them at least 90 %), so the figures `layerp2p
 //! loadgen` prints mean something.
 
-use layerp2p_bench::loadgen::{run, Setup};
+use layerp2p_bench::loadgen::{Setup, run};
 use std::time::Duration;
 
 #[test]

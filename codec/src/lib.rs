@@ -9,9 +9,9 @@ pub mod layer;
 pub mod packetize;
 pub mod source;
 
-pub use buffermap::{BufferMap, Insert, LayerWindow, WindowError, MAX_SEQ, MAX_WINDOW_LCS};
-pub use chunk::{is_phantom, phantom_payload, Lc, LcHeader, LcId, MediaTime, Seq, MAX_LC_PAYLOAD};
-pub use layer::{Kbps, LayerId, LayerPlan, PlanError, MAX_LAYERS};
+pub use buffermap::{BufferMap, Insert, LayerWindow, MAX_SEQ, MAX_WINDOW_LCS, WindowError};
+pub use chunk::{Lc, LcHeader, LcId, MAX_LC_PAYLOAD, MediaTime, Seq, is_phantom, phantom_payload};
+pub use layer::{Kbps, LayerId, LayerPlan, MAX_LAYERS, PlanError};
 pub use packetize::{Frame, PacketizeError, Packetizer};
 pub use source::LcSource;
 pub mod synthetic;

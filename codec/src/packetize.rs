@@ -1,7 +1,7 @@
 //! Frames to LCs: cuts each frame into LCs of at most [`MAX_LC_PAYLOAD`] bytes and
 //! numbers them per layer. An LC never holds bytes of two frames.
 
-use crate::chunk::{Lc, LcHeader, LcId, MediaTime, Seq, MAX_LC_PAYLOAD};
+use crate::chunk::{Lc, LcHeader, LcId, MAX_LC_PAYLOAD, MediaTime, Seq};
 use crate::layer::{LayerId, MAX_LAYERS};
 use bytes::Bytes;
 

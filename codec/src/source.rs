@@ -2,7 +2,7 @@
 //! synthetic source, an encoder fed by a camera or a file, an Annex B ingest. A seed
 //! pulls from one without knowing which.
 
-use crate::{Lc, LayerPlan, MediaTime};
+use crate::{LayerPlan, Lc, MediaTime};
 
 pub trait LcSource: Send + std::fmt::Debug {
     /// The layers this source produces and their nominal rates.

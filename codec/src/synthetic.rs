@@ -14,7 +14,7 @@
 //! simulator's video): a per-layer byte credit makes every LC exactly 1250 bytes and
 //! every layer's rate exact; a frame whose credit is below one LC carries no data.
 
-use crate::chunk::{phantom_payload, Lc, MediaTime, MAX_LC_PAYLOAD};
+use crate::chunk::{Lc, MAX_LC_PAYLOAD, MediaTime, phantom_payload};
 use crate::layer::{LayerId, LayerPlan};
 use crate::packetize::{Frame, Packetizer};
 use bytes::Bytes;
@@ -311,10 +311,12 @@ mod tests {
 
     #[test]
     fn other_layer_counts_generalise() {
-        let one = SyntheticConfig { plan: LayerPlan::new(vec![Kbps(500)]).expect("plan"), ..SyntheticConfig::prototype() };
+        let one =
+            SyntheticConfig { plan: LayerPlan::new(vec![Kbps(500)]).expect("plan"), ..SyntheticConfig::prototype() };
         let mut s = SyntheticSource::new(one).expect("valid");
         assert!((0..10).all(|_| s.next_frame().layer == LayerId::BASE));
-        let four = SyntheticConfig { plan: LayerPlan::new(vec![Kbps(200); 4]).expect("plan"), ..SyntheticConfig::prototype() };
+        let four =
+            SyntheticConfig { plan: LayerPlan::new(vec![Kbps(200); 4]).expect("plan"), ..SyntheticConfig::prototype() };
         let mut s = SyntheticSource::new(four).expect("valid");
         let layers: Vec<u8> = (0..9).map(|_| s.next_frame().layer.get()).collect();
         // Display order of the first mini-GOP of 8: I0, P8, B4, B2, B6, b1, b3, b5, b7.
@@ -329,8 +331,11 @@ mod tests {
         assert!(lcs.iter().all(|lc| !lc.payload.is_empty() && lc.payload.len() <= MAX_LC_PAYLOAD));
         for lc in &lcs {
             let n = lc.header.frame;
-            let offset: usize =
-                lcs.iter().filter(|o| o.header.frame == n && o.header.part < lc.header.part).map(|o| o.payload.len()).sum();
+            let offset: usize = lcs
+                .iter()
+                .filter(|o| o.header.frame == n && o.header.part < lc.header.part)
+                .map(|o| o.payload.len())
+                .sum();
             assert!(lc.payload.iter().enumerate().all(|(i, &b)| b == pattern_byte(n, offset + i)));
         }
     }

@@ -38,7 +38,9 @@ pub enum KeyError {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanTextError {
-    #[error("a layer plan is comma-separated kbps per layer, base layer first (e.g. 290,230,100); {0:?} is not a number")]
+    #[error(
+        "a layer plan is comma-separated kbps per layer, base layer first (e.g. 290,230,100); {0:?} is not a number"
+    )]
     Number(String),
     #[error("invalid layer plan: {0}")]
     Plan(String),

@@ -72,7 +72,15 @@ pub struct Incentive {
 
 impl Default for Incentive {
     fn default() -> Incentive {
-        Incentive { epsilon: Kbps(1), d_large: Kbps(0), d_small: Kbps(0), first_lc_credit: Kbps(0), holder_choice: HolderChoice::Uniform, seed_audit: true, seed_push: true }
+        Incentive {
+            epsilon: Kbps(1),
+            d_large: Kbps(0),
+            d_small: Kbps(0),
+            first_lc_credit: Kbps(0),
+            holder_choice: HolderChoice::Uniform,
+            seed_audit: true,
+            seed_push: true,
+        }
     }
 }
 
@@ -278,11 +286,18 @@ mod tests {
     fn overrides_change_only_what_is_given_and_are_recorded() {
         let mut cfg = PeerConfig::peer(Policy::LayerP2P, LayerPlan::simulation(), Kbps(300));
         cfg.incentive.holder_choice = HolderChoice::ByRate { floor: Kbps(25) };
-        let overrides = NeighbourOverrides { n_max: Some(30), adaptation: Some(Duration::from_secs(10)), ..Default::default() };
+        let overrides =
+            NeighbourOverrides { n_max: Some(30), adaptation: Some(Duration::from_secs(10)), ..Default::default() };
         overrides.apply(&mut cfg);
-        assert_eq!((cfg.n_min, cfg.n_max, cfg.adaptation, cfg.rate_window), (10, 30, Duration::from_secs(10), Duration::from_secs(10)));
+        assert_eq!(
+            (cfg.n_min, cfg.n_max, cfg.adaptation, cfg.rate_window),
+            (10, 30, Duration::from_secs(10), Duration::from_secs(10))
+        );
         let p = cfg.parameters();
-        assert_eq!((p["n_min"].as_u64(), p["n_max"].as_u64(), p["adaptation_s"].as_f64()), (Some(10), Some(30), Some(10.0)));
+        assert_eq!(
+            (p["n_min"].as_u64(), p["n_max"].as_u64(), p["adaptation_s"].as_f64()),
+            (Some(10), Some(30), Some(10.0))
+        );
         assert_eq!(p["holder_choice"]["by_rate_floor_kbps"].as_u64(), Some(25));
         assert_eq!(p["policy"], "layerp2p");
     }

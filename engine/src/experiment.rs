@@ -5,12 +5,12 @@
 //! decoding what they played. Also the aggregation of several runs into one report.
 //! No CLI, no plotting, no printing here.
 
-use crate::runtime::link::Links;
-use crate::runtime::local::{run_local_swarm_watched, LocalReport, LocalSwarmConfig, Watch, WatchedPeer};
 use crate::metrics::LatencySummary;
-use crate::sim::report::{PeerOutcome, SwarmReport, MIN_COUNTED_SECONDS};
-use crate::sim::scenario::Mix;
+use crate::runtime::link::Links;
+use crate::runtime::local::{LocalReport, LocalSwarmConfig, Watch, WatchedPeer, run_local_swarm_watched};
 use crate::sim::PeerSpec;
+use crate::sim::report::{MIN_COUNTED_SECONDS, PeerOutcome, SwarmReport};
+use crate::sim::scenario::Mix;
 use crate::{Incentive, NeighbourOverrides, PeerConfig, Policy};
 use layerp2p_codec::synthetic::{PayloadKind, SyntheticConfig, SyntheticSource};
 use layerp2p_codec::video::droptest::{self, TestClip};
@@ -46,7 +46,9 @@ impl Stream<'_> {
             Stream::Synthetic(cfg) => Ok(Box::new(SyntheticSource::new(cfg.clone()).map_err(|e| e.to_string())?)),
             Stream::Clip(c) => {
                 let feed = Box::new(ReplayFeed::new(c.units.clone(), true));
-                Ok(Box::new(VideoSource::new(feed, c.cfg.rate, c.cfg.layers, c.units.len()).map_err(|e| e.to_string())?))
+                Ok(Box::new(
+                    VideoSource::new(feed, c.cfg.rate, c.cfg.layers, c.units.len()).map_err(|e| e.to_string())?,
+                ))
             }
         }
     }
@@ -173,11 +175,17 @@ pub fn score_classes(clip: &TestClip, classes: usize, watched: &[WatchedPeer]) -
 /// Runs the swarm `cfg` streaming `stream`, watching `per_class` viewers of each class;
 /// `cfg.peer.plan` is replaced by the stream's. The one run function of `demo` and
 /// `experiment`.
-pub fn run_observed(mut cfg: LocalSwarmConfig, stream: Stream, per_class: usize, progress: &mut dyn FnMut(Duration)) -> Result<Observed, String> {
+pub fn run_observed(
+    mut cfg: LocalSwarmConfig,
+    stream: Stream,
+    per_class: usize,
+    progress: &mut dyn FnMut(Duration),
+) -> Result<Observed, String> {
     let source = stream.source()?;
     cfg.peer.plan = source.plan().clone();
     let classes = cfg.classes.len();
-    let watch = Watch { peers: watch_sample(&cfg.peers, classes, per_class), playback: matches!(stream, Stream::Clip(_)) };
+    let watch =
+        Watch { peers: watch_sample(&cfg.peers, classes, per_class), playback: matches!(stream, Stream::Clip(_)) };
     let local = run_local_swarm_watched(cfg, source, watch, progress).map_err(|e| e.to_string())?;
     let psnr = match stream {
         Stream::Clip(c) => Some(score_classes(c, classes, &local.watched)?),
@@ -255,7 +263,13 @@ impl Prototype {
     }
 
     /// Runs one run of `policy`, streaming the clip if given, else the synthetic video.
-    pub fn run(&self, policy: Policy, run: u32, clip: Option<&TestClip>, progress: &mut dyn FnMut(Duration)) -> Result<RunResult, String> {
+    pub fn run(
+        &self,
+        policy: Policy,
+        run: u32,
+        clip: Option<&TestClip>,
+        progress: &mut dyn FnMut(Duration),
+    ) -> Result<RunResult, String> {
         let stream = match clip {
             Some(c) => Stream::Clip(c),
             None => Stream::Synthetic(self.synthetic(run)),
@@ -267,7 +281,15 @@ impl Prototype {
         let cfg = self.swarm(policy, run, plan.clone());
         let (seed, parameters) = (cfg.seed, cfg.peer.parameters());
         let observed = run_observed(cfg, stream, self.watch_per_class, progress)?;
-        Ok(RunResult { policy: policy.name().to_string(), startup: self.startup, run, seed, plan, parameters, observed })
+        Ok(RunResult {
+            policy: policy.name().to_string(),
+            startup: self.startup,
+            run,
+            seed,
+            plan,
+            parameters,
+            observed,
+        })
     }
 }
 
@@ -278,7 +300,13 @@ impl Prototype {
     /// gives should match this if it is faithful to the core.
     /// With the clip, the same viewers as on sockets (`watch_per_class` per class) are
     /// scored for PSNR from what they played.
-    pub fn simulate(&self, policy: Policy, run: u32, clip: Option<&TestClip>, latency: Duration) -> Result<Simulated, String> {
+    pub fn simulate(
+        &self,
+        policy: Policy,
+        run: u32,
+        clip: Option<&TestClip>,
+        latency: Duration,
+    ) -> Result<Simulated, String> {
         let synthetic = SyntheticConfig { payload: PayloadKind::Phantom, ..self.synthetic(run) };
         let source = match clip {
             Some(c) => Stream::Clip(c).source()?,
@@ -300,7 +328,13 @@ impl Prototype {
             .take_playback()
             .into_iter()
             .filter(|(spec, _, _)| watch.binary_search(spec).is_ok())
-            .map(|(index, class, played)| WatchedPeer { index, class, upload: uploads[index], samples: Vec::new(), played })
+            .map(|(index, class, played)| WatchedPeer {
+                index,
+                class,
+                upload: uploads[index],
+                samples: Vec::new(),
+                played,
+            })
             .collect();
         let psnr = score_classes(clip, classes, &watched)?;
         Ok(Simulated { report: swarm.finish(), psnr: Some(psnr), parameters })
@@ -394,7 +428,9 @@ pub struct Aggregate {
 /// Pools runs given as (report, PSNR per class): `experiment prototype`'s runs as
 /// they end, or `experiment report`'s from their JSON. An error if there are none or
 /// they are not of one setup.
-pub fn aggregate<'a>(runs: impl IntoIterator<Item = (&'a SwarmReport, Option<&'a Vec<ClassQuality>>)>) -> Result<Aggregate, String> {
+pub fn aggregate<'a>(
+    runs: impl IntoIterator<Item = (&'a SwarmReport, Option<&'a Vec<ClassQuality>>)>,
+) -> Result<Aggregate, String> {
     let (reports, scores): (Vec<&SwarmReport>, Vec<Option<&Vec<ClassQuality>>>) = runs.into_iter().unzip();
     let (report, exact) = SwarmReport::pool(&reports)?;
     let mut psnr: Option<Vec<ClassQuality>> = None;
@@ -446,7 +482,8 @@ pub fn per_run_table(files: &[&RunFile]) -> String {
 pub fn psnr_gap_table(base: (&str, &Aggregate, &[&RunFile]), others: &[(&str, &Aggregate, &[&RunFile])]) -> String {
     use std::fmt::Write;
     let overall = |p: Option<&Vec<ClassQuality>>, c: usize| p.and_then(|p| p.get(c)).and_then(|q| q.quality.overall());
-    let gap = |a: Option<f64>, b: Option<f64>| a.zip(b).map_or(format!("{:>14}", "-"), |(a, b)| format!("{:>+14.2}", a - b));
+    let gap =
+        |a: Option<f64>, b: Option<f64>| a.zip(b).map_or(format!("{:>14}", "-"), |(a, b)| format!("{:>+14.2}", a - b));
     let names: Vec<&str> = base.1.report.classes.iter().map(|c| c.name.as_str()).collect();
     if base.1.psnr.is_none() {
         return String::new();
@@ -505,8 +542,8 @@ pub fn mean_with_ci95(x: &[f64]) -> Option<(f64, f64)> {
 /// The 97.5th percentile of Student's t with `df` degrees of freedom (two-sided 95 %).
 fn t_975(df: usize) -> f64 {
     const TABLE: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120,
-        2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
     ];
     match df {
         0 => f64::INFINITY,
@@ -649,8 +686,16 @@ mod tests {
 
     #[test]
     fn rate_series_differences_successive_samples() {
-        let s = |at_s: f64, l1: u64, l2: u64, up: u64| Sample { at_s, played_bytes: vec![l1, l2], bytes_up: up, bytes_down: 0 };
-        let w = WatchedPeer { samples: vec![s(1.0, 0, 0, 0), s(2.0, 1000, 500, 250), s(4.0, 3000, 500, 250)], ..WatchedPeer::default() };
+        let s = |at_s: f64, l1: u64, l2: u64, up: u64| Sample {
+            at_s,
+            played_bytes: vec![l1, l2],
+            bytes_up: up,
+            bytes_down: 0,
+        };
+        let w = WatchedPeer {
+            samples: vec![s(1.0, 0, 0, 0), s(2.0, 1000, 500, 250), s(4.0, 3000, 500, 250)],
+            ..WatchedPeer::default()
+        };
         let r = RateSeries::of(&w);
         assert_eq!(r.at_s, vec![2.0, 4.0]);
         assert_eq!(r.layer_kbps, vec![vec![8.0, 8.0], vec![4.0, 0.0]]);
@@ -667,10 +712,15 @@ mod tests {
     }
 
     fn run_file(policy: &str, seed: u64, played: u64, q_db: f64) -> RunFile {
-        use crate::peer::{playback::LayerStats, PeerStats};
+        use crate::peer::{PeerStats, playback::LayerStats};
         let plan = LayerPlan::new(vec![Kbps(100)]).expect("plan");
         let layer = LayerStats { played, played_bytes: played * 100, missed: 100 - played, late: 0 };
-        let peer = PeerOutcome { class: 0, upload: Kbps(300), seconds: 20.0, stats: PeerStats { layers: vec![layer], ..Default::default() } };
+        let peer = PeerOutcome {
+            class: 0,
+            upload: Kbps(300),
+            seconds: 20.0,
+            stats: PeerStats { layers: vec![layer], ..Default::default() },
+        };
         let report = SwarmReport::new(vec!["residential".into()], plan, vec![peer], 100);
         let mean = layerp2p_codec::video::quality::MeanPsnr { frames: 10, sum_db: 10.0 * q_db };
         let psnr = vec![ClassQuality { scored: 1, quality: Quality { layers: vec![mean], all: mean, concealed: 0 } }];
@@ -721,7 +771,8 @@ mod tests {
         let si: Vec<RunFile> = (1..=3).map(|s| run_file("single-incent", s, 90, 30.0)).collect();
         let (lp_runs, si_runs): (Vec<&RunFile>, Vec<&RunFile>) = (lp.iter().collect(), si.iter().collect());
         let pool = |runs: &[&RunFile]| aggregate(runs.iter().map(|r| (&r.report, r.psnr.as_ref()))).expect("pools");
-        let t = psnr_gap_table(("layerp2p", &pool(&lp_runs), &lp_runs), &[("single-incent", &pool(&si_runs), &si_runs)]);
+        let t =
+            psnr_gap_table(("layerp2p", &pool(&lp_runs), &lp_runs), &[("single-incent", &pool(&si_runs), &si_runs)]);
         assert!(t.contains("paired mean, 95 % CI") && t.contains("+2.00 ± 2.48"), "{t}");
     }
 }

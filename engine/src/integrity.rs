@@ -140,7 +140,8 @@ impl ManifestBuilder {
         let seq = lc.header.id.seq;
         let mut done = Vec::new();
         let Some(slot) = self.pending.get_mut(layer.index()) else { return done };
-        let contiguous = slot.as_ref().is_some_and(|(start, h)| u64::from(start.0) + h.len() as u64 == u64::from(seq.0));
+        let contiguous =
+            slot.as_ref().is_some_and(|(start, h)| u64::from(start.0) + h.len() as u64 == u64::from(seq.0));
         if !contiguous && let Some((start, hashes)) = slot.take() {
             done.push(sign(&self.key, self.channel, layer, start, hashes));
         }
@@ -268,7 +269,10 @@ mod tests {
         assert_eq!((gapped[0].start, gapped[0].hashes.len()), (Seq(64), 6));
         b.add(&lc(2, 5, 0));
         let rest = b.flush();
-        assert_eq!(rest.iter().map(|m| (m.layer.get(), m.start, m.hashes.len())).collect::<Vec<_>>(), vec![(1, Seq(80), 1), (2, Seq(5), 1)]);
+        assert_eq!(
+            rest.iter().map(|m| (m.layer.get(), m.start, m.hashes.len())).collect::<Vec<_>>(),
+            vec![(1, Seq(80), 1), (2, Seq(5), 1)]
+        );
         assert!(b.flush().is_empty());
         let vk = key().verifying_key();
         assert!(out.iter().chain(&gapped).chain(&rest).all(|m| verify(&vk, ChannelId(1), m)));

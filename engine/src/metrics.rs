@@ -60,7 +60,9 @@ impl Latency {
 
     /// Heap bytes this distribution holds (0 until the first sample).
     pub fn heap_bytes(&self) -> usize {
-        self.hist.as_ref().map_or(0, |h| h.distinct_values() * std::mem::size_of::<u32>() + std::mem::size_of::<Histogram<u32>>())
+        self.hist
+            .as_ref()
+            .map_or(0, |h| h.distinct_values() * std::mem::size_of::<u32>() + std::mem::size_of::<Histogram<u32>>())
     }
 
     pub fn count(&self) -> u64 {

@@ -4,7 +4,7 @@
 use crate::node::{Node, Transmit};
 use crate::peer::AMPLIFICATION_LIMIT;
 use crate::time::Time;
-use crate::wire::{ChannelId, Message, Packet, MAX_PEER_LIST};
+use crate::wire::{ChannelId, MAX_PEER_LIST, Message, Packet};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{HashMap, VecDeque};
@@ -270,7 +270,8 @@ mod tests {
             join(&mut t, Time::ZERO, i);
         }
         // An unpadded (possibly spoofed) join gets a list cut to 3x its size.
-        let small = Packet { messages: vec![Message::Join { channel: ChannelId(1), peer: PeerId(7), role: Role::Peer }] };
+        let small =
+            Packet { messages: vec![Message::Join { channel: ChannelId(1), peer: PeerId(7), role: Role::Peer }] };
         let sent = small.wire_len();
         t.handle_input(Time::ZERO, addr(500), small);
         let reply = t.poll_transmit(Time::ZERO).expect("a list");

@@ -4,9 +4,9 @@
 //! short, every viewer asks for its base layer first and keeps it.
 
 use layerp2p_codec::Kbps;
-use layerp2p_engine::sim::report::SwarmReport;
-use layerp2p_engine::sim::scenario::{prototype, Mix};
 use layerp2p_engine::sim::Swarm;
+use layerp2p_engine::sim::report::SwarmReport;
+use layerp2p_engine::sim::scenario::{Mix, prototype};
 use layerp2p_engine::{Policy, Time};
 use std::time::Duration;
 
@@ -17,7 +17,14 @@ const SECONDS: u64 = 150;
 /// viewer's downlink capped at `download`; the report, the LCs lost at downlinks, and
 /// the viewers' summed seconds in the swarm.
 fn run(download: Option<Kbps>) -> (SwarmReport, u64, f64) {
-    let mut cfg = prototype(Policy::LayerP2P, &Mix::underloaded(), PEERS, Duration::from_secs(10), Duration::from_secs(SECONDS), 4);
+    let mut cfg = prototype(
+        Policy::LayerP2P,
+        &Mix::underloaded(),
+        PEERS,
+        Duration::from_secs(10),
+        Duration::from_secs(SECONDS),
+        4,
+    );
     cfg.download = download;
     let end = Time::from_secs(SECONDS);
     let stay: f64 = cfg.peers.iter().map(|p| end.since(p.join).as_secs_f64()).sum();

@@ -15,7 +15,7 @@
 //! simulator over six seeds), so that order would be a coin flip.
 
 use layerp2p_codec::Kbps;
-use layerp2p_engine::experiment::{encode_clip, run_observed, simulate, Prototype, Stream};
+use layerp2p_engine::experiment::{Prototype, Stream, encode_clip, run_observed, simulate};
 use layerp2p_engine::sim::scenario::Mix;
 use layerp2p_engine::{NeighbourOverrides, Policy};
 use std::time::Duration;
@@ -46,17 +46,30 @@ fn shortened_prototype_orders_classes_by_contribution() {
     let plan = Stream::Clip(&clip).source().expect("clip source").plan().clone();
     let cfg = setup.swarm(Policy::LayerP2P, 0, plan);
     assert_eq!(cfg.peer.rate_window, Duration::from_secs(4), "the prototype applies its neighbour overrides");
-    let simulated = simulate(cfg.clone(), Stream::Clip(&clip).source().expect("clip source"), Duration::ZERO).expect("simulates");
+    let simulated =
+        simulate(cfg.clone(), Stream::Clip(&clip).source().expect("clip source"), Duration::ZERO).expect("simulates");
     let observed = run_observed(cfg, Stream::Clip(&clip), setup.watch_per_class, &mut |_| {}).expect("swarm runs");
     let report = &observed.local.swarm;
-    eprintln!("real UDP:\n{}simulated:\n{}{:?}\nshard CPU s {:?}", report.table(), simulated.table(), observed.psnr, observed.local.shard_cpu_s);
+    eprintln!(
+        "real UDP:\n{}simulated:\n{}{:?}\nshard CPU s {:?}",
+        report.table(),
+        simulated.table(),
+        observed.psnr,
+        observed.local.shard_cpu_s
+    );
     let class = |name: &str| report.class(name).unwrap_or_else(|| panic!("class {name}"));
     let (free, res, inst) = (class("free-rider"), class("residential"), class("institutional"));
     assert!(inst.peers > 0 && res.peers > 0 && free.peers > 0, "every class counted");
     // Contributors play more than free-riders. Margins leave room for a busy 2-core
     // machine delaying a real-time swarm (the simulator gives 60+ kbps).
     for c in [res, inst] {
-        assert!(c.rate_mean > free.rate_mean + 30.0, "{} {:.0} vs free-riders {:.0} kbps", c.name, c.rate_mean, free.rate_mean);
+        assert!(
+            c.rate_mean > free.rate_mean + 30.0,
+            "{} {:.0} vs free-riders {:.0} kbps",
+            c.name,
+            c.rate_mean,
+            free.rate_mean
+        );
     }
     // A residential peer's base layer is protected over its probing layers.
     assert!(res.alpha[0] > res.alpha[2] + 0.1, "residential alpha {:?}", res.alpha);
@@ -109,8 +122,18 @@ fn simulated_prototype_gives_the_published_order() {
     eprintln!("{}", report.table());
     let class = |name: &str| report.class(name).unwrap_or_else(|| panic!("class {name}"));
     let (free, res, inst) = (class("free-rider"), class("residential"), class("institutional"));
-    assert!(inst.rate_mean > res.rate_mean + 10.0, "institutional {:.0} vs residential {:.0} kbps", inst.rate_mean, res.rate_mean);
-    assert!(res.rate_mean > free.rate_mean + 100.0, "residential {:.0} vs free-riders {:.0} kbps", res.rate_mean, free.rate_mean);
+    assert!(
+        inst.rate_mean > res.rate_mean + 10.0,
+        "institutional {:.0} vs residential {:.0} kbps",
+        inst.rate_mean,
+        res.rate_mean
+    );
+    assert!(
+        res.rate_mean > free.rate_mean + 100.0,
+        "residential {:.0} vs free-riders {:.0} kbps",
+        res.rate_mean,
+        free.rate_mean
+    );
     // The base layer is protected: residential peers get nearly all of it.
     assert!(res.alpha[0] > 0.9, "residential alpha {:?}", res.alpha);
 }

@@ -5,7 +5,7 @@
 
 use layerp2p_engine::sim::faults::{FaultConfig, FaultEvent, FaultStats};
 use layerp2p_engine::sim::report::SwarmReport;
-use layerp2p_engine::sim::scenario::{prototype, Mix};
+use layerp2p_engine::sim::scenario::{Mix, prototype};
 use layerp2p_engine::sim::{PeerSpec, Swarm, SwarmConfig};
 use layerp2p_engine::{Policy, Time};
 use std::time::Duration;
@@ -68,7 +68,9 @@ fn duplicated_and_reordered_datagrams_are_never_counted_twice() {
 fn swarm_recovers_after_thirty_percent_of_viewers_crash_at_once() {
     let leave_at = 80;
     let events = vec![(Time::from_secs(leave_at), FaultEvent::MassDeparture { fraction: 0.3 })];
-    let mut swarm = Swarm::new(scenario(&Mix::underloaded(), 180, 13)).expect("valid").with_faults(FaultConfig { events, ..FaultConfig::default() });
+    let mut swarm = Swarm::new(scenario(&Mix::underloaded(), 180, 13))
+        .expect("valid")
+        .with_faults(FaultConfig { events, ..FaultConfig::default() });
     swarm.run_until(Time::from_secs(leave_at) - Duration::from_millis(1));
     let lost_before = swarm.fault_stats().map_or(0, |f| f.neighbours_lost);
     swarm.run_until(Time::from_secs(leave_at + 10));

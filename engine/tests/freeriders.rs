@@ -7,7 +7,7 @@
 use layerp2p_codec::{Kbps, LayerPlan};
 use layerp2p_engine::sim::faults::{FaultConfig, Strategy};
 use layerp2p_engine::sim::report::SwarmReport;
-use layerp2p_engine::sim::scenario::{prototype, Mix};
+use layerp2p_engine::sim::scenario::{Mix, prototype};
 use layerp2p_engine::sim::{PeerSpec, SwarmConfig};
 use layerp2p_engine::{Policy, Time};
 use std::time::Duration;

@@ -2,7 +2,9 @@
 //! random and adversarial input into Peer and Tracker.
 
 use bytes::Bytes;
-use layerp2p_codec::{phantom_payload, BufferMap, Kbps, LayerId, LayerPlan, LayerWindow, Lc, LcHeader, LcId, MediaTime, Seq};
+use layerp2p_codec::{
+    BufferMap, Kbps, LayerId, LayerPlan, LayerWindow, Lc, LcHeader, LcId, MediaTime, Seq, phantom_payload,
+};
 use layerp2p_engine::integrity::{ContentAuth, LcHash, MAX_MANIFESTS_PER_LAYER};
 use layerp2p_engine::wire::{self, BufferMapMsg, ChannelId, ManifestMsg, Message, Packet, PeerId, Reason, Role};
 use layerp2p_engine::{Node, Peer, PeerConfig, Policy, Time, Tracker, TrackerConfig};
@@ -35,7 +37,11 @@ fn arb_message() -> impl Strategy<Value = Message> {
         w
     });
     prop_oneof![
-        (0u32..3, any::<u64>(), arb_role()).prop_map(|(c, p, role)| Message::Connect { channel: ChannelId(c), peer: PeerId(p), role }),
+        (0u32..3, any::<u64>(), arb_role()).prop_map(|(c, p, role)| Message::Connect {
+            channel: ChannelId(c),
+            peer: PeerId(p),
+            role
+        }),
         (any::<u64>(), arb_role()).prop_map(|(p, role)| Message::Accept { peer: PeerId(p), role }),
         Just(Message::Decline { reason: Reason::Full }),
         Just(Message::Disconnect { reason: Reason::Leaving }),
@@ -50,12 +56,24 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 map: BufferMap::from_layers(layers),
             })
         ),
-        (any::<u16>(), prop::collection::vec(arb_id(), 0..500)).prop_map(|(ttl_ms, ids)| Message::Request { ttl_ms, ids }),
+        (any::<u16>(), prop::collection::vec(arb_id(), 0..500))
+            .prop_map(|(ttl_ms, ids)| Message::Request { ttl_ms, ids }),
         (arb_id(), any::<u32>(), 1u16..10, any::<u64>(), 1usize..=1250).prop_map(|(id, frame, parts, t, len)| {
-            Message::Data(Lc { header: LcHeader { id, frame, part: parts - 1, parts, time: MediaTime(t) }, payload: phantom_payload(len) })
+            Message::Data(Lc {
+                header: LcHeader { id, frame, part: parts - 1, parts, time: MediaTime(t) },
+                payload: phantom_payload(len),
+            })
         }),
-        (0u32..3, any::<u64>(), arb_role()).prop_map(|(c, p, role)| Message::Join { channel: ChannelId(c), peer: PeerId(p), role }),
-        (0u32..3, any::<u64>(), any::<bool>()).prop_map(|(c, p, w)| Message::Refresh { channel: ChannelId(c), peer: PeerId(p), want_peers: w }),
+        (0u32..3, any::<u64>(), arb_role()).prop_map(|(c, p, role)| Message::Join {
+            channel: ChannelId(c),
+            peer: PeerId(p),
+            role
+        }),
+        (0u32..3, any::<u64>(), any::<bool>()).prop_map(|(c, p, w)| Message::Refresh {
+            channel: ChannelId(c),
+            peer: PeerId(p),
+            want_peers: w
+        }),
         (0u32..3, any::<u64>()).prop_map(|(c, p)| Message::Leave { channel: ChannelId(c), peer: PeerId(p) }),
         (arb_id(), prop::collection::vec(any::<[u8; 16]>(), 1..=64), any::<u8>()).prop_map(|(id, hashes, sig)| {
             let hashes = hashes.into_iter().map(LcHash).collect();
@@ -139,10 +157,18 @@ fn request_flood_stays_bounded_and_honest_neighbour_is_served() {
     // 200 requests of 2048 ids each: 409,600 queued LCs asked for.
     let ids: Vec<LcId> = (0..2048).map(|s| LcId { layer: LayerId::BASE, seq: Seq(s % 600) }).collect();
     for _ in 0..200 {
-        seed.handle_input(Time::ZERO, flooder, Packet { messages: vec![Message::Request { ttl_ms: 1000, ids: ids.clone() }] });
+        seed.handle_input(
+            Time::ZERO,
+            flooder,
+            Packet { messages: vec![Message::Request { ttl_ms: 1000, ids: ids.clone() }] },
+        );
     }
     let honest_ids: Vec<LcId> = (0..50).map(|s| LcId { layer: LayerId::BASE, seq: Seq(s) }).collect();
-    seed.handle_input(Time::ZERO, honest, Packet { messages: vec![Message::Request { ttl_ms: 1000, ids: honest_ids }] });
+    seed.handle_input(
+        Time::ZERO,
+        honest,
+        Packet { messages: vec![Message::Request { ttl_ms: 1000, ids: honest_ids }] },
+    );
     assert!(seed.queued_requests() <= 2 * 500, "queued {}", seed.queued_requests());
     let mut served_honest = 0;
     let mut now = Time::ZERO;
@@ -175,7 +201,13 @@ fn tracker_join_flood_is_capped() {
     let mut t = Tracker::new(TrackerConfig { max_peers: 1000, ..TrackerConfig::default() }, 5);
     for i in 0..50_000u32 {
         let a = SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 4000));
-        t.handle_input(Time::ZERO, a, Packet { messages: vec![Message::Join { channel: ChannelId(1), peer: PeerId(i as u64), role: Role::Peer }] });
+        t.handle_input(
+            Time::ZERO,
+            a,
+            Packet {
+                messages: vec![Message::Join { channel: ChannelId(1), peer: PeerId(i as u64), role: Role::Peer }],
+            },
+        );
         while t.poll_transmit(Time::ZERO).is_some() {}
     }
     assert_eq!(t.peer_count(ChannelId(1)), 1000);
@@ -240,7 +272,13 @@ fn a_far_ahead_neighbour_window_cannot_make_playback_spin() {
     let nb = addr(1);
     common::connect(&mut p, Time::ZERO, nb);
     let lc = |seq| Lc {
-        header: LcHeader { id: LcId { layer: LayerId::BASE, seq: Seq(seq) }, frame: 0, part: 0, parts: 1, time: MediaTime(0) },
+        header: LcHeader {
+            id: LcId { layer: LayerId::BASE, seq: Seq(seq) },
+            frame: 0,
+            part: 0,
+            parts: 1,
+            time: MediaTime(0),
+        },
         payload: phantom_payload(100),
     };
     common::input(&mut p, Time::ZERO, nb, vec![Message::Data(lc(0))]);

@@ -3,11 +3,11 @@
 //! them the same attack reaches the screen (so the test can fail).
 
 use layerp2p_codec::Kbps;
+use layerp2p_engine::Policy;
 use layerp2p_engine::integrity::ContentAuth;
 use layerp2p_engine::sim::faults::{FaultConfig, FaultStats, Strategy};
 use layerp2p_engine::sim::report::SwarmReport;
-use layerp2p_engine::sim::scenario::{prototype, Mix};
-use layerp2p_engine::Policy;
+use layerp2p_engine::sim::scenario::{Mix, prototype};
 use std::time::Duration;
 
 mod common;
@@ -17,7 +17,8 @@ const PEERS: usize = 24;
 const FORGERS: [usize; 3] = [3, 11, 19];
 
 fn attacked(auth: ContentAuth) -> (SwarmReport, FaultStats) {
-    let mut cfg = prototype(Policy::LayerP2P, &Mix::underloaded(), PEERS, Duration::from_secs(20), Duration::from_secs(120), 5);
+    let mut cfg =
+        prototype(Policy::LayerP2P, &Mix::underloaded(), PEERS, Duration::from_secs(20), Duration::from_secs(120), 5);
     cfg.peer.content_auth = auth;
     cfg.peer.emit_playback = true;
     // Generous uploaders, so honest peers want to fetch from them.
@@ -57,7 +58,8 @@ fn forged_lcs_are_never_played_or_forwarded_and_forgers_are_dropped() {
 
 #[test]
 fn manifests_cost_no_playback_under_two_percent_loss() {
-    let mut cfg = prototype(Policy::LayerP2P, &Mix::underloaded(), PEERS, Duration::from_secs(20), Duration::from_secs(120), 6);
+    let mut cfg =
+        prototype(Policy::LayerP2P, &Mix::underloaded(), PEERS, Duration::from_secs(20), Duration::from_secs(120), 6);
     cfg.peer.content_auth = ContentAuth::Sign(ContentAuth::signing_key([43; 32]));
     let (r, f) = run(cfg, FaultConfig { loss: 0.02, ..FaultConfig::default() });
     assert!(f.lost > 0 && f.manifest_bytes > 0);

@@ -1,14 +1,15 @@
 //! The latency histograms the core records, checked on a small in-memory swarm:
 //! they fill, respect the protocol's bounds, and are as deterministic as the core.
 
-use layerp2p_engine::metrics::Latencies;
-use layerp2p_engine::sim::scenario::{prototype, Mix};
-use layerp2p_engine::sim::Swarm;
 use layerp2p_engine::Policy;
+use layerp2p_engine::metrics::Latencies;
+use layerp2p_engine::sim::Swarm;
+use layerp2p_engine::sim::scenario::{Mix, prototype};
 use std::time::Duration;
 
 fn run(seed: u64) -> (Latencies, u64) {
-    let cfg = prototype(Policy::LayerP2P, &Mix::overloaded(), 20, Duration::from_secs(10), Duration::from_secs(60), seed);
+    let cfg =
+        prototype(Policy::LayerP2P, &Mix::overloaded(), 20, Duration::from_secs(10), Duration::from_secs(60), seed);
     let report = Swarm::new(cfg).expect("valid scenario").run();
     let mut all = Latencies::default();
     let mut lcs_up = 0;

@@ -1,7 +1,7 @@
 //! One `Peer` driven by hand: neighbour management, schedulers and playback rules
 //! of DESIGN.md §4-§6, observed through the messages it sends.
 
-use layerp2p_codec::{phantom_payload, BufferMap, Kbps, LayerId, LayerPlan, Lc, LcHeader, LcId, MediaTime, Seq};
+use layerp2p_codec::{BufferMap, Kbps, LayerId, LayerPlan, Lc, LcHeader, LcId, MediaTime, Seq, phantom_payload};
 use layerp2p_engine::peer::REPLACEMENT_TRIES;
 use layerp2p_engine::wire::{BufferMapMsg, Message, PeerId, Reason, Role};
 use layerp2p_engine::{Node, Peer, PeerConfig, Policy, Time, Transmit};
@@ -93,7 +93,11 @@ fn initiator_assumes_large_rate_receptor_small() {
     let request = out.iter().find(|t| t.dst == addr(5) && matches!(t.packet.messages[0], Message::Connect { .. }));
     let request = request.expect("a connect to the candidate");
     assert!(request.packet.wire_len() >= layerp2p_engine::peer::HANDSHAKE_SIZE, "handshakes are padded");
-    let nonce = request.packet.messages.iter().find_map(|m| if let Message::Token { nonce, .. } = m { Some(*nonce) } else { None });
+    let nonce = request
+        .packet
+        .messages
+        .iter()
+        .find_map(|m| if let Message::Token { nonce, .. } = m { Some(*nonce) } else { None });
     let nonce = nonce.expect("connect carries a token");
     // An Accept that does not echo the token is not from the candidate.
     let accept = Message::Accept { peer: PeerId(5), role: Role::Peer };
@@ -427,7 +431,10 @@ fn adaptation_tries_further_candidates_while_they_decline() {
     let candidates: Vec<SocketAddr> = (10..20).map(addr).collect();
     input(&mut p, Time::ZERO, tracker, vec![Message::PeerList { peers: candidates.clone() }]);
     let connects = |out: Vec<Transmit>| -> Vec<SocketAddr> {
-        out.into_iter().filter(|t| t.packet.messages.iter().any(|m| matches!(m, Message::Connect { .. }))).map(|t| t.dst).collect()
+        out.into_iter()
+            .filter(|t| t.packet.messages.iter().any(|m| matches!(m, Message::Connect { .. })))
+            .map(|t| t.dst)
+            .collect()
     };
     let (mut now, mut seq, mut asked) = (Time::ZERO, 0, Vec::new());
     while now < Time::from_secs(2 * adaptation.as_secs() + 5) && asked.is_empty() {
@@ -459,7 +466,11 @@ fn adaptation_tries_further_candidates_while_they_decline() {
 /// neighbours, both claiming LCs 0..400 of every layer; `good` answers the seed's
 /// requests, `bad` never does. Runs for `secs`, and returns the seed, the ids it asked of each, and when it dropped
 /// `bad` (if it did).
-fn audited_seed(policy: Policy, secs: u64, tweak: impl FnOnce(&mut PeerConfig)) -> (Peer, Vec<LcId>, Vec<LcId>, Option<Time>) {
+fn audited_seed(
+    policy: Policy,
+    secs: u64,
+    tweak: impl FnOnce(&mut PeerConfig),
+) -> (Peer, Vec<LcId>, Vec<LcId>, Option<Time>) {
     let (good, bad) = (addr(1), addr(2));
     let mut cfg = PeerConfig::seed(policy, LayerPlan::prototype(), Kbps(2000));
     cfg.n_max = 2;
@@ -487,7 +498,12 @@ fn audited_seed(policy: Policy, secs: u64, tweak: impl FnOnce(&mut PeerConfig)) 
                 .collect();
             if t.dst == good {
                 for id in &ids {
-                    input(&mut seed, now, good, vec![Message::Data(lc(id.layer.get(), id.seq.0, MediaTime(id.seq.0 as u64 * 1000)))]);
+                    input(
+                        &mut seed,
+                        now,
+                        good,
+                        vec![Message::Data(lc(id.layer.get(), id.seq.0, MediaTime(id.seq.0 as u64 * 1000)))],
+                    );
                 }
                 asked_good.extend(ids);
             } else if t.dst == bad {
@@ -553,7 +569,8 @@ fn auditing_seed_pushes_each_new_lc_once_to_a_contributor() {
 #[test]
 fn signing_seed_pushes_an_lc_only_after_its_manifest() {
     let key = layerp2p_engine::integrity::ContentAuth::signing_key([5; 32]);
-    let (mut seed, _, _, _) = audited_seed(Policy::LayerP2P, 20, |c| c.content_auth = layerp2p_engine::integrity::ContentAuth::Sign(key));
+    let (mut seed, _, _, _) =
+        audited_seed(Policy::LayerP2P, 20, |c| c.content_auth = layerp2p_engine::integrity::ContentAuth::Sign(key));
     let out = after_ingest(&mut seed, 20);
     assert_eq!(data_to(&out).len(), 50, "every new LC pushed once it was signed");
     // An LC sent ahead of its manifest would be dropped unverified: the manifest goes first.
@@ -566,7 +583,10 @@ fn signing_seed_pushes_an_lc_only_after_its_manifest() {
 fn seed_without_tit_for_tat_or_audit_asks_nothing_and_keeps_everyone() {
     for (policy, audit) in [(Policy::SingleLayer, true), (Policy::LayerP2P, false)] {
         let (seed, asked_good, asked_bad, dropped) = audited_seed(policy, 70, |c| c.incentive.seed_audit = audit);
-        assert!(asked_good.is_empty() && asked_bad.is_empty(), "{policy:?} audit {audit}: asked {asked_good:?} {asked_bad:?}");
+        assert!(
+            asked_good.is_empty() && asked_bad.is_empty(),
+            "{policy:?} audit {audit}: asked {asked_good:?} {asked_bad:?}"
+        );
         assert_eq!((seed.neighbour_count(), dropped), (2, None), "{policy:?} audit {audit}");
     }
 }

@@ -4,12 +4,12 @@
 
 mod common;
 
-use layerp2p_codec::synthetic::{SyntheticConfig, SyntheticSource};
+use common::roles::free_port;
 use layerp2p_codec::Kbps;
+use layerp2p_codec::synthetic::{SyntheticConfig, SyntheticSource};
 use layerp2p_engine::runtime::role::NodeSpec;
 use layerp2p_engine::runtime::status::NodeSummary;
 use layerp2p_engine::{PeerConfig, Policy};
-use common::roles::free_port;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -30,7 +30,11 @@ fn viewers(tracker: SocketAddr, upload: u32, secs: u64, rng_base: u64) -> Vec<st
             pc.lag = Duration::from_secs(6);
             pc.startup = Duration::from_secs(5);
             let listen = SocketAddr::from(([127, 0, 0, 1], 0));
-            run_for(NodeSpec { peer: pc, listen, shards: 1, embedded_tracker: None, first_core: 1, rng_seed: rng_base + i }, None, secs)
+            run_for(
+                NodeSpec { peer: pc, listen, shards: 1, embedded_tracker: None, first_core: 1, rng_seed: rng_base + i },
+                None,
+                secs,
+            )
         })
         .collect()
 }
@@ -42,8 +46,14 @@ fn sharded_seed_serves_peers_found_through_its_tracker_within_its_cap() {
     let mut seed = PeerConfig::seed(Policy::LayerP2P, video.plan.clone(), Kbps(SEED_UPLOAD));
     seed.tracker = Some(tracker);
     seed.lag = Duration::from_secs(6);
-    let seed_spec =
-        NodeSpec { peer: seed, listen: free_port(), shards: SEED_SHARDS, embedded_tracker: Some(tracker), first_core: 0, rng_seed: 1 };
+    let seed_spec = NodeSpec {
+        peer: seed,
+        listen: free_port(),
+        shards: SEED_SHARDS,
+        embedded_tracker: Some(tracker),
+        first_core: 0,
+        rng_seed: 1,
+    };
     let seed = run_for(seed_spec, Some(SyntheticSource::new(video.clone()).expect("source")), 15);
     std::thread::sleep(Duration::from_millis(300));
     let peers = viewers(tracker, 700, 14, 10);
@@ -86,14 +96,22 @@ fn sharded_relay_fetches_upstream_and_serves_from_its_shared_port() {
     // Room for one neighbour: the relay's upstream peer, which starts first. Every
     // viewer must then be served through the relay's shared port.
     seed.n_max = 1;
-    let seed_spec = NodeSpec { peer: seed, listen: free_port(), shards: 1, embedded_tracker: Some(tracker), first_core: 0, rng_seed: 2 };
+    let seed_spec = NodeSpec {
+        peer: seed,
+        listen: free_port(),
+        shards: 1,
+        embedded_tracker: Some(tracker),
+        first_core: 0,
+        rng_seed: 2,
+    };
     let seed = run_for(seed_spec, Some(SyntheticSource::new(video.clone()).expect("source")), 16);
     std::thread::sleep(Duration::from_millis(300));
     let mut relay = PeerConfig::relay(Policy::LayerP2P, video.plan.clone(), Kbps(4000));
     relay.tracker = Some(tracker);
     relay.lag = Duration::from_secs(6);
     relay.startup = Duration::from_secs(5);
-    let relay_spec = NodeSpec { peer: relay, listen: free_port(), shards: 2, embedded_tracker: None, first_core: 1, rng_seed: 3 };
+    let relay_spec =
+        NodeSpec { peer: relay, listen: free_port(), shards: 2, embedded_tracker: None, first_core: 1, rng_seed: 3 };
     let relay = run_for(relay_spec, None, 15);
     std::thread::sleep(Duration::from_secs(1));
     // Free-riders: everything they play comes from the relay's serving shards.

@@ -1,9 +1,9 @@
 //! A real swarm over loopback UDP: tracker, seed and 20 viewers on glommio executors,
 //! every packet encoded, sent (sendmmsg/GSO) and decoded, for 32 s of wall time.
 
-use layerp2p_codec::synthetic::{SyntheticConfig, SyntheticSource};
 use layerp2p_codec::Kbps;
-use layerp2p_engine::runtime::local::{run_local_swarm, LocalSwarmConfig};
+use layerp2p_codec::synthetic::{SyntheticConfig, SyntheticSource};
+use layerp2p_engine::runtime::local::{LocalSwarmConfig, run_local_swarm};
 use layerp2p_engine::sim::scenario::Mix;
 use layerp2p_engine::{PeerConfig, Policy};
 use std::time::Duration;
@@ -44,7 +44,8 @@ fn loopback_swarm_plays_and_rewards_contributors() {
     // Peers play the stream: contributors play about the base layer (290 kbps) or
     // more, and a 300 kbps peer (threshold layer 1) gets most of its base layer. The
     // bounds leave room for a busy CI machine delaying a real-time swarm.
-    let contributors = (res.rate_mean * res.peers as f64 + inst.rate_mean * inst.peers as f64) / (res.peers + inst.peers) as f64;
+    let contributors =
+        (res.rate_mean * res.peers as f64 + inst.rate_mean * inst.peers as f64) / (res.peers + inst.peers) as f64;
     assert!(contributors > 250.0, "contributors play {contributors:.0} kbps");
     assert!(res.alpha[0] > 0.7, "residential base layer {:.2}", res.alpha[0]);
     // In the overloaded mix free-riders play less than contributors.
@@ -53,7 +54,11 @@ fn loopback_swarm_plays_and_rewards_contributors() {
     // Batching: fewer send syscalls than datagrams.
     assert!(report.io.send_syscalls < report.io.datagrams_out, "{:?}", report.io);
     // Latencies were recorded on both sides.
-    let (sent, delivered): (u64, u64) =
-        report.swarm.peers.iter().map(|p| (p.stats.latency.request_to_send.count(), p.stats.latency.delivery.count())).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let (sent, delivered): (u64, u64) = report
+        .swarm
+        .peers
+        .iter()
+        .map(|p| (p.stats.latency.request_to_send.count(), p.stats.latency.delivery.count()))
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     assert!(sent > 0 && delivered > 0);
 }

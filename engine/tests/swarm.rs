@@ -2,9 +2,9 @@
 //! outcomes DESIGN.md §11 promises, at a scale that runs in seconds.
 
 use layerp2p_engine::Policy;
-use layerp2p_engine::sim::report::SwarmReport;
-use layerp2p_engine::sim::scenario::{prototype, Mix};
 use layerp2p_engine::sim::Swarm;
+use layerp2p_engine::sim::report::SwarmReport;
+use layerp2p_engine::sim::scenario::{Mix, prototype};
 use std::time::Duration;
 
 const PEERS: usize = 50;
@@ -56,7 +56,9 @@ fn overloaded_single_layer_treats_everyone_alike() {
 fn same_seed_same_result() {
     let a = run(Policy::LayerP2P, &Mix::overloaded(), 7);
     let b = run(Policy::LayerP2P, &Mix::overloaded(), 7);
-    let rates = |r: &SwarmReport| r.peers.iter().map(|p| (p.stats.bytes_up, p.stats.bytes_down, p.stats.layers.clone())).collect::<Vec<_>>();
+    let rates = |r: &SwarmReport| {
+        r.peers.iter().map(|p| (p.stats.bytes_up, p.stats.bytes_down, p.stats.layers.clone())).collect::<Vec<_>>()
+    };
     assert_eq!(rates(&a), rates(&b));
     assert_eq!(a.lc_deliveries, b.lc_deliveries);
 }

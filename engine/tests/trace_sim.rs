@@ -2,11 +2,11 @@
 //! few minutes of the generated one-day trace's evening, thinned to 189 sessions
 //! (~170 viewers at once). Asserts the orderings DESIGN.md §11 reports for the full-scale runs.
 
-use layerp2p_engine::sim::mixes::{table_two_groups, Load};
-use layerp2p_engine::sim::report::{ClassReport, SwarmReport};
-use layerp2p_engine::sim::scenario::{trace_driven, ClassDraw, Mix};
-use layerp2p_engine::sim::trace::{generate_day, DayTraceConfig, Trace};
 use layerp2p_engine::sim::Swarm;
+use layerp2p_engine::sim::mixes::{Load, table_two_groups};
+use layerp2p_engine::sim::report::{ClassReport, SwarmReport};
+use layerp2p_engine::sim::scenario::{ClassDraw, Mix, trace_driven};
+use layerp2p_engine::sim::trace::{DayTraceConfig, Trace, generate_day};
 use layerp2p_engine::{Policy, Time};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -26,7 +26,15 @@ fn trace() -> &'static Trace {
 
 /// Groups of one run: free-riders, low contributors, high contributors.
 fn run(policy: Policy, load: Load) -> [ClassReport; 3] {
-    let cfg = trace_driven(policy, &Mix::table_two(load), trace(), ClassDraw::Sessions, Duration::from_secs(SECONDS), Duration::ZERO, 5);
+    let cfg = trace_driven(
+        policy,
+        &Mix::table_two(load),
+        trace(),
+        ClassDraw::Sessions,
+        Duration::from_secs(SECONDS),
+        Duration::ZERO,
+        5,
+    );
     let report: SwarmReport = Swarm::new(cfg).expect("valid scenario").run();
     let groups = table_two_groups(&report, 0.0);
     eprintln!("{policy} {load:?}, {} sessions\n{}", trace().sessions.len(), report.table_with_groups(&groups));
@@ -73,7 +81,12 @@ fn overloaded_single_layer_is_worse_for_contributors() {
         high_layered.alpha_all
     );
     // No incentive: free-riders fare about as well as contributors.
-    assert!((high.rate_mean - free.rate_mean).abs() < 0.2 * high.rate_mean, "high {} vs free {}", high.rate_mean, free.rate_mean);
+    assert!(
+        (high.rate_mean - free.rate_mean).abs() < 0.2 * high.rate_mean,
+        "high {} vs free {}",
+        high.rate_mean,
+        free.rate_mean
+    );
 }
 
 #[test]

@@ -15,23 +15,23 @@ use layerp2p_codec::video::annexb::{AccessUnit, AnnexBReader};
 use layerp2p_codec::video::decoder::Decoder;
 use layerp2p_codec::video::droptest::TestClip;
 use layerp2p_codec::video::encoder::EncoderConfig;
-use layerp2p_codec::video::reassemble::{FrameState, Reassembler, StreamOutput, OUTPUT_HOLD};
+use layerp2p_codec::video::reassemble::{FrameState, OUTPUT_HOLD, Reassembler, StreamOutput};
 use layerp2p_codec::video::score::Scorer;
-use layerp2p_codec::video::source::{clip_source, ReplayFeed, ThreadedSource, VideoSource};
-use layerp2p_engine::channel::channel_id;
-use layerp2p_engine::integrity::ContentAuth;
-use layerp2p_engine::runtime::playout::Playout;
-use layerp2p_engine::runtime::role::NodeSpec;
+use layerp2p_codec::video::source::{ReplayFeed, ThreadedSource, VideoSource, clip_source};
 use layerp2p_codec::video::{FrameRate, Resolution};
 use layerp2p_codec::{Kbps, MediaTime};
-use layerp2p_engine::runtime::driver::{drive, Clock};
+use layerp2p_engine::channel::channel_id;
+use layerp2p_engine::integrity::ContentAuth;
+use layerp2p_engine::runtime::driver::{Clock, drive};
+use layerp2p_engine::runtime::playout::Playout;
+use layerp2p_engine::runtime::role::NodeSpec;
 use layerp2p_engine::runtime::udp;
 use layerp2p_engine::{Event, Peer, PeerConfig, Policy, Tracker, TrackerConfig};
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const FRAMES: u32 = 300; // 10 s at 30 fps
@@ -94,7 +94,12 @@ fn loopback_swarm_streams_real_video_that_decodes() {
                 pc.emit_playback = i == 0;
                 let peer = Rc::new(RefCell::new(Peer::new(pc, 100 + i, clock.now()).expect("peer")));
                 viewers.push(peer.clone());
-                tasks.push(glommio::spawn_local(drive(peer, udp::bind(loopback()).expect("bind"), clock, stop.clone())));
+                tasks.push(glommio::spawn_local(drive(
+                    peer,
+                    udp::bind(loopback()).expect("bind"),
+                    clock,
+                    stop.clone(),
+                )));
             }
 
             // Collect viewer 0's playback while the swarm runs.
@@ -181,7 +186,14 @@ fn signed_clip_seed_feeds_a_viewer_output_and_a_wrong_key_viewer_finds_nobody() 
     let key = ContentAuth::signing_key([3; 32]);
     let wrong = ContentAuth::signing_key([4; 32]).verifying_key();
     let tracker = free_port();
-    let spec = |pc: PeerConfig, embedded_tracker, rng_seed| NodeSpec { peer: pc, listen: loopback(), shards: 1, embedded_tracker, first_core: 0, rng_seed };
+    let spec = |pc: PeerConfig, embedded_tracker, rng_seed| NodeSpec {
+        peer: pc,
+        listen: loopback(),
+        shards: 1,
+        embedded_tracker,
+        first_core: 0,
+        rng_seed,
+    };
     let member = |auth: ContentAuth| {
         let mut pc = PeerConfig::peer(Policy::LayerP2P, plan.clone(), Kbps(1000));
         pc.channel = channel_id(&plan, auth.verifying_key().as_ref());
@@ -204,7 +216,8 @@ fn signed_clip_seed_feeds_a_viewer_output_and_a_wrong_key_viewer_finds_nobody() 
     let viewer = run_for(spec(member(ContentAuth::Verify(key.verifying_key())), None, 2), None, Some(sink), 12);
     let stranger = run_for(spec(member(ContentAuth::Verify(wrong)), None, 3), None, None, 12);
 
-    let (viewer, stranger, seed) = (viewer.join().expect("viewer"), stranger.join().expect("stranger"), seed.join().expect("seed"));
+    let (viewer, stranger, seed) =
+        (viewer.join().expect("viewer"), stranger.join().expect("stranger"), seed.join().expect("seed"));
     let report = playout.finish().expect("output written");
     let stream = std::fs::read(&path).expect("read output");
     let _ = std::fs::remove_file(&path);
@@ -226,14 +239,15 @@ fn signed_clip_seed_feeds_a_viewer_output_and_a_wrong_key_viewer_finds_nobody() 
 #[test]
 fn simulated_swarm_with_real_video_scores_every_viewer() {
     use layerp2p_codec::video::droptest::score_played;
-    use layerp2p_engine::sim::scenario::{prototype, Mix};
     use layerp2p_engine::sim::Swarm;
+    use layerp2p_engine::sim::scenario::{Mix, prototype};
 
     let rate = FrameRate::per_second(30).expect("fps");
     let cfg = EncoderConfig { intra_period: 32, ..EncoderConfig::new(Resolution::QCIF, rate) };
     let clip = TestClip::encode(cfg, 128).expect("encodes");
     let source = VideoSource::new(Box::new(ReplayFeed::new(clip.units.clone(), true)), rate, 3, 128).expect("source");
-    let mut sc = prototype(Policy::LayerP2P, &Mix::underloaded(), 8, Duration::from_secs(5), Duration::from_secs(60), 3);
+    let mut sc =
+        prototype(Policy::LayerP2P, &Mix::underloaded(), 8, Duration::from_secs(5), Duration::from_secs(60), 3);
     sc.peer.plan = source.plan().clone();
     sc.peer.emit_playback = true;
     let mut swarm = Swarm::with_source(sc, Box::new(source)).expect("swarm");

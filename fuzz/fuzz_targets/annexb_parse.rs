@@ -4,7 +4,7 @@
 //! (end or typed error) without consuming more units than the input can hold.
 #![no_main]
 
-use layerp2p_codec::video::annexb::{split_nals, AnnexBReader};
+use layerp2p_codec::video::annexb::{AnnexBReader, split_nals};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "layerp2p", version, about = "Peer-to-peer live streaming of layered video: the more a peer uploads, the more layers it plays.")]
+#[command(
+    name = "layerp2p",
+    version,
+    about = "Peer-to-peer live streaming of layered video: the more a peer uploads, the more layers it plays."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -31,7 +31,8 @@ fn register_font() -> Result<(), String> {
     let mut result = Ok(());
     ONCE.call_once(|| {
         let bytes: &'static [u8] = include_bytes!("../assets/DejaVuSans.ttf");
-        result = plotters::style::register_font(FONT, FontStyle::Normal, bytes).map_err(|_| "embedded font is invalid".to_string());
+        result = plotters::style::register_font(FONT, FontStyle::Normal, bytes)
+            .map_err(|_| "embedded font is invalid".to_string());
     });
     result
 }
@@ -84,7 +85,12 @@ fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> Result<(), String> {
 }
 
 /// A panel with axes from 0 to `max` (x, y), described by `desc` (x, y), for lines.
-fn line_chart<'a, 'b>(area: &'a Area<'b>, title: &str, max: (f64, f64), desc: (&str, &str)) -> Result<Chart<'a, 'b>, String> {
+fn line_chart<'a, 'b>(
+    area: &'a Area<'b>,
+    title: &str,
+    max: (f64, f64),
+    desc: (&str, &str),
+) -> Result<Chart<'a, 'b>, String> {
     let mut chart = ChartBuilder::on(area)
         .caption(title, (FONT, 18))
         .margin(12)
@@ -108,7 +114,8 @@ pub fn playback_cdf(path: &Path, title: &str, panels: &[Panel]) -> Result<(), St
     let (root, areas) = canvas(path, title, panels.len())?;
     for (panel, area) in panels.iter().zip(&areas) {
         let full = panel.report.full_rate_kbps as f64;
-        let mut chart = line_chart(area, &panel.title, (full * 1.05, 1.0), ("playback rate R (kbps)", "CDF (share of peers)"))?;
+        let mut chart =
+            line_chart(area, &panel.title, (full * 1.05, 1.0), ("playback rate R (kbps)", "CDF (share of peers)"))?;
         for (i, class) in panel.report.classes.iter().enumerate() {
             if class.rates.is_empty() {
                 continue;
@@ -153,7 +160,11 @@ pub fn chunk_ratio(path: &Path, title: &str, panels: &[Panel]) -> Result<(), Str
             .x_labels(classes.len().max(1))
             .x_label_formatter(&|x| {
                 let i = x.round();
-                if (x - i).abs() < 0.01 && i >= 0.0 { names.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
+                if (x - i).abs() < 0.01 && i >= 0.0 {
+                    names.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
             })
             .x_desc("peer class (upload kbps)")
             .y_desc("received chunk ratio α(l)")
@@ -200,7 +211,8 @@ pub fn time_series(path: &Path, title: &str, panels: &[SeriesPanel]) -> Result<(
     let (root, areas) = canvas(path, title, panels.len())?;
     for (panel, area) in panels.iter().zip(&areas) {
         let x_max = panel.typical.iter().flatten().filter_map(|s| s.at_s.last().copied()).fold(1.0, f64::max);
-        let mut chart = line_chart(area, &panel.title, (x_max, panel.y_max * 1.3), ("time since start (s)", "played rate (kbps)"))?;
+        let mut chart =
+            line_chart(area, &panel.title, (x_max, panel.y_max * 1.3), ("time since start (s)", "played rate (kbps)"))?;
         for (i, series) in panel.typical.iter().enumerate() {
             let Some(series) = series else { continue };
             let pts: Vec<(f64, f64)> = series.at_s.iter().copied().zip(series.played_kbps()).collect();

@@ -13,13 +13,13 @@ pub mod report;
 pub mod swarm;
 pub mod target;
 
-use layerp2p_engine::runtime::driver::{Clock, IoStats};
-use layerp2p_engine::sim::report::{PeerOutcome, SwarmReport};
-use layerp2p_engine::sim::PeerSpec;
 use layerp2p_codec::synthetic::{PayloadKind, SyntheticConfig, SyntheticSource};
 use layerp2p_codec::{Kbps, LayerPlan};
-use layerp2p_engine::channel::{channel_id, PublicKey};
+use layerp2p_engine::channel::{PublicKey, channel_id};
 use layerp2p_engine::integrity::ContentAuth;
+use layerp2p_engine::runtime::driver::{Clock, IoStats};
+use layerp2p_engine::sim::PeerSpec;
+use layerp2p_engine::sim::report::{PeerOutcome, SwarmReport};
 use layerp2p_engine::sim::scenario::Mix;
 use layerp2p_engine::{PeerConfig, Policy};
 use live::{Live, Snapshot};
@@ -27,8 +27,8 @@ use procfs::{CpuMeter, CpuSource, UdpCounters};
 use report::{LoadReport, Second};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use target::BuiltinTarget;
 
@@ -130,7 +130,13 @@ impl Setup {
         for c in &mut mix.classes {
             c.upload = if c.upload.0 == 0 { Kbps(0) } else { scale(c.upload) };
         }
-        let source = SyntheticConfig { plan: plan.clone(), fps: self.fps, payload: PayloadKind::Phantom, seed: self.seed, ..SyntheticConfig::prototype() };
+        let source = SyntheticConfig {
+            plan: plan.clone(),
+            fps: self.fps,
+            payload: PayloadKind::Phantom,
+            seed: self.seed,
+            ..SyntheticConfig::prototype()
+        };
         SyntheticSource::new(source.clone()).map_err(|e| e.to_string())?;
         let mut peer = PeerConfig::peer(self.policy, plan, Kbps(0));
         // The channel of a seed of this plan (signed with the key, if given), as
@@ -254,7 +260,9 @@ pub fn run(cfg: LoadConfig, progress: &mut dyn FnMut(&Second)) -> io::Result<Loa
     while tids.iter().any(|t| t.load(Ordering::Relaxed) == 0) && waited.elapsed() < TID_WAIT {
         std::thread::sleep(Duration::from_millis(5));
     }
-    cpu_sources.extend(tids.iter().enumerate().map(|(i, t)| CpuSource::thread(&format!("loadgen-{i}"), t.load(Ordering::Relaxed))));
+    cpu_sources.extend(
+        tids.iter().enumerate().map(|(i, t)| CpuSource::thread(&format!("loadgen-{i}"), t.load(Ordering::Relaxed))),
+    );
     let mut meter = CpuMeter::new(cpu_sources);
 
     let mut seconds = Vec::new();

@@ -131,7 +131,8 @@ impl UdpCounters {
     pub fn parse(snmp: &str) -> Option<UdpCounters> {
         let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
         let names: Vec<&str> = lines.next()?.split_whitespace().skip(1).collect();
-        let values: Vec<u64> = lines.next()?.split_whitespace().skip(1).map(|v| v.parse().ok()).collect::<Option<_>>()?;
+        let values: Vec<u64> =
+            lines.next()?.split_whitespace().skip(1).map(|v| v.parse().ok()).collect::<Option<_>>()?;
         let get = |name: &str| names.iter().position(|n| *n == name).and_then(|i| values.get(i).copied());
         Some(UdpCounters {
             in_datagrams: get("InDatagrams")?,
@@ -238,7 +239,10 @@ mod tests {
                     Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors InCsumErrors\n\
                     Udp: 100 2 7 90 5 1 0\nUdpLite: InDatagrams\nUdpLite: 0\n";
         let c = UdpCounters::parse(snmp).expect("parses");
-        assert_eq!(c, UdpCounters { in_datagrams: 100, out_datagrams: 90, in_errors: 7, rcvbuf_errors: 5, sndbuf_errors: 1 });
+        assert_eq!(
+            c,
+            UdpCounters { in_datagrams: 100, out_datagrams: 90, in_errors: 7, rcvbuf_errors: 5, sndbuf_errors: 1 }
+        );
         assert_eq!(UdpCounters::parse("Udp: InDatagrams\nUdp: x\n"), None);
         assert!(UdpCounters::read().is_some(), "this machine has /proc/net/snmp");
     }

@@ -5,8 +5,8 @@
 use super::live::Snapshot;
 use super::procfs::{CpuUse, UdpCounters};
 use super::{LoadConfig, Target};
-use layerp2p_engine::metrics::LatencySummary;
 use layerp2p_engine::PeerStats;
+use layerp2p_engine::metrics::LatencySummary;
 use layerp2p_engine::runtime::driver::IoStats;
 use layerp2p_engine::runtime::status::NodeSummary;
 use layerp2p_engine::sim::report::SwarmReport;
@@ -44,7 +44,14 @@ pub struct Second {
 }
 
 impl Second {
-    pub fn between(elapsed: Duration, a: &Snapshot, b: &Snapshot, wall: f64, target_cpu: Option<f64>, loadgen: &[CpuUse]) -> Second {
+    pub fn between(
+        elapsed: Duration,
+        a: &Snapshot,
+        b: &Snapshot,
+        wall: f64,
+        target_cpu: Option<f64>,
+        loadgen: &[CpuUse],
+    ) -> Second {
         let rate = |x: u64, y: u64| y.saturating_sub(x) as f64 / wall;
         Second {
             elapsed_s: elapsed.as_secs_f64(),
@@ -254,11 +261,18 @@ impl LoadReport {
     /// Share of counted peers whose base-layer ratio is at least `alpha` (a peer that
     /// counted nothing has none).
     pub fn share_with_base_layer(&self, alpha: f64) -> f64 {
-        let counted: Vec<_> = self.swarm.peers.iter().filter(|p| p.seconds >= layerp2p_engine::sim::report::MIN_COUNTED_SECONDS).collect();
+        let counted: Vec<_> = self
+            .swarm
+            .peers
+            .iter()
+            .filter(|p| p.seconds >= layerp2p_engine::sim::report::MIN_COUNTED_SECONDS)
+            .collect();
         if counted.is_empty() {
             return 0.0;
         }
-        counted.iter().filter(|p| p.stats.layers.first().and_then(|l| l.ratio()).is_some_and(|r| r >= alpha)).count() as f64 / counted.len() as f64
+        counted.iter().filter(|p| p.stats.layers.first().and_then(|l| l.ratio()).is_some_and(|r| r >= alpha)).count()
+            as f64
+            / counted.len() as f64
     }
 
     /// The final human-readable report.
@@ -321,8 +335,12 @@ impl LoadReport {
                 let _ = writeln!(s, ")");
             }
         }
-        let cpu: Vec<String> =
-            self.loadgen_cpu.iter().zip(&self.loadgen_waiting).map(|(c, w)| format!("{c:.0}% (waiting for a core {w:.0}%)")).collect();
+        let cpu: Vec<String> = self
+            .loadgen_cpu
+            .iter()
+            .zip(&self.loadgen_waiting)
+            .map(|(c, w)| format!("{c:.0}% (waiting for a core {w:.0}%)"))
+            .collect();
         let _ = writeln!(
             s,
             "load generator: CPU {} per shard; timer lag {:.1} ms mean, {:.1} ms worst",

@@ -16,17 +16,17 @@ use layerp2p_engine::node::Node;
 use layerp2p_engine::peer::Peer;
 use layerp2p_engine::runtime::driver::{self, Clock, IoStats};
 use layerp2p_engine::runtime::udp;
-use layerp2p_engine::sim::report::PeerOutcome;
 use layerp2p_engine::sim::PeerSpec;
-use layerp2p_engine::wire::{self, Message, Packet, MAX_DATAGRAM};
+use layerp2p_engine::sim::report::PeerOutcome;
+use layerp2p_engine::wire::{self, MAX_DATAGRAM, Message, Packet};
 use layerp2p_engine::{PeerConfig, Time};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Longest the loop waits for a socket: the resolution of every peer's timers.
@@ -89,7 +89,6 @@ pub fn pin_to_core(core: usize) -> io::Result<()> {
     }
     Ok(())
 }
-
 
 impl Shard {
     /// Sends everything peer `i` has queued, in one batch (the runtime's flush).
@@ -232,7 +231,12 @@ impl Shard {
 
 /// Runs one shard on the calling thread until `stop`; returns every peer's outcome
 /// and the socket counters.
-pub fn run_shard(plan: ShardPlan, clock: Clock, live: Arc<Live>, stop: Arc<AtomicBool>) -> io::Result<(Vec<PeerOutcome>, IoStats)> {
+pub fn run_shard(
+    plan: ShardPlan,
+    clock: Clock,
+    live: Arc<Live>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<(Vec<PeerOutcome>, IoStats)> {
     if let Some(core) = plan.core {
         pin_to_core(core)?;
     }
@@ -275,7 +279,12 @@ pub fn run_shard(plan: ShardPlan, clock: Clock, live: Arc<Live>, stop: Arc<Atomi
         let due = shard.heap.peek().is_some_and(|Reverse((t, _))| *t <= clock.now());
         // SAFETY: `events` has room for MAX_EVENTS entries.
         let n = unsafe {
-            libc::epoll_wait(shard.epoll.as_raw_fd(), events.as_mut_ptr(), MAX_EVENTS as i32, if due { 0 } else { TICK_MS })
+            libc::epoll_wait(
+                shard.epoll.as_raw_fd(),
+                events.as_mut_ptr(),
+                MAX_EVENTS as i32,
+                if due { 0 } else { TICK_MS },
+            )
         };
         for ev in events.iter().take(n.max(0) as usize) {
             let i = ev.u64 as usize;

@@ -4,15 +4,15 @@
 //! when no `--target` is given. Its CPU use is read from its executor threads.
 
 use super::procfs::CpuSource;
-use layerp2p_codec::synthetic::{SyntheticConfig, SyntheticSource};
 use layerp2p_codec::Kbps;
-use layerp2p_engine::runtime::role::{run_node, NodeSpec};
+use layerp2p_codec::synthetic::{SyntheticConfig, SyntheticSource};
+use layerp2p_engine::runtime::role::{NodeSpec, run_node};
 use layerp2p_engine::runtime::status::NodeSummary;
 use layerp2p_engine::{PeerConfig, Policy};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 /// The runtime names its executor threads `layerp2p-shard-N`; the kernel keeps the
@@ -75,7 +75,14 @@ pub fn start(cfg: BuiltinTarget, stop: Arc<AtomicBool>) -> io::Result<RunningTar
     peer.tracker = Some(tracker);
     peer.n_max = cfg.n_max;
     peer.lag = cfg.lag;
-    let spec = NodeSpec { peer, listen: target, shards: cfg.shards, embedded_tracker: Some(tracker), first_core: 0, rng_seed: cfg.seed };
+    let spec = NodeSpec {
+        peer,
+        listen: target,
+        shards: cfg.shards,
+        embedded_tracker: Some(tracker),
+        first_core: 0,
+        rng_seed: cfg.seed,
+    };
     spec.validate().map_err(io::Error::other)?;
     let before = threads_named(SHARD_THREAD_PREFIX).len();
     let handle = std::thread::Builder::new()

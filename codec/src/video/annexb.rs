@@ -170,7 +170,11 @@ pub fn prefix_temporal_id(nal: &[u8], index: u64) -> Result<u8, AnnexBError> {
         return Err(AnnexBError::BadHeader { index, nal_type: h.nal_type.0, what: "NAL header extension truncated" });
     }
     if nal[1] & 0x80 == 0 {
-        return Err(AnnexBError::BadHeader { index, nal_type: h.nal_type.0, what: "not an SVC extension (MVC is not supported)" });
+        return Err(AnnexBError::BadHeader {
+            index,
+            nal_type: h.nal_type.0,
+            what: "not an SVC extension (MVC is not supported)",
+        });
     }
     Ok(nal[3] >> 5)
 }
@@ -260,7 +264,11 @@ impl<R: Read> NalReader<R> {
                         return Err(AnnexBError::NoStartCode(self.first_data()));
                     }
                     None if self.eof => {
-                        return if self.buf.iter().all(|&b| b == 0) { Ok(None) } else { Err(AnnexBError::NoStartCode(self.first_data())) };
+                        return if self.buf.iter().all(|&b| b == 0) {
+                            Ok(None)
+                        } else {
+                            Err(AnnexBError::NoStartCode(self.first_data()))
+                        };
                     }
                     None => {
                         self.fill()?;
@@ -431,7 +439,10 @@ impl<R: Read> AnnexBReader<R> {
                         break;
                     }
                 }
-            } else if has_vcl && (h.nal_type.starts_access_unit() || (h.nal_type.is_vcl() && !Self::continues_picture(&take[0], index)?)) {
+            } else if has_vcl
+                && (h.nal_type.starts_access_unit()
+                    || (h.nal_type.is_vcl() && !Self::continues_picture(&take[0], index)?))
+            {
                 self.pending.extend(take);
                 break;
             }
@@ -520,7 +531,10 @@ mod tests {
     fn splits_three_and_four_byte_start_codes_and_strips_trailing_zeros() {
         let data = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 3, 0, 0, 0, 0, 1, 0x65, 9];
         let nals = split_nals(&data).expect("valid");
-        assert_eq!(nals, vec![Bytes::from_static(&[0x67, 1, 2]), Bytes::from_static(&[0x68, 3]), Bytes::from_static(&[0x65, 9])]);
+        assert_eq!(
+            nals,
+            vec![Bytes::from_static(&[0x67, 1, 2]), Bytes::from_static(&[0x68, 3]), Bytes::from_static(&[0x65, 9])]
+        );
     }
 
     #[test]
@@ -632,7 +646,10 @@ mod tests {
         }]);
         assert!(matches!(read_all(&bad_type, 3), Err(AnnexBError::BadHeader { what: "slice_type above 9", .. })));
         // Truncated prefix NAL.
-        assert!(matches!(read_all(&stream(&[vec![0x6e, 0x80], slice(3, 5, 0, 7)]), 3), Err(AnnexBError::BadHeader { .. })));
+        assert!(matches!(
+            read_all(&stream(&[vec![0x6e, 0x80], slice(3, 5, 0, 7)]), 3),
+            Err(AnnexBError::BadHeader { .. })
+        ));
         // Empty input and input of zeros are empty streams, not errors.
         assert_eq!(read_all(&[], 3).expect("empty").len(), 0);
         assert_eq!(read_all(&[0, 0], 3).expect("zeros").len(), 0);

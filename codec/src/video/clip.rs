@@ -11,7 +11,8 @@ use super::picture::{Picture, Resolution};
 
 /// A deterministic hash of integer coordinates to `0..=255`.
 fn hash(x: i32, y: i32, salt: u32) -> u8 {
-    let mut h = (x as u32).wrapping_mul(0x9E37_79B1) ^ (y as u32).wrapping_mul(0x85EB_CA77) ^ salt.wrapping_mul(0xC2B2_AE3D);
+    let mut h =
+        (x as u32).wrapping_mul(0x9E37_79B1) ^ (y as u32).wrapping_mul(0x85EB_CA77) ^ salt.wrapping_mul(0xC2B2_AE3D);
     h ^= h >> 15;
     h = h.wrapping_mul(0x2C1B_3C6D);
     h ^= h >> 12;
@@ -57,21 +58,22 @@ pub fn frame(resolution: Resolution, n: u32) -> Picture {
     // Camera pan: world coordinate of the top-left pixel.
     let (pan_x, pan_y) = ((t * 2.5) as i32, (12.0 * (t * 0.03).sin()) as i32);
     let scale = w as f32 / 352.0;
-    let objects: Vec<Object> = [(0.30, 0.28, 3.1, 1.7, 11u32, 230.0), (0.18, 0.35, -4.3, 2.9, 23, 40.0), (0.22, 0.16, 1.9, -3.7, 37, 180.0)]
-        .iter()
-        .enumerate()
-        .map(|(i, &(fw, fh, vx, vy, salt, luma))| {
-            let (ow, oh) = (fw * w as f32, fh * h as f32);
-            Object {
-                w: ow,
-                h: oh,
-                x: bounce(i as f32 * 70.0 * scale, vx * scale, t, w as f32 - ow),
-                y: bounce(i as f32 * 40.0 * scale, vy * scale, t, h as f32 - oh),
-                salt,
-                luma,
-            }
-        })
-        .collect();
+    let objects: Vec<Object> =
+        [(0.30, 0.28, 3.1, 1.7, 11u32, 230.0), (0.18, 0.35, -4.3, 2.9, 23, 40.0), (0.22, 0.16, 1.9, -3.7, 37, 180.0)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(fw, fh, vx, vy, salt, luma))| {
+                let (ow, oh) = (fw * w as f32, fh * h as f32);
+                Object {
+                    w: ow,
+                    h: oh,
+                    x: bounce(i as f32 * 70.0 * scale, vx * scale, t, w as f32 - ow),
+                    y: bounce(i as f32 * 40.0 * scale, vy * scale, t, h as f32 - oh),
+                    salt,
+                    luma,
+                }
+            })
+            .collect();
     let mut pic = Picture::filled(resolution, 0);
     let (yp, up, vp) = pic.planes_mut();
     for y in 0..h {

@@ -8,8 +8,8 @@
 //! in the copy it keeps as a reference — so a partial frame is shown as a repeat too,
 //! and frames predicted from it carry its concealment errors, as in any decoder.
 
-use super::picture::{Picture, Resolution};
 use super::CodecError;
+use super::picture::{Picture, Resolution};
 use openh264_sys2 as ffi;
 use std::os::raw::{c_int, c_void};
 
@@ -58,8 +58,10 @@ impl Decoder {
     /// Decodes one access unit (Annex B bytes); the picture it completes, if any.
     /// Corrupt input is not an error: the decoder conceals or yields nothing.
     pub fn decode(&mut self, access_unit: &[u8]) -> Result<Option<Picture>, CodecError> {
-        let decode = self.vtable().DecodeFrameNoDelay.ok_or_else(|| CodecError::Backend("no DecodeFrameNoDelay".into()))?;
-        let len = c_int::try_from(access_unit.len()).map_err(|_| CodecError::Config("access unit larger than 2 GiB".into()))?;
+        let decode =
+            self.vtable().DecodeFrameNoDelay.ok_or_else(|| CodecError::Backend("no DecodeFrameNoDelay".into()))?;
+        let len = c_int::try_from(access_unit.len())
+            .map_err(|_| CodecError::Config("access unit larger than 2 GiB".into()))?;
         if len == 0 {
             return Ok(None);
         }
@@ -146,7 +148,7 @@ impl Playout {
 mod tests {
     use super::*;
     use crate::video::clip;
-    use crate::video::encoder::{encode_all, EncoderConfig};
+    use crate::video::encoder::{EncoderConfig, encode_all};
     use crate::video::picture::FrameRate;
     use crate::video::quality::psnr;
     use proptest::prelude::*;
@@ -154,7 +156,8 @@ mod tests {
     #[test]
     fn decodes_what_the_encoder_made_at_good_quality() {
         let res = Resolution::QCIF;
-        let cfg = EncoderConfig { intra_period: 16, ..EncoderConfig::new(res, FrameRate::per_second(30).expect("fps")) };
+        let cfg =
+            EncoderConfig { intra_period: 16, ..EncoderConfig::new(res, FrameRate::per_second(30).expect("fps")) };
         let aus = encode_all(cfg, clip::frames(res, 8)).expect("encodes");
         let mut dec = Decoder::new().expect("decoder");
         for (n, au) in aus.iter().enumerate() {
@@ -167,7 +170,8 @@ mod tests {
     #[test]
     fn playout_repeats_the_last_picture_for_lost_frames() {
         let res = Resolution::QCIF;
-        let cfg = EncoderConfig { intra_period: 16, ..EncoderConfig::new(res, FrameRate::per_second(30).expect("fps")) };
+        let cfg =
+            EncoderConfig { intra_period: 16, ..EncoderConfig::new(res, FrameRate::per_second(30).expect("fps")) };
         let aus = encode_all(cfg, clip::frames(res, 2)).expect("encodes");
         let mut play = Playout::new(res).expect("decoder");
         let (grey, concealed) = play.show(None).expect("show");

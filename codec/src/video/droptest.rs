@@ -6,12 +6,12 @@
 //! drop-test` prints it.
 
 use super::annexb::AccessUnit;
-use super::encoder::{encode_all, EncoderConfig};
+use super::encoder::{EncoderConfig, encode_all};
 use super::picture::Picture;
 use super::quality::Quality;
 use super::reassemble::Reassembler;
 use super::score::Scorer;
-use super::{clip, CodecError};
+use super::{CodecError, clip};
 use crate::chunk::{Lc, MediaTime};
 use crate::layer::{Kbps, LayerId};
 use crate::packetize::{Frame, Packetizer};
@@ -27,7 +27,10 @@ pub enum Loss {
     /// Every LC of the layers above this one.
     AboveLayer(LayerId),
     /// Each LC independently with this probability.
-    Random { rate: f64, seed: u64 },
+    Random {
+        rate: f64,
+        seed: u64,
+    },
 }
 
 impl fmt::Display for Loss {
@@ -81,7 +84,12 @@ impl TestClip {
         let mut p = Packetizer::new(self.cfg.layers);
         let mut out = Vec::new();
         for (n, u) in self.units.iter().enumerate() {
-            let frame = Frame { number: n as u32, layer: u.layer, time: MediaTime(self.cfg.rate.frame_start_us(n as u64)), units: u.units.clone() };
+            let frame = Frame {
+                number: n as u32,
+                layer: u.layer,
+                time: MediaTime(self.cfg.rate.frame_start_us(n as u64)),
+                units: u.units.clone(),
+            };
             // Layers come from the encoder's own configuration, so they always fit.
             if let Ok(lcs) = p.packetize(&frame) {
                 out.extend(lcs);
@@ -105,7 +113,11 @@ pub struct Outcome {
 
 /// Scores LCs `received` (in any order) of `clip` played in a loop, as a viewer
 /// would see frames `frames` (frame n shows clip frame n mod its length).
-pub fn score_received(clip: &TestClip, received: &[Lc], frames: std::ops::Range<u32>) -> Result<(Quality, u64, u64), CodecError> {
+pub fn score_received(
+    clip: &TestClip,
+    received: &[Lc],
+    frames: std::ops::Range<u32>,
+) -> Result<(Quality, u64, u64), CodecError> {
     let len = clip.units.len();
     let mut r = Reassembler::new(Duration::ZERO);
     for lc in received {
@@ -125,8 +137,14 @@ pub fn score_received(clip: &TestClip, received: &[Lc], frames: std::ops::Range<
 /// Scores a viewer of `clip` looped endlessly from the `(frame, part)` of the LCs it
 /// played: frames from the first it played to the last, lost ones concealed. `None`
 /// if it played nothing.
-pub fn score_played(clip: &TestClip, by_frame: &[Vec<Lc>], played: &[(u32, u16)]) -> Result<Option<Quality>, CodecError> {
-    let (Some(first), Some(last)) = (played.iter().map(|p| p.0).min(), played.iter().map(|p| p.0).max()) else { return Ok(None) };
+pub fn score_played(
+    clip: &TestClip,
+    by_frame: &[Vec<Lc>],
+    played: &[(u32, u16)],
+) -> Result<Option<Quality>, CodecError> {
+    let (Some(first), Some(last)) = (played.iter().map(|p| p.0).min(), played.iter().map(|p| p.0).max()) else {
+        return Ok(None);
+    };
     let lcs: Vec<Lc> = played
         .iter()
         .filter_map(|&(frame, part)| {
@@ -159,7 +177,14 @@ pub fn run(clip: &TestClip, loss: Loss) -> Result<Outcome, CodecError> {
     let last_seen = kept.iter().map(|lc| lc.header.frame + 1).max().unwrap_or(0) as u64;
     let tail_lost = clip.units.len() as u64 - last_seen.min(clip.units.len() as u64);
     let first_seen = kept.iter().map(|lc| lc.header.frame).min().unwrap_or(0) as u64;
-    Ok(Outcome { loss, lcs: all.len(), lcs_lost: all.len() - kept.len(), frames_lost: frames_lost + tail_lost + first_seen, frames_partial, quality })
+    Ok(Outcome {
+        loss,
+        lcs: all.len(),
+        lcs_lost: all.len() - kept.len(),
+        frames_lost: frames_lost + tail_lost + first_seen,
+        frames_partial,
+        quality,
+    })
 }
 
 /// The standard cases for `layers` layers: all layers, then one layer fewer at a
@@ -184,7 +209,10 @@ mod tests {
     use crate::video::picture::{FrameRate, Resolution};
 
     fn clip() -> TestClip {
-        let cfg = EncoderConfig { intra_period: 32, ..EncoderConfig::new(Resolution::QCIF, FrameRate::per_second(30).expect("fps")) };
+        let cfg = EncoderConfig {
+            intra_period: 32,
+            ..EncoderConfig::new(Resolution::QCIF, FrameRate::per_second(30).expect("fps"))
+        };
         TestClip::encode(cfg, 64).expect("encodes")
     }
 

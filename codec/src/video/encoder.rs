@@ -9,9 +9,9 @@
 //! that every prefix + slice pair fits one LC. An IDR with SPS/PPS starts every intra
 //! period, so a viewer can join at any period boundary.
 
+use super::CodecError;
 use super::annexb::{AccessUnit, AnnexBReader};
 use super::picture::{FrameRate, Picture, Resolution};
-use super::CodecError;
 use crate::chunk::MAX_LC_PAYLOAD;
 use openh264_sys2 as ffi;
 use std::os::raw::{c_int, c_void};
@@ -45,11 +45,17 @@ impl EncoderConfig {
             return Err(CodecError::Config(format!("QP {} is above 51", self.qp)));
         }
         if !(1..=MAX_TEMPORAL_LAYERS).contains(&self.layers) {
-            return Err(CodecError::Config(format!("{} temporal layers: OpenH264 encodes 1 to {MAX_TEMPORAL_LAYERS}", self.layers)));
+            return Err(CodecError::Config(format!(
+                "{} temporal layers: OpenH264 encodes 1 to {MAX_TEMPORAL_LAYERS}",
+                self.layers
+            )));
         }
         let gop = 1u32 << (self.layers - 1);
         if self.intra_period == 0 || !self.intra_period.is_multiple_of(gop) {
-            return Err(CodecError::Config(format!("intra period {} is not a positive multiple of the {gop}-frame temporal GOP", self.intra_period)));
+            return Err(CodecError::Config(format!(
+                "intra period {} is not a positive multiple of the {gop}-frame temporal GOP",
+                self.intra_period
+            )));
         }
         Ok(())
     }
@@ -92,8 +98,11 @@ impl Encoder {
     fn initialize(&self) -> Result<(), CodecError> {
         let vt = *self.vtable();
         let missing = || CodecError::Backend("OpenH264 encoder vtable is incomplete".into());
-        let (get_defaults, init, set_option) =
-            (vt.GetDefaultParams.ok_or_else(missing)?, vt.InitializeExt.ok_or_else(missing)?, vt.SetOption.ok_or_else(missing)?);
+        let (get_defaults, init, set_option) = (
+            vt.GetDefaultParams.ok_or_else(missing)?,
+            vt.InitializeExt.ok_or_else(missing)?,
+            vt.SetOption.ok_or_else(missing)?,
+        );
         let c = &self.cfg;
         let mut p = ffi::SEncParamExt::default();
         // SAFETY: `p` is a valid, writable SEncParamExt; the encoder is live.
@@ -149,7 +158,11 @@ impl Encoder {
     /// Encodes the next picture into one access unit (layer from its temporal_id).
     pub fn encode(&mut self, picture: &Picture) -> Result<AccessUnit, CodecError> {
         if picture.resolution() != self.cfg.resolution {
-            return Err(CodecError::Config(format!("picture is {}, encoder is {}", picture.resolution(), self.cfg.resolution)));
+            return Err(CodecError::Config(format!(
+                "picture is {}, encoder is {}",
+                picture.resolution(),
+                self.cfg.resolution
+            )));
         }
         let encode = self.vtable().EncodeFrame.ok_or_else(|| CodecError::Backend("no EncodeFrame".into()))?;
         let res = self.cfg.resolution;
@@ -217,7 +230,10 @@ impl Drop for Encoder {
 }
 
 /// Encodes `pictures` into access units.
-pub fn encode_all(cfg: EncoderConfig, pictures: impl IntoIterator<Item = Picture>) -> Result<Vec<AccessUnit>, CodecError> {
+pub fn encode_all(
+    cfg: EncoderConfig,
+    pictures: impl IntoIterator<Item = Picture>,
+) -> Result<Vec<AccessUnit>, CodecError> {
     let mut enc = Encoder::new(cfg)?;
     pictures.into_iter().map(|p| enc.encode(&p)).collect()
 }
@@ -225,11 +241,14 @@ pub fn encode_all(cfg: EncoderConfig, pictures: impl IntoIterator<Item = Picture
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::video::annexb::{nal_header, NalType};
+    use crate::video::annexb::{NalType, nal_header};
     use crate::video::clip;
 
     fn cfg() -> EncoderConfig {
-        EncoderConfig { intra_period: 16, ..EncoderConfig::new(Resolution::QCIF, FrameRate::per_second(30).expect("fps")) }
+        EncoderConfig {
+            intra_period: 16,
+            ..EncoderConfig::new(Resolution::QCIF, FrameRate::per_second(30).expect("fps"))
+        }
     }
 
     #[test]

@@ -17,7 +17,9 @@ pub struct Resolution {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("resolution {width}x{height} is not supported: width and height must be even and between 2 and {MAX_DIMENSION}")]
+#[error(
+    "resolution {width}x{height} is not supported: width and height must be even and between 2 and {MAX_DIMENSION}"
+)]
 pub struct ResolutionError {
     pub width: u64,
     pub height: u64,

@@ -67,7 +67,13 @@ impl Quality {
     }
 
     /// Scores one shown frame of `layer`.
-    pub fn add(&mut self, layer: LayerId, reference: &Picture, shown: &Picture, concealed: bool) -> Result<f64, SizeMismatch> {
+    pub fn add(
+        &mut self,
+        layer: LayerId,
+        reference: &Picture,
+        shown: &Picture,
+        concealed: bool,
+    ) -> Result<f64, SizeMismatch> {
         let db = psnr(reference, shown)?;
         if let Some(l) = self.layers.get_mut(layer.index()) {
             l.add(db);

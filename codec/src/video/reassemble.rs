@@ -13,8 +13,8 @@
 //! after LCs of any later frame; the engine plays by media time, and with sources
 //! whose media time is the decode time (ours) that is a play tick.
 
-use super::annexb::{nal_header, NalType};
-use crate::chunk::{Lc, MediaTime, MAX_LC_PAYLOAD};
+use super::annexb::{NalType, nal_header};
+use crate::chunk::{Lc, MAX_LC_PAYLOAD, MediaTime};
 use crate::layer::LayerId;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -28,7 +28,10 @@ pub const MAX_PENDING_FRAMES: usize = 2048;
 pub enum FrameState {
     Complete,
     /// Some of its LCs missed their deadline.
-    Partial { got: u16, parts: u16 },
+    Partial {
+        got: u16,
+        parts: u16,
+    },
     /// None of its LCs arrived.
     Lost,
 }
@@ -87,14 +90,20 @@ impl Pending {
             let continues_run = prev.is_some_and(|q| q + 1 == part);
             if !continues_run && part > 0 {
                 // The run starts after a gap: skip the tail of a NAL unit cut by it.
-                let start_code_at = p.windows(3).position(|w| w == [0, 0, 1]).map(|i| i.saturating_sub(usize::from(i > 0 && p[i - 1] == 0)));
+                let start_code_at = p
+                    .windows(3)
+                    .position(|w| w == [0, 0, 1])
+                    .map(|i| i.saturating_sub(usize::from(i > 0 && p[i - 1] == 0)));
                 p = start_code_at.map_or(&[][..], |i| &p[i..]);
             }
             let next_missing = part + 1 < self.parts && !self.got.contains_key(&(part + 1));
             if next_missing && payload.len() == MAX_LC_PAYLOAD {
                 // A full LC before a gap may end in a NAL unit that continues in the
                 // lost LC: drop its last NAL unit.
-                let last = p.windows(3).rposition(|w| w == [0, 0, 1]).map(|i| i.saturating_sub(usize::from(i > 0 && p[i - 1] == 0)));
+                let last = p
+                    .windows(3)
+                    .rposition(|w| w == [0, 0, 1])
+                    .map(|i| i.saturating_sub(usize::from(i > 0 && p[i - 1] == 0)));
                 p = &p[..last.unwrap_or(0)];
             }
             out.extend_from_slice(p);
@@ -128,7 +137,13 @@ pub struct Reassembler {
 impl Reassembler {
     /// `hold`: how long past a frame's media time its stragglers are waited for.
     pub fn new(hold: std::time::Duration) -> Reassembler {
-        Reassembler { pending: BTreeMap::new(), next: None, hold_us: hold.as_micros() as u64, newest: MediaTime(0), stats: Default::default() }
+        Reassembler {
+            pending: BTreeMap::new(),
+            next: None,
+            hold_us: hold.as_micros() as u64,
+            newest: MediaTime(0),
+            stats: Default::default(),
+        }
     }
 
     pub fn stats(&self) -> &ReassemblyStats {
@@ -144,7 +159,12 @@ impl Reassembler {
             return;
         }
         self.newest = self.newest.max(h.time);
-        let frame = self.pending.entry(h.frame).or_insert_with(|| Pending { layer: h.id.layer, time: h.time, parts: h.parts, got: BTreeMap::new() });
+        let frame = self.pending.entry(h.frame).or_insert_with(|| Pending {
+            layer: h.id.layer,
+            time: h.time,
+            parts: h.parts,
+            got: BTreeMap::new(),
+        });
         if frame.parts != h.parts || frame.layer != h.id.layer || frame.got.contains_key(&h.part) {
             self.stats.dropped_lcs += 1;
             return;
@@ -289,7 +309,12 @@ mod tests {
             .iter()
             .enumerate()
             .flat_map(|(n, (layer, units))| {
-                let f = Frame { number: n as u32, layer: l(*layer), time: MediaTime(n as u64 * 33_333), units: units.clone() };
+                let f = Frame {
+                    number: n as u32,
+                    layer: l(*layer),
+                    time: MediaTime(n as u64 * 33_333),
+                    units: units.clone(),
+                };
                 p.packetize(&f).expect("packetize")
             })
             .collect()
@@ -297,8 +322,12 @@ mod tests {
 
     #[test]
     fn out_of_order_lcs_come_out_in_decode_order() {
-        let frames: Vec<(u8, Vec<Bytes>)> =
-            vec![(1, vec![nal(5, 900, 1), nal(5, 900, 2)]), (3, vec![nal(1, 300, 3)]), (2, vec![nal(1, 700, 4)]), (1, vec![nal(1, 100, 5)])];
+        let frames: Vec<(u8, Vec<Bytes>)> = vec![
+            (1, vec![nal(5, 900, 1), nal(5, 900, 2)]),
+            (3, vec![nal(1, 300, 3)]),
+            (2, vec![nal(1, 700, 4)]),
+            (1, vec![nal(1, 100, 5)]),
+        ];
         let mut all = lcs(&frames);
         // Playback hands over layer by layer: layer 3 and 2 after the later layer 1.
         all.sort_by_key(|lc| lc.header.id.layer);
@@ -363,7 +392,8 @@ mod tests {
 
     #[test]
     fn writer_starts_at_first_idr() {
-        let frames: Vec<(u8, Vec<Bytes>)> = vec![(1, vec![nal(1, 40, 1)]), (1, vec![nal(5, 40, 2)]), (1, vec![nal(1, 40, 3)])];
+        let frames: Vec<(u8, Vec<Bytes>)> =
+            vec![(1, vec![nal(1, 40, 1)]), (1, vec![nal(5, 40, 2)]), (1, vec![nal(1, 40, 3)])];
         let mut r = Reassembler::new(Duration::ZERO);
         for lc in lcs(&frames) {
             r.push(&lc);

@@ -2,10 +2,10 @@
 //! (`decoder::Playout`) and each shown picture is compared with the original, giving
 //! Q1 … QL and Q (DESIGN.md §10). Shared by the drop test, the loopback test and the CLI.
 
+use super::CodecError;
 use super::decoder::Playout;
 use super::picture::{Picture, Resolution};
 use super::quality::Quality;
-use super::CodecError;
 use crate::layer::LayerId;
 
 #[derive(Debug)]

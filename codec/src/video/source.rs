@@ -139,7 +139,12 @@ pub struct VideoSource {
 impl VideoSource {
     /// Reads `lookahead` frames (at least one) to measure each layer's rate, which
     /// becomes the plan. A layer absent from the lookahead gets 1 kbps.
-    pub fn new(mut feed: Box<dyn UnitFeed>, rate: FrameRate, layers: usize, lookahead: usize) -> Result<VideoSource, SourceError> {
+    pub fn new(
+        mut feed: Box<dyn UnitFeed>,
+        rate: FrameRate,
+        layers: usize,
+        lookahead: usize,
+    ) -> Result<VideoSource, SourceError> {
         let mut ahead = VecDeque::new();
         while ahead.len() < lookahead.max(1) {
             match feed.next_unit()? {
@@ -157,7 +162,16 @@ impl VideoSource {
         }
         let micros = rate.frame_start_us(ahead.len() as u64).max(1);
         let plan = LayerPlan::new(bytes.iter().map(|&b| Kbps(Kbps::from_bytes_over(b, micros).0.max(1))).collect())?;
-        Ok(VideoSource { feed, rate, plan, packetizer: Packetizer::new(layers), lookahead: ahead, next: 0, ended: false, error: None })
+        Ok(VideoSource {
+            feed,
+            rate,
+            plan,
+            packetizer: Packetizer::new(layers),
+            lookahead: ahead,
+            next: 0,
+            ended: false,
+            error: None,
+        })
     }
 
     pub fn frame_rate(&self) -> FrameRate {
@@ -204,7 +218,12 @@ impl crate::source::LcSource for VideoSource {
                 self.ended = true;
                 break;
             };
-            let frame = Frame { number: self.next, layer: unit.layer, time: MediaTime(self.rate.frame_start_us(self.next as u64)), units: unit.units };
+            let frame = Frame {
+                number: self.next,
+                layer: unit.layer,
+                time: MediaTime(self.rate.frame_start_us(self.next as u64)),
+                units: unit.units,
+            };
             match self.packetizer.packetize(&frame) {
                 Ok(lcs) => out.extend(lcs),
                 Err(e) => {
@@ -221,13 +240,21 @@ impl crate::source::LcSource for VideoSource {
 #[cfg(feature = "h264")]
 pub fn clip_source(cfg: super::encoder::EncoderConfig, frames: Option<u32>) -> Result<VideoSource, SourceError> {
     let (rate, layers, lookahead) = (cfg.rate, cfg.layers, cfg.intra_period as usize);
-    let feed = EncodingFeed { pictures: ClipFeed { resolution: cfg.resolution, next: 0, frames }, encoder: super::encoder::Encoder::new(cfg)? };
+    let feed = EncodingFeed {
+        pictures: ClipFeed { resolution: cfg.resolution, next: 0, frames },
+        encoder: super::encoder::Encoder::new(cfg)?,
+    };
     VideoSource::new(Box::new(feed), rate, layers, lookahead)
 }
 
 /// A Y4M input (file or pipe) encoded live with `qp`, `layers`, `intra_period`.
 #[cfg(feature = "h264")]
-pub fn y4m_source<R: BufRead + Send + std::fmt::Debug + 'static>(input: R, qp: u8, layers: usize, intra_period: u32) -> Result<VideoSource, SourceError> {
+pub fn y4m_source<R: BufRead + Send + std::fmt::Debug + 'static>(
+    input: R,
+    qp: u8,
+    layers: usize,
+    intra_period: u32,
+) -> Result<VideoSource, SourceError> {
     let reader = Y4mReader::new(input)?;
     let rate = reader.frame_rate();
     let cfg = super::encoder::EncoderConfig { resolution: reader.resolution(), rate, qp, layers, intra_period };
@@ -238,7 +265,12 @@ pub fn y4m_source<R: BufRead + Send + std::fmt::Debug + 'static>(input: R, qp: u
 /// An H.264 Annex B input (file or pipe), frames classified into `layers` layers,
 /// paced at `rate` (Annex B carries no timing). The plan is measured over
 /// `lookahead` frames.
-pub fn annexb_source<R: Read + Send + std::fmt::Debug + 'static>(input: R, rate: FrameRate, layers: usize, lookahead: usize) -> Result<VideoSource, SourceError> {
+pub fn annexb_source<R: Read + Send + std::fmt::Debug + 'static>(
+    input: R,
+    rate: FrameRate,
+    layers: usize,
+    lookahead: usize,
+) -> Result<VideoSource, SourceError> {
     VideoSource::new(Box::new(AnnexBReader::new(input, layers)), rate, layers, lookahead)
 }
 
@@ -397,7 +429,11 @@ mod tests {
     use bytes::Bytes;
 
     fn unit(layer: u8, len: usize) -> AccessUnit {
-        AccessUnit { layer: LayerId::new(layer).expect("layer"), idr: layer == 1, units: vec![Bytes::from(vec![0x11; len])] }
+        AccessUnit {
+            layer: LayerId::new(layer).expect("layer"),
+            idr: layer == 1,
+            units: vec![Bytes::from(vec![0x11; len])],
+        }
     }
 
     #[test]
@@ -421,12 +457,16 @@ mod tests {
     #[test]
     fn finite_input_ends_and_empty_input_is_refused() {
         let rate = FrameRate::per_second(10).expect("fps");
-        let mut src = VideoSource::new(Box::new(ReplayFeed::new(vec![unit(1, 10)], false)), rate, 3, 8).expect("source");
+        let mut src =
+            VideoSource::new(Box::new(ReplayFeed::new(vec![unit(1, 10)], false)), rate, 3, 8).expect("source");
         let mut out = Vec::new();
         src.lcs_until(MediaTime(10_000_000), &mut out);
         assert_eq!(out.len(), 1);
         assert!(src.ended() && src.error().is_none());
-        assert!(matches!(VideoSource::new(Box::new(ReplayFeed::new(vec![], false)), rate, 3, 8), Err(SourceError::Empty)));
+        assert!(matches!(
+            VideoSource::new(Box::new(ReplayFeed::new(vec![], false)), rate, 3, 8),
+            Err(SourceError::Empty)
+        ));
         assert!(matches!(annexb_source(&b"junk"[..], rate, 3, 8), Err(SourceError::AnnexB(_))));
     }
 
@@ -434,7 +474,8 @@ mod tests {
     fn threaded_source_hands_out_the_same_frames_in_order() {
         let units: Vec<AccessUnit> = (0..40).map(|i| unit([1, 3, 2, 3][i % 4], 100 + i)).collect();
         let rate = FrameRate::per_second(10).expect("fps");
-        let direct_src = || VideoSource::new(Box::new(ReplayFeed::new(units.clone(), false)), rate, 3, 8).expect("source");
+        let direct_src =
+            || VideoSource::new(Box::new(ReplayFeed::new(units.clone(), false)), rate, 3, 8).expect("source");
         let mut direct = direct_src();
         let mut expect = Vec::new();
         direct.lcs_until(MediaTime(u64::MAX), &mut expect);

@@ -79,11 +79,14 @@ impl<R: BufRead> Y4mReader<R> {
                 "C" if !matches!(value, "420" | "420jpeg" | "420paldv" | "420mpeg2") => {
                     return Err(Y4mError::Unsupported(value.to_string()));
                 }
-                "I" if !matches!(value, "p" | "?") => return Err(Y4mError::Unsupported(format!("interlaced I{value}"))),
+                "I" if !matches!(value, "p" | "?") => {
+                    return Err(Y4mError::Unsupported(format!("interlaced I{value}")));
+                }
                 _ => {}
             }
         }
-        let resolution = Resolution::new(w.ok_or(Y4mError::BadField("width (W)"))?, h.ok_or(Y4mError::BadField("height (H)"))?)?;
+        let resolution =
+            Resolution::new(w.ok_or(Y4mError::BadField("width (W)"))?, h.ok_or(Y4mError::BadField("height (H)"))?)?;
         // Y4M's default frame rate is unspecified; 25 is what ffmpeg assumes.
         let rate = match rate {
             Some(r) => r,
@@ -125,7 +128,14 @@ pub struct Y4mWriter<W> {
 
 impl<W: Write> Y4mWriter<W> {
     pub fn new(mut output: W, resolution: Resolution, rate: FrameRate) -> std::io::Result<Y4mWriter<W>> {
-        writeln!(output, "{MAGIC} W{} H{} F{}:{} Ip A1:1 C420jpeg", resolution.width(), resolution.height(), rate.num(), rate.den())?;
+        writeln!(
+            output,
+            "{MAGIC} W{} H{} F{}:{} Ip A1:1 C420jpeg",
+            resolution.width(),
+            resolution.height(),
+            rate.num(),
+            rate.den()
+        )?;
         Ok(Y4mWriter { output, resolution })
     }
 
@@ -167,7 +177,8 @@ mod tests {
     fn round_trips_pictures() {
         let res = Resolution::new(4, 2).expect("valid");
         let rate = FrameRate::new(30000, 1001).expect("valid");
-        let pics: Vec<Picture> = (0..3).map(|i| Picture::from_i420(res, (0..12).map(|b| b * 10 + i).collect()).expect("size")).collect();
+        let pics: Vec<Picture> =
+            (0..3).map(|i| Picture::from_i420(res, (0..12).map(|b| b * 10 + i).collect()).expect("size")).collect();
         let mut w = Y4mWriter::new(Vec::new(), res, rate).expect("write");
         for p in &pics {
             w.write(p).expect("write");

@@ -17,10 +17,10 @@ use crate::metrics::{Latencies, RequestTimes};
 use crate::node::{Node, Transmit};
 use crate::policy::SupplierPolicy;
 use crate::time::Time;
-use crate::wire::{BufferMapMsg, ManifestMsg, Message, Packet, PeerId, Reason, Role, MAX_REQUEST_IDS};
+use crate::wire::{BufferMapMsg, MAX_REQUEST_IDS, ManifestMsg, Message, Packet, PeerId, Reason, Role};
 use ed25519_dalek::VerifyingKey;
-use layerp2p_codec::{Insert, Kbps, Lc, LcId, WindowError, MAX_LC_PAYLOAD, MAX_WINDOW_LCS};
-use neighbours::{Neighbour, Neighbours, MANIFESTS_SENT_MEMORY};
+use layerp2p_codec::{Insert, Kbps, Lc, LcId, MAX_LC_PAYLOAD, MAX_WINDOW_LCS, WindowError};
+use neighbours::{MANIFESTS_SENT_MEMORY, Neighbour, Neighbours};
 use playback::{LayerStats, Playback};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -83,8 +83,13 @@ pub struct ConfigError(pub String);
 /// What happened, for drivers that care (reassembly, logs, UIs).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    NeighbourUp { addr: SocketAddr, initiator: bool },
-    NeighbourDown { addr: SocketAddr },
+    NeighbourUp {
+        addr: SocketAddr,
+        initiator: bool,
+    },
+    NeighbourDown {
+        addr: SocketAddr,
+    },
     /// An LC reached its deadline in time (only with `emit_playback`).
     Played(Lc),
     /// An LC missed its deadline (only with `emit_playback`).
@@ -231,7 +236,8 @@ impl Peer {
         let layers = cfg.plan.layers();
         let id = PeerId(rng.random());
         // Random phases so that peers started together do not act in lockstep.
-        let phase = |rng: &mut ChaCha8Rng, d: Duration| Duration::from_micros(rng.random_range(0..d.as_micros().max(1) as u64));
+        let phase =
+            |rng: &mut ChaCha8Rng, d: Duration| Duration::from_micros(rng.random_range(0..d.as_micros().max(1) as u64));
         let next_round = now + phase(&mut rng, cfg.round);
         let next_adapt = now + cfg.adaptation + phase(&mut rng, cfg.adaptation);
         let mut peer = Peer {
@@ -812,7 +818,9 @@ impl Peer {
                     self.seek(now);
                 }
             }
-            Message::Connect { channel, peer, role } => self.on_connect(now, from, channel, peer, role, token, received),
+            Message::Connect { channel, peer, role } => {
+                self.on_connect(now, from, channel, peer, role, token, received)
+            }
             Message::Accept { peer, role } => self.on_accept(now, from, peer, role, token),
             Message::Decline { .. } => {
                 if self.pending.remove(&from).is_some() {
@@ -975,7 +983,9 @@ impl Peer {
     /// Whether this node is a seed that audits its neighbours (`Incentive::seed_audit`;
     /// only where there is tit-for-tat to feed).
     fn audits(&self) -> bool {
-        self.cfg.role == Role::Seed && self.cfg.incentive.seed_audit && self.cfg.policy.supplier() == SupplierPolicy::TitForTat
+        self.cfg.role == Role::Seed
+            && self.cfg.incentive.seed_audit
+            && self.cfg.policy.supplier() == SupplierPolicy::TitForTat
     }
 
     /// A seed downloads nothing, so its d(n,k) would be eps for every neighbour and its
@@ -1013,7 +1023,8 @@ impl Peer {
     /// contributors ask those first), and the upper layers start with fewer copies.
     fn push_target(&mut self, id: LcId) -> Option<usize> {
         let holds = |n: &Neighbour| n.map.as_ref().is_some_and(|m| m.contains(id));
-        let total: u64 = self.neighbours.iter().filter(|(_, n)| n.validated && !holds(n)).map(|(_, n)| n.rate.bits_per_sec()).sum();
+        let total: u64 =
+            self.neighbours.iter().filter(|(_, n)| n.validated && !holds(n)).map(|(_, n)| n.rate.bits_per_sec()).sum();
         if total == 0 {
             return None;
         }

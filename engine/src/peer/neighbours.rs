@@ -4,10 +4,10 @@
 //! Neighbours live in stable slots so the supplier's per-receiver queues and
 //! sampler weights can be indexed by slot.
 
+use crate::peer::fasthash::FastMap;
 use crate::time::Time;
 use crate::wire::{PeerId, Role};
 use layerp2p_codec::{BufferMap, Kbps, LayerId, Seq};
-use crate::peer::fasthash::FastMap;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -13,7 +13,6 @@ use layerp2p_codec::{LayerId, MediaTime, Seq};
 use serde::Serialize;
 use std::time::Duration;
 
-
 /// Per-layer playback counters.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct LayerStats {

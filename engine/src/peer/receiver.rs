@@ -85,7 +85,14 @@ pub fn schedule(
 }
 
 /// Candidates of one layer with a holder chosen for each, into `scratch.layer`.
-fn collect_layer(layer: LayerId, choice: HolderChoice, store: &Store, neighbours: &Neighbours, rng: &mut impl Rng, s: &mut Scratch) {
+fn collect_layer(
+    layer: LayerId,
+    choice: HolderChoice,
+    store: &Store,
+    neighbours: &Neighbours,
+    rng: &mut impl Rng,
+    s: &mut Scratch,
+) {
     let own = store.window(layer);
     let start = own.start().0;
     s.layer.clear();
@@ -155,7 +162,15 @@ mod tests {
             neighbours.insert(n);
         }
         let mut per_slot = Vec::new();
-        schedule(ReceiverPolicy::Prioritized, 1, choice, &store, &neighbours, &mut ChaCha8Rng::seed_from_u64(5), &mut per_slot);
+        schedule(
+            ReceiverPolicy::Prioritized,
+            1,
+            choice,
+            &store,
+            &neighbours,
+            &mut ChaCha8Rng::seed_from_u64(5),
+            &mut per_slot,
+        );
         let total: usize = per_slot.iter().map(Vec::len).sum();
         assert_eq!(total, lcs as usize, "every wanted LC is requested exactly once");
         per_slot[0].len() as f64 / total as f64
@@ -185,7 +200,15 @@ mod tests {
             neighbours.insert(n);
         }
         let mut per_slot = Vec::new();
-        schedule(policy, threshold, HolderChoice::Uniform, &store, &neighbours, &mut ChaCha8Rng::seed_from_u64(8), &mut per_slot);
+        schedule(
+            policy,
+            threshold,
+            HolderChoice::Uniform,
+            &store,
+            &neighbours,
+            &mut ChaCha8Rng::seed_from_u64(8),
+            &mut per_slot,
+        );
         per_slot
     }
 

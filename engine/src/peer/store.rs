@@ -10,7 +10,8 @@
 use crate::peer::fasthash::FastMap;
 use bytes::Bytes;
 use layerp2p_codec::{
-    is_phantom, phantom_payload, BufferMap, Insert, LayerId, LayerWindow, Lc, LcHeader, LcId, MediaTime, Seq, WindowError,
+    BufferMap, Insert, LayerId, LayerWindow, Lc, LcHeader, LcId, MediaTime, Seq, WindowError, is_phantom,
+    phantom_payload,
 };
 use std::collections::VecDeque;
 
@@ -43,7 +44,8 @@ impl Slot {
         let h = lc.header;
         let phantom = is_phantom(&lc.payload);
         let kind = if phantom { Kind::Phantom } else { Kind::Real };
-        let slot = Slot { time: h.time, frame: h.frame, part: h.part, parts: h.parts, len: lc.payload.len() as u16, kind };
+        let slot =
+            Slot { time: h.time, frame: h.frame, part: h.part, parts: h.parts, len: lc.payload.len() as u16, kind };
         (slot, (!phantom).then_some(lc.payload))
     }
 
@@ -59,7 +61,13 @@ impl Slot {
             Kind::Phantom => phantom_payload(self.len as usize),
             Kind::Real => real?,
         };
-        let header = LcHeader { id: LcId { layer, seq }, frame: self.frame, part: self.part, parts: self.parts, time: self.time };
+        let header = LcHeader {
+            id: LcId { layer, seq },
+            frame: self.frame,
+            part: self.part,
+            parts: self.parts,
+            time: self.time,
+        };
         Some(Lc { header, payload })
     }
 }
@@ -221,11 +229,14 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use layerp2p_codec::{phantom_payload, LcHeader};
+    use layerp2p_codec::{LcHeader, phantom_payload};
 
     fn lc(layer: u8, seq: u32) -> Lc {
         let id = LcId { layer: LayerId::new(layer).expect("layer"), seq: Seq(seq) };
-        Lc { header: LcHeader { id, frame: seq, part: 0, parts: 1, time: MediaTime(seq as u64 * 1000) }, payload: phantom_payload(100) }
+        Lc {
+            header: LcHeader { id, frame: seq, part: 0, parts: 1, time: MediaTime(seq as u64 * 1000) },
+            payload: phantom_payload(100),
+        }
     }
 
     #[test]

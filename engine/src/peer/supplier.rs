@@ -189,7 +189,13 @@ impl Supplier {
     /// (rarely, when it gives little back) they filled its queue to the bound: most
     /// of a viewer's memory in an overloaded swarm, and a full queue of dead requests
     /// refused live ones.
-    pub fn enqueue_all(&mut self, slot: usize, ids: impl IntoIterator<Item = LcId>, arrived: Time, expires: Time) -> bool {
+    pub fn enqueue_all(
+        &mut self,
+        slot: usize,
+        ids: impl IntoIterator<Item = LcId>,
+        arrived: Time,
+        expires: Time,
+    ) -> bool {
         self.ensure(slot);
         let q = &mut self.queues[slot];
         let dropped = q.drop_expired(arrived);

@@ -12,8 +12,8 @@ use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The driver's clock: `Time` is microseconds since `start`.
@@ -137,7 +137,12 @@ pub fn flush<N: Node + ?Sized>(
 }
 
 /// Drives `node` on `socket` until `stop` is set; returns the socket counters.
-pub async fn drive<N: Node + 'static>(node: Rc<RefCell<N>>, socket: std::net::UdpSocket, clock: Clock, stop: Arc<AtomicBool>) -> IoStats {
+pub async fn drive<N: Node + 'static>(
+    node: Rc<RefCell<N>>,
+    socket: std::net::UdpSocket,
+    clock: Clock,
+    stop: Arc<AtomicBool>,
+) -> IoStats {
     drive_linked(node, socket, clock, stop, LinkModel::NONE, 0).await
 }
 

@@ -4,15 +4,15 @@
 //! channel (glommio's `shared_channel`), one batch per tick. An LC's payload is a
 //! `Bytes` allocated once by the source; every shard holds the same allocation.
 
+use super::driver::Clock;
 use crate::peer::Peer;
 use crate::time::Time;
-use super::driver::Clock;
 use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
 use layerp2p_codec::{Lc, LcSource, MediaTime};
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// How often the source is polled for freshly "encoded" LCs.

@@ -42,7 +42,8 @@ pub struct Links {
 impl Links {
     /// Viewer `index`'s link in the swarm seeded `seed`.
     pub fn viewer(&self, seed: u64, index: usize) -> LinkModel {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6C69_6E6B ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(seed ^ 0x6C69_6E6B ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let (lo, hi) = (self.delay_min.as_micros() as u64, self.delay_max.as_micros() as u64);
         let delay = if hi > lo { rng.random_range(lo..=hi) } else { lo };
         LinkModel { delay: Duration::from_micros(delay), loss: self.loss }

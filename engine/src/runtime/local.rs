@@ -5,15 +5,15 @@
 //! sample of their counters (the time series of a typical peer) and, with playback
 //! logging, the `(frame, part)` of every LC they played (for decoding and PSNR).
 
-use super::driver::{drive, drive_linked, Clock, IoStats};
-use super::link::Links;
+use super::driver::{Clock, IoStats, drive, drive_linked};
 use super::ingest::ingest;
+use super::link::Links;
 use super::udp;
 use crate::config::PeerConfig;
 use crate::integrity::ContentAuth;
 use crate::peer::Peer;
-use crate::sim::report::{PeerOutcome, SwarmReport};
 use crate::sim::PeerSpec;
+use crate::sim::report::{PeerOutcome, SwarmReport};
 use crate::tracker::{Tracker, TrackerConfig};
 use glommio::{LocalExecutorBuilder, Placement};
 use layerp2p_codec::{Kbps, LcSource};
@@ -21,8 +21,8 @@ use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
@@ -162,7 +162,12 @@ pub fn run_local_swarm_watched(
     }
     watched.sort_by_key(|w: &WatchedPeer| w.index);
     let lc_deliveries = outcomes.iter().map(|o: &PeerOutcome| o.stats.lcs_down).sum();
-    Ok(LocalReport { swarm: SwarmReport::new(cfg.classes, plan, outcomes, lc_deliveries), io: io_total, watched, shard_cpu_s })
+    Ok(LocalReport {
+        swarm: SwarmReport::new(cfg.classes, plan, outcomes, lc_deliveries),
+        io: io_total,
+        watched,
+        shard_cpu_s,
+    })
 }
 
 /// Samples a watched viewer every `SAMPLE_EVERY` until `stop`, draining its playback
@@ -238,7 +243,13 @@ async fn run_shard(
             let peer = Peer::new(pc, rng_seed, clock.now()).map_err(|e| io::Error::other(e.to_string()))?;
             let peer = Rc::new(RefCell::new(peer));
             let log = watched.then(|| {
-                let log = WatchedPeer { index, class: spec.class, upload: spec.upload, samples: Vec::new(), played: Vec::new() };
+                let log = WatchedPeer {
+                    index,
+                    class: spec.class,
+                    upload: spec.upload,
+                    samples: Vec::new(),
+                    played: Vec::new(),
+                };
                 let log = Rc::new(RefCell::new(log));
                 (glommio::spawn_local(observe(peer.clone(), clock, stop.clone(), log.clone())), log)
             });
@@ -253,7 +264,11 @@ async fn run_shard(
             };
             let p = peer.borrow();
             let seconds = clock.now().0.saturating_sub(p.counted_since().0) as f64 / 1e6;
-            Ok::<_, io::Error>((PeerOutcome { class: spec.class, upload: spec.upload, seconds, stats: p.stats() }, watched, io))
+            Ok::<_, io::Error>((
+                PeerOutcome { class: spec.class, upload: spec.upload, seconds, stats: p.stats() },
+                watched,
+                io,
+            ))
         }));
     }
     let mut outcomes = Vec::new();

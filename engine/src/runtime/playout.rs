@@ -3,12 +3,12 @@
 //! player on a pipe) never blocks the executor: when the queue is full, played LCs are
 //! dropped and counted. Reassembly and the stream format stay in `codec::video`.
 
-use layerp2p_codec::video::reassemble::StreamOutput;
 use layerp2p_codec::Lc;
+use layerp2p_codec::video::reassemble::StreamOutput;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
 /// Played LCs queued for the writer at most (several seconds of a 1 Mbps stream).

@@ -25,9 +25,9 @@
 //! started with `--n-max 6000` serves ~6,000 viewers on its port (a third of the budget
 //! on the private port left a fifth of 5,000 load-test peers declined).
 
-use super::driver::{drive, Clock, IoStats};
-use super::playout::PlayoutSink;
+use super::driver::{Clock, IoStats, drive};
 use super::ingest::{fan_out, fanout_channel, ingest, receive};
+use super::playout::PlayoutSink;
 use super::status::{NodeSummary, Snapshot, Status, StatusMeter};
 use super::udp;
 use crate::config::PeerConfig;
@@ -41,7 +41,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 /// How often each shard publishes a snapshot (and the status line refreshes).
@@ -110,7 +110,11 @@ impl NodeSpec {
             return Err("only a seed or relay runs several shards".into());
         }
         if self.shards > 1 && self.peer.n_max < self.parts() {
-            let what = if self.sharded_relay() { "the shard count + 1 (the relay's upstream peer)" } else { "the shard count" };
+            let what = if self.sharded_relay() {
+                "the shard count + 1 (the relay's upstream peer)"
+            } else {
+                "the shard count"
+            };
             return Err(format!("n_max {} is smaller than {what}, {}", self.peer.n_max, self.parts()));
         }
         self.peer.validate()
@@ -223,7 +227,13 @@ fn supervise(
     Ok(results)
 }
 
-fn summarize(role: &'static str, listen: SocketAddr, shards: usize, seconds: f64, results: Vec<ShardResult>) -> NodeSummary {
+fn summarize(
+    role: &'static str,
+    listen: SocketAddr,
+    shards: usize,
+    seconds: f64,
+    results: Vec<ShardResult>,
+) -> NodeSummary {
     let mut stats = PeerStats::default();
     let mut io = IoStats::default();
     let mut tracker = None;
@@ -292,7 +302,14 @@ async fn play_out(peer: Rc<RefCell<Peer>>, sink: PlayoutSink, stop: Arc<AtomicBo
 
 fn tracker_snapshot(shard: usize, clock: Clock, t: &Tracker) -> Snapshot {
     let peers = t.peers();
-    Snapshot { shard, at: clock.now(), neighbours: 0, queued: 0, stats: PeerStats::default(), tracker_peers: Some(peers) }
+    Snapshot {
+        shard,
+        at: clock.now(),
+        neighbours: 0,
+        queued: 0,
+        stats: PeerStats::default(),
+        tracker_peers: Some(peers),
+    }
 }
 
 /// Runs a seed, relay or peer until `stop`. A seed ingests from `source`.
@@ -329,7 +346,9 @@ pub fn run_node_playing(
     let mut sockets = bind_shared(spec.listen, spec.shards)?;
     let bound = sockets[0].local_addr()?;
     let mut tracker_socket = match spec.embedded_tracker {
-        Some(addr) => Some(udp::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("cannot bind tracker {addr}: {e}")))?),
+        Some(addr) => {
+            Some(udp::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("cannot bind tracker {addr}: {e}")))?)
+        }
         None => None,
     };
     let mut upstream_socket = match spec.sharded_relay() {
@@ -354,7 +373,14 @@ pub fn run_node_playing(
         let cfg = spec.shard_config(k);
         let rng_seed = spec.rng_seed.wrapping_add(k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let (tracker_socket, source, fan_tx, fan_rx, upstream, output) = if k == 0 {
-            (tracker_socket.take(), source.take(), fan_tx.take().unwrap_or_default(), None, upstream_socket.take(), output.take())
+            (
+                tracker_socket.take(),
+                source.take(),
+                fan_tx.take().unwrap_or_default(),
+                None,
+                upstream_socket.take(),
+                output.take(),
+            )
         } else {
             (None, None, Vec::new(), fan_rx[k].take(), None, None)
         };
@@ -373,7 +399,8 @@ pub fn run_node_playing(
             if let Some(source) = source {
                 glommio::spawn_local(ingest(source, peer.clone(), fan_tx, clock, stop.clone())).detach();
             } else if let Some(socket) = upstream {
-                let up = Peer::new(upstream_cfg, rng_seed ^ 0x0F57, clock.now()).map_err(|e| io::Error::other(e.to_string()))?;
+                let up = Peer::new(upstream_cfg, rng_seed ^ 0x0F57, clock.now())
+                    .map_err(|e| io::Error::other(e.to_string()))?;
                 let up = Rc::new(RefCell::new(up));
                 let events = up.clone();
                 let pull = move |_now, out: &mut Vec<layerp2p_codec::Lc>| {
@@ -419,8 +446,11 @@ pub fn run_node_playing(
                 tracker_stats = Some(t.borrow().stats().clone());
             }
             let p = peer.borrow();
-            let counted_seconds =
-                if p.config().role == Role::Seed { 0.0 } else { clock.now().0.saturating_sub(p.counted_since().0) as f64 / 1e6 };
+            let counted_seconds = if p.config().role == Role::Seed {
+                0.0
+            } else {
+                clock.now().0.saturating_sub(p.counted_since().0) as f64 / 1e6
+            };
             let mut stats = p.stats();
             if sharded_relay {
                 // Serving shards only relay; what the relay plays is its upstream's.
@@ -448,13 +478,23 @@ mod tests {
         let mut peer = PeerConfig::seed(crate::Policy::LayerP2P, LayerPlan::prototype(), Kbps(2001));
         peer.n_max = 21;
         peer.tracker = Some(SocketAddr::from(([127, 0, 0, 1], 9)));
-        let spec = NodeSpec { peer, listen: SocketAddr::from(([127, 0, 0, 1], 0)), shards: 2, embedded_tracker: None, first_core: 0, rng_seed: 1 };
+        let spec = NodeSpec {
+            peer,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            shards: 2,
+            embedded_tracker: None,
+            first_core: 0,
+            rng_seed: 1,
+        };
         assert!(spec.validate().is_ok());
         let (a, b) = (spec.shard_config(0), spec.shard_config(1));
         assert_eq!(a.upload.0 + b.upload.0, 2001);
         assert_eq!(a.n_max + b.n_max, 21);
         assert!(a.tracker.is_some() && b.tracker.is_none());
-        let peer = NodeSpec { peer: PeerConfig::peer(crate::Policy::LayerP2P, LayerPlan::prototype(), Kbps(1)), ..spec.clone() };
+        let peer = NodeSpec {
+            peer: PeerConfig::peer(crate::Policy::LayerP2P, LayerPlan::prototype(), Kbps(1)),
+            ..spec.clone()
+        };
         assert!(peer.validate().is_err(), "a viewer runs one shard");
         let mut rc = PeerConfig::relay(crate::Policy::LayerP2P, LayerPlan::prototype(), Kbps(3000));
         rc.tracker = Some(SocketAddr::from(([127, 0, 0, 1], 9)));

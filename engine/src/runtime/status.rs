@@ -44,7 +44,11 @@ pub struct Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:<7} {:>6.0}s  nbrs {:>3}  up {:>6.0} kbps  down {:>6.0} kbps", self.role, self.elapsed_s, self.neighbours, self.upload_kbps, self.download_kbps)?;
+        write!(
+            f,
+            "{:<7} {:>6.0}s  nbrs {:>3}  up {:>6.0} kbps  down {:>6.0} kbps",
+            self.role, self.elapsed_s, self.neighbours, self.upload_kbps, self.download_kbps
+        )?;
         if self.layer_kbps.iter().any(|&k| k > 0.0) || self.alpha.iter().any(Option::is_some) {
             let play: Vec<String> = self.layer_kbps.iter().map(|k| format!("{k:.0}")).collect();
             let alpha: Vec<String> = self.alpha.iter().map(|a| alpha_text(*a, 2)).collect();
@@ -167,23 +171,50 @@ pub struct NodeSummary {
 impl NodeSummary {
     pub fn text(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "{} on {} ({} shard{}), {:.0} s", self.role, self.listen, self.shards, if self.shards == 1 { "" } else { "s" }, self.seconds);
+        let _ = writeln!(
+            s,
+            "{} on {} ({} shard{}), {:.0} s",
+            self.role,
+            self.listen,
+            self.shards,
+            if self.shards == 1 { "" } else { "s" },
+            self.seconds
+        );
         if self.role == "tracker" {
             let io = &self.io;
-            let _ = writeln!(s, "  socket: {} datagrams out, {} in ({} malformed)", io.datagrams_out, io.datagrams_in, io.malformed);
+            let _ = writeln!(
+                s,
+                "  socket: {} datagrams out, {} in ({} malformed)",
+                io.datagrams_out, io.datagrams_in, io.malformed
+            );
             if let Some(t) = &self.tracker {
-                let _ = writeln!(s, "  tracker: {} joins, {} leaves, {} expired, {} lists sent", t.joins, t.leaves, t.expired, t.lists_sent);
+                let _ = writeln!(
+                    s,
+                    "  tracker: {} joins, {} leaves, {} expired, {} lists sent",
+                    t.joins, t.leaves, t.expired, t.lists_sent
+                );
             }
             return s;
         }
         let _ = writeln!(
             s,
             "  LC data: up {:.0} kbps ({} LCs, {} of them pushed), down {:.0} kbps ({} LCs), {} duplicates",
-            self.upload_kbps, self.stats.lcs_up, self.stats.lcs_pushed, self.download_kbps, self.stats.lcs_down, self.stats.duplicates
+            self.upload_kbps,
+            self.stats.lcs_up,
+            self.stats.lcs_pushed,
+            self.download_kbps,
+            self.stats.lcs_down,
+            self.stats.duplicates
         );
         if self.counted_seconds > 0.0 {
             let alpha: Vec<String> = self.alpha.iter().map(|a| alpha_text(*a, 3)).collect();
-            let _ = writeln!(s, "  playback: {:.0} kbps over {:.0} s, α per layer {}", self.playback_kbps, self.counted_seconds, alpha.join(" / "));
+            let _ = writeln!(
+                s,
+                "  playback: {:.0} kbps over {:.0} s, α per layer {}",
+                self.playback_kbps,
+                self.counted_seconds,
+                alpha.join(" / ")
+            );
         }
         let _ = writeln!(s, "  request→send latency: {}", self.stats.latency.request_to_send.summary());
         let _ = writeln!(s, "  LC delivery latency:  {}", self.stats.latency.delivery.summary());
@@ -194,7 +225,11 @@ impl NodeSummary {
             io.datagrams_out, io.send_syscalls, io.send_dropped, io.datagrams_in, io.malformed
         );
         if let Some(t) = &self.tracker {
-            let _ = writeln!(s, "  tracker: {} joins, {} leaves, {} expired, {} lists sent", t.joins, t.leaves, t.expired, t.lists_sent);
+            let _ = writeln!(
+                s,
+                "  tracker: {} joins, {} leaves, {} expired, {} lists sent",
+                t.joins, t.leaves, t.expired, t.lists_sent
+            );
         }
         s
     }
@@ -207,7 +242,14 @@ mod tests {
 
     fn snap(shard: usize, secs: u64, up: u64, played: u64) -> Snapshot {
         let layers = vec![LayerStats { played: 1, played_bytes: played, missed: 1, late: 0 }];
-        Snapshot { shard, at: Time::from_secs(secs), neighbours: 2, queued: 0, stats: PeerStats { layers, bytes_up: up, ..Default::default() }, tracker_peers: None }
+        Snapshot {
+            shard,
+            at: Time::from_secs(secs),
+            neighbours: 2,
+            queued: 0,
+            stats: PeerStats { layers, bytes_up: up, ..Default::default() },
+            tracker_peers: None,
+        }
     }
 
     #[test]

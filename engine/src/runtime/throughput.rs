@@ -10,19 +10,19 @@
 //! never serve anything.
 
 use super::driver::Clock;
-use super::role::{run_node, NodeSpec};
+use super::role::{NodeSpec, run_node};
 use super::udp;
 use crate::config::PeerConfig;
 use crate::node::{Node, Transmit};
 use crate::time::Time;
-use crate::wire::{BufferMapMsg, ChannelId, Message, Packet, PeerId, Role, MAX_REQUEST_IDS};
+use crate::wire::{BufferMapMsg, ChannelId, MAX_REQUEST_IDS, Message, Packet, PeerId, Role};
 use layerp2p_codec::{BufferMap, Kbps, LayerId, LayerWindow, LcId, LcSource, MediaTime, Seq};
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How often a greedy receiver re-requests everything.
@@ -96,7 +96,13 @@ impl GreedyReceiver {
             let none = LayerWindow::new(theirs.start());
             ids.extend(none.wanted_from(theirs).map(|seq| LcId { layer, seq }));
         }
-        let empty = BufferMapMsg { head_time: MediaTime(0), sent_at: now.0, echo: 0, echo_delay: 0, map: BufferMap::new(self.layers, Seq(0)) };
+        let empty = BufferMapMsg {
+            head_time: MediaTime(0),
+            sent_at: now.0,
+            echo: 0,
+            echo_delay: 0,
+            map: BufferMap::new(self.layers, Seq(0)),
+        };
         let head = vec![Message::Token { nonce: self.nonce, echo }, Message::BufferMap(empty)];
         let mut messages = head;
         if !ids.is_empty() {
@@ -149,7 +155,11 @@ impl Node for GreedyReceiver {
     }
 
     fn poll_timeout(&self) -> Option<Time> {
-        if self.their_token.is_none() { Some(self.next_request.min(self.next_connect)) } else { Some(self.next_request) }
+        if self.their_token.is_none() {
+            Some(self.next_request.min(self.next_connect))
+        } else {
+            Some(self.next_request)
+        }
     }
 }
 
@@ -157,7 +167,12 @@ impl Node for GreedyReceiver {
 /// blast's drain runs on): reads every socket without blocking, counts LC datagrams
 /// without decoding them, feeds everything else to its receiver, and sends what the
 /// receivers queue. Returns the LCs and LC bytes received after `warmup`.
-fn drain_receivers(sockets: Vec<std::net::UdpSocket>, mut nodes: Vec<GreedyReceiver>, warmup: Duration, stop: &AtomicBool) -> (u64, u64) {
+fn drain_receivers(
+    sockets: Vec<std::net::UdpSocket>,
+    mut nodes: Vec<GreedyReceiver>,
+    warmup: Duration,
+    stop: &AtomicBool,
+) -> (u64, u64) {
     let start = Instant::now();
     let clock = Clock::starting_at(start);
     let mut buf = vec![0u8; crate::wire::MAX_DATAGRAM + 1];
@@ -304,11 +319,14 @@ pub fn seed_throughput(
     let stop = Arc::new(AtomicBool::new(false));
     let total = warmup + secs;
     let start = Instant::now();
-    let sockets = (0..receivers).map(|_| udp::bind(SocketAddr::from(([127, 0, 0, 1], 0)))).collect::<io::Result<Vec<_>>>()?;
+    let sockets =
+        (0..receivers).map(|_| udp::bind(SocketAddr::from(([127, 0, 0, 1], 0)))).collect::<io::Result<Vec<_>>>()?;
     let nodes: Vec<GreedyReceiver> = (0..receivers).map(|i| GreedyReceiver::new(seed_addr, layers, i as u64)).collect();
     let load = {
         let stop = stop.clone();
-        std::thread::Builder::new().name("layerp2p-greedy".into()).spawn(move || drain_receivers(sockets, nodes, warmup, &stop))?
+        std::thread::Builder::new()
+            .name("layerp2p-greedy".into())
+            .spawn(move || drain_receivers(sockets, nodes, warmup, &stop))?
     };
     // (elapsed, LCs, bytes) at the end of warm-up and at the last status.
     let mut at_warm: Option<(f64, u64, u64)> = None;

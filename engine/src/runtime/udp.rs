@@ -129,7 +129,10 @@ pub fn send_batch<B: AsRef<[u8]>>(fd: RawFd, datagrams: &[(SocketAddr, B)], gso:
                 sent.dropped += groups[at..].iter().map(|g| g.end - g.start).sum::<usize>();
                 break;
             }
-            Err(e) if *gso && matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)) => {
+            Err(e)
+                if *gso
+                    && matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)) =>
+            {
                 // No GSO here: regroup what is left without it.
                 *gso = false;
                 let rest = groups[at].start;
@@ -151,7 +154,12 @@ pub fn send_batch<B: AsRef<[u8]>>(fd: RawFd, datagrams: &[(SocketAddr, B)], gso:
 }
 
 /// One sendmmsg over `groups`; returns how many groups the kernel took.
-fn sendmmsg<B: AsRef<[u8]>>(fd: RawFd, datagrams: &[(SocketAddr, B)], groups: &[Group], gso: bool) -> io::Result<usize> {
+fn sendmmsg<B: AsRef<[u8]>>(
+    fd: RawFd,
+    datagrams: &[(SocketAddr, B)],
+    groups: &[Group],
+    gso: bool,
+) -> io::Result<usize> {
     let addrs: Vec<socket2::SockAddr> = groups.iter().map(|g| datagrams[g.start].0.into()).collect();
     let mut iovecs: Vec<libc::iovec> = Vec::with_capacity(datagrams.len());
     for g in groups {

@@ -9,7 +9,7 @@
 //! packet leaves a node, when a viewer joins, when a peer emits an event, and when a
 //! scheduled fault fires. It never changes the protocol core.
 
-use super::{Role as NodeRole, SimEvent, Swarm, SEED, TRACKER};
+use super::{Role as NodeRole, SEED, SimEvent, Swarm, TRACKER};
 use crate::config::PeerConfig;
 use crate::peer::Event;
 use crate::time::Time;
@@ -187,9 +187,18 @@ impl Faults {
     /// the arrival delays (none if lost, two if duplicated).
     /// A datagram of viewer `spec` (to the seed if `to_seed`) leaves: the delays of the
     /// copies that arrive.
-    pub fn transmit(&mut self, spec: Option<usize>, to_seed: bool, packet: &mut Packet, delay: Duration) -> Vec<Duration> {
+    pub fn transmit(
+        &mut self,
+        spec: Option<usize>,
+        to_seed: bool,
+        packet: &mut Packet,
+        delay: Duration,
+    ) -> Vec<Duration> {
         let strategy = self.strategy(spec).cloned();
-        if strategy == Some(Strategy::SeedOnly) && !to_seed && packet.messages.iter().any(|m| matches!(m, Message::Data(_))) {
+        if strategy == Some(Strategy::SeedOnly)
+            && !to_seed
+            && packet.messages.iter().any(|m| matches!(m, Message::Data(_)))
+        {
             return Vec::new();
         }
         for m in &mut packet.messages {

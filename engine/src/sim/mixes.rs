@@ -6,7 +6,7 @@
 //! SHARE` with SHARE in percent (shares need not sum to 100; they are normalised);
 //! `#` starts a comment. Example: `free-rider 0 10; residential 300 30; office 700 60`.
 
-use super::report::{ClassReport, SwarmReport, MIN_COUNTED_SECONDS};
+use super::report::{ClassReport, MIN_COUNTED_SECONDS, SwarmReport};
 use super::scenario::{Mix, PeerClass};
 use layerp2p_codec::Kbps;
 
@@ -93,7 +93,8 @@ impl Mix {
             let [name, upload, share] = fields.as_slice() else {
                 return Err(err(format!("expected `NAME UPLOAD_KBPS SHARE_PERCENT`, found {body:?}")));
             };
-            let upload: u32 = upload.parse().map_err(|_| err(format!("upload {upload:?} is not a whole number of kbps")))?;
+            let upload: u32 =
+                upload.parse().map_err(|_| err(format!("upload {upload:?} is not a whole number of kbps")))?;
             if upload > MAX_UPLOAD_KBPS {
                 return Err(err(format!("upload {upload} kbps is above the {MAX_UPLOAD_KBPS} kbps limit")));
             }

@@ -29,8 +29,8 @@ use crate::peer::Peer;
 use crate::time::Time;
 use crate::tracker::{Tracker, TrackerConfig};
 use crate::wire::{Message, Packet};
-use layerp2p_codec::synthetic::{SyntheticConfig, SyntheticSource};
 use layerp2p_codec::source::LcSource;
+use layerp2p_codec::synthetic::{SyntheticConfig, SyntheticSource};
 use layerp2p_codec::{Kbps, LayerPlan, Lc, MediaTime};
 use queue::EventQueue;
 use report::{PeerOutcome, SwarmReport};
@@ -69,13 +69,28 @@ pub struct SwarmConfig {
 }
 
 enum SimEvent {
-    Wake { node: usize, generation: u64 },
-    Deliver { to: usize, from: SocketAddr, packet: Packet },
+    Wake {
+        node: usize,
+        generation: u64,
+    },
+    Deliver {
+        to: usize,
+        from: SocketAddr,
+        packet: Packet,
+    },
     /// An LC has crossed the sender's uplink and the network: it queues for the
     /// receiver's capped downlink (only with `SwarmConfig::download`).
-    Downlink { to: usize, from: SocketAddr, packet: Packet },
-    Join { spec: usize },
-    Leave { node: usize },
+    Downlink {
+        to: usize,
+        from: SocketAddr,
+        packet: Packet,
+    },
+    Join {
+        spec: usize,
+    },
+    Leave {
+        node: usize,
+    },
     SourceTick,
     /// Scheduled fault `k` of `faults::FaultConfig::events`.
     Fault(usize),
@@ -217,7 +232,17 @@ impl Swarm {
 
     fn add_node(&mut self, role: Role, upload: Kbps, download: Option<Kbps>, spec: Option<usize>) -> usize {
         let i = self.nodes.len();
-        let node = SimNode { role, addr: sim_addr(i), upload, download, downlink_free: Time::ZERO, spec, wake_at: None, generation: 0, alive: true };
+        let node = SimNode {
+            role,
+            addr: sim_addr(i),
+            upload,
+            download,
+            downlink_free: Time::ZERO,
+            spec,
+            wake_at: None,
+            generation: 0,
+            alive: true,
+        };
         self.nodes.push(node);
         self.after_activity(i);
         i
@@ -249,7 +274,9 @@ impl Swarm {
             }
             // An LC to a capped downlink queues there first; everything else arrives.
             let capped = lc.is_some() && self.nodes.get(to).is_some_and(|n| n.download.is_some());
-            let arrive = |packet| if capped { SimEvent::Downlink { to, from, packet } } else { SimEvent::Deliver { to, from, packet } };
+            let arrive = |packet| {
+                if capped { SimEvent::Downlink { to, from, packet } } else { SimEvent::Deliver { to, from, packet } }
+            };
             match self.faults.as_mut() {
                 None => self.queue.push(now + delay, arrive(tx.packet)),
                 Some(f) => {

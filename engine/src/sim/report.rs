@@ -1,10 +1,10 @@
 //! What a run produced, per peer and per class: playback rate R and received-chunk
 //! ratio alpha(l) (DESIGN.md §10), as a readable table and as JSON.
 
-use crate::peer::playback::in_time_ratio;
+use crate::peer::PeerStats;
 #[cfg(test)]
 use crate::peer::playback::LayerStats;
-use crate::peer::PeerStats;
+use crate::peer::playback::in_time_ratio;
 use layerp2p_codec::{Kbps, LayerPlan};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
@@ -45,7 +45,8 @@ impl PeerOutcome {
             .iter()
             .enumerate()
             .map(|(l, s)| {
-                let expected = if silent { (lcs_per_s.get(l).copied().unwrap_or(0.0) * self.seconds).round() as u64 } else { 0 };
+                let expected =
+                    if silent { (lcs_per_s.get(l).copied().unwrap_or(0.0) * self.seconds).round() as u64 } else { 0 };
                 (s.played, s.missed + expected)
             })
             .collect()
@@ -90,7 +91,10 @@ impl ClassReport {
             members.iter().map(|p| p.rate_kbps()).collect(),
             members.iter().map(|p| p.upload.0 as f64).sum(),
             members.iter().filter(|p| p.is_silent()).count(),
-            Counts::Exact { played: (0..layers).map(|l| sum(l, |c| c.0)).collect(), missed: (0..layers).map(|l| sum(l, |c| c.1)).collect() },
+            Counts::Exact {
+                played: (0..layers).map(|l| sum(l, |c| c.0)).collect(),
+                missed: (0..layers).map(|l| sum(l, |c| c.1)).collect(),
+            },
         )
     }
 
@@ -101,11 +105,16 @@ impl ClassReport {
     pub fn pool(name: &str, parts: &[&ClassReport], layers: usize) -> (ClassReport, bool) {
         let exact = parts.iter().all(|c| c.peers == 0 || (c.played.len() == layers && c.missed.len() == layers));
         let counts = if exact {
-            let sum = |f: fn(&ClassReport) -> &Vec<u64>, l: usize| parts.iter().filter_map(|c| f(c).get(l)).sum::<u64>();
-            Counts::Exact { played: (0..layers).map(|l| sum(|c| &c.played, l)).collect(), missed: (0..layers).map(|l| sum(|c| &c.missed, l)).collect() }
+            let sum =
+                |f: fn(&ClassReport) -> &Vec<u64>, l: usize| parts.iter().filter_map(|c| f(c).get(l)).sum::<u64>();
+            Counts::Exact {
+                played: (0..layers).map(|l| sum(|c| &c.played, l)).collect(),
+                missed: (0..layers).map(|l| sum(|c| &c.missed, l)).collect(),
+            }
         } else {
             let peers = parts.iter().map(|c| c.peers as f64).sum::<f64>().max(1.0);
-            let weighted = |f: &dyn Fn(&ClassReport) -> f64| parts.iter().map(|c| f(c) * c.peers as f64).sum::<f64>() / peers;
+            let weighted =
+                |f: &dyn Fn(&ClassReport) -> f64| parts.iter().map(|c| f(c) * c.peers as f64).sum::<f64>() / peers;
             Counts::PeerWeighted {
                 alpha: (0..layers).map(|l| weighted(&|c| c.alpha.get(l).copied().unwrap_or(0.0))).collect(),
                 alpha_all: weighted(&|c| c.alpha_all),
@@ -226,7 +235,9 @@ impl SwarmReport {
             peers.iter().map(|p| p.upload.0 as f64).sum::<f64>() / peers.len() as f64
         };
         let seconds: f64 = peers.iter().map(|p| p.seconds).sum();
-        let by_time = (seconds > 0.0).then(|| peers.iter().map(|p| p.upload.0 as f64 * p.seconds).sum::<f64>() / seconds / plan.full_rate().0 as f64);
+        let by_time = (seconds > 0.0).then(|| {
+            peers.iter().map(|p| p.upload.0 as f64 * p.seconds).sum::<f64>() / seconds / plan.full_rate().0 as f64
+        });
         SwarmReport {
             layers,
             full_rate_kbps: plan.full_rate().0,
@@ -272,9 +283,15 @@ impl SwarmReport {
                 full_rate_kbps: first.full_rate_kbps,
                 layer_rates_kbps: first.layer_rates_kbps.clone(),
                 resource_index: reports.iter().map(|r| r.resource_index).sum::<f64>() / n,
-                resource_index_by_time: reports.iter().map(|r| r.resource_index_by_time).sum::<Option<f64>>().map(|s| s / n),
+                resource_index_by_time: reports
+                    .iter()
+                    .map(|r| r.resource_index_by_time)
+                    .sum::<Option<f64>>()
+                    .map(|s| s / n),
                 classes,
-                lcs_per_s: (0..first.layers).map(|l| reports.iter().filter_map(|r| r.lcs_per_s.get(l)).sum::<f64>() / n).collect(),
+                lcs_per_s: (0..first.layers)
+                    .map(|l| reports.iter().filter_map(|r| r.lcs_per_s.get(l)).sum::<f64>() / n)
+                    .collect(),
                 lc_deliveries: reports.iter().map(|r| r.lc_deliveries).sum(),
                 peers: Vec::new(),
             },
@@ -292,7 +309,8 @@ impl SwarmReport {
     /// whatever their class: e.g. Table II's free-riders, low and high contributors.
     pub fn group(&self, name: &str, range: std::ops::RangeInclusive<u32>, min_seconds: f64) -> ClassReport {
         let min = min_seconds.max(MIN_COUNTED_SECONDS);
-        let members: Vec<&PeerOutcome> = self.peers.iter().filter(|p| p.seconds >= min && range.contains(&p.upload.0)).collect();
+        let members: Vec<&PeerOutcome> =
+            self.peers.iter().filter(|p| p.seconds >= min && range.contains(&p.upload.0)).collect();
         ClassReport::of(name, &members, self.layers, &self.lcs_per_s)
     }
 
@@ -308,7 +326,11 @@ impl SwarmReport {
     /// The class table, then `groups` (e.g. from `group`) under a rule.
     pub fn table_with_groups(&self, groups: &[ClassReport]) -> String {
         let mut s = String::new();
-        let _ = write!(s, "{:<14} {:>5} {:>7} {:>7} {:>7} {:>7} {:>7}", "class", "peers", "upload", "R p10", "R p50", "R p90", "R mean");
+        let _ = write!(
+            s,
+            "{:<14} {:>5} {:>7} {:>7} {:>7} {:>7} {:>7}",
+            "class", "peers", "upload", "R p10", "R p50", "R p90", "R mean"
+        );
         for l in 1..=self.layers {
             let _ = write!(s, " {:>7}", format!("a(L{l})"));
         }
@@ -330,11 +352,18 @@ impl SwarmReport {
             }
             let _ = writeln!(s, " {:>6.1}%", c.alpha_all * 100.0);
         }
-        let silent: Vec<String> = self.classes.iter().filter(|c| c.silent > 0).map(|c| format!("{} {}", c.silent, c.name)).collect();
+        let silent: Vec<String> =
+            self.classes.iter().filter(|c| c.silent > 0).map(|c| format!("{} {}", c.silent, c.name)).collect();
         if !silent.is_empty() {
-            let _ = writeln!(s, "no playback counted by {} peers ({}): R 0, every LC missed", self.silent(), silent.join(", "));
+            let _ = writeln!(
+                s,
+                "no playback counted by {} peers ({}): R 0, every LC missed",
+                self.silent(),
+                silent.join(", ")
+            );
         }
-        let by_time = self.resource_index_by_time.map(|r| format!(" ({r:.3} weighted by viewing time)")).unwrap_or_default();
+        let by_time =
+            self.resource_index_by_time.map(|r| format!(" ({r:.3} weighted by viewing time)")).unwrap_or_default();
         let _ = writeln!(
             s,
             "video {} kbps ({}), resource index {:.2}{by_time}; rates R in kbps",
@@ -362,7 +391,12 @@ mod tests {
 
     fn outcome(class: usize, seconds: f64, played: u64, missed: u64) -> PeerOutcome {
         let layer = LayerStats { played, played_bytes: played * 100, missed, late: 0 };
-        PeerOutcome { class, upload: Kbps(100), seconds, stats: PeerStats { layers: vec![layer], ..Default::default() } }
+        PeerOutcome {
+            class,
+            upload: Kbps(100),
+            seconds,
+            stats: PeerStats { layers: vec![layer], ..Default::default() },
+        }
     }
 
     #[test]
@@ -394,7 +428,8 @@ mod tests {
     fn a_peer_that_counted_nothing_is_flagged_and_missed_everything() {
         let plan = LayerPlan::new(vec![Kbps(100)]).expect("plan");
         // Two peers played 10 LCs/s for 20 s; the third heard nothing for 20 s.
-        let peers = vec![outcome(0, 20.0, 200, 0), outcome(0, 20.0, 180, 20), outcome(0, 20.0, 0, 0), outcome(0, 5.0, 0, 0)];
+        let peers =
+            vec![outcome(0, 20.0, 200, 0), outcome(0, 20.0, 180, 20), outcome(0, 20.0, 0, 0), outcome(0, 5.0, 0, 0)];
         let r = SwarmReport::new(vec!["all".into()], plan, peers, 0);
         let c = &r.classes[0];
         assert_eq!(c.peers, 3, "the 5 s peer is too short to count");
@@ -422,7 +457,8 @@ mod tests {
         let run1 = vec![outcome(0, 20.0, 200, 0), outcome(1, 20.0, 100, 100)];
         let run2 = vec![outcome(0, 40.0, 300, 100), outcome(0, 20.0, 50, 150), outcome(1, 20.0, 200, 0)];
         let all: Vec<PeerOutcome> = run1.iter().chain(&run2).cloned().collect();
-        let (r1, r2) = (SwarmReport::new(names(), plan.clone(), run1, 5), SwarmReport::new(names(), plan.clone(), run2, 7));
+        let (r1, r2) =
+            (SwarmReport::new(names(), plan.clone(), run1, 5), SwarmReport::new(names(), plan.clone(), run2, 7));
         let (pooled, exact) = SwarmReport::pool(&[&r1, &r2]).expect("same setup");
         let whole = SwarmReport::new(names(), plan, all, 12);
         assert!(exact);

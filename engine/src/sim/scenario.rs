@@ -122,7 +122,14 @@ impl Mix {
 
 /// The prototype experiment (DESIGN.md §9) in simulation: one seed at 2 Mbps, the
 /// prototype video (290/230/100 kbps VBR), a flash crowd of `n` peers.
-pub fn prototype(policy: Policy, mix: &Mix, n: usize, join_over: Duration, duration: Duration, seed: u64) -> SwarmConfig {
+pub fn prototype(
+    policy: Policy,
+    mix: &Mix,
+    n: usize,
+    join_over: Duration,
+    duration: Duration,
+    seed: u64,
+) -> SwarmConfig {
     let source = SyntheticConfig { payload: PayloadKind::Phantom, seed, ..SyntheticConfig::prototype() };
     let peer = PeerConfig::peer(policy, source.plan.clone(), Kbps(0));
     SwarmConfig {
@@ -156,7 +163,15 @@ pub enum ClassDraw {
 /// arrives before `duration`, with uploads from `mix` (classes drawn as `draw` says).
 /// `latency` is the one-way delay of every message on top of an LC's transfer time;
 /// zero is the paper's instantaneous signalling.
-pub fn trace_driven(policy: Policy, mix: &Mix, trace: &Trace, draw: ClassDraw, duration: Duration, latency: Duration, seed: u64) -> SwarmConfig {
+pub fn trace_driven(
+    policy: Policy,
+    mix: &Mix,
+    trace: &Trace,
+    draw: ClassDraw,
+    duration: Duration,
+    latency: Duration,
+    seed: u64,
+) -> SwarmConfig {
     let source = SyntheticConfig { payload: PayloadKind::Phantom, seed, ..SyntheticConfig::simulation() };
     let peer = PeerConfig::peer(policy, source.plan.clone(), Kbps(0));
     let end = Time(duration.as_micros() as u64);
@@ -165,14 +180,20 @@ pub fn trace_driven(policy: Policy, mix: &Mix, trace: &Trace, draw: ClassDraw, d
     let classes = match draw {
         ClassDraw::Sessions => mix.assign(sessions.len(), &mut rng),
         ClassDraw::ViewingTime => {
-            let seconds: Vec<f64> = sessions.iter().map(|s| s.departure.min(end).since(s.arrival).as_secs_f64()).collect();
+            let seconds: Vec<f64> =
+                sessions.iter().map(|s| s.departure.min(end).since(s.arrival).as_secs_f64()).collect();
             mix.assign_by_time(&seconds, &mut rng)
         }
     };
     let peers = sessions
         .iter()
         .zip(classes)
-        .map(|(s, class)| PeerSpec { class, upload: mix.classes[class].upload, join: s.arrival, leave: (s.departure < end).then_some(s.departure) })
+        .map(|(s, class)| PeerSpec {
+            class,
+            upload: mix.classes[class].upload,
+            join: s.arrival,
+            leave: (s.departure < end).then_some(s.departure),
+        })
         .collect();
     SwarmConfig {
         peer,
@@ -206,8 +227,13 @@ mod tests {
         let seconds: Vec<f64> = (0..500).map(|_| 20.0 * (rng.random_range(0.0..9.0f64)).exp()).collect();
         let mix = Mix::table_two(super::super::mixes::Load::Overloaded);
         let total: f64 = seconds.iter().sum();
-        let share_of_time = |classes: &[usize], c: usize| classes.iter().zip(&seconds).filter(|(k, _)| **k == c).map(|(_, s)| s).sum::<f64>() / total;
-        let index = |classes: &[usize]| (0..mix.classes.len()).map(|c| share_of_time(classes, c) * mix.classes[c].upload.0 as f64).sum::<f64>() / 600.0;
+        let share_of_time = |classes: &[usize], c: usize| {
+            classes.iter().zip(&seconds).filter(|(k, _)| **k == c).map(|(_, s)| s).sum::<f64>() / total
+        };
+        let index = |classes: &[usize]| {
+            (0..mix.classes.len()).map(|c| share_of_time(classes, c) * mix.classes[c].upload.0 as f64).sum::<f64>()
+                / 600.0
+        };
         let by_time = mix.assign_by_time(&seconds, &mut ChaCha8Rng::seed_from_u64(1));
         let nominal = mix.resource_index(&LayerPlan::simulation());
         assert!((index(&by_time) - nominal).abs() < 0.01, "by time {:.3} vs nominal {nominal:.3}", index(&by_time));
@@ -215,11 +241,18 @@ mod tests {
         // spread in proportion).
         for (c, class) in mix.classes.iter().enumerate() {
             let count = by_time.iter().filter(|&&k| k == c).count() as f64 / 500.0;
-            assert!((count - class.share).abs() < 0.05, "{}: {count:.3} of the sessions, share {}", class.name, class.share);
+            assert!(
+                (count - class.share).abs() < 0.05,
+                "{}: {count:.3} of the sessions, share {}",
+                class.name,
+                class.share
+            );
         }
         // A plain shuffle of exact counts leaves the viewing time to chance: over a
         // few draws its index strays further from the nominal one.
-        let worst = (0..8).map(|k| (index(&mix.assign(500, &mut ChaCha8Rng::seed_from_u64(k))) - nominal).abs()).fold(0.0, f64::max);
+        let worst = (0..8)
+            .map(|k| (index(&mix.assign(500, &mut ChaCha8Rng::seed_from_u64(k))) - nominal).abs())
+            .fold(0.0, f64::max);
         assert!(worst > 0.02, "shuffled draws all within {worst:.3} of nominal");
     }
 

@@ -92,9 +92,13 @@ impl Trace {
             if body.is_empty() {
                 continue;
             }
-            let fields: Vec<&str> = body.split(|c: char| c.is_whitespace() || c == ',').filter(|f| !f.is_empty()).collect();
+            let fields: Vec<&str> =
+                body.split(|c: char| c.is_whitespace() || c == ',').filter(|f| !f.is_empty()).collect();
             let [a, d] = fields.as_slice() else {
-                return Err(TraceError::Line { line, msg: format!("expected `ARRIVAL DEPARTURE` (2 fields), found {} in {body:?}", fields.len()) });
+                return Err(TraceError::Line {
+                    line,
+                    msg: format!("expected `ARRIVAL DEPARTURE` (2 fields), found {} in {body:?}", fields.len()),
+                });
             };
             let arrival = parse_secs(a, "arrival", line)?;
             let departure = parse_secs(d, "departure", line)?;
@@ -102,7 +106,13 @@ impl Trace {
                 return Err(TraceError::Line { line, msg: format!("departure {d} is not after arrival {a}") });
             }
             if departure.since(arrival).as_secs_f64() > MAX_SESSION_SECS {
-                return Err(TraceError::Line { line, msg: format!("session of {} s is longer than {MAX_SESSION_SECS} s", departure.since(arrival).as_secs()) });
+                return Err(TraceError::Line {
+                    line,
+                    msg: format!(
+                        "session of {} s is longer than {MAX_SESSION_SECS} s",
+                        departure.since(arrival).as_secs()
+                    ),
+                });
             }
             if sessions.len() >= MAX_SESSIONS {
                 return Err(TraceError::TooLong);
@@ -171,10 +181,13 @@ impl Trace {
             diff[(s.departure.0.div_ceil(step_us) as usize).min(n)] -= 1;
         }
         let mut c = 0i64;
-        diff[..n].iter().map(|d| {
-            c += d;
-            c.max(0) as usize
-        }).collect()
+        diff[..n]
+            .iter()
+            .map(|d| {
+                c += d;
+                c.max(0) as usize
+            })
+            .collect()
     }
 
     pub fn stats(&self) -> TraceStats {
@@ -192,7 +205,11 @@ impl Trace {
             span_secs: self.sessions.iter().map(|s| s.departure).max().unwrap_or(Time::ZERO).as_secs_f64(),
             peak_concurrent: conc.iter().copied().max().unwrap_or(0),
             min_concurrent_after_first_hour: after_hour.iter().copied().min().unwrap_or(0),
-            mean_concurrent: if active.is_empty() { 0.0 } else { active.iter().sum::<usize>() as f64 / active.len() as f64 },
+            mean_concurrent: if active.is_empty() {
+                0.0
+            } else {
+                active.iter().sum::<usize>() as f64 / active.len() as f64
+            },
             session_p01_secs: q(0.01),
             session_p50_secs: q(0.5),
             session_p99_secs: q(0.99),
@@ -275,7 +292,9 @@ impl DayTraceConfig {
         let u1: f64 = rng.random_range(f64::EPSILON..1.0);
         let u2: f64 = rng.random();
         let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-        (self.median_session_secs.ln() + self.session_sigma * z).exp().clamp(self.min_session_secs, self.max_session_secs)
+        (self.median_session_secs.ln() + self.session_sigma * z)
+            .exp()
+            .clamp(self.min_session_secs, self.max_session_secs)
     }
 }
 

@@ -7,7 +7,7 @@
 //! links without serialising.
 
 use super::message::*;
-use crate::integrity::{LcHash, HASH_LEN, MAX_MANIFEST_LCS, SIGNATURE_LEN};
+use crate::integrity::{HASH_LEN, LcHash, MAX_MANIFEST_LCS, SIGNATURE_LEN};
 use bytes::{BufMut, Bytes, BytesMut};
 use layerp2p_codec::{
     BufferMap, LayerId, LayerWindow, Lc, LcHeader, LcId, MAX_LAYERS, MAX_LC_PAYLOAD, MAX_SEQ, MAX_WINDOW_LCS,
@@ -884,7 +884,11 @@ mod tests {
                 WireError::TooMany { what: "manifest hashes", count: 65, limit: MAX_MANIFEST_LCS },
             ),
             ("manifest bad layer", with_body(code::MANIFEST, &[0, 0, 0, 0, 0, 1]), bad("layer", 0)),
-            ("manifest hash cut", with_body(code::MANIFEST, &[1, 0, 0, 0, 0, 2, 0, 0, 0]), truncated("manifest hash", 13)),
+            (
+                "manifest hash cut",
+                with_body(code::MANIFEST, &[1, 0, 0, 0, 0, 2, 0, 0, 0]),
+                truncated("manifest hash", 13),
+            ),
             (
                 "manifest signature cut",
                 with_body(code::MANIFEST, &[[1, 0, 0, 0, 0, 1].as_slice(), &[0; HASH_LEN + 10]].concat()),
@@ -892,7 +896,10 @@ mod tests {
             ),
             (
                 "manifest trailing byte",
-                with_body(code::MANIFEST, &[[1, 0, 0, 0, 0, 1].as_slice(), &[0; HASH_LEN + SIGNATURE_LEN + 1]].concat()),
+                with_body(
+                    code::MANIFEST,
+                    &[[1, 0, 0, 0, 0, 1].as_slice(), &[0; HASH_LEN + SIGNATURE_LEN + 1]].concat(),
+                ),
                 WireError::BodyTooLong(code::MANIFEST, 1),
             ),
             ("token cut", with_body(code::TOKEN, &[0; 12]), truncated("token echo", 4)),
@@ -1099,10 +1106,20 @@ mod tests {
                     Message::Data(Lc { header, payload: Bytes::from(payload) })
                 }
             ),
-            (1..=MAX_LAYERS as u8, any::<u32>(), prop::collection::vec(any::<[u8; HASH_LEN]>(), 1..=MAX_MANIFEST_LCS), any::<[u8; 32]>())
+            (
+                1..=MAX_LAYERS as u8,
+                any::<u32>(),
+                prop::collection::vec(any::<[u8; HASH_LEN]>(), 1..=MAX_MANIFEST_LCS),
+                any::<[u8; 32]>()
+            )
                 .prop_map(|(layer, start, hashes, half)| {
                     let signature = std::array::from_fn(|i| half[i % 32] ^ i as u8);
-                    Message::Manifest(ManifestMsg { layer: l(layer), start: Seq(start), hashes: hashes.into_iter().map(LcHash).collect(), signature })
+                    Message::Manifest(ManifestMsg {
+                        layer: l(layer),
+                        start: Seq(start),
+                        hashes: hashes.into_iter().map(LcHash).collect(),
+                        signature,
+                    })
                 }),
         ]
     }

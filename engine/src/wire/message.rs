@@ -5,8 +5,8 @@
 //! `codec.rs` and docs/PROTOCOL.md; the simulator passes these values without
 //! serialising them and only counts [`Message::wire_len`].
 
-use bytes::Bytes;
 use crate::integrity::LcHash;
+use bytes::Bytes;
 use layerp2p_codec::{BufferMap, LayerId, Lc, LcId, MediaTime, Seq};
 use std::net::SocketAddr;
 

@@ -4,5 +4,5 @@
 pub mod codec;
 pub mod message;
 
-pub use codec::{data_wire_len, decode, encode, WireError, PACKET_HEADER_LEN};
+pub use codec::{PACKET_HEADER_LEN, WireError, data_wire_len, decode, encode};
 pub use message::*;

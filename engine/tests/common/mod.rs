@@ -31,4 +31,3 @@ pub fn connect(p: &mut Peer, now: Time, from: SocketAddr) -> Vec<Transmit> {
     }
     replies
 }
-

@@ -2,11 +2,11 @@
 
 use layerp2p_codec::LcSource;
 use layerp2p_engine::runtime::playout::PlayoutSink;
-use layerp2p_engine::runtime::role::{run_node_playing, NodeSpec};
+use layerp2p_engine::runtime::role::{NodeSpec, run_node_playing};
 use layerp2p_engine::runtime::status::NodeSummary;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -18,7 +18,12 @@ pub fn free_port() -> SocketAddr {
 
 /// Runs `spec` for `secs` (a seed ingests `source`; what the node plays goes to
 /// `output`); the handle gives its summary.
-pub fn run_for(spec: NodeSpec, source: Option<Box<dyn LcSource>>, output: Option<PlayoutSink>, secs: u64) -> JoinHandle<NodeSummary> {
+pub fn run_for(
+    spec: NodeSpec,
+    source: Option<Box<dyn LcSource>>,
+    output: Option<PlayoutSink>,
+    secs: u64,
+) -> JoinHandle<NodeSummary> {
     std::thread::spawn(move || {
         let stop = Arc::new(AtomicBool::new(false));
         let timer = stop.clone();

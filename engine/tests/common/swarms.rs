@@ -1,10 +1,10 @@
 //! Helpers for the simulator-driven tests with faults and hostile viewers.
 
 use layerp2p_codec::Kbps;
+use layerp2p_engine::Time;
 use layerp2p_engine::sim::faults::{FaultConfig, FaultStats};
 use layerp2p_engine::sim::report::{ClassReport, SwarmReport};
 use layerp2p_engine::sim::{Swarm, SwarmConfig};
-use layerp2p_engine::Time;
 
 /// Puts scenario entries `specs` in a class of their own, `name`, uploading `upload`.
 pub fn own_class(cfg: &mut SwarmConfig, specs: &[usize], name: &str, upload: Kbps) {

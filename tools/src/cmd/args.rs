@@ -3,8 +3,8 @@
 
 use clap::ValueEnum;
 use layerp2p_codec::synthetic::{PayloadKind, SyntheticConfig};
-use layerp2p_engine::sim::scenario::Mix;
 use layerp2p_engine::Policy;
+use layerp2p_engine::sim::scenario::Mix;
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
 pub enum PolicyArg {
@@ -163,7 +163,11 @@ impl NeighbourArgs {
     /// The overrides for viewers (`PeerConfig::peer`'s values elsewhere), refused as
     /// `apply` refuses them.
     pub fn for_viewers(&self) -> Result<layerp2p_engine::NeighbourOverrides, String> {
-        let mut viewer = layerp2p_engine::PeerConfig::peer(Policy::LayerP2P, layerp2p_codec::LayerPlan::simulation(), layerp2p_codec::Kbps(0));
+        let mut viewer = layerp2p_engine::PeerConfig::peer(
+            Policy::LayerP2P,
+            layerp2p_codec::LayerPlan::simulation(),
+            layerp2p_codec::Kbps(0),
+        );
         self.apply(&mut viewer)?;
         Ok(self.overrides())
     }
@@ -245,6 +249,9 @@ mod tests {
         assert!(err.contains("--n-min 25 is above --n-max 20"), "{err}");
         let ok = NeighbourArgs { n_min: Some(25), n_max: Some(30), rate_window_secs: Some(4), ..Default::default() };
         let o = ok.for_viewers().expect("25 <= 30");
-        assert_eq!((o.n_min, o.n_max, o.adaptation, o.rate_window), (Some(25), Some(30), None, Some(Duration::from_secs(4))));
+        assert_eq!(
+            (o.n_min, o.n_max, o.adaptation, o.rate_window),
+            (Some(25), Some(30), None, Some(Duration::from_secs(4)))
+        );
     }
 }

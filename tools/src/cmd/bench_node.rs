@@ -5,7 +5,7 @@
 use clap::Args as ClapArgs;
 use layerp2p_codec::synthetic::{PayloadKind, SyntheticConfig, SyntheticSource};
 use layerp2p_codec::{Kbps, LayerPlan};
-use layerp2p_engine::runtime::throughput::{raw_blast, seed_throughput, Rate, BLAST_DATAGRAM};
+use layerp2p_engine::runtime::throughput::{BLAST_DATAGRAM, Rate, raw_blast, seed_throughput};
 use std::time::Duration;
 
 #[derive(ClapArgs, Debug)]
@@ -41,14 +41,23 @@ pub fn run(args: Args) -> Result<(), String> {
     let mut raws = vec![blast()?];
     let mut runs = Vec::new();
     for &s in &args.shards {
-        eprintln!("seed with {s} shard(s), {} greedy receivers, {} s warm-up + {} s ...", args.receivers, args.warmup, args.secs);
+        eprintln!(
+            "seed with {s} shard(s), {} greedy receivers, {} s warm-up + {} s ...",
+            args.receivers, args.warmup, args.secs
+        );
         let layer = Kbps(args.stream_kbps / 3);
         let mut cfg = SyntheticConfig::simulation();
         cfg.plan = LayerPlan::new(vec![layer; 3]).map_err(|e| e.to_string())?;
         cfg.payload = PayloadKind::Pattern;
         let source = SyntheticSource::new(cfg).map_err(|e| e.to_string())?;
-        let run = seed_throughput(s as usize, args.receivers as usize, Box::new(source), Duration::from_secs(args.warmup), secs)
-            .map_err(|e| e.to_string())?;
+        let run = seed_throughput(
+            s as usize,
+            args.receivers as usize,
+            Box::new(source),
+            Duration::from_secs(args.warmup),
+            secs,
+        )
+        .map_err(|e| e.to_string())?;
         runs.push(run);
         raws.push(blast()?);
     }
@@ -59,17 +68,32 @@ pub fn run(args: Args) -> Result<(), String> {
     };
     let raw_got = raws.iter().map(|r| r.1.datagrams_per_sec).sum::<f64>() / n;
     if args.json {
-        let raws: Vec<_> = raws.iter().map(|(sent, got)| serde_json::json!({ "sent": sent, "received": got })).collect();
+        let raws: Vec<_> =
+            raws.iter().map(|(sent, got)| serde_json::json!({ "sent": sent, "received": got })).collect();
         let json = serde_json::json!({ "raw": raws, "seed": runs });
         println!("{}", serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?);
         return Ok(());
     }
-    println!("{:<26} {:>12} {:>9} {:>8} {:>14} {:>12} {:>10}", "sender", "LC/s sent", "Gbit/s", "of raw", "LC/s received", "calls/LC", "p99 req→send");
+    println!(
+        "{:<26} {:>12} {:>9} {:>8} {:>14} {:>12} {:>10}",
+        "sender", "LC/s sent", "Gbit/s", "of raw", "LC/s received", "calls/LC", "p99 req→send"
+    );
     for (i, (sent, got)) in raws.iter().enumerate() {
         let name = format!("raw GSO blast #{}", i + 1);
-        println!("{name:<26} {:>12.0} {:>9.2} {:>8} {:>14.0} {:>12.4} {:>10}", sent.datagrams_per_sec, sent.gbit_per_sec, "", got.datagrams_per_sec, 1.0 / 256.0, "-");
+        println!(
+            "{name:<26} {:>12.0} {:>9.2} {:>8} {:>14.0} {:>12.4} {:>10}",
+            sent.datagrams_per_sec,
+            sent.gbit_per_sec,
+            "",
+            got.datagrams_per_sec,
+            1.0 / 256.0,
+            "-"
+        );
     }
-    println!("{:<26} {:>12.0} {:>9.2} {:>7.0}% {:>14.0} {:>12} {:>10}", "raw GSO blast, mean", raw_sent.datagrams_per_sec, raw_sent.gbit_per_sec, 100.0, raw_got, "", "-");
+    println!(
+        "{:<26} {:>12.0} {:>9.2} {:>7.0}% {:>14.0} {:>12} {:>10}",
+        "raw GSO blast, mean", raw_sent.datagrams_per_sec, raw_sent.gbit_per_sec, 100.0, raw_got, "", "-"
+    );
     for (i, r) in runs.iter().enumerate() {
         // Compared with the blasts just before and after it.
         let around = (raws[i].0.datagrams_per_sec + raws[i + 1].0.datagrams_per_sec) / 2.0;

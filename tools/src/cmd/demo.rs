@@ -8,12 +8,12 @@
 
 use super::args::{IncentiveArgs, MixArg, NeighbourArgs, PolicyArg, Video};
 use clap::{Args as ClapArgs, ValueEnum};
-use layerp2p_codec::video::Resolution;
 use layerp2p_codec::Kbps;
-use layerp2p_engine::experiment::{encode_clip, psnr_table, run_observed, Stream, CLIP_FRAMES};
+use layerp2p_codec::video::Resolution;
+use layerp2p_engine::PeerConfig;
+use layerp2p_engine::experiment::{CLIP_FRAMES, Stream, encode_clip, psnr_table, run_observed};
 use layerp2p_engine::metrics::Latencies;
 use layerp2p_engine::runtime::local::LocalSwarmConfig;
-use layerp2p_engine::PeerConfig;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -122,7 +122,11 @@ pub fn run(args: Args) -> Result<(), String> {
     println!(
         "LayerP2P demo on real UDP (loopback): {} peers ({}), {} kbps seed, {} s, lag {} s, policy {}",
         args.peers,
-        mix.classes.iter().map(|c| format!("{:.0}% {} @ {}", c.share * 100.0, c.name, c.upload)).collect::<Vec<_>>().join(", "),
+        mix.classes
+            .iter()
+            .map(|c| format!("{:.0}% {} @ {}", c.share * 100.0, c.name, c.upload))
+            .collect::<Vec<_>>()
+            .join(", "),
         args.seed_upload_kbps,
         args.duration,
         args.lag,
@@ -133,7 +137,12 @@ pub fn run(args: Args) -> Result<(), String> {
             eprintln!("encoding {CLIP_FRAMES} frames of the built-in clip at {} ...", args.video_resolution);
             let clip = encode_clip(args.video_resolution, args.video_qp)?;
             let rates: Vec<String> = clip.layer_rates().iter().map(|r| r.0.to_string()).collect();
-            println!("video: built-in clip {} at 30 fps, QP {}, layers {} kbps (looped every {CLIP_FRAMES} frames)", clip.cfg.resolution, clip.cfg.qp, rates.join(" / "));
+            println!(
+                "video: built-in clip {} at 30 fps, QP {}, layers {} kbps (looped every {CLIP_FRAMES} frames)",
+                clip.cfg.resolution,
+                clip.cfg.qp,
+                rates.join(" / ")
+            );
             Some(clip)
         }
         _ => None,
@@ -169,7 +178,9 @@ pub fn run(args: Args) -> Result<(), String> {
     );
     let names: Vec<String> = report.swarm.classes.iter().map(|c| c.name.clone()).collect();
     if let Some(psnr) = &observed.psnr {
-        println!("\nPSNR (luma dB, mean over frames from each scored viewer's first played frame; lost frames repeat the last picture):");
+        println!(
+            "\nPSNR (luma dB, mean over frames from each scored viewer's first played frame; lost frames repeat the last picture):"
+        );
         print!("{}", psnr_table(&names, psnr));
     }
     if let Some(path) = args.json {

@@ -9,13 +9,13 @@ use super::args::{IncentiveArgs, MixArg, NeighbourArgs, PolicySet};
 use crate::plot::{self, Panel, SeriesPanel};
 use crate::progress::Progress;
 use clap::{Args as ClapArgs, Subcommand};
-use layerp2p_codec::video::Resolution;
 use layerp2p_codec::Kbps;
-use layerp2p_engine::runtime::link::Links;
+use layerp2p_codec::video::Resolution;
 use layerp2p_engine::experiment::{
-    aggregate, diagnostics, diagnostics_table, encode_clip, per_run_table, psnr_gap_table, psnr_table, published_overloaded, Aggregate, Prototype, Published, RunFile,
-    RunResult, CLIP_FRAMES,
+    Aggregate, CLIP_FRAMES, Prototype, Published, RunFile, RunResult, aggregate, diagnostics, diagnostics_table,
+    encode_clip, per_run_table, psnr_gap_table, psnr_table, published_overloaded,
 };
+use layerp2p_engine::runtime::link::Links;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -142,7 +142,10 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), String> {
 
 fn prototype(args: PrototypeArgs) -> Result<(), String> {
     if args.startup + 10 >= args.duration {
-        return Err(format!("--duration ({}) must exceed --startup ({}) by more than 10 s, or late joiners count no playback", args.duration, args.startup));
+        return Err(format!(
+            "--duration ({}) must exceed --startup ({}) by more than 10 s, or late joiners count no playback",
+            args.duration, args.startup
+        ));
     }
     std::fs::create_dir_all(&args.out).map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
     let setup = Prototype {
@@ -171,7 +174,13 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
     println!(
         "prototype experiment, {scenario}: {} peers ({}), {} kbps seed, join over {} s then stay {} s, lag {} s; {} system(s) x {} run(s) = about {} min",
         args.peers,
-        setup.mix.classes.iter().map(|c| format!("{:.0}% {} @ {}", c.share * 100.0, c.name, c.upload)).collect::<Vec<_>>().join(", "),
+        setup
+            .mix
+            .classes
+            .iter()
+            .map(|c| format!("{:.0}% {} @ {}", c.share * 100.0, c.name, c.upload))
+            .collect::<Vec<_>>()
+            .join(", "),
         args.seed_upload_kbps,
         args.join_over,
         args.duration,
@@ -184,7 +193,12 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
         eprintln!("encoding {CLIP_FRAMES} frames of the built-in clip at {} ...", args.video_resolution);
         let clip = encode_clip(args.video_resolution, args.video_qp)?;
         let rates: Vec<String> = clip.layer_rates().iter().map(|r| r.0.to_string()).collect();
-        println!("video: built-in clip {} at 30 fps, QP {}, layers {} kbps", clip.cfg.resolution, clip.cfg.qp, rates.join(" / "));
+        println!(
+            "video: built-in clip {} at 30 fps, QP {}, layers {} kbps",
+            clip.cfg.resolution,
+            clip.cfg.qp,
+            rates.join(" / ")
+        );
         Some(clip)
     } else {
         None
@@ -194,7 +208,10 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
             return Err("--delay-ms and --loss shape the real swarm; with --simulate use --sim-latency-ms".into());
         }
         let (lo, hi) = args.delay_ms.unwrap_or((0, 0));
-        println!("viewer access links: one-way delay {lo}..{hi} ms each (uniform), {:.1} % of received datagrams lost", args.loss * 100.0);
+        println!(
+            "viewer access links: one-way delay {lo}..{hi} ms each (uniform), {:.1} % of received datagrams lost",
+            args.loss * 100.0
+        );
     }
     if args.simulate {
         return simulate(&args, &setup, clip.as_ref(), &scenario);
@@ -218,7 +235,8 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
             progress.finish();
             let path = args.out.join(format!("{scenario}-{}-run{run}.json", policy.name().to_lowercase()));
             write_json(&path, &r.json(&scenario))?;
-            let cpu: Vec<String> = r.observed.local.shard_cpu_s.iter().map(|c| format!("{:.0} %", c * 100.0 / total as f64)).collect();
+            let cpu: Vec<String> =
+                r.observed.local.shard_cpu_s.iter().map(|c| format!("{:.0} %", c * 100.0 / total as f64)).collect();
             println!(
                 "{policy} run {run} (seed {}): wrote {}\n{}{}shard CPU (share of one core over the run): {}; node timers run > 20 ms late: {} of {} (latest {:.0} ms); datagrams lost on the simulated links: {}",
                 r.seed,
@@ -235,7 +253,12 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
         }
     }
     let files: Vec<RunFile> = results.iter().map(|r| r.file(&scenario)).collect::<Result<_, _>>()?;
-    report_pooled(&args.out, &scenario, &format!("prototype, {scenario}, {} peers, {} run(s)", args.peers, args.runs), &files)
+    report_pooled(
+        &args.out,
+        &scenario,
+        &format!("prototype, {scenario}, {} peers, {} run(s)", args.peers, args.runs),
+        &files,
+    )
 }
 
 /// `experiment report`: reads the runs back and reports them as `prototype` does.
@@ -243,20 +266,38 @@ fn report(args: ReportArgs) -> Result<(), String> {
     let mut files = Vec::new();
     for path in &args.files {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let mut f: RunFile = serde_json::from_str(&text).map_err(|e| format!("{} is not a per-run JSON of `experiment prototype`: {e}", path.display()))?;
+        let mut f: RunFile = serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not a per-run JSON of `experiment prototype`: {e}", path.display()))?;
         // Older runs name their scenario only in the file name.
         let stem = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        f.scenario = f.scenario.or_else(|| ["overloaded", "underloaded"].into_iter().find(|s| stem.starts_with(s)).map(String::from));
+        f.scenario = f
+            .scenario
+            .or_else(|| ["overloaded", "underloaded"].into_iter().find(|s| stem.starts_with(s)).map(String::from));
         files.push(f);
     }
-    let scenario = files[0].scenario.clone().ok_or_else(|| format!("{}: no scenario in the JSON or the file name", args.files[0].display()))?;
-    if let Some((path, f)) = args.files.iter().zip(&files).find(|(_, f)| f.scenario.as_deref() != Some(scenario.as_str())) {
-        return Err(format!("{} is of scenario {}, the first file of {scenario}: pool one scenario at a time", path.display(), f.scenario.as_deref().unwrap_or("?")));
+    let scenario = files[0]
+        .scenario
+        .clone()
+        .ok_or_else(|| format!("{}: no scenario in the JSON or the file name", args.files[0].display()))?;
+    if let Some((path, f)) =
+        args.files.iter().zip(&files).find(|(_, f)| f.scenario.as_deref() != Some(scenario.as_str()))
+    {
+        return Err(format!(
+            "{} is of scenario {}, the first file of {scenario}: pool one scenario at a time",
+            path.display(),
+            f.scenario.as_deref().unwrap_or("?")
+        ));
     }
     // The same run given twice would count its peers twice.
     for (i, f) in files.iter().enumerate() {
         if let Some(j) = files[..i].iter().position(|g| g.policy == f.policy && g.seed.is_some() && g.seed == f.seed) {
-            return Err(format!("{} and {} are both {} with seed {}: give each run once", args.files[j].display(), args.files[i].display(), f.policy, f.seed.unwrap_or(0)));
+            return Err(format!(
+                "{} and {} are both {} with seed {}: give each run once",
+                args.files[j].display(),
+                args.files[i].display(),
+                f.policy,
+                f.seed.unwrap_or(0)
+            ));
         }
     }
     std::fs::create_dir_all(&args.out).map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
@@ -287,7 +328,9 @@ fn report_pooled(out: &Path, scenario: &str, what: &str, files: &[RunFile]) -> R
         let agg = aggregate(runs.iter().map(|r| (&r.report, r.psnr.as_ref())))?;
         println!("\n== {policy}, {} run(s) pooled ==\n{}", runs.len(), agg.report.table());
         if !agg.exact {
-            println!("(alpha pooled weighting each run by its peers: some files predate the LC counts that make it exact)");
+            println!(
+                "(alpha pooled weighting each run by its peers: some files predate the LC counts that make it exact)"
+            );
         }
         let names: Vec<String> = agg.report.classes.iter().map(|c| c.name.clone()).collect();
         if let Some(psnr) = &agg.psnr {
@@ -295,7 +338,10 @@ fn report_pooled(out: &Path, scenario: &str, what: &str, files: &[RunFile]) -> R
         }
         let published = published_overloaded(&agg.report);
         if scenario == "overloaded" {
-            println!("DESIGN.md §11 (LayerP2P, overloaded prototype) beside this {policy} run:\n{}", published_lines(&published));
+            println!(
+                "DESIGN.md §11 (LayerP2P, overloaded prototype) beside this {policy} run:\n{}",
+                published_lines(&published)
+            );
         }
         summary.push(serde_json::json!({ "policy": policy, "runs": runs.len(), "report": agg.report, "psnr": agg.psnr, "published": published }));
         pooled.push((policy, agg, runs));
@@ -331,7 +377,12 @@ fn report_pooled(out: &Path, scenario: &str, what: &str, files: &[RunFile]) -> R
 
 /// `--simulate`: every policy and run of `setup` in the simulator; per-run tables,
 /// JSON and DESIGN.md §11's figures.
-fn simulate(args: &PrototypeArgs, setup: &Prototype, clip: Option<&layerp2p_codec::video::droptest::TestClip>, scenario: &str) -> Result<(), String> {
+fn simulate(
+    args: &PrototypeArgs,
+    setup: &Prototype,
+    clip: Option<&layerp2p_codec::video::droptest::TestClip>,
+    scenario: &str,
+) -> Result<(), String> {
     let latency = Duration::from_millis(args.sim_latency_ms);
     for &policy in &args.policy.policies() {
         for run in 0..args.runs {

@@ -4,7 +4,7 @@
 
 use super::args::{MixArg, PolicyArg};
 use clap::Args as ClapArgs;
-use layerp2p_bench::loadgen::{run, Setup};
+use layerp2p_bench::loadgen::{Setup, run};
 use layerp2p_codec::Kbps;
 use layerp2p_engine::sim::scenario::{Mix, PeerClass};
 use std::net::SocketAddr;

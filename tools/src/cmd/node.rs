@@ -8,21 +8,21 @@ use super::args::{IncentiveArgs, NeighbourArgs, PolicyArg, Video};
 use clap::Args as ClapArgs;
 use layerp2p_codec::synthetic::SyntheticSource;
 use layerp2p_codec::video::encoder::EncoderConfig;
-use layerp2p_codec::video::source::{clip_source, input_source, Input, InputOptions, ThreadedSource, VideoSource};
+use layerp2p_codec::video::source::{Input, InputOptions, ThreadedSource, VideoSource, clip_source, input_source};
 use layerp2p_codec::video::{FrameRate, Resolution};
 use layerp2p_codec::{Kbps, LayerPlan, LcSource};
 use layerp2p_engine::channel::{self, channel_id, plan_text};
 use layerp2p_engine::integrity::ContentAuth;
 use layerp2p_engine::runtime::playout::Playout;
-use layerp2p_engine::runtime::role::{run_node_playing, run_tracker, NodeSpec};
+use layerp2p_engine::runtime::role::{NodeSpec, run_node_playing, run_tracker};
 use layerp2p_engine::runtime::status::{NodeSummary, Status};
 use layerp2p_engine::wire::Role;
 use layerp2p_engine::{PeerConfig, TrackerConfig};
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Flags every role shares.
@@ -97,7 +97,10 @@ impl NodeVideo {
     fn plan(self) -> Result<LayerPlan, String> {
         match self.synthetic() {
             Some(v) => Ok(v.synthetic(1).plan),
-            None => Ok(clip_source(clip_config(), Some(clip_config().intra_period)).map_err(|e| format!("built-in clip: {e}"))?.plan().clone()),
+            None => Ok(clip_source(clip_config(), Some(clip_config().intra_period))
+                .map_err(|e| format!("built-in clip: {e}"))?
+                .plan()
+                .clone()),
         }
     }
 }
@@ -297,13 +300,21 @@ pub fn tracker(args: TrackerArgs) -> Result<(), String> {
     let stop = stop_on_signals()?;
     eprintln!("tracker listening on {} (Ctrl-C to stop)", args.listen);
     let mut print = status_printer(&args.common, stop.clone());
-    let summary = run_tracker(args.listen, TrackerConfig::default(), args.common.rng_seed, args.common.core, stop, &mut print)
-        .map_err(|e| e.to_string())?;
+    let summary =
+        run_tracker(args.listen, TrackerConfig::default(), args.common.rng_seed, args.common.core, stop, &mut print)
+            .map_err(|e| e.to_string())?;
     finish(&args.common, summary, false)
 }
 
 /// A node's configuration in the channel of `plan` and `auth`'s key.
-fn config(role: Role, p: &Protocol, plan: LayerPlan, auth: ContentAuth, upload: u32, tracker: Option<SocketAddr>) -> PeerConfig {
+fn config(
+    role: Role,
+    p: &Protocol,
+    plan: LayerPlan,
+    auth: ContentAuth,
+    upload: u32,
+    tracker: Option<SocketAddr>,
+) -> PeerConfig {
     let mut pc = match role {
         Role::Seed => PeerConfig::seed(p.policy.policy(), plan, Kbps(upload)),
         Role::Relay => PeerConfig::relay(p.policy.policy(), plan, Kbps(upload)),
@@ -318,13 +329,20 @@ fn config(role: Role, p: &Protocol, plan: LayerPlan, auth: ContentAuth, upload: 
 }
 
 /// Runs `spec`; with `output`, what the node plays is written there as Annex B.
-fn node(spec: NodeSpec, source: Option<Box<dyn LcSource>>, output: Option<PathBuf>, common: &Common) -> Result<(), String> {
+fn node(
+    spec: NodeSpec,
+    source: Option<Box<dyn LcSource>>,
+    output: Option<PathBuf>,
+    common: &Common,
+) -> Result<(), String> {
     let stdout_busy = output.as_deref().is_some_and(is_std);
     if stdout_busy && common.json {
         return Err("--json and --output - both want stdout: write the video to a file, or drop --json".into());
     }
     let playout = match output {
-        Some(path) => Some(Playout::spawn(open_output(&path)?).map_err(|e| format!("cannot start the output writer: {e}"))?),
+        Some(path) => {
+            Some(Playout::spawn(open_output(&path)?).map_err(|e| format!("cannot start the output writer: {e}"))?)
+        }
         None => None,
     };
     let (playout, sink) = playout.unzip();
@@ -333,7 +351,10 @@ fn node(spec: NodeSpec, source: Option<Box<dyn LcSource>>, output: Option<PathBu
     let summary = run_node_playing(spec, source, sink, stop, &mut print).map_err(|e| e.to_string())?;
     if let Some(p) = playout {
         let report = p.finish().map_err(|e| format!("writing the output: {e}"))?;
-        eprintln!("output: {} frames written, {} played LCs dropped (writer behind)", report.frames_written, report.lcs_dropped);
+        eprintln!(
+            "output: {} frames written, {} played LCs dropped (writer behind)",
+            report.frames_written, report.lcs_dropped
+        );
     }
     finish(common, summary, stdout_busy)
 }
@@ -364,7 +385,12 @@ fn seed_source(args: &SeedArgs) -> Result<Box<dyn LcSource>, String> {
             Box::new(std::io::BufReader::new(f))
         };
         let rate = FrameRate::per_second(args.fps).map_err(|e| e.to_string())?;
-        let opts = InputOptions { layers: args.layers as usize, qp: args.qp, intra_period: args.intra_period, annexb_rate: rate };
+        let opts = InputOptions {
+            layers: args.layers as usize,
+            qp: args.qp,
+            intra_period: args.intra_period,
+            annexb_rate: rate,
+        };
         let source = input_source(Input(reader), &opts).map_err(|e| format!("--input {}: {e}", path.display()))?;
         return video(source);
     }
@@ -394,7 +420,11 @@ pub fn seed(args: SeedArgs) -> Result<(), String> {
     let source = seed_source(&args)?;
     let plan = source.plan().clone();
     if let Some(given) = args.protocol.plan.as_ref().filter(|&p| *p != plan) {
-        return Err(format!("--plan {} differs from the plan of the seed's video, {}: drop --plan or give that one", plan_text(given), plan_text(&plan)));
+        return Err(format!(
+            "--plan {} differs from the plan of the seed's video, {}: drop --plan or give that one",
+            plan_text(given),
+            plan_text(&plan)
+        ));
     }
     let mut peer = config(Role::Seed, &args.protocol, plan.clone(), auth.clone(), args.upload_kbps, Some(tracker));
     peer.n_max = args.n_max as usize;
@@ -408,11 +438,21 @@ pub fn seed(args: SeedArgs) -> Result<(), String> {
     };
     match args.tracker {
         Some(t) => eprintln!("seed on {} with tracker {t}, {} shard(s) (Ctrl-C to stop)", args.listen, args.shards),
-        None => eprintln!("seed on {} with its own tracker on {}, {} shard(s) (Ctrl-C to stop)", args.listen, args.tracker_listen, args.shards),
+        None => eprintln!(
+            "seed on {} with its own tracker on {}, {} shard(s) (Ctrl-C to stop)",
+            args.listen, args.tracker_listen, args.shards
+        ),
     }
     match auth.verifying_key() {
-        Some(k) => eprintln!("channel: --plan {} --channel-key {} (give both to every relay and peer)", plan_text(&plan), channel::to_hex(k.as_bytes())),
-        None => eprintln!("channel: --plan {} (give it to every relay and peer); content is NOT signed: no --key", plan_text(&plan)),
+        Some(k) => eprintln!(
+            "channel: --plan {} --channel-key {} (give both to every relay and peer)",
+            plan_text(&plan),
+            channel::to_hex(k.as_bytes())
+        ),
+        None => eprintln!(
+            "channel: --plan {} (give it to every relay and peer); content is NOT signed: no --key",
+            plan_text(&plan)
+        ),
     }
     node(spec, Some(source), None, &args.common)
 }
@@ -465,10 +505,19 @@ fn member(
         let (l_n, layers) = (peer.threshold_layer(), peer.plan.layers());
         match l_n {
             0 => eprintln!("threshold layer l_n = 0 of {layers}: every layer is a probing request"),
-            _ => eprintln!("threshold layer l_n = {l_n} of {layers}: layers 1..={l_n} are regular requests, asked for first"),
+            _ => eprintln!(
+                "threshold layer l_n = {l_n} of {layers}: layers 1..={l_n} are regular requests, asked for first"
+            ),
         }
     }
-    let spec = NodeSpec { peer, listen: m.listen, shards: shards as usize, embedded_tracker: None, first_core: common.core, rng_seed: common.rng_seed };
+    let spec = NodeSpec {
+        peer,
+        listen: m.listen,
+        shards: shards as usize,
+        embedded_tracker: None,
+        first_core: common.core,
+        rng_seed: common.rng_seed,
+    };
     node(spec, None, output, common)
 }
 

@@ -8,11 +8,11 @@ use super::args::{IncentiveArgs, NeighbourArgs, PolicySet};
 use crate::plot::{self, Panel};
 use crate::progress::Progress;
 use clap::{Args as ClapArgs, ValueEnum};
-use layerp2p_engine::sim::mixes::{table_two_groups, Load};
+use layerp2p_engine::sim::mixes::{Load, table_two_groups};
 use layerp2p_engine::sim::report::SwarmReport;
-use layerp2p_engine::sim::scenario::{trace_driven, ClassDraw, Mix};
-use layerp2p_engine::sim::trace::{generate_day, DayTraceConfig, Trace};
-use layerp2p_engine::sim::{Swarm, DOWNLINK_BUFFER};
+use layerp2p_engine::sim::scenario::{ClassDraw, Mix, trace_driven};
+use layerp2p_engine::sim::trace::{DayTraceConfig, Trace, generate_day};
+use layerp2p_engine::sim::{DOWNLINK_BUFFER, Swarm};
 use layerp2p_engine::{Policy, Time};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -154,10 +154,14 @@ fn parse_f64(s: &str) -> Result<f64, String> {
 /// Longest window and latest start, in hours: a year is far beyond any trace.
 const MAX_HOURS: f64 = 24.0 * 365.0;
 fn start_hour(s: &str) -> Result<f64, String> {
-    parse_f64(s).and_then(|v| if (0.0..=MAX_HOURS).contains(&v) { Ok(v) } else { Err(format!("{v} must be in [0, {MAX_HOURS}] hours")) })
+    parse_f64(s).and_then(|v| {
+        if (0.0..=MAX_HOURS).contains(&v) { Ok(v) } else { Err(format!("{v} must be in [0, {MAX_HOURS}] hours")) }
+    })
 }
 fn window_hours(s: &str) -> Result<f64, String> {
-    parse_f64(s).and_then(|v| if v > 0.0 && v <= MAX_HOURS { Ok(v) } else { Err(format!("{v} must be in (0, {MAX_HOURS}] hours")) })
+    parse_f64(s).and_then(|v| {
+        if v > 0.0 && v <= MAX_HOURS { Ok(v) } else { Err(format!("{v} must be in (0, {MAX_HOURS}] hours")) }
+    })
 }
 fn fraction(s: &str) -> Result<f64, String> {
     parse_f64(s).and_then(|v| if v > 0.0 && v <= 1.0 { Ok(v) } else { Err(format!("{v} must be in (0, 1]")) })
@@ -192,7 +196,9 @@ impl Speed {
 fn mix_of(args: &Args) -> Result<Mix, String> {
     let text = match (&args.mix, &args.mix_file) {
         (Some(m), _) => Some(m.clone()),
-        (None, Some(p)) => Some(std::fs::read_to_string(p).map_err(|e| format!("cannot read mix {}: {e}", p.display()))?),
+        (None, Some(p)) => {
+            Some(std::fs::read_to_string(p).map_err(|e| format!("cannot read mix {}: {e}", p.display()))?)
+        }
         (None, None) => None,
     };
     if let Some(t) = text {
@@ -306,9 +312,16 @@ type Outcome = (Policy, SwarmReport, Speed, serde_json::Value);
 /// Runs `policies` on up to `jobs` threads, each system its own swarm (so each is
 /// as deterministic as on its own), with one progress line; results in the order
 /// of `policies`.
-fn run_systems(policies: &[Policy], jobs: usize, mix: &Mix, trace: &Trace, args: &Args, duration: Duration) -> Result<Vec<Outcome>, String> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+fn run_systems(
+    policies: &[Policy],
+    jobs: usize,
+    mix: &Mix,
+    trace: &Trace,
+    args: &Args,
+    duration: Duration,
+) -> Result<Vec<Outcome>, String> {
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let board = Mutex::new(Board::new(policies));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<Outcome, String>>>> = Mutex::new(policies.iter().map(|_| None).collect());
@@ -346,7 +359,15 @@ fn run_one(
     duration: Duration,
     status: &mut dyn FnMut(RunStatus, bool),
 ) -> Result<(SwarmReport, Speed, serde_json::Value), String> {
-    let mut cfg = trace_driven(policy, mix, trace, args.class_draw.draw(), duration, Duration::from_millis(args.latency_ms), args.seed);
+    let mut cfg = trace_driven(
+        policy,
+        mix,
+        trace,
+        args.class_draw.draw(),
+        duration,
+        Duration::from_millis(args.latency_ms),
+        args.seed,
+    );
     cfg.download = args.download_kbps.map(layerp2p_codec::Kbps);
     args.incentive.apply(&mut cfg.peer.incentive);
     args.neighbours.apply(&mut cfg.peer)?;
@@ -412,7 +433,8 @@ pub fn run(args: Args) -> Result<(), String> {
         stats.session_max_secs / 3600.0
     );
     if let Some(path) = &args.write_trace {
-        let comment = format!("layerp2p sim trace: source {}, seed {}", args.trace, args.trace_seed.unwrap_or(args.seed));
+        let comment =
+            format!("layerp2p sim trace: source {}, seed {}", args.trace, args.trace_seed.unwrap_or(args.seed));
         std::fs::write(path, full.to_text(&comment)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         println!("wrote trace to {}", path.display());
     }
@@ -426,7 +448,11 @@ pub fn run(args: Args) -> Result<(), String> {
         trace = trace.thin(args.scale, args.seed);
     }
     if trace.sessions.is_empty() {
-        return Err(format!("no session of the trace falls in hours {} .. {}", args.from_hour, args.from_hour + args.hours));
+        return Err(format!(
+            "no session of the trace falls in hours {} .. {}",
+            args.from_hour,
+            args.from_hour + args.hours
+        ));
     }
     let policies = args.policy.policies();
     println!(
@@ -435,7 +461,11 @@ pub fn run(args: Args) -> Result<(), String> {
         args.from_hour + args.hours,
         args.scale,
         trace.sessions.len(),
-        mix.classes.iter().map(|c| format!("{:.1}% {} @ {}", c.share * 100.0, c.name, c.upload)).collect::<Vec<_>>().join(", "),
+        mix.classes
+            .iter()
+            .map(|c| format!("{:.1}% {} @ {}", c.share * 100.0, c.name, c.upload))
+            .collect::<Vec<_>>()
+            .join(", "),
         mix.resource_index(&layerp2p_codec::LayerPlan::simulation()),
         class_draw_name(args.class_draw),
         args.seed
@@ -443,12 +473,19 @@ pub fn run(args: Args) -> Result<(), String> {
     if let Some(down) = args.download_kbps {
         println!("downlinks: every viewer's capped at {down} kbps (LCs queue there first come, first served)");
     }
-    let table_two = args.mix.is_none() && args.mix_file.is_none() && matches!(args.scenario, Scenario::Overloaded | Scenario::Underloaded);
+    let table_two = args.mix.is_none()
+        && args.mix_file.is_none()
+        && matches!(args.scenario, Scenario::Overloaded | Scenario::Underloaded);
     let jobs = args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |j| j as usize);
     let started = Instant::now();
     let outcomes = run_systems(&policies, jobs, &mix, &trace, &args, duration)?;
     if outcomes.len() > 1 {
-        println!("{} systems in {:.1} s wall, {} at a time", outcomes.len(), started.elapsed().as_secs_f64(), jobs.clamp(1, outcomes.len()));
+        println!(
+            "{} systems in {:.1} s wall, {} at a time",
+            outcomes.len(),
+            started.elapsed().as_secs_f64(),
+            jobs.clamp(1, outcomes.len())
+        );
     }
     let mut results = Vec::new();
     for (policy, report, speed, parameters) in outcomes {
@@ -464,7 +501,11 @@ pub fn run(args: Args) -> Result<(), String> {
             speed.wall_secs_per_simulated_hour
         );
         if args.download_kbps.is_some() {
-            println!("downlinks dropped {} LCs (backlog beyond {} ms)", speed.downlink_drops, DOWNLINK_BUFFER.as_millis());
+            println!(
+                "downlinks dropped {} LCs (backlog beyond {} ms)",
+                speed.downlink_drops,
+                DOWNLINK_BUFFER.as_millis()
+            );
         }
         results.push((policy, report, speed, parameters));
     }
@@ -486,8 +527,15 @@ pub fn run(args: Args) -> Result<(), String> {
     }
     if let Some(dir) = &args.plots {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let panels: Vec<Panel> = results.iter().map(|(p, r, _, _)| Panel { title: p.name().to_string(), report: r }).collect();
-        let what = format!("{:?} mix, hours {}..{} at scale {}", args.scenario, args.from_hour, args.from_hour + args.hours, args.scale);
+        let panels: Vec<Panel> =
+            results.iter().map(|(p, r, _, _)| Panel { title: p.name().to_string(), report: r }).collect();
+        let what = format!(
+            "{:?} mix, hours {}..{} at scale {}",
+            args.scenario,
+            args.from_hour,
+            args.from_hour + args.hours,
+            args.scale
+        );
         let cdf = dir.join("playback-cdf.png");
         plot::playback_cdf(&cdf, &format!("Playback rate per class — {what}"), &panels)?;
         let alpha = dir.join("chunk-ratio.png");
@@ -510,10 +558,25 @@ mod tests {
 
     #[test]
     fn systems_run_in_parallel_give_what_they_give_one_after_another() {
-        let args = Cli::parse_from(["sim", "--from-hour", "15", "--hours", "0.01", "--scale", "0.01", "--ramp-secs", "5", "--seed", "3"]).sim;
+        let args = Cli::parse_from([
+            "sim",
+            "--from-hour",
+            "15",
+            "--hours",
+            "0.01",
+            "--scale",
+            "0.01",
+            "--ramp-secs",
+            "5",
+            "--seed",
+            "3",
+        ])
+        .sim;
         let (mix, full) = (mix_of(&args).expect("mix"), trace_of(&args).expect("trace"));
         let duration = Duration::from_secs_f64(args.hours * 3600.0);
-        let trace = full.window(secs_to_time(15.0 * 3600.0), secs_to_time(15.0 * 3600.0) + duration, Duration::from_secs(5)).thin(args.scale, args.seed);
+        let trace = full
+            .window(secs_to_time(15.0 * 3600.0), secs_to_time(15.0 * 3600.0) + duration, Duration::from_secs(5))
+            .thin(args.scale, args.seed);
         let one_by_one = run_systems(&Policy::ALL, 1, &mix, &trace, &args, duration).expect("runs");
         let at_once = run_systems(&Policy::ALL, 3, &mix, &trace, &args, duration).expect("runs");
         assert_eq!(one_by_one.len(), 3);

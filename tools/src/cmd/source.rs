@@ -61,7 +61,15 @@ pub fn run(args: Args) -> Result<(), String> {
         let bytes: usize = of_layer.iter().map(|lc| lc.payload.len()).sum();
         let max = of_layer.iter().map(|lc| lc.payload.len()).max().unwrap_or(0);
         let kbps = bytes as f64 * 8.0 / args.seconds as f64 / 1000.0;
-        println!("{:<6} {:>8} {:>8} {:>10} {:>7.1} kbps {:>6}", l.to_string(), frames, of_layer.len(), plan.rate(l).to_string(), kbps, max);
+        println!(
+            "{:<6} {:>8} {:>8} {:>10} {:>7.1} kbps {:>6}",
+            l.to_string(),
+            frames,
+            of_layer.len(),
+            plan.rate(l).to_string(),
+            kbps,
+            max
+        );
     }
     Ok(())
 }

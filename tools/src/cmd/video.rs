@@ -8,9 +8,9 @@ use layerp2p_codec::video::annexb::AnnexBReader;
 use layerp2p_codec::video::decoder::Decoder;
 use layerp2p_codec::video::droptest::{self, TestClip};
 use layerp2p_codec::video::encoder::{Encoder, EncoderConfig};
-use layerp2p_codec::video::quality::{psnr, Quality};
+use layerp2p_codec::video::quality::{Quality, psnr};
 use layerp2p_codec::video::y4m::{Y4mReader, Y4mWriter};
-use layerp2p_codec::video::{clip, FrameRate, Resolution};
+use layerp2p_codec::video::{FrameRate, Resolution, clip};
 use layerp2p_codec::{Kbps, LayerId};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -50,7 +50,10 @@ pub fn parse_resolution(s: &str) -> Result<Resolution, String> {
 
 fn parse_fps(s: &str) -> Result<FrameRate, String> {
     let r = match s.split_once(['/', ':']) {
-        Some((n, d)) => FrameRate::new(n.parse().map_err(|_| format!("bad frame rate {s:?}"))?, d.parse().map_err(|_| format!("bad frame rate {s:?}"))?),
+        Some((n, d)) => FrameRate::new(
+            n.parse().map_err(|_| format!("bad frame rate {s:?}"))?,
+            d.parse().map_err(|_| format!("bad frame rate {s:?}"))?,
+        ),
         None => FrameRate::per_second(s.parse().map_err(|_| format!("bad frame rate {s:?}"))?),
     };
     r.map_err(|e| e.to_string())
@@ -302,7 +305,13 @@ fn inspect_cmd(a: InspectArgs) -> Result<(), String> {
     let mut n = 0u64;
     while let Some(au) = r.next_unit().map_err(|e| format!("{}: frame {n}: {e}", a.input.display()))? {
         if a.frames {
-            println!("frame {n:>6}  {}  {:>7} bytes  {} units{}", au.layer, au.len(), au.units.len(), if au.idr { "  IDR" } else { "" });
+            println!(
+                "frame {n:>6}  {}  {:>7} bytes  {} units{}",
+                au.layer,
+                au.len(),
+                au.units.len(),
+                if au.idr { "  IDR" } else { "" }
+            );
         }
         tally.add(au.layer, au.len());
         idr += u64::from(au.idr);
@@ -324,7 +333,8 @@ fn decode_cmd(a: DecodeArgs) -> Result<(), String> {
         let Some(p) = dec.decode(&au.to_annexb()).map_err(|e| e.to_string())? else { continue };
         let w = match &mut writer {
             Some(w) => w,
-            None => writer.insert(Y4mWriter::new(open_output(&a.output)?, p.resolution(), a.fps).map_err(|e| e.to_string())?),
+            None => writer
+                .insert(Y4mWriter::new(open_output(&a.output)?, p.resolution(), a.fps).map_err(|e| e.to_string())?),
         };
         w.write(&p).map_err(|e| e.to_string())?;
         pictures += 1;
@@ -341,13 +351,17 @@ fn decode_cmd(a: DecodeArgs) -> Result<(), String> {
 }
 
 fn psnr_cmd(a: PsnrArgs) -> Result<(), String> {
-    let mut reference = Y4mReader::new(open_input(&a.reference)?).map_err(|e| format!("{}: {e}", a.reference.display()))?;
+    let mut reference =
+        Y4mReader::new(open_input(&a.reference)?).map_err(|e| format!("{}: {e}", a.reference.display()))?;
     let mut decoded = Y4mReader::new(open_input(&a.decoded)?).map_err(|e| format!("{}: {e}", a.decoded.display()))?;
     let mut layers: Box<dyn Iterator<Item = Result<LayerId, String>>> = match &a.stream {
         Some(path) => {
             let mut r = AnnexBReader::new(open_input(path)?, a.layers as usize);
             let path = path.display().to_string();
-            Box::new(std::iter::from_fn(move || r.next_unit().map_err(|e| format!("{path}: {e}")).transpose()).map(|u| u.map(|u| u.layer)))
+            Box::new(
+                std::iter::from_fn(move || r.next_unit().map_err(|e| format!("{path}: {e}")).transpose())
+                    .map(|u| u.map(|u| u.layer)),
+            )
         }
         None => Box::new(std::iter::repeat(Ok(LayerId::BASE))),
     };
@@ -403,7 +417,8 @@ fn drop_test_cmd(a: DropTestArgs) -> Result<(), String> {
         eprintln!("scoring: {loss} ...");
         let o = droptest::run(&clip, loss).map_err(|e| e.to_string())?;
         let show = |m: Option<f64>| m.map_or(format!("{:>7}", "-"), |v| format!("{v:>7.2}"));
-        let per_layer: String = (1..=cfg.layers as u8).map(|l| show(LayerId::new(l).and_then(|l| o.quality.layer(l)))).collect();
+        let per_layer: String =
+            (1..=cfg.layers as u8).map(|l| show(LayerId::new(l).and_then(|l| o.quality.layer(l)))).collect();
         println!(
             "{:<28} {:>8} {:>8} {:>9}{per_layer} {}",
             o.loss.to_string(),
@@ -420,7 +435,10 @@ fn drop_test_cmd(a: DropTestArgs) -> Result<(), String> {
             .iter()
             .map(|o| serde_json::json!({ "case": o.loss.to_string(), "lcs": o.lcs, "lcs_lost": o.lcs_lost, "frames_lost": o.frames_lost, "frames_partial": o.frames_partial, "quality": o.quality }))
             .collect();
-        let text = serde_json::to_string_pretty(&serde_json::json!({ "layer_rates_kbps": rates.iter().map(|r| r.0).collect::<Vec<_>>(), "cases": json })).map_err(|e| e.to_string())?;
+        let text = serde_json::to_string_pretty(
+            &serde_json::json!({ "layer_rates_kbps": rates.iter().map(|r| r.0).collect::<Vec<_>>(), "cases": json }),
+        )
+        .map_err(|e| e.to_string())?;
         std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         println!("wrote {}", path.display());
     }
