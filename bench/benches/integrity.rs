@@ -6,8 +6,8 @@
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use layerp2p_codec::{LayerId, Lc, LcHeader, LcId, MAX_LC_PAYLOAD, MediaTime, Seq};
-use layerp2p_engine::integrity::{ContentAuth, MAX_MANIFEST_LCS, lc_hash, sign, verify};
-use layerp2p_engine::wire::ChannelId;
+use layerp2p_proto::integrity::{ContentAuth, MAX_MANIFEST_LCS, lc_hash, sign, verify};
+use layerp2p_proto::wire::ChannelId;
 use std::hint::black_box;
 
 fn lc(seq: u32) -> Lc {

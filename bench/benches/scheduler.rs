@@ -8,7 +8,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use layerp2p_codec::{LayerWindow, Seq};
-use layerp2p_engine::sampler::Sampler;
+use layerp2p_proto::sampler::Sampler;
 use rand::distr::Distribution;
 use rand::distr::weighted::WeightedIndex;
 use rand::{Rng, SeedableRng};
@@ -136,12 +136,12 @@ fn buffer_map_merge(c: &mut Criterion) {
 /// 900 / 700 / 900 LCs per layer), each neighbour holding 95 % and us 90 %.
 fn receiver_round(c: &mut Criterion) {
     use layerp2p_codec::{BufferMap, Kbps, LayerId, Lc, LcHeader, LcId, MediaTime, phantom_payload};
-    use layerp2p_engine::Time;
-    use layerp2p_engine::peer::neighbours::{Neighbour, Neighbours};
-    use layerp2p_engine::peer::receiver::schedule;
-    use layerp2p_engine::peer::store::Store;
-    use layerp2p_engine::policy::ReceiverPolicy;
-    use layerp2p_engine::wire::{PeerId, Role};
+    use layerp2p_proto::Time;
+    use layerp2p_proto::peer::neighbours::{Neighbour, Neighbours};
+    use layerp2p_proto::peer::receiver::schedule;
+    use layerp2p_proto::peer::store::Store;
+    use layerp2p_proto::policy::ReceiverPolicy;
+    use layerp2p_proto::wire::{PeerId, Role};
 
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let per_layer = [900u32, 700, 900];
@@ -171,7 +171,7 @@ fn receiver_round(c: &mut Criterion) {
             schedule(
                 ReceiverPolicy::Prioritized,
                 1,
-                layerp2p_engine::Incentive::default().holder_choice,
+                layerp2p_proto::Incentive::default().holder_choice,
                 &store,
                 &neighbours,
                 &mut rng,
@@ -186,7 +186,7 @@ fn receiver_round(c: &mut Criterion) {
 fn wire_codec(c: &mut Criterion) {
     use bytes::{Bytes, BytesMut};
     use layerp2p_codec::{LayerId, Lc, LcHeader, LcId, MediaTime};
-    use layerp2p_engine::wire::{Message, Packet, decode, encode};
+    use layerp2p_proto::wire::{Message, Packet, decode, encode};
 
     let id = LcId { layer: LayerId::BASE, seq: Seq(12345) };
     let lc = Lc {

@@ -1,3 +1,2 @@
-//! Shared helpers for the benchmarks and the load generator.
-
-pub mod loadgen;
+//! Criterion benchmarks of LayerP2P's hot paths (`benches/`). The load generator lives
+//! in `layerp2p-lab`.

@@ -5,8 +5,9 @@
 
 use layerp2p_codec::Kbps;
 use layerp2p_engine::sim::Swarm;
-use layerp2p_engine::sim::report::SwarmReport;
-use layerp2p_engine::sim::scenario::{Mix, prototype};
+use layerp2p_engine::sim::scenario::prototype;
+use layerp2p_engine::swarm::Mix;
+use layerp2p_engine::swarm::report::SwarmReport;
 use layerp2p_engine::{Policy, Time};
 use std::time::Duration;
 

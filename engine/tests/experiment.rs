@@ -15,8 +15,8 @@
 //! simulator over six seeds), so that order would be a coin flip.
 
 use layerp2p_codec::Kbps;
-use layerp2p_engine::experiment::{Prototype, Stream, encode_clip, run_observed, simulate};
-use layerp2p_engine::sim::scenario::Mix;
+use layerp2p_engine::lab::experiment::{Prototype, Stream, encode_clip, run_observed, simulate};
+use layerp2p_engine::swarm::Mix;
 use layerp2p_engine::{NeighbourOverrides, Policy};
 use std::time::Duration;
 

@@ -4,9 +4,11 @@
 //! promises (docs/SECURITY.md lists them).
 
 use layerp2p_engine::sim::faults::{FaultConfig, FaultEvent, FaultStats};
-use layerp2p_engine::sim::report::SwarmReport;
-use layerp2p_engine::sim::scenario::{Mix, prototype};
-use layerp2p_engine::sim::{PeerSpec, Swarm, SwarmConfig};
+use layerp2p_engine::sim::scenario::prototype;
+use layerp2p_engine::sim::{Swarm, SwarmConfig};
+use layerp2p_engine::swarm::Mix;
+use layerp2p_engine::swarm::PeerSpec;
+use layerp2p_engine::swarm::report::SwarmReport;
 use layerp2p_engine::{Policy, Time};
 use std::time::Duration;
 

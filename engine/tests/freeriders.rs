@@ -5,10 +5,12 @@
 //! seed's audit). Contributors must not pay for it.
 
 use layerp2p_codec::{Kbps, LayerPlan};
+use layerp2p_engine::sim::SwarmConfig;
 use layerp2p_engine::sim::faults::{FaultConfig, Strategy};
-use layerp2p_engine::sim::report::SwarmReport;
-use layerp2p_engine::sim::scenario::{Mix, prototype};
-use layerp2p_engine::sim::{PeerSpec, SwarmConfig};
+use layerp2p_engine::sim::scenario::prototype;
+use layerp2p_engine::swarm::Mix;
+use layerp2p_engine::swarm::PeerSpec;
+use layerp2p_engine::swarm::report::SwarmReport;
 use layerp2p_engine::{Policy, Time};
 use std::time::Duration;
 

@@ -6,8 +6,9 @@ use layerp2p_codec::Kbps;
 use layerp2p_engine::Policy;
 use layerp2p_engine::integrity::ContentAuth;
 use layerp2p_engine::sim::faults::{FaultConfig, FaultStats, Strategy};
-use layerp2p_engine::sim::report::SwarmReport;
-use layerp2p_engine::sim::scenario::{Mix, prototype};
+use layerp2p_engine::sim::scenario::prototype;
+use layerp2p_engine::swarm::Mix;
+use layerp2p_engine::swarm::report::SwarmReport;
 use std::time::Duration;
 
 mod common;

@@ -4,7 +4,8 @@
 use layerp2p_engine::Policy;
 use layerp2p_engine::metrics::Latencies;
 use layerp2p_engine::sim::Swarm;
-use layerp2p_engine::sim::scenario::{Mix, prototype};
+use layerp2p_engine::sim::scenario::prototype;
+use layerp2p_engine::swarm::Mix;
 use std::time::Duration;
 
 fn run(seed: u64) -> (Latencies, u64) {

@@ -4,7 +4,7 @@
 use layerp2p_codec::Kbps;
 use layerp2p_codec::synthetic::{SyntheticConfig, SyntheticSource};
 use layerp2p_engine::runtime::local::{LocalSwarmConfig, run_local_swarm};
-use layerp2p_engine::sim::scenario::Mix;
+use layerp2p_engine::swarm::Mix;
 use layerp2p_engine::{PeerConfig, Policy};
 use std::time::Duration;
 

@@ -3,8 +3,9 @@
 
 use layerp2p_engine::Policy;
 use layerp2p_engine::sim::Swarm;
-use layerp2p_engine::sim::report::SwarmReport;
-use layerp2p_engine::sim::scenario::{Mix, prototype};
+use layerp2p_engine::sim::scenario::prototype;
+use layerp2p_engine::swarm::Mix;
+use layerp2p_engine::swarm::report::SwarmReport;
 use std::time::Duration;
 
 const PEERS: usize = 50;
@@ -16,7 +17,7 @@ fn run(policy: Policy, mix: &Mix, seed: u64) -> SwarmReport {
     report
 }
 
-fn class<'a>(r: &'a SwarmReport, name: &str) -> &'a layerp2p_engine::sim::report::ClassReport {
+fn class<'a>(r: &'a SwarmReport, name: &str) -> &'a layerp2p_engine::swarm::report::ClassReport {
     r.class(name).unwrap_or_else(|| panic!("class {name} missing"))
 }
 

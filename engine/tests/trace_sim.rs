@@ -3,10 +3,11 @@
 //! (~170 viewers at once). Asserts the orderings DESIGN.md §11 reports for the full-scale runs.
 
 use layerp2p_engine::sim::Swarm;
-use layerp2p_engine::sim::mixes::{Load, table_two_groups};
-use layerp2p_engine::sim::report::{ClassReport, SwarmReport};
-use layerp2p_engine::sim::scenario::{ClassDraw, Mix, trace_driven};
+use layerp2p_engine::sim::scenario::{ClassDraw, trace_driven};
 use layerp2p_engine::sim::trace::{DayTraceConfig, Trace, generate_day};
+use layerp2p_engine::swarm::Mix;
+use layerp2p_engine::swarm::mix::{Load, table_two_groups};
+use layerp2p_engine::swarm::report::{ClassReport, SwarmReport};
 use layerp2p_engine::{Policy, Time};
 use std::sync::OnceLock;
 use std::time::Duration;

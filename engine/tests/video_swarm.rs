@@ -25,7 +25,7 @@ use layerp2p_engine::integrity::ContentAuth;
 use layerp2p_engine::runtime::driver::{Clock, drive};
 use layerp2p_engine::runtime::playout::Playout;
 use layerp2p_engine::runtime::role::NodeSpec;
-use layerp2p_engine::runtime::udp;
+use layerp2p_engine::udp;
 use layerp2p_engine::{Event, Peer, PeerConfig, Policy, Tracker, TrackerConfig};
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -240,7 +240,8 @@ fn signed_clip_seed_feeds_a_viewer_output_and_a_wrong_key_viewer_finds_nobody() 
 fn simulated_swarm_with_real_video_scores_every_viewer() {
     use layerp2p_codec::video::droptest::score_played;
     use layerp2p_engine::sim::Swarm;
-    use layerp2p_engine::sim::scenario::{Mix, prototype};
+    use layerp2p_engine::sim::scenario::prototype;
+    use layerp2p_engine::swarm::Mix;
 
     let rate = FrameRate::per_second(30).expect("fps");
     let cfg = EncoderConfig { intra_period: 32, ..EncoderConfig::new(Resolution::QCIF, rate) };

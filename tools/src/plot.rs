@@ -7,8 +7,8 @@
 //! Text uses DejaVu Sans embedded in the binary (assets/, licence alongside), so
 //! plotting needs no system fonts.
 
-use layerp2p_engine::experiment::RateSeries;
-use layerp2p_engine::sim::report::SwarmReport;
+use layerp2p_engine::lab::experiment::RateSeries;
+use layerp2p_engine::swarm::report::SwarmReport;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;

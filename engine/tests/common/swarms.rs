@@ -3,8 +3,8 @@
 use layerp2p_codec::Kbps;
 use layerp2p_engine::Time;
 use layerp2p_engine::sim::faults::{FaultConfig, FaultStats};
-use layerp2p_engine::sim::report::{ClassReport, SwarmReport};
 use layerp2p_engine::sim::{Swarm, SwarmConfig};
+use layerp2p_engine::swarm::report::{ClassReport, SwarmReport};
 
 /// Puts scenario entries `specs` in a class of their own, `name`, uploading `upload`.
 pub fn own_class(cfg: &mut SwarmConfig, specs: &[usize], name: &str, upload: Kbps) {
@@ -32,13 +32,13 @@ pub fn class<'a>(r: &'a SwarmReport, name: &str) -> &'a ClassReport {
 }
 
 /// Peers of class `name` in the report, with their outcomes.
-pub fn members<'a>(r: &'a SwarmReport, name: &str) -> Vec<&'a layerp2p_engine::sim::report::PeerOutcome> {
+pub fn members<'a>(r: &'a SwarmReport, name: &str) -> Vec<&'a layerp2p_engine::swarm::report::PeerOutcome> {
     let c = r.classes.iter().position(|c| c.name == name).unwrap_or_else(|| panic!("class {name} missing"));
     r.peers.iter().filter(|p| p.class == c).collect()
 }
 
 /// Share of the base layer a viewer played in time.
-pub fn base_ratio(p: &layerp2p_engine::sim::report::PeerOutcome) -> f64 {
+pub fn base_ratio(p: &layerp2p_engine::swarm::report::PeerOutcome) -> f64 {
     let base = &p.stats.layers[0];
     base.played as f64 / (base.played + base.missed).max(1) as f64
 }

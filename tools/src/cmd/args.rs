@@ -4,7 +4,7 @@
 use clap::ValueEnum;
 use layerp2p_codec::synthetic::{PayloadKind, SyntheticConfig};
 use layerp2p_engine::Policy;
-use layerp2p_engine::sim::scenario::Mix;
+use layerp2p_engine::swarm::Mix;
 
 #[derive(Copy, Clone, Debug, ValueEnum, PartialEq, Eq)]
 pub enum PolicyArg {

@@ -11,7 +11,7 @@ use clap::{Args as ClapArgs, ValueEnum};
 use layerp2p_codec::Kbps;
 use layerp2p_codec::video::Resolution;
 use layerp2p_engine::PeerConfig;
-use layerp2p_engine::experiment::{CLIP_FRAMES, Stream, encode_clip, psnr_table, run_observed};
+use layerp2p_engine::lab::experiment::{CLIP_FRAMES, Stream, encode_clip, psnr_table, run_observed};
 use layerp2p_engine::metrics::Latencies;
 use layerp2p_engine::runtime::local::LocalSwarmConfig;
 use std::io::{IsTerminal, Write};

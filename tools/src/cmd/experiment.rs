@@ -3,7 +3,7 @@
 //! crowd, then staying — for each chosen policy and several runs. Writes one JSON per
 //! run, a pooled summary JSON, and PNG plots (playback-rate CDF per class, chunk ratio
 //! per layer per class, time series of a typical peer per class). Wiring only: runs and
-//! pooling are `layerp2p_engine::experiment`.
+//! pooling are `layerp2p_engine::lab::experiment`.
 
 use super::args::{IncentiveArgs, MixArg, NeighbourArgs, PolicySet};
 use crate::plot::{self, Panel, SeriesPanel};
@@ -11,7 +11,7 @@ use crate::progress::Progress;
 use clap::{Args as ClapArgs, Subcommand};
 use layerp2p_codec::Kbps;
 use layerp2p_codec::video::Resolution;
-use layerp2p_engine::experiment::{
+use layerp2p_engine::lab::experiment::{
     Aggregate, CLIP_FRAMES, Prototype, Published, RunFile, RunResult, aggregate, diagnostics, diagnostics_table,
     encode_clip, per_run_table, psnr_gap_table, psnr_table, published_overloaded,
 };

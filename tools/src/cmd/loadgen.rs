@@ -1,12 +1,12 @@
 //! `layerp2p loadgen`: thousands of synthetic peers against one seed or relay. Parses
 //! flags into a `loadgen::Setup`, prints the live line on stderr and the report on
-//! stdout; the work is in `layerp2p_bench::loadgen`.
+//! stdout; the work is in `layerp2p_engine::lab::loadgen`.
 
 use super::args::{MixArg, PolicyArg};
 use clap::Args as ClapArgs;
-use layerp2p_bench::loadgen::{Setup, run};
 use layerp2p_codec::Kbps;
-use layerp2p_engine::sim::scenario::{Mix, PeerClass};
+use layerp2p_engine::lab::loadgen::{Setup, run};
+use layerp2p_engine::swarm::{Mix, PeerClass};
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -459,7 +459,7 @@ pub fn seed(args: SeedArgs) -> Result<(), String> {
 
 /// `layerp2p keygen`: a new channel secret in a file, its public key on stdout.
 pub fn keygen(args: KeygenArgs) -> Result<(), String> {
-    let secret = channel::new_secret();
+    let secret = channel::new_secret(&mut rand::rng());
     channel::write_secret_key(&args.out, &secret).map_err(|e| e.to_string())?;
     let public = ContentAuth::signing_key(secret).verifying_key();
     eprintln!("secret key written to {}; the channel's public key (--channel-key):", args.out.display());

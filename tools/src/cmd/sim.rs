@@ -8,11 +8,12 @@ use super::args::{IncentiveArgs, NeighbourArgs, PolicySet};
 use crate::plot::{self, Panel};
 use crate::progress::Progress;
 use clap::{Args as ClapArgs, ValueEnum};
-use layerp2p_engine::sim::mixes::{Load, table_two_groups};
-use layerp2p_engine::sim::report::SwarmReport;
-use layerp2p_engine::sim::scenario::{ClassDraw, Mix, trace_driven};
+use layerp2p_engine::sim::scenario::{ClassDraw, trace_driven};
 use layerp2p_engine::sim::trace::{DayTraceConfig, Trace, generate_day};
 use layerp2p_engine::sim::{DOWNLINK_BUFFER, Swarm};
+use layerp2p_engine::swarm::Mix;
+use layerp2p_engine::swarm::mix::{Load, table_two_groups};
+use layerp2p_engine::swarm::report::SwarmReport;
 use layerp2p_engine::{Policy, Time};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -222,7 +223,7 @@ fn trace_of(args: &Args) -> Result<Trace, String> {
 }
 
 /// Table II groups over every counted peer, then over the settled ones.
-fn groups_of(report: &SwarmReport, settled_secs: u64) -> Vec<layerp2p_engine::sim::report::ClassReport> {
+fn groups_of(report: &SwarmReport, settled_secs: u64) -> Vec<layerp2p_engine::swarm::report::ClassReport> {
     let mut groups = table_two_groups(report, 0.0);
     if settled_secs > 0 {
         groups.extend(table_two_groups(report, settled_secs as f64));

@@ -1,0 +1,468 @@
+//! Discrete-event driver: runs the real `Peer` and `Tracker` state machines in
+//! virtual time over a model of access links. Messages pass as typed values; LC
+//! payloads are never materialised (the synthetic source's phantom payloads), unless
+//! a real-video `LcSource` is given (`Swarm::with_source`): then payloads are the
+//! source's reference-counted bytes, and viewers with `emit_playback` have the
+//! `(frame, part)` of every LC they played logged for scoring.
+//!
+//! Link model: a node's upload is paced by its own token bucket (the core's), and an
+//! LC then takes `size / upload` to cross the sender's access link plus a fixed
+//! latency; signalling takes the latency alone. Download links are unconstrained
+//! (the paper's model) unless `SwarmConfig::download` caps them: then a viewer's
+//! downlink serialises the LCs reaching it, first come first served, `size /
+//! download` each, behind a drop-tail buffer of `DOWNLINK_BUFFER` of backlog (an LC
+//! arriving at a fuller buffer is lost, as at a real access link; the receiver asks
+//! for it again next round). Without the bound a receiver that asks for more than
+//! its downlink carries (DESIGN.md §6 asks every missing LC every round) builds a backlog
+//! of seconds, everything arrives late, and the late LCs are asked for again.
+
+pub mod faults;
+pub mod queue;
+pub mod scenario;
+pub mod trace;
+
+use layerp2p_codec::source::LcSource;
+use layerp2p_codec::synthetic::{SyntheticConfig, SyntheticSource};
+use layerp2p_codec::{Kbps, LayerPlan, Lc, MediaTime};
+use layerp2p_proto::config::PeerConfig;
+use layerp2p_proto::node::Node;
+use layerp2p_proto::peer::Peer;
+use layerp2p_proto::swarm::{PeerOutcome, PeerSpec, SwarmReport};
+use layerp2p_proto::time::Time;
+use layerp2p_proto::tracker::{Tracker, TrackerConfig};
+use layerp2p_proto::wire::{Message, Packet};
+use queue::EventQueue;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+/// Everything a simulated run needs; the same seed gives the same run.
+#[derive(Clone, Debug)]
+pub struct SwarmConfig {
+    pub source: SyntheticConfig,
+    /// Template for every viewer; `upload` and `tracker` are set per peer.
+    pub peer: PeerConfig,
+    pub seed_upload: Kbps,
+    /// Seed's neighbour limit (a deployed seed takes more than a viewer).
+    pub seed_n_max: usize,
+    /// One-way latency of every message.
+    pub latency: Duration,
+    /// Download capacity of every viewer's access link; `None` leaves downlinks
+    /// unconstrained. The seed and the tracker are never capped. Each viewer knows
+    /// its cap (`PeerConfig::download`), which can lower its threshold layer.
+    pub download: Option<Kbps>,
+    pub classes: Vec<String>,
+    pub peers: Vec<PeerSpec>,
+    pub duration: Duration,
+    pub seed: u64,
+}
+
+enum SimEvent {
+    Wake {
+        node: usize,
+        generation: u64,
+    },
+    Deliver {
+        to: usize,
+        from: SocketAddr,
+        packet: Packet,
+    },
+    /// An LC has crossed the sender's uplink and the network: it queues for the
+    /// receiver's capped downlink (only with `SwarmConfig::download`).
+    Downlink {
+        to: usize,
+        from: SocketAddr,
+        packet: Packet,
+    },
+    Join {
+        spec: usize,
+    },
+    Leave {
+        node: usize,
+    },
+    SourceTick,
+    /// Scheduled fault `k` of `faults::FaultConfig::events`.
+    Fault(usize),
+}
+
+enum Role {
+    Tracker(Box<Tracker>),
+    Peer(Box<Peer>),
+}
+
+struct SimNode {
+    role: Role,
+    addr: SocketAddr,
+    upload: Kbps,
+    /// Downlink capacity, if capped, and when the downlink is next free.
+    download: Option<Kbps>,
+    downlink_free: Time,
+    /// The scenario entry this viewer came from, if any.
+    spec: Option<usize>,
+    wake_at: Option<Time>,
+    generation: u64,
+    alive: bool,
+}
+
+/// Most backlog a capped downlink holds (drop-tail): a quarter second at its rate.
+pub const DOWNLINK_BUFFER: Duration = Duration::from_millis(250);
+
+const TRACKER: usize = 0;
+const SEED: usize = 1;
+const SOURCE_TICK: Duration = Duration::from_millis(20);
+
+/// Simulated address of node `i` (never sent anywhere).
+pub fn sim_addr(i: usize) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(0x0A00_0000u32 + i as u32), 7000))
+}
+
+fn node_of(addr: &SocketAddr) -> Option<usize> {
+    match addr {
+        SocketAddr::V4(a) => (u32::from(*a.ip()).checked_sub(0x0A00_0000)).map(|i| i as usize),
+        SocketAddr::V6(_) => None,
+    }
+}
+
+/// Time an LC takes to cross an access link of `rate` (its datagram's bits over it).
+fn transfer_time(lc: &Lc, rate: Kbps) -> Duration {
+    let bits = layerp2p_proto::peer::data_cost(lc.payload.len()) as u64 * 8;
+    Duration::from_micros(bits * 1000 / u64::from(rate.0).max(1))
+}
+
+/// Mixes the run seed with a node index into that node's own seed.
+fn node_seed(seed: u64, i: usize) -> u64 {
+    let mut z = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// One logging viewer's playback: `(spec, class, (frame, part) of every LC played)`.
+pub type PlaybackLog = (usize, usize, Vec<(u32, u16)>);
+
+pub struct Swarm {
+    cfg: SwarmConfig,
+    now: Time,
+    queue: EventQueue<SimEvent>,
+    nodes: Vec<SimNode>,
+    source: Box<dyn LcSource>,
+    plan: LayerPlan,
+    source_buf: Vec<Lc>,
+    outcomes: Vec<PeerOutcome>,
+    /// Per node, the LCs it played as `(frame, part)`, for viewers with `emit_playback`.
+    played: std::collections::HashMap<usize, Vec<(u32, u16)>>,
+    /// LCs delivered so far (for speed reports).
+    pub lc_deliveries: u64,
+    pub messages_delivered: u64,
+    /// LCs lost at a full capped downlink (`SwarmConfig::download`).
+    pub downlink_drops: u64,
+    /// Injected faults and adversaries (`with_faults`), if any.
+    faults: Option<Box<faults::Faults>>,
+}
+
+impl std::fmt::Debug for Swarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Swarm").field("now", &self.now).field("nodes", &self.nodes.len()).finish()
+    }
+}
+
+impl Swarm {
+    pub fn new(cfg: SwarmConfig) -> Result<Swarm, String> {
+        let source = SyntheticSource::new(cfg.source.clone()).map_err(|e| e.to_string())?;
+        Swarm::with_source(cfg, Box::new(source))
+    }
+
+    /// A swarm whose seed ingests `source` instead of `cfg.source`; its plan is the
+    /// source's (viewers should be configured with it too).
+    pub fn with_source(cfg: SwarmConfig, source: Box<dyn LcSource>) -> Result<Swarm, String> {
+        let plan = source.plan().clone();
+        let mut seed_cfg = PeerConfig::seed(cfg.peer.policy, plan.clone(), cfg.seed_upload);
+        seed_cfg.tracker = Some(sim_addr(TRACKER));
+        seed_cfg.n_max = cfg.seed_n_max;
+        seed_cfg.lag = cfg.peer.lag;
+        seed_cfg.round = cfg.peer.round;
+        seed_cfg.incentive = cfg.peer.incentive;
+        // The channel key from the template: the seed signs with it.
+        seed_cfg.content_auth = cfg.peer.content_auth.clone();
+        let seed = Peer::new(seed_cfg, node_seed(cfg.seed, SEED), Time::ZERO).map_err(|e| e.to_string())?;
+        let tracker = Tracker::new(TrackerConfig::default(), node_seed(cfg.seed, TRACKER));
+        let mut swarm = Swarm {
+            now: Time::ZERO,
+            queue: EventQueue::default(),
+            nodes: Vec::with_capacity(cfg.peers.len() + 2),
+            source,
+            plan,
+            source_buf: Vec::new(),
+            outcomes: Vec::new(),
+            played: Default::default(),
+            lc_deliveries: 0,
+            messages_delivered: 0,
+            downlink_drops: 0,
+            faults: None,
+            cfg,
+        };
+        swarm.add_node(Role::Tracker(Box::new(tracker)), Kbps(1_000_000), None, None);
+        swarm.add_node(Role::Peer(Box::new(seed)), swarm.cfg.seed_upload, None, None);
+        swarm.queue.push(Time::ZERO, SimEvent::SourceTick);
+        for (i, p) in swarm.cfg.peers.iter().enumerate() {
+            swarm.queue.push(p.join, SimEvent::Join { spec: i });
+        }
+        Ok(swarm)
+    }
+
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// Nodes alive now (tracker and seed included).
+    pub fn alive(&self) -> usize {
+        self.nodes.iter().filter(|n| n.alive).count()
+    }
+
+    fn add_node(&mut self, role: Role, upload: Kbps, download: Option<Kbps>, spec: Option<usize>) -> usize {
+        let i = self.nodes.len();
+        let node = SimNode {
+            role,
+            addr: sim_addr(i),
+            upload,
+            download,
+            downlink_free: Time::ZERO,
+            spec,
+            wake_at: None,
+            generation: 0,
+            alive: true,
+        };
+        self.nodes.push(node);
+        self.after_activity(i);
+        i
+    }
+
+    fn node(&mut self, i: usize) -> &mut dyn Node {
+        match &mut self.nodes[i].role {
+            Role::Tracker(t) => t.as_mut(),
+            Role::Peer(p) => p.as_mut(),
+        }
+    }
+
+    /// Sends what node `i` has to send and re-arms its timer.
+    fn after_activity(&mut self, i: usize) {
+        let now = self.now;
+        let from = self.nodes[i].addr;
+        let upload = self.nodes[i].upload;
+        while let Some(mut tx) = self.node(i).poll_transmit(now) {
+            let Some(to) = node_of(&tx.dst) else { continue };
+            let mut delay = self.cfg.latency;
+            let lc = match tx.packet.messages.as_slice() {
+                [Message::Data(lc)] => Some(lc),
+                _ => None,
+            };
+            if let Some(lc) = lc
+                && upload.0 > 0
+            {
+                delay += transfer_time(lc, upload);
+            }
+            // An LC to a capped downlink queues there first; everything else arrives.
+            let capped = lc.is_some() && self.nodes.get(to).is_some_and(|n| n.download.is_some());
+            let arrive = |packet| {
+                if capped { SimEvent::Downlink { to, from, packet } } else { SimEvent::Deliver { to, from, packet } }
+            };
+            match self.faults.as_mut() {
+                None => self.queue.push(now + delay, arrive(tx.packet)),
+                Some(f) => {
+                    for d in f.transmit(self.nodes[i].spec, to == SEED, &mut tx.packet, delay) {
+                        self.queue.push(now + d, arrive(tx.packet.clone()));
+                    }
+                }
+            }
+        }
+        let spec = self.nodes[i].spec;
+        if let (Some(f), Role::Peer(p)) = (self.faults.as_mut(), &mut self.nodes[i].role) {
+            while let Some(e) = p.poll_event() {
+                f.observe(now, i, spec, &e);
+            }
+        }
+        if let Role::Peer(p) = &mut self.nodes[i].role
+            && p.config().emit_playback
+        {
+            let log = self.played.entry(i).or_default();
+            while let Some(ev) = p.poll_event() {
+                if let layerp2p_proto::peer::Event::Played(lc) = ev {
+                    log.push((lc.header.frame, lc.header.part));
+                }
+            }
+        }
+        let wake = self.node(i).poll_timeout();
+        let n = &mut self.nodes[i];
+        if wake != n.wake_at {
+            n.generation += 1;
+            n.wake_at = wake;
+            if let Some(t) = wake {
+                let generation = n.generation;
+                self.queue.push(t.max(now), SimEvent::Wake { node: i, generation });
+            }
+        }
+    }
+
+    fn join(&mut self, spec: usize) {
+        let p = &self.cfg.peers[spec];
+        let mut cfg = self.cfg.peer.clone();
+        cfg.upload = p.upload;
+        // A viewer knows its own downlink, so its threshold layer accounts for it.
+        cfg.download = self.cfg.download;
+        cfg.tracker = Some(sim_addr(TRACKER));
+        // Viewers hold only the public half of the channel key.
+        cfg.content_auth = cfg.content_auth.for_viewer();
+        if let Some(f) = &self.faults {
+            f.configure(spec, &mut cfg);
+        }
+        let upload = p.upload;
+        let leave = p.leave;
+        let index = self.nodes.len();
+        match Peer::new(cfg, node_seed(self.cfg.seed, index), self.now) {
+            Ok(peer) => {
+                let i = self.add_node(Role::Peer(Box::new(peer)), upload, self.cfg.download, Some(spec));
+                if let Some(t) = leave {
+                    self.queue.push(t, SimEvent::Leave { node: i });
+                }
+            }
+            Err(e) => panic!("scenario peer config is invalid: {e}"),
+        }
+    }
+
+    fn leave(&mut self, i: usize) {
+        if !self.nodes[i].alive {
+            return;
+        }
+        if let Role::Peer(p) = &mut self.nodes[i].role {
+            p.leave(self.now);
+        }
+        self.after_activity(i);
+        self.remove(i);
+    }
+
+    /// Takes node `i` out of the run at once (recording its outcome), as a crash does.
+    fn remove(&mut self, i: usize) {
+        if !self.nodes[i].alive {
+            return;
+        }
+        self.record(i);
+        self.nodes[i].alive = false;
+        // Free the state machine's memory; the outcome is recorded.
+        self.nodes[i].role = Role::Tracker(Box::new(Tracker::new(TrackerConfig::default(), 0)));
+        self.nodes[i].wake_at = None;
+    }
+
+    fn record(&mut self, i: usize) {
+        let n = &self.nodes[i];
+        let (Role::Peer(p), Some(spec)) = (&n.role, n.spec) else { return };
+        let seconds = self.now.0.saturating_sub(p.counted_since().0) as f64 / 1e6;
+        self.outcomes.push(PeerOutcome {
+            class: self.cfg.peers[spec].class,
+            upload: n.upload,
+            seconds,
+            stats: p.stats(),
+        });
+    }
+
+    fn source_tick(&mut self) {
+        let media = MediaTime(self.now.0);
+        self.source.lcs_until(media, &mut self.source_buf);
+        let now = self.now;
+        if self.faults.as_ref().is_some_and(|f| f.source_paused(now)) {
+            self.source_buf.clear();
+        }
+        if let Role::Peer(seed) = &mut self.nodes[SEED].role {
+            for lc in self.source_buf.drain(..) {
+                // The seed's window is sized for the lag; an error here is a bug.
+                seed.push_lc(now, lc).expect("seed window holds the playback lag");
+            }
+        }
+        self.after_activity(SEED);
+        self.queue.push(now + SOURCE_TICK, SimEvent::SourceTick);
+    }
+
+    /// An LC reached node `to`'s capped downlink: it crosses it after the LCs ahead
+    /// of it, then arrives; lost if the backlog ahead is beyond `DOWNLINK_BUFFER`.
+    fn downlink(&mut self, to: usize, from: SocketAddr, packet: Packet) {
+        let now = self.now;
+        let Some(n) = self.nodes.get_mut(to).filter(|n| n.alive) else { return };
+        if n.downlink_free.since(now) > DOWNLINK_BUFFER {
+            self.downlink_drops += 1;
+            return;
+        }
+        let crossing = match (packet.messages.as_slice(), n.download) {
+            ([Message::Data(lc)], Some(down)) => transfer_time(lc, down),
+            _ => Duration::ZERO,
+        };
+        let done = now.max(n.downlink_free) + crossing;
+        n.downlink_free = done;
+        self.queue.push(done, SimEvent::Deliver { to, from, packet });
+    }
+
+    /// Runs events up to and including `until`.
+    pub fn run_until(&mut self, until: Time) {
+        while let Some((at, ev)) = self.queue.pop_until(until) {
+            self.now = at;
+            match ev {
+                SimEvent::Wake { node, generation } => {
+                    let n = &mut self.nodes[node];
+                    if !n.alive || n.generation != generation {
+                        continue;
+                    }
+                    n.wake_at = None;
+                    self.node(node).handle_timeout(at);
+                    self.after_activity(node);
+                }
+                SimEvent::Deliver { to, from, packet } => {
+                    if to >= self.nodes.len() || !self.nodes[to].alive {
+                        continue;
+                    }
+                    self.messages_delivered += 1;
+                    if matches!(packet.messages.as_slice(), [Message::Data(_)]) {
+                        self.lc_deliveries += 1;
+                    }
+                    self.node(to).handle_input(at, from, packet);
+                    self.after_activity(to);
+                }
+                SimEvent::Downlink { to, from, packet } => self.downlink(to, from, packet),
+                SimEvent::Join { spec } => self.join(spec),
+                SimEvent::Leave { node } => self.leave(node),
+                SimEvent::SourceTick => self.source_tick(),
+                SimEvent::Fault(k) => self.apply_fault(k),
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Runs the whole scenario and reports every viewer's outcome.
+    pub fn run(mut self) -> SwarmReport {
+        let end = Time(self.cfg.duration.as_micros() as u64);
+        self.run_until(end);
+        self.finish()
+    }
+
+    /// The `(frame, part)` of every LC each logging viewer played, as `(spec, class,
+    /// log)` in spec order (`spec` indexes `SwarmConfig::peers`); empties the logs.
+    pub fn take_playback(&mut self) -> Vec<PlaybackLog> {
+        let mut logs: Vec<PlaybackLog> = std::mem::take(&mut self.played)
+            .into_iter()
+            .filter_map(|(i, log)| self.nodes[i].spec.map(|s| (s, self.cfg.peers[s].class, log)))
+            .collect();
+        logs.sort_unstable_by_key(|(s, _, _)| *s);
+        logs
+    }
+
+    /// Records every viewer still present and builds the report.
+    pub fn finish(mut self) -> SwarmReport {
+        // Each node is freed as soon as its outcome is recorded, so the end of a big
+        // run does not hold every viewer's state and its outcome at once.
+        for i in 0..self.nodes.len() {
+            self.remove(i);
+        }
+        SwarmReport::new(
+            self.cfg.classes.clone(),
+            self.plan.clone(),
+            std::mem::take(&mut self.outcomes),
+            self.lc_deliveries,
+        )
+    }
+}
