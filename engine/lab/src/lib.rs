@@ -2,7 +2,24 @@
 //!
 //! - `experiment`: the prototype experiment (DESIGN.md §9) on a real UDP swarm or in the
 //!   simulator; PSNR scoring; pooling runs into one report with confidence intervals.
+//! - `trace_run`: trace-driven simulations of several systems on a pool of threads.
+//! - `reproduce`: reruns the published comparisons and writes docs/RESULTS.md.
+//! - `record`: the provenance every run file carries (schema, commit, command).
 //! - `loadgen`: thousands of synthetic peers against one seed or relay.
 
 pub mod experiment;
 pub mod loadgen;
+pub mod record;
+pub mod trace_run;
+
+/// Why a lab run could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// The setup was refused (a bad parameter or combination); the text says which.
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot start a simulation thread: {0}")]
+    Thread(std::io::Error),
+    #[error("cannot write {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+}

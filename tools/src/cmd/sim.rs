@@ -8,14 +8,19 @@ use super::args::{IncentiveArgs, NeighbourArgs, PolicySet};
 use crate::plot::{self, Panel};
 use crate::progress::Progress;
 use clap::{Args as ClapArgs, ValueEnum};
-use layerp2p_engine::sim::scenario::{ClassDraw, trace_driven};
+use layerp2p_codec::Kbps;
+use layerp2p_engine::lab::record::Provenance;
+use layerp2p_engine::lab::trace_run::{
+    RunProgress, SystemRecord, SystemRun, TraceRun, TraceRunFile, groups_with_settled, run_systems,
+};
+use layerp2p_engine::sim::DOWNLINK_BUFFER;
+use layerp2p_engine::sim::scenario::ClassDraw;
 use layerp2p_engine::sim::trace::{DayTraceConfig, Trace, generate_day};
-use layerp2p_engine::sim::{DOWNLINK_BUFFER, Swarm};
 use layerp2p_engine::swarm::Mix;
-use layerp2p_engine::swarm::mix::{Load, table_two_groups};
-use layerp2p_engine::swarm::report::SwarmReport;
-use layerp2p_engine::{Policy, Time};
+use layerp2p_engine::swarm::mix::Load;
+use layerp2p_engine::{PeerConfig, Policy, Time};
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const FORMATS: &str = "\
@@ -168,32 +173,6 @@ fn fraction(s: &str) -> Result<f64, String> {
     parse_f64(s).and_then(|v| if v > 0.0 && v <= 1.0 { Ok(v) } else { Err(format!("{v} must be in (0, 1]")) })
 }
 
-/// How fast a run went.
-#[derive(Clone, Debug)]
-pub struct Speed {
-    pub wall_secs: f64,
-    pub simulated_secs: f64,
-    pub lc_deliveries: u64,
-    pub lc_deliveries_per_wall_sec: f64,
-    pub wall_secs_per_simulated_hour: f64,
-    pub peak_concurrent: usize,
-    pub mean_concurrent: f64,
-    /// LCs lost at full capped downlinks (`--download-kbps`; 0 without it).
-    pub downlink_drops: u64,
-}
-
-impl Speed {
-    fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "wall_secs": self.wall_secs, "simulated_secs": self.simulated_secs, "lc_deliveries": self.lc_deliveries,
-            "lc_deliveries_per_wall_sec": self.lc_deliveries_per_wall_sec,
-            "wall_secs_per_simulated_hour": self.wall_secs_per_simulated_hour,
-            "peak_concurrent": self.peak_concurrent, "mean_concurrent": self.mean_concurrent,
-            "downlink_drops": self.downlink_drops,
-        })
-    }
-}
-
 fn mix_of(args: &Args) -> Result<Mix, String> {
     let text = match (&args.mix, &args.mix_file) {
         (Some(m), _) => Some(m.clone()),
@@ -222,34 +201,17 @@ fn trace_of(args: &Args) -> Result<Trace, String> {
     Trace::parse(&text).map_err(|e| format!("{}: {e}", args.trace))
 }
 
-/// Table II groups over every counted peer, then over the settled ones.
-fn groups_of(report: &SwarmReport, settled_secs: u64) -> Vec<layerp2p_engine::swarm::report::ClassReport> {
-    let mut groups = table_two_groups(report, 0.0);
-    if settled_secs > 0 {
-        groups.extend(table_two_groups(report, settled_secs as f64));
-    }
-    groups
-}
-
 fn secs_to_time(s: f64) -> Time {
     Time((s * 1e6) as u64)
 }
 
-/// Where a run is, for the progress line.
-struct RunStatus {
-    done: f64,
-    simulated_h: f64,
-    total_h: f64,
-    viewers: usize,
-    lcs: u64,
-    wall: f64,
+/// The progress line of one run.
+trait StatusLine {
+    fn line(&self, policy: Policy) -> String;
+    fn short(&self, policy: Policy) -> String;
 }
 
-impl RunStatus {
-    fn eta(&self) -> f64 {
-        if self.done > 0.0 { self.wall / self.done - self.wall } else { 0.0 }
-    }
-
+impl StatusLine for RunProgress {
     /// The full line of a run that has the terminal to itself.
     fn line(&self, policy: Policy) -> String {
         let bar: String = (0..30).map(|i| if (i as f64) < self.done * 30.0 { '#' } else { '.' }).collect();
@@ -260,15 +222,15 @@ impl RunStatus {
             self.total_h,
             self.viewers,
             self.lcs,
-            self.lcs as f64 / self.wall.max(1e-9) / 1000.0,
-            self.wall,
-            self.eta()
+            self.lcs as f64 / self.wall_secs.max(1e-9) / 1000.0,
+            self.wall_secs,
+            self.eta_secs()
         )
     }
 
     /// A short form, for several runs on one line.
     fn short(&self, policy: Policy) -> String {
-        format!("{policy} {:.1}% eta {:.0} s", self.done * 100.0, self.eta())
+        format!("{policy} {:.1}% eta {:.0} s", self.done * 100.0, self.eta_secs())
     }
 }
 
@@ -278,7 +240,7 @@ struct Board {
     progress: Progress,
     policies: Vec<Policy>,
     /// Each system's latest status, and whether it has finished.
-    runs: Vec<Option<(RunStatus, bool)>>,
+    runs: Vec<Option<(RunProgress, bool)>>,
 }
 
 impl Board {
@@ -286,7 +248,7 @@ impl Board {
         Board { progress: Progress::new(), policies: policies.to_vec(), runs: policies.iter().map(|_| None).collect() }
     }
 
-    fn update(&mut self, i: usize, status: RunStatus, last: bool) {
+    fn update(&mut self, i: usize, status: RunProgress, last: bool) {
         self.runs[i] = Some((status, last));
         if !self.progress.due(last) {
             return;
@@ -295,7 +257,7 @@ impl Board {
         let line = match &self.runs[i] {
             Some((r, _)) if running <= 1 => r.line(self.policies[i]),
             _ => {
-                let short = |(&p, r): (&Policy, &Option<(RunStatus, bool)>)| match r {
+                let short = |(&p, r): (&Policy, &Option<(RunProgress, bool)>)| match r {
                     None => format!("{p} queued"),
                     Some((_, true)) => format!("{p} done"),
                     Some((r, false)) => r.short(p),
@@ -305,116 +267,6 @@ impl Board {
         };
         self.progress.show(&line);
     }
-}
-
-/// What one system's run gives: its report, speed and protocol parameters.
-type Outcome = (Policy, SwarmReport, Speed, serde_json::Value);
-
-/// Runs `policies` on up to `jobs` threads, each system its own swarm (so each is
-/// as deterministic as on its own), with one progress line; results in the order
-/// of `policies`.
-fn run_systems(
-    policies: &[Policy],
-    jobs: usize,
-    mix: &Mix,
-    trace: &Trace,
-    args: &Args,
-    duration: Duration,
-) -> Result<Vec<Outcome>, String> {
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let board = Mutex::new(Board::new(policies));
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<Outcome, String>>>> = Mutex::new(policies.iter().map(|_| None).collect());
-    let worker = || {
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(&policy) = policies.get(i) else { break };
-            let mut status = |s, last| board.lock().expect("progress lock").update(i, s, last);
-            let outcome = run_one(policy, mix, trace, args, duration, &mut status).map(|(r, s, p)| (policy, r, s, p));
-            results.lock().expect("results lock")[i] = Some(outcome);
-        }
-    };
-    std::thread::scope(|scope| -> Result<(), String> {
-        for k in 0..jobs.clamp(1, policies.len().max(1)) {
-            // The main thread's stack size: a swarm's work is the same on any thread.
-            std::thread::Builder::new()
-                .name(format!("sim-{k}"))
-                .stack_size(8 << 20)
-                .spawn_scoped(scope, worker)
-                .map_err(|e| format!("cannot start a simulation thread: {e}"))?;
-        }
-        Ok(())
-    })?;
-    board.into_inner().expect("progress lock").progress.finish();
-    results.into_inner().expect("results lock").into_iter().map(|r| r.expect("every system ran")).collect()
-}
-
-/// Runs one system, reporting progress through `status` (`true` on the last call);
-/// returns its report and speed, and the viewers' protocol parameters for the JSON.
-fn run_one(
-    policy: Policy,
-    mix: &Mix,
-    trace: &Trace,
-    args: &Args,
-    duration: Duration,
-    status: &mut dyn FnMut(RunStatus, bool),
-) -> Result<(SwarmReport, Speed, serde_json::Value), String> {
-    let mut cfg = trace_driven(
-        policy,
-        mix,
-        trace,
-        args.class_draw.draw(),
-        duration,
-        Duration::from_millis(args.latency_ms),
-        args.seed,
-    );
-    cfg.download = args.download_kbps.map(layerp2p_codec::Kbps);
-    args.incentive.apply(&mut cfg.peer.incentive);
-    args.neighbours.apply(&mut cfg.peer)?;
-    let parameters = cfg.peer.parameters();
-    let mut swarm = Swarm::new(cfg)?;
-    let started = Instant::now();
-    let total = duration.as_secs().max(1);
-    let (mut peak, mut sum, mut samples) = (0usize, 0usize, 0usize);
-    let step = 10;
-    let mut t = 0;
-    while t < total {
-        t = (t + step).min(total);
-        swarm.run_until(Time::from_secs(t));
-        if t % 60 == 0 || t == total {
-            // Tracker and seed are not viewers.
-            let viewers = swarm.alive().saturating_sub(2);
-            peak = peak.max(viewers);
-            sum += viewers;
-            samples += 1;
-        }
-        let run = RunStatus {
-            done: t as f64 / total as f64,
-            simulated_h: t as f64 / 3600.0,
-            total_h: total as f64 / 3600.0,
-            viewers: swarm.alive().saturating_sub(2),
-            lcs: swarm.lc_deliveries,
-            wall: started.elapsed().as_secs_f64(),
-        };
-        status(run, t == total);
-    }
-    let lc_deliveries = swarm.lc_deliveries;
-    let downlink_drops = swarm.downlink_drops;
-    let report = swarm.finish();
-    let wall = started.elapsed().as_secs_f64();
-    let simulated = duration.as_secs_f64();
-    let speed = Speed {
-        wall_secs: wall,
-        simulated_secs: simulated,
-        lc_deliveries,
-        lc_deliveries_per_wall_sec: lc_deliveries as f64 / wall.max(1e-9),
-        wall_secs_per_simulated_hour: wall / (simulated / 3600.0),
-        peak_concurrent: peak,
-        mean_concurrent: sum as f64 / samples.max(1) as f64,
-        downlink_drops,
-    };
-    Ok((report, speed, parameters))
 }
 
 pub fn run(args: Args) -> Result<(), String> {
@@ -479,7 +331,24 @@ pub fn run(args: Args) -> Result<(), String> {
         && matches!(args.scenario, Scenario::Overloaded | Scenario::Underloaded);
     let jobs = args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |j| j as usize);
     let started = Instant::now();
-    let outcomes = run_systems(&policies, jobs, &mix, &trace, &args, duration)?;
+    let configure = |peer: &mut PeerConfig| {
+        args.incentive.apply(&mut peer.incentive);
+        args.neighbours.apply(peer)
+    };
+    let run = TraceRun {
+        mix: &mix,
+        trace: &trace,
+        draw: args.class_draw.draw(),
+        duration,
+        latency: Duration::from_millis(args.latency_ms),
+        download: args.download_kbps.map(Kbps),
+        seed: args.seed,
+        configure: &configure,
+    };
+    let board = Mutex::new(Board::new(&policies));
+    let progress = |i, status, last| board.lock().unwrap_or_else(|e| e.into_inner()).update(i, status, last);
+    let outcomes = run_systems(&run, &policies, jobs, &progress).map_err(|e| e.to_string())?;
+    board.into_inner().unwrap_or_else(|e| e.into_inner()).progress.finish();
     if outcomes.len() > 1 {
         println!(
             "{} systems in {:.1} s wall, {} at a time",
@@ -488,9 +357,8 @@ pub fn run(args: Args) -> Result<(), String> {
             jobs.clamp(1, outcomes.len())
         );
     }
-    let mut results = Vec::new();
-    for (policy, report, speed, parameters) in outcomes {
-        let groups = if table_two { groups_of(&report, args.settled_secs) } else { Vec::new() };
+    for SystemRun { policy, report, speed, .. } in &outcomes {
+        let groups = if table_two { groups_with_settled(report, args.settled_secs) } else { Vec::new() };
         println!("\n== {policy} ==\n{}", report.table_with_groups(&groups));
         println!(
             "concurrent viewers: peak {}, mean {:.0}; {} LC deliveries in {:.1} s wall: {:.0} LC/s, {:.1} s wall per simulated hour",
@@ -508,28 +376,39 @@ pub fn run(args: Args) -> Result<(), String> {
                 DOWNLINK_BUFFER.as_millis()
             );
         }
-        results.push((policy, report, speed, parameters));
     }
     if let Some(path) = &args.json {
-        let runs: Vec<_> = results
+        let runs = outcomes
             .iter()
-            .map(|(p, r, s, parameters)| {
-                let groups = if table_two { groups_of(r, args.settled_secs) } else { Vec::new() };
-                serde_json::json!({ "policy": p.name(), "parameters": parameters, "report": r, "groups": groups, "speed": s.to_json() })
+            .map(|r| SystemRecord {
+                policy: r.policy.name(),
+                parameters: &r.parameters,
+                report: &r.report,
+                groups: if table_two { groups_with_settled(&r.report, args.settled_secs) } else { Vec::new() },
+                speed: &r.speed,
             })
             .collect();
-        let json = serde_json::json!({
-            "trace": args.trace, "trace_stats": stats, "from_hour": args.from_hour, "hours": args.hours,
-            "scale": args.scale, "class_draw": class_draw_name(args.class_draw), "latency_ms": args.latency_ms, "download_kbps": args.download_kbps, "seed": args.seed, "runs": runs,
-        });
-        let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
+        let file = TraceRunFile {
+            provenance: Provenance::current(),
+            trace: &args.trace,
+            trace_stats: &stats,
+            from_hour: args.from_hour,
+            hours: args.hours,
+            scale: args.scale,
+            class_draw: &class_draw_name(args.class_draw),
+            latency_ms: args.latency_ms,
+            download_kbps: args.download_kbps,
+            seed: args.seed,
+            runs,
+        };
+        let text = serde_json::to_string_pretty(&file).map_err(|e| e.to_string())?;
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         println!("wrote {}", path.display());
     }
     if let Some(dir) = &args.plots {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let panels: Vec<Panel> =
-            results.iter().map(|(p, r, _, _)| Panel { title: p.name().to_string(), report: r }).collect();
+            outcomes.iter().map(|r| Panel { title: r.policy.name().to_string(), report: &r.report }).collect();
         let what = format!(
             "{:?} mix, hours {}..{} at scale {}",
             args.scenario,
@@ -544,51 +423,4 @@ pub fn run(args: Args) -> Result<(), String> {
         println!("wrote {} and {}", cdf.display(), alpha.display());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        sim: Args,
-    }
-
-    #[test]
-    fn systems_run_in_parallel_give_what_they_give_one_after_another() {
-        let args = Cli::parse_from([
-            "sim",
-            "--from-hour",
-            "15",
-            "--hours",
-            "0.01",
-            "--scale",
-            "0.01",
-            "--ramp-secs",
-            "5",
-            "--seed",
-            "3",
-        ])
-        .sim;
-        let (mix, full) = (mix_of(&args).expect("mix"), trace_of(&args).expect("trace"));
-        let duration = Duration::from_secs_f64(args.hours * 3600.0);
-        let trace = full
-            .window(secs_to_time(15.0 * 3600.0), secs_to_time(15.0 * 3600.0) + duration, Duration::from_secs(5))
-            .thin(args.scale, args.seed);
-        let one_by_one = run_systems(&Policy::ALL, 1, &mix, &trace, &args, duration).expect("runs");
-        let at_once = run_systems(&Policy::ALL, 3, &mix, &trace, &args, duration).expect("runs");
-        assert_eq!(one_by_one.len(), 3);
-        for (a, b) in one_by_one.iter().zip(&at_once) {
-            assert_eq!(a.0, b.0, "results keep the order of the systems");
-            assert!(a.1.lc_deliveries > 1000, "{}: {} LCs delivered", a.0, a.1.lc_deliveries);
-            let json = |r: &SwarmReport| serde_json::to_string(r).expect("serialises");
-            assert_eq!(json(&a.1), json(&b.1), "{}: same report on one thread or three", a.0);
-            assert_eq!(a.3, b.3);
-        }
-        // The systems differ, so the comparison above is not of three copies of one run.
-        assert_ne!(one_by_one[0].1.lc_deliveries, one_by_one[2].1.lc_deliveries);
-    }
 }

@@ -1,0 +1,57 @@
+//! What every run file carries, so a reader knows what made it: the file format's
+//! schema version, the commit the program was built from and the command line.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the run files' layout; raised when a field changes meaning or goes away.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The provenance of a run file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub schema: u32,
+    /// `git rev-parse HEAD` at build time, `-dirty` when the tree had changes.
+    pub commit: String,
+    /// The command line, arguments quoted where the shell would need it.
+    pub command: String,
+}
+
+impl Provenance {
+    /// This process: its build's commit and its own command line.
+    pub fn current() -> Provenance {
+        Provenance { schema: SCHEMA_VERSION, commit: commit().to_string(), command: command_line(std::env::args()) }
+    }
+}
+
+/// The commit this program was built from.
+pub fn commit() -> &'static str {
+    env!("LAYERP2P_COMMIT")
+}
+
+/// `args` as one line a shell would read back the same.
+pub fn command_line(args: impl IntoIterator<Item = String>) -> String {
+    let quote = |a: String| {
+        if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c)) {
+            a
+        } else {
+            format!("'{}'", a.replace('\'', r"'\''"))
+        }
+    };
+    args.into_iter().map(quote).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_line_quotes_only_what_a_shell_would_split() {
+        let args = ["layerp2p", "sim", "--mix", "free 0 10; it's 700 90", "--seed", "3"].map(String::from);
+        assert_eq!(command_line(args), r"layerp2p sim --mix 'free 0 10; it'\''s 700 90' --seed 3");
+    }
+
+    #[test]
+    fn the_build_knows_its_commit() {
+        assert!(!commit().is_empty());
+    }
+}

@@ -1,0 +1,252 @@
+//! Trace-driven simulation runs (DESIGN.md §9): several systems on one trace window and
+//! upload mix, each in its own swarm (so each is exactly as deterministic as on its own),
+//! spread over a pool of threads. Gives every system's report, speed and protocol
+//! parameters; printing and plotting are the caller's.
+
+use crate::LabError;
+use layerp2p_codec::Kbps;
+use layerp2p_proto::swarm::mix::table_two_groups;
+use layerp2p_proto::swarm::{ClassReport, Mix, SwarmReport};
+use layerp2p_proto::{PeerConfig, Policy, Time};
+use layerp2p_sim::Swarm;
+use layerp2p_sim::scenario::{ClassDraw, trace_driven};
+use layerp2p_sim::trace::Trace;
+use serde::Serialize;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// What every system of a comparison shares.
+pub struct TraceRun<'a> {
+    pub mix: &'a Mix,
+    /// The sessions of the simulated window (already windowed and thinned).
+    pub trace: &'a Trace,
+    pub draw: ClassDraw,
+    pub duration: Duration,
+    /// One-way latency of every message.
+    pub latency: Duration,
+    /// Every viewer's downlink cap; `None`: unconstrained.
+    pub download: Option<Kbps>,
+    pub seed: u64,
+    /// Applied to the viewers' configuration template (incentive and neighbour overrides).
+    pub configure: &'a (dyn Fn(&mut PeerConfig) -> Result<(), String> + Sync),
+}
+
+impl std::fmt::Debug for TraceRun<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceRun").field("sessions", &self.trace.sessions.len()).field("seed", &self.seed).finish()
+    }
+}
+
+/// How fast a run went.
+#[derive(Clone, Debug, Serialize)]
+pub struct Speed {
+    pub wall_secs: f64,
+    pub simulated_secs: f64,
+    pub lc_deliveries: u64,
+    pub lc_deliveries_per_wall_sec: f64,
+    pub wall_secs_per_simulated_hour: f64,
+    pub peak_concurrent: usize,
+    pub mean_concurrent: f64,
+    /// LCs lost at full capped downlinks (0 when downlinks are unconstrained).
+    pub downlink_drops: u64,
+}
+
+/// Where one system's run is, for a progress line.
+#[derive(Clone, Debug)]
+pub struct RunProgress {
+    /// Share of the simulated time done, 0..=1.
+    pub done: f64,
+    pub simulated_h: f64,
+    pub total_h: f64,
+    pub viewers: usize,
+    pub lcs: u64,
+    pub wall_secs: f64,
+}
+
+impl RunProgress {
+    /// Seconds of wall time still to go, at the pace so far.
+    pub fn eta_secs(&self) -> f64 {
+        if self.done > 0.0 { self.wall_secs / self.done - self.wall_secs } else { 0.0 }
+    }
+}
+
+/// One system's outcome.
+#[derive(Debug)]
+pub struct SystemRun {
+    pub policy: Policy,
+    pub report: SwarmReport,
+    pub speed: Speed,
+    /// The viewers' protocol parameters, as recorded in run JSON.
+    pub parameters: serde_json::Value,
+}
+
+/// Runs `policies` on up to `jobs` threads; `progress(i, status, last)` is called from
+/// the worker running `policies[i]`. Results come in the order of `policies`.
+pub fn run_systems(
+    run: &TraceRun,
+    policies: &[Policy],
+    jobs: usize,
+    progress: &(dyn Fn(usize, RunProgress, bool) + Sync),
+) -> Result<Vec<SystemRun>, LabError> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<SystemRun, LabError>>>> = Mutex::new(policies.iter().map(|_| None).collect());
+    let worker = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&policy) = policies.get(i) else { break };
+            let outcome = run_one(run, policy, &mut |s, last| progress(i, s, last));
+            results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outcome);
+        }
+    };
+    std::thread::scope(|scope| -> Result<(), LabError> {
+        for k in 0..jobs.clamp(1, policies.len().max(1)) {
+            // The main thread's stack size: a swarm's work is the same on any thread.
+            std::thread::Builder::new()
+                .name(format!("sim-{k}"))
+                .stack_size(8 << 20)
+                .spawn_scoped(scope, worker)
+                .map_err(LabError::Thread)?;
+        }
+        Ok(())
+    })?;
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(LabError::Config("a simulation thread stopped before its run".into()))))
+        .collect()
+}
+
+/// Runs one system, reporting progress every 10 simulated seconds.
+pub fn run_one(
+    run: &TraceRun,
+    policy: Policy,
+    progress: &mut dyn FnMut(RunProgress, bool),
+) -> Result<SystemRun, LabError> {
+    let mut cfg = trace_driven(policy, run.mix, run.trace, run.draw, run.duration, run.latency, run.seed);
+    cfg.download = run.download;
+    (run.configure)(&mut cfg.peer).map_err(LabError::Config)?;
+    let parameters = cfg.peer.parameters();
+    let mut swarm = Swarm::new(cfg).map_err(LabError::Config)?;
+    let started = Instant::now();
+    let total = run.duration.as_secs().max(1);
+    let (mut peak, mut sum, mut samples) = (0usize, 0usize, 0usize);
+    let step = 10;
+    let mut t = 0;
+    while t < total {
+        t = (t + step).min(total);
+        swarm.run_until(Time::from_secs(t));
+        // Tracker and seed are not viewers.
+        let viewers = swarm.alive().saturating_sub(2);
+        if t % 60 == 0 || t == total {
+            peak = peak.max(viewers);
+            sum += viewers;
+            samples += 1;
+        }
+        let status = RunProgress {
+            done: t as f64 / total as f64,
+            simulated_h: t as f64 / 3600.0,
+            total_h: total as f64 / 3600.0,
+            viewers,
+            lcs: swarm.lc_deliveries,
+            wall_secs: started.elapsed().as_secs_f64(),
+        };
+        progress(status, t == total);
+    }
+    let lc_deliveries = swarm.lc_deliveries;
+    let downlink_drops = swarm.downlink_drops;
+    let report = swarm.finish();
+    let wall = started.elapsed().as_secs_f64();
+    let simulated = run.duration.as_secs_f64();
+    let speed = Speed {
+        wall_secs: wall,
+        simulated_secs: simulated,
+        lc_deliveries,
+        lc_deliveries_per_wall_sec: lc_deliveries as f64 / wall.max(1e-9),
+        wall_secs_per_simulated_hour: wall / (simulated / 3600.0),
+        peak_concurrent: peak,
+        mean_concurrent: sum as f64 / samples.max(1) as f64,
+        downlink_drops,
+    };
+    Ok(SystemRun { policy, report, speed, parameters })
+}
+
+/// DESIGN.md §11's Table II groups over every counted peer, then (when `settled_secs`
+/// is above 0) over the peers that played at least that long.
+pub fn groups_with_settled(report: &SwarmReport, settled_secs: u64) -> Vec<ClassReport> {
+    let mut groups = table_two_groups(report, 0.0);
+    if settled_secs > 0 {
+        groups.extend(table_two_groups(report, settled_secs as f64));
+    }
+    groups
+}
+
+/// A `layerp2p sim` run file: the provenance, the trace window and every system's run.
+#[derive(Debug, Serialize)]
+pub struct TraceRunFile<'a> {
+    #[serde(flatten)]
+    pub provenance: crate::record::Provenance,
+    /// `generate` or the trace file's path.
+    pub trace: &'a str,
+    pub trace_stats: &'a layerp2p_sim::trace::TraceStats,
+    pub from_hour: f64,
+    pub hours: f64,
+    pub scale: f64,
+    pub class_draw: &'a str,
+    pub latency_ms: u64,
+    pub download_kbps: Option<u32>,
+    pub seed: u64,
+    pub runs: Vec<SystemRecord<'a>>,
+}
+
+/// One system in a `TraceRunFile`.
+#[derive(Debug, Serialize)]
+pub struct SystemRecord<'a> {
+    pub policy: &'static str,
+    pub parameters: &'a serde_json::Value,
+    pub report: &'a SwarmReport,
+    /// Table II groups (empty for other mixes).
+    pub groups: Vec<ClassReport>,
+    pub speed: &'a Speed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use layerp2p_proto::swarm::Load;
+    use layerp2p_sim::trace::{DayTraceConfig, generate_day};
+
+    #[test]
+    fn systems_run_in_parallel_give_what_they_give_one_after_another() {
+        let mix = Mix::table_two(Load::Overloaded);
+        let full = generate_day(&DayTraceConfig { seed: 3, ..DayTraceConfig::default() });
+        let duration = Duration::from_secs_f64(0.01 * 3600.0);
+        let from = Time::from_secs(15 * 3600);
+        let trace = full.window(from, from + duration, Duration::from_secs(5)).thin(0.01, 3);
+        let configure = |_: &mut PeerConfig| Ok(());
+        let run = TraceRun {
+            mix: &mix,
+            trace: &trace,
+            draw: ClassDraw::Sessions,
+            duration,
+            latency: Duration::ZERO,
+            download: None,
+            seed: 3,
+            configure: &configure,
+        };
+        let quiet = |_, _, _| {};
+        let one_by_one = run_systems(&run, &Policy::ALL, 1, &quiet).expect("runs");
+        let at_once = run_systems(&run, &Policy::ALL, 3, &quiet).expect("runs");
+        assert_eq!(one_by_one.len(), 3);
+        for (a, b) in one_by_one.iter().zip(&at_once) {
+            assert_eq!(a.policy, b.policy, "results keep the order of the systems");
+            assert!(a.report.lc_deliveries > 1000, "{}: {} LCs delivered", a.policy, a.report.lc_deliveries);
+            let json = |r: &SwarmReport| serde_json::to_string(r).expect("serialises");
+            assert_eq!(json(&a.report), json(&b.report), "{}: same report on one thread or three", a.policy);
+            assert_eq!(a.parameters, b.parameters);
+        }
+        // The systems differ, so the comparison above is not of three copies of one run.
+        assert_ne!(one_by_one[0].report.lc_deliveries, one_by_one[2].report.lc_deliveries);
+    }
+}
