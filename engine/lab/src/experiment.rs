@@ -393,28 +393,33 @@ pub struct RunResult {
 }
 
 impl RunResult {
-    /// The per-run JSON of a run of `scenario`: report, typical time series, PSNR,
+    /// The per-run record of a run of `scenario`: report, typical time series, PSNR,
     /// socket counters.
-    pub fn json(&self, scenario: &str) -> serde_json::Value {
+    pub fn record<'a>(&'a self, scenario: &'a str) -> crate::pool::RunRecord<'a> {
         let o = &self.observed;
-        serde_json::json!({
-            "scenario": scenario,
-            "policy": self.policy,
-            "run": self.run,
-            "seed": self.seed,
-            "parameters": self.parameters,
-            "report": o.local.swarm,
-            "typical": o.typical,
-            "psnr": o.psnr,
-            "io": o.local.io,
-            "shard_cpu_s": o.local.shard_cpu_s,
-            "diagnostics": diagnostics(&o.local.swarm, self.startup),
-        })
+        crate::pool::RunRecord {
+            provenance: crate::record::Provenance::current(),
+            scenario,
+            policy: &self.policy,
+            run: self.run,
+            seed: self.seed,
+            simulated: false,
+            latency_ms: None,
+            parameters: &self.parameters,
+            report: &o.local.swarm,
+            diagnostics: diagnostics(&o.local.swarm, self.startup),
+            psnr: o.psnr.as_ref(),
+            typical: Some(&o.typical),
+            io: Some(&o.local.io),
+            shard_cpu_s: Some(&o.local.shard_cpu_s),
+        }
     }
 
-    /// What `experiment report` would read back of `json(scenario)`.
+    /// What `experiment report` reads back of `record(scenario)`.
     pub fn file(&self, scenario: &str) -> Result<RunFile, String> {
-        serde_json::from_value(self.json(scenario)).map_err(|e| format!("a run's JSON does not read back: {e}"))
+        serde_json::to_value(self.record(scenario))
+            .and_then(serde_json::from_value)
+            .map_err(|e| format!("a run's JSON does not read back: {e}"))
     }
 }
 

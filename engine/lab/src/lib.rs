@@ -2,6 +2,7 @@
 //!
 //! - `experiment`: the prototype experiment (DESIGN.md §9) on a real UDP swarm or in the
 //!   simulator; PSNR scoring; pooling runs into one report with confidence intervals.
+//! - `pool`: the per-run record every run is saved as, read back and pooled per system.
 //! - `trace_run`: trace-driven simulations of several systems on a pool of threads.
 //! - `reproduce`: reruns the published comparisons and writes docs/RESULTS.md.
 //! - `record`: the provenance every run file carries (schema, commit, command).
@@ -9,6 +10,7 @@
 
 pub mod experiment;
 pub mod loadgen;
+pub mod pool;
 pub mod record;
 pub mod trace_run;
 

@@ -12,9 +12,11 @@ use clap::{Args as ClapArgs, Subcommand};
 use layerp2p_codec::Kbps;
 use layerp2p_codec::video::Resolution;
 use layerp2p_engine::lab::experiment::{
-    Aggregate, CLIP_FRAMES, Prototype, Published, RunFile, RunResult, aggregate, diagnostics, diagnostics_table,
-    encode_clip, per_run_table, psnr_gap_table, psnr_table, published_overloaded,
+    Aggregate, CLIP_FRAMES, Prototype, Published, RunFile, RunResult, diagnostics, diagnostics_table, encode_clip,
+    per_run_table, psnr_gap_table, psnr_table, published_overloaded,
 };
+use layerp2p_engine::lab::pool::{RunRecord, Summary, by_system, pool_systems, read_runs, write_json};
+use layerp2p_engine::lab::record::Provenance;
 use layerp2p_engine::runtime::link::Links;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -135,11 +137,6 @@ pub fn run(args: Args) -> Result<(), String> {
     }
 }
 
-fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
 fn prototype(args: PrototypeArgs) -> Result<(), String> {
     if args.startup + 10 >= args.duration {
         return Err(format!(
@@ -234,7 +231,7 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
             })?;
             progress.finish();
             let path = args.out.join(format!("{scenario}-{}-run{run}.json", policy.name().to_lowercase()));
-            write_json(&path, &r.json(&scenario))?;
+            write_json(&path, &r.record(&scenario)).map_err(|e| e.to_string())?;
             let cpu: Vec<String> =
                 r.observed.local.shard_cpu_s.iter().map(|c| format!("{:.0} %", c * 100.0 / total as f64)).collect();
             println!(
@@ -263,70 +260,20 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
 
 /// `experiment report`: reads the runs back and reports them as `prototype` does.
 fn report(args: ReportArgs) -> Result<(), String> {
-    let mut files = Vec::new();
-    for path in &args.files {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let mut f: RunFile = serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not a per-run JSON of `experiment prototype`: {e}", path.display()))?;
-        // Older runs name their scenario only in the file name.
-        let stem = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        f.scenario = f
-            .scenario
-            .or_else(|| ["overloaded", "underloaded"].into_iter().find(|s| stem.starts_with(s)).map(String::from));
-        files.push(f);
-    }
-    let scenario = files[0]
-        .scenario
-        .clone()
-        .ok_or_else(|| format!("{}: no scenario in the JSON or the file name", args.files[0].display()))?;
-    if let Some((path, f)) =
-        args.files.iter().zip(&files).find(|(_, f)| f.scenario.as_deref() != Some(scenario.as_str()))
-    {
-        return Err(format!(
-            "{} is of scenario {}, the first file of {scenario}: pool one scenario at a time",
-            path.display(),
-            f.scenario.as_deref().unwrap_or("?")
-        ));
-    }
-    // The same run given twice would count its peers twice.
-    for (i, f) in files.iter().enumerate() {
-        if let Some(j) = files[..i].iter().position(|g| g.policy == f.policy && g.seed.is_some() && g.seed == f.seed) {
-            return Err(format!(
-                "{} and {} are both {} with seed {}: give each run once",
-                args.files[j].display(),
-                args.files[i].display(),
-                f.policy,
-                f.seed.unwrap_or(0)
-            ));
-        }
-    }
+    let (scenario, files) = read_runs(&args.files).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&args.out).map_err(|e| format!("cannot create {}: {e}", args.out.display()))?;
     let what = format!("prototype, {scenario}, {} run(s) of {} system(s) pooled", files.len(), by_system(&files).len());
     report_pooled(&args.out, &scenario, &what, &files)
-}
-
-/// The runs of each system, systems in the order first seen.
-fn by_system(files: &[RunFile]) -> Vec<(&str, Vec<&RunFile>)> {
-    let mut systems: Vec<(&str, Vec<&RunFile>)> = Vec::new();
-    for f in files {
-        match systems.iter_mut().find(|(p, _)| *p == f.policy) {
-            Some((_, runs)) => runs.push(f),
-            None => systems.push((&f.policy, vec![f])),
-        }
-    }
-    systems
 }
 
 /// Per system (in the order first seen): the pooled table, PSNR and DESIGN.md §11's
 /// figures; then every run's line and the PSNR gaps; writes the summary JSON and the
 /// plots into `out`.
 fn report_pooled(out: &Path, scenario: &str, what: &str, files: &[RunFile]) -> Result<(), String> {
-    let systems = by_system(files);
-    let mut summary = Vec::new();
-    let mut pooled: Vec<(&str, Aggregate, &[&RunFile])> = Vec::new();
-    for (policy, runs) in &systems {
-        let agg = aggregate(runs.iter().map(|r| (&r.report, r.psnr.as_ref())))?;
-        println!("\n== {policy}, {} run(s) pooled ==\n{}", runs.len(), agg.report.table());
+    let pooled = pool_systems(files).map_err(|e| e.to_string())?;
+    for p in &pooled {
+        let (policy, agg) = (p.policy, &p.aggregate);
+        println!("\n== {policy}, {} run(s) pooled ==\n{}", p.runs.len(), agg.report.table());
         if !agg.exact {
             println!(
                 "(alpha pooled weighting each run by its peers: some files predate the LC counts that make it exact)"
@@ -336,36 +283,35 @@ fn report_pooled(out: &Path, scenario: &str, what: &str, files: &[RunFile]) -> R
         if let Some(psnr) = &agg.psnr {
             println!("PSNR (luma dB):\n{}", psnr_table(&names, psnr));
         }
-        let published = published_overloaded(&agg.report);
         if scenario == "overloaded" {
             println!(
                 "DESIGN.md §11 (LayerP2P, overloaded prototype) beside this {policy} run:\n{}",
-                published_lines(&published)
+                published_lines(&p.published)
             );
         }
-        summary.push(serde_json::json!({ "policy": policy, "runs": runs.len(), "report": agg.report, "psnr": agg.psnr, "published": published }));
-        pooled.push((policy, agg, runs));
     }
     println!("\nEvery run:\n{}", per_run_table(&files.iter().collect::<Vec<_>>()));
     if let Some((base, others)) = pooled.split_first() {
-        let others: Vec<(&str, &Aggregate, &[&RunFile])> = others.iter().map(|(p, a, r)| (*p, a, *r)).collect();
-        print!("{}", psnr_gap_table((base.0, &base.1, base.2), &others));
+        let others: Vec<(&str, &Aggregate, &[&RunFile])> =
+            others.iter().map(|p| (p.policy, &p.aggregate, p.runs.as_slice())).collect();
+        print!("{}", psnr_gap_table((base.policy, &base.aggregate, &base.runs), &others));
     }
     let summary_path = out.join(format!("{scenario}-summary.json"));
-    write_json(&summary_path, &serde_json::Value::Array(summary))?;
-    let panels: Vec<Panel> = pooled.iter().map(|(p, a, _)| Panel { title: p.to_string(), report: &a.report }).collect();
+    write_json(&summary_path, &Summary::of(scenario, &pooled)).map_err(|e| e.to_string())?;
+    let panels: Vec<Panel> =
+        pooled.iter().map(|p| Panel { title: p.policy.to_string(), report: &p.aggregate.report }).collect();
     let cdf = out.join(format!("{scenario}-playback-cdf.png"));
     plot::playback_cdf(&cdf, &format!("Playback rate per class — {what}"), &panels)?;
     let alpha = out.join(format!("{scenario}-chunk-ratio.png"));
     plot::chunk_ratio(&alpha, &format!("Received chunk ratio per layer — {what}"), &panels)?;
     let series: Vec<SeriesPanel> = pooled
         .iter()
-        .filter_map(|(p, a, runs)| {
+        .filter_map(|p| {
             Some(SeriesPanel {
-                title: p.to_string(),
-                classes: a.report.classes.iter().map(|c| c.name.clone()).collect(),
-                typical: runs.iter().find_map(|r| r.typical.as_ref())?,
-                y_max: a.report.full_rate_kbps as f64,
+                title: p.policy.to_string(),
+                classes: p.aggregate.report.classes.iter().map(|c| c.name.clone()).collect(),
+                typical: p.runs.iter().find_map(|r| r.typical.as_ref())?,
+                y_max: p.aggregate.report.full_rate_kbps as f64,
             })
         })
         .collect();
@@ -390,13 +336,24 @@ fn simulate(
             let sim = setup.simulate(policy, run, clip, latency)?;
             let report = &sim.report;
             let path = args.out.join(format!("{scenario}-{}-sim-run{run}.json", policy.name().to_lowercase()));
-            let diag = diagnostics(report, setup.startup);
-            let json = serde_json::json!({
-                "scenario": scenario, "policy": policy.name(), "run": run, "seed": setup.run_seed(run),
-                "simulated": true, "latency_ms": args.sim_latency_ms, "parameters": sim.parameters,
-                "report": report, "diagnostics": diag, "psnr": sim.psnr,
-            });
-            write_json(&path, &json)?;
+            let record = RunRecord {
+                provenance: Provenance::current(),
+                scenario,
+                policy: policy.name(),
+                run,
+                seed: setup.run_seed(run),
+                simulated: true,
+                latency_ms: Some(args.sim_latency_ms),
+                parameters: &sim.parameters,
+                report,
+                diagnostics: diagnostics(report, setup.startup),
+                psnr: sim.psnr.as_ref(),
+                typical: None,
+                io: None,
+                shard_cpu_s: None,
+            };
+            write_json(&path, &record).map_err(|e| e.to_string())?;
+            let diag = record.diagnostics;
             println!(
                 "{policy} run {run}, simulated ({:.1} s): wrote {}\n{}{}",
                 started.elapsed().as_secs_f64(),
