@@ -36,6 +36,9 @@ enum Command {
     /// Trace-driven simulation at chunk level (one-day channel trace, Table II mixes):
     /// per-class tables, speed, JSON and PNG plots for LayerP2P and the baselines.
     Sim(cmd::sim::Args),
+    /// Rerun the paper's comparisons (Table I and Table II, all three systems, several
+    /// seeds with confidence intervals) and write docs/RESULTS.md with its plots.
+    Reproduce(cmd::reproduce::Args),
     /// Run a tracker: the peer lists of a swarm.
     Tracker(cmd::node::TrackerArgs),
     /// Run a seed: ingests a video (a Y4M or H.264 file or pipe, the built-in clip, or
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Command::Source(args) => cmd::source::run(args),
         Command::Video(args) => cmd::video::run(args),
         Command::Sim(args) => cmd::sim::run(args),
+        Command::Reproduce(args) => cmd::reproduce::run(args),
         Command::Tracker(args) => cmd::node::tracker(args),
         Command::Seed(args) => cmd::node::seed(args),
         Command::Relay(args) => cmd::node::relay(args),

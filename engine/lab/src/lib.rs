@@ -5,13 +5,16 @@
 //! - `pool`: the per-run record every run is saved as, read back and pooled per system.
 //! - `trace_run`: trace-driven simulations of several systems on a pool of threads.
 //! - `reproduce`: reruns the published comparisons and writes docs/RESULTS.md.
+//! - `parallel`: independent runs on a pool of threads.
 //! - `record`: the provenance every run file carries (schema, commit, command).
 //! - `loadgen`: thousands of synthetic peers against one seed or relay.
 
 pub mod experiment;
 pub mod loadgen;
+pub mod parallel;
 pub mod pool;
 pub mod record;
+pub mod reproduce;
 pub mod trace_run;
 
 /// Why a lab run could not be made.

@@ -12,8 +12,6 @@ use layerp2p_sim::Swarm;
 use layerp2p_sim::scenario::{ClassDraw, trace_driven};
 use layerp2p_sim::trace::Trace;
 use serde::Serialize;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// What every system of a comparison shares.
@@ -89,33 +87,7 @@ pub fn run_systems(
     jobs: usize,
     progress: &(dyn Fn(usize, RunProgress, bool) + Sync),
 ) -> Result<Vec<SystemRun>, LabError> {
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<SystemRun, LabError>>>> = Mutex::new(policies.iter().map(|_| None).collect());
-    let worker = || {
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(&policy) = policies.get(i) else { break };
-            let outcome = run_one(run, policy, &mut |s, last| progress(i, s, last));
-            results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outcome);
-        }
-    };
-    std::thread::scope(|scope| -> Result<(), LabError> {
-        for k in 0..jobs.clamp(1, policies.len().max(1)) {
-            // The main thread's stack size: a swarm's work is the same on any thread.
-            std::thread::Builder::new()
-                .name(format!("sim-{k}"))
-                .stack_size(8 << 20)
-                .spawn_scoped(scope, worker)
-                .map_err(LabError::Thread)?;
-        }
-        Ok(())
-    })?;
-    results
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-        .into_iter()
-        .map(|r| r.unwrap_or(Err(LabError::Config("a simulation thread stopped before its run".into()))))
-        .collect()
+    crate::parallel::map(policies, jobs, |i, &policy| run_one(run, policy, &mut |s, last| progress(i, s, last)))
 }
 
 /// Runs one system, reporting progress every 10 simulated seconds.

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod experiment;
 pub mod loadgen;
 pub mod node;
+pub mod reproduce;
 pub mod sim;
 pub mod source;
 pub mod video;
