@@ -4,9 +4,9 @@
 
 use bytes::Bytes;
 use layerp2p_codec::{Kbps, LayerPlan};
-use layerp2p_engine::integrity::{ContentAuth, MAX_MANIFESTS_PER_LAYER};
-use layerp2p_engine::wire::decode;
-use layerp2p_engine::{Node, Peer, PeerConfig, Policy, Time};
+use layerp2p_proto::integrity::{ContentAuth, MAX_MANIFESTS_PER_LAYER};
+use layerp2p_proto::wire::decode;
+use layerp2p_proto::{Node, Peer, PeerConfig, Policy, Time};
 use libfuzzer_sys::fuzz_target;
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -3,8 +3,8 @@
 #![no_main]
 
 use bytes::Bytes;
-use layerp2p_engine::wire::decode;
-use layerp2p_engine::{Node, Time, Tracker, TrackerConfig};
+use layerp2p_proto::wire::decode;
+use layerp2p_proto::{Node, Time, Tracker, TrackerConfig};
 use libfuzzer_sys::fuzz_target;
 use std::net::SocketAddr;
 

@@ -4,7 +4,7 @@
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
-use layerp2p_engine::wire::{decode, encode};
+use layerp2p_proto::wire::{decode, encode};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
