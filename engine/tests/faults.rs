@@ -103,7 +103,7 @@ fn swarm_recovers_after_thirty_percent_of_viewers_crash_at_once() {
 
 /// Newcomers in the 30 s after a restart get lists of only the peers that refreshed
 /// since (refresh period 30 s), so some start among other newcomers: they play less of
-/// the base layer than they would otherwise (about 97 %), but no less than this.
+/// the base layer than they would otherwise, but no less than this.
 const NEWCOMER_BASE: f64 = 0.85;
 
 #[test]

@@ -459,7 +459,7 @@ pub fn aggregate<'a>(
 pub struct RunFile {
     pub policy: String,
     pub run: u32,
-    /// Absent in `--simulate` JSON written before 2026-12-02.
+    /// Absent in older `--simulate` run files.
     pub seed: Option<u64>,
     pub scenario: Option<String>,
     pub report: SwarmReport,

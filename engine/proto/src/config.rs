@@ -21,10 +21,10 @@ pub enum HolderChoice {
     /// a chance in proportion to `floor` (new neighbours, and finding out). A request
     /// to a neighbour that never serves (a free-rider advertises what it holds) waits
     /// out the round and costs the LC a round; this keeps such requests rare. Not the
-    /// default: at floor 25 kbps it gave high contributors +1-4 points in the trace
-    /// simulation, but a free-rider opening links to everyone gains from it too
-    /// (310 kbps, above the base layer, in `tests/freeriders.rs`), and neighbours
-    /// lying in their maps cost contributors more (docs/EXPERIMENTS.md).
+    /// default: contributors gain a little, but a free-rider opening links to everyone
+    /// learns where the idle upload is and gains more, to above the base layer in
+    /// `tests/freeriders.rs`, and neighbours lying in their maps cost contributors
+    /// more (docs/EXPERIMENTS.md, "Probes that were not adopted").
     ByRate { floor: Kbps },
 }
 
@@ -38,11 +38,10 @@ pub struct Incentive {
     /// small against any real contribution.
     pub epsilon: Kbps,
     /// d_l: the rate an initiator assumes its receptor gave it. DESIGN.md §4 calls it
-    /// large (an optimistic unchoke). We measured otherwise and default to 0: a peer
-    /// that lost its good neighbours can only find room at free-riders (contributors
-    /// sit at N_max), so what an initiator credits lands mostly on them. d_l = 100
-    /// kbps gave free-riders 60-70 % of the base layer and cost high contributors
-    /// 3-17 points in the trace simulation (docs/EXPERIMENTS.md, "d_l").
+    /// large (an optimistic unchoke); we default to 0: a peer that lost its good
+    /// neighbours can only find room at free-riders (contributors sit at N_max), so
+    /// what an initiator credits lands mostly on them, at contributors' expense
+    /// (docs/decisions/0001-d-large-zero.md).
     pub d_large: Kbps,
     /// d_s: the rate a receptor assumes its initiator gave it. Zero, so a free-rider
     /// gains nothing by opening many neighbour relationships.
@@ -50,7 +49,7 @@ pub struct Incentive {
     /// Credit added to d(n,k) once, when a new neighbour serves us its first LC: an
     /// optimistic start that only a neighbour that uploads can earn (a free-rider
     /// never does), unlike d_l and d_s, which it collects on every link it opens.
-    /// Zero by default (docs/EXPERIMENTS.md, "first-LC credit").
+    /// Zero by default (docs/decisions/0005-first-lc-credit-not-adopted.md).
     pub first_lc_credit: Kbps,
     /// How the receiver picks a supplier among the neighbours holding an LC
     /// (default uniform, as DESIGN.md §6).
@@ -60,9 +59,9 @@ pub struct Incentive {
     /// period, its least contributor if that one gave nothing back (`Peer::audit`). DESIGN.md §3 has the seed
     /// serve "like any other supplier", but a seed downloads nothing, so without this
     /// it serves everyone alike and never adapts: its slots drift to free-riders
-    /// (always seeking, they take every slot that frees) until half its upload goes to
-    /// peers that forward nothing (docs/EXPERIMENTS.md, "seed audit"). Costs each
-    /// neighbour one LC a round.
+    /// (always seeking, they take every slot that frees) until much of its upload goes
+    /// to peers that forward nothing (docs/decisions/0002-seed-audit-and-push.md).
+    /// Costs each neighbour one LC a round.
     pub seed_audit: bool,
     /// An auditing seed pushes every LC it ingests once, unrequested, to a neighbour
     /// chosen with weight d(seed,k), before it serves requests (`Peer::push_target`):

@@ -113,16 +113,16 @@ pub struct IncentiveArgs {
     pub first_lc_credit_kbps: Option<u32>,
     /// The receiver picks each LC's supplier among its holders with weight
     /// d(n,k) + KBPS, asking most those that serve it most, instead of uniformly
-    /// (DESIGN.md §6, the default). An experiment: see docs/EXPERIMENTS.md.
+    /// (DESIGN.md §6, the default). An experiment, not adopted: see docs/EXPERIMENTS.md.
     #[arg(long, value_name = "KBPS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub holder_floor_kbps: Option<u32>,
     /// The seed no longer asks each neighbour for one LC a round: it serves every
     /// neighbour alike, never drops one and pushes nothing (the paper's seed; see
-    /// docs/EXPERIMENTS.md, "seed audit").
+    /// docs/decisions/0002-seed-audit-and-push.md).
     #[arg(long)]
     pub no_seed_audit: bool,
     /// The auditing seed no longer pushes each new LC once to a contributor before
-    /// serving requests (see docs/EXPERIMENTS.md, "seed audit").
+    /// serving requests (see docs/decisions/0002-seed-audit-and-push.md).
     #[arg(long)]
     pub no_seed_push: bool,
 }

@@ -81,7 +81,7 @@ pub struct PrototypeArgs {
     seed_upload_kbps: u32,
     /// Neighbours the seed accepts (the paper does not say). 100: the seed takes every
     /// viewer, so no early joiner (a free-rider, say) holds one of its few slots for
-    /// the whole run; with 20, one flash crowd in five collapsed in simulation.
+    /// the whole run; with 20 some flash crowds collapse (docs/decisions/0001).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     seed_n_max: u64,
     /// Wide-area realism on loopback: each viewer's one-way access delay is drawn

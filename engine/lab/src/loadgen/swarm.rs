@@ -4,8 +4,8 @@
 //!
 //! Why not glommio, like the runtime: there every socket keeps a receive in flight in
 //! io_uring and every node has its own timer task that wakes at least every 2 ms. At a
-//! few hundred sockets per executor we measured the executor sleeping through its own
-//! timers for seconds (CPU at 14 %, peer timers 1-4 s late), and per-node timer tasks
+//! few hundred sockets per executor the executor slept through its own timers for
+//! seconds while its core sat mostly idle, and per-node timer tasks
 //! would cost thousands of wakeups per second per core. One readiness loop per shard
 //! handles any number of sockets with one `epoll_wait` per tick and nothing in flight.
 //! This module never decides anything a peer decides: it delivers, times and counts.

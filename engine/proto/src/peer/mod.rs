@@ -68,10 +68,8 @@ const MAX_FRESH: usize = 1024;
 /// adaptation dropped (DESIGN.md §4: "replaces it with a new one"). Most candidates in a
 /// settled swarm are at N_max and decline; with one try the freed slot went to
 /// whoever asked next, mostly free-riders (always seeking) and the just-dropped, and
-/// a high-upload late joiner stayed among low contributors: in the simulated
-/// prototype, LayerP2P institutional peers past start-up got 99.7 / 98.2 / 97.2 % of
-/// layers 1-3 with one try and 99.9 / 99.6 / 99.5 % with these
-/// (docs/EXPERIMENTS.md, "Replacement tries").
+/// a high-upload late joiner stayed among low contributors, short of the upper
+/// layers (docs/decisions/0004-replacement-tries.md).
 pub const REPLACEMENT_TRIES: u8 = 5;
 /// Least interval between tracker requests for more peers.
 const TRACKER_ASK_INTERVAL: Duration = Duration::from_secs(5);

@@ -25,7 +25,8 @@ struct Batch {
 }
 
 /// One receiver's FIFO of requests: 8 bytes per LC plus one [`Batch`] per request
-/// message (it was 24 bytes per LC, the largest per-viewer table in a busy swarm).
+/// message, the time fields shared by the batch: in a busy swarm these queues are a
+/// viewer's largest table.
 #[derive(Debug, Default)]
 struct Queue {
     ids: VecDeque<LcId>,

@@ -72,8 +72,8 @@ pub struct ClassReport {
     /// Every peer's playback rate, ascending: the CDF.
     pub rates: Vec<f64>,
     /// LCs played and missed per layer, over the class: what alpha is made of, kept so
-    /// that reports of several runs pool exactly (`ClassReport::pool`). Empty in JSON
-    /// written before 2026-12-02.
+    /// that reports of several runs pool exactly (`ClassReport::pool`). Empty in older
+    /// run files, which then pool by viewers.
     #[serde(default)]
     pub played: Vec<u64>,
     #[serde(default)]
