@@ -5,6 +5,7 @@
 //! decoding what they played. Also the aggregation of several runs into one report.
 //! No CLI, no plotting, no printing here.
 
+use crate::LabError;
 use layerp2p_codec::synthetic::{PayloadKind, SyntheticConfig, SyntheticSource};
 use layerp2p_codec::video::droptest::{self, TestClip};
 use layerp2p_codec::video::encoder::EncoderConfig;
@@ -26,9 +27,9 @@ use std::time::Duration;
 pub const CLIP_FRAMES: u32 = 320;
 
 /// Encodes the built-in clip once, for a seed to loop (`Stream::Clip`).
-pub fn encode_clip(resolution: Resolution, qp: u8) -> Result<TestClip, String> {
+pub fn encode_clip(resolution: Resolution, qp: u8) -> Result<TestClip, LabError> {
     let cfg = EncoderConfig { qp, ..EncoderConfig::new(resolution, FrameRate::FPS_30) };
-    TestClip::encode(cfg, CLIP_FRAMES).map_err(|e| format!("cannot encode the built-in clip: {e}"))
+    Ok(TestClip::encode(cfg, CLIP_FRAMES)?)
 }
 
 /// What the seed streams.
@@ -41,14 +42,12 @@ pub enum Stream<'a> {
 }
 
 impl Stream<'_> {
-    pub fn source(&self) -> Result<Box<dyn LcSource>, String> {
+    pub fn source(&self) -> Result<Box<dyn LcSource>, LabError> {
         match self {
-            Stream::Synthetic(cfg) => Ok(Box::new(SyntheticSource::new(cfg.clone()).map_err(|e| e.to_string())?)),
+            Stream::Synthetic(cfg) => Ok(Box::new(SyntheticSource::new(cfg.clone())?)),
             Stream::Clip(c) => {
                 let feed = Box::new(ReplayFeed::new(c.units.clone(), true));
-                Ok(Box::new(
-                    VideoSource::new(feed, c.cfg.rate, c.cfg.layers, c.units.len()).map_err(|e| e.to_string())?,
-                ))
+                Ok(Box::new(VideoSource::new(feed, c.cfg.rate, c.cfg.layers, c.units.len())?))
             }
         }
     }
@@ -159,12 +158,12 @@ pub fn watch_sample(peers: &[PeerSpec], classes: usize, per_class: usize) -> Vec
 }
 
 /// PSNR per class from the watched viewers' playback logs.
-pub fn score_classes(clip: &TestClip, classes: usize, watched: &[WatchedPeer]) -> Result<Vec<ClassQuality>, String> {
+pub fn score_classes(clip: &TestClip, classes: usize, watched: &[WatchedPeer]) -> Result<Vec<ClassQuality>, LabError> {
     let by_frame = clip.lcs_by_frame();
     let mut out = vec![ClassQuality { scored: 0, quality: Quality::new(clip.cfg.layers) }; classes];
     for w in watched {
         let Some(slot) = out.get_mut(w.class) else { continue };
-        if let Some(q) = droptest::score_played(clip, &by_frame, &w.played).map_err(|e| e.to_string())? {
+        if let Some(q) = droptest::score_played(clip, &by_frame, &w.played)? {
             slot.quality.merge(&q);
         }
         slot.scored += 1;
@@ -180,13 +179,13 @@ pub fn run_observed(
     stream: Stream,
     per_class: usize,
     progress: &mut dyn FnMut(Duration),
-) -> Result<Observed, String> {
+) -> Result<Observed, LabError> {
     let source = stream.source()?;
     cfg.peer.plan = source.plan().clone();
     let classes = cfg.classes.len();
     let watch =
         Watch { peers: watch_sample(&cfg.peers, classes, per_class), playback: matches!(stream, Stream::Clip(_)) };
-    let local = run_local_swarm_watched(cfg, source, watch, progress).map_err(|e| e.to_string())?;
+    let local = run_local_swarm_watched(cfg, source, watch, progress)?;
     let psnr = match stream {
         Stream::Clip(c) => Some(score_classes(c, classes, &local.watched)?),
         Stream::Synthetic(_) => None,
@@ -269,7 +268,7 @@ impl Prototype {
         run: u32,
         clip: Option<&TestClip>,
         progress: &mut dyn FnMut(Duration),
-    ) -> Result<RunResult, String> {
+    ) -> Result<RunResult, LabError> {
         let stream = match clip {
             Some(c) => Stream::Clip(c),
             None => Stream::Synthetic(self.synthetic(run)),
@@ -306,7 +305,7 @@ impl Prototype {
         run: u32,
         clip: Option<&TestClip>,
         latency: Duration,
-    ) -> Result<Simulated, String> {
+    ) -> Result<Simulated, LabError> {
         let synthetic = SyntheticConfig { payload: PayloadKind::Phantom, ..self.synthetic(run) };
         let source = match clip {
             Some(c) => Stream::Clip(c).source()?,
@@ -352,7 +351,7 @@ pub struct Simulated {
 
 /// The real-swarm configuration `cfg` run in the chunk-level simulator with `source`
 /// (whose plan must be the peers'), every message delayed by `latency` one way.
-pub fn simulate(cfg: LocalSwarmConfig, source: Box<dyn LcSource>, latency: Duration) -> Result<SwarmReport, String> {
+pub fn simulate(cfg: LocalSwarmConfig, source: Box<dyn LcSource>, latency: Duration) -> Result<SwarmReport, LabError> {
     Ok(swarm_of(cfg, source, latency)?.run())
 }
 
@@ -361,7 +360,7 @@ fn swarm_of(
     cfg: LocalSwarmConfig,
     source: Box<dyn LcSource>,
     latency: Duration,
-) -> Result<layerp2p_sim::Swarm, String> {
+) -> Result<layerp2p_sim::Swarm, LabError> {
     let cfg = layerp2p_sim::SwarmConfig {
         // Unused: the swarm ingests `source`.
         source: SyntheticConfig::prototype(),
@@ -375,7 +374,7 @@ fn swarm_of(
         duration: cfg.duration,
         seed: cfg.seed,
     };
-    layerp2p_sim::Swarm::with_source(cfg, source)
+    Ok(layerp2p_sim::Swarm::with_source(cfg, source)?)
 }
 
 /// One run of one policy.
@@ -416,10 +415,8 @@ impl RunResult {
     }
 
     /// What `experiment report` reads back of `record(scenario)`.
-    pub fn file(&self, scenario: &str) -> Result<RunFile, String> {
-        serde_json::to_value(self.record(scenario))
-            .and_then(serde_json::from_value)
-            .map_err(|e| format!("a run's JSON does not read back: {e}"))
+    pub fn file(&self, scenario: &str) -> Result<RunFile, LabError> {
+        serde_json::to_value(self.record(scenario)).and_then(serde_json::from_value).map_err(LabError::Json)
     }
 }
 
@@ -439,7 +436,7 @@ pub struct Aggregate {
 /// they are not of one setup.
 pub fn aggregate<'a>(
     runs: impl IntoIterator<Item = (&'a SwarmReport, Option<&'a Vec<ClassQuality>>)>,
-) -> Result<Aggregate, String> {
+) -> Result<Aggregate, LabError> {
     let (reports, scores): (Vec<&SwarmReport>, Vec<Option<&Vec<ClassQuality>>>) = runs.into_iter().unzip();
     let (report, exact) = SwarmReport::pool(&reports)?;
     let mut psnr: Option<Vec<ClassQuality>> = None;

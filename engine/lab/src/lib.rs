@@ -25,6 +25,20 @@ pub enum LabError {
     Config(String),
     #[error("cannot start a simulation thread: {0}")]
     Thread(std::io::Error),
+    #[error(transparent)]
+    Sim(#[from] layerp2p_sim::SimError),
+    #[error(transparent)]
+    Pool(#[from] layerp2p_proto::swarm::report::PoolError),
+    #[error("video: {0}")]
+    Video(#[from] layerp2p_codec::video::CodecError),
+    #[error("video source: {0}")]
+    VideoSource(#[from] layerp2p_codec::video::source::SourceError),
+    #[error("the synthetic source: {0}")]
+    Source(#[from] layerp2p_codec::synthetic::SyntheticError),
+    #[error("the swarm: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("a run's JSON does not read back: {0}")]
+    Json(serde_json::Error),
     #[error("cannot write {path}: {source}")]
     Write { path: String, source: std::io::Error },
 }

@@ -111,7 +111,7 @@ pub fn pool_systems(files: &[RunFile]) -> Result<Vec<PooledSystem<'_>>, LabError
     by_system(files)
         .into_iter()
         .map(|(policy, runs)| {
-            let aggregate = aggregate(runs.iter().map(|r| (&r.report, r.psnr.as_ref()))).map_err(LabError::Config)?;
+            let aggregate = aggregate(runs.iter().map(|r| (&r.report, r.psnr.as_ref())))?;
             let published = published_overloaded(&aggregate.report);
             Ok(PooledSystem { policy, runs, aggregate, published })
         })

@@ -220,9 +220,9 @@ fn run_job(plan: &Plan, job: Job) -> Result<SwarmReport, LabError> {
         Job::Prototype { load, real, policy, run } => {
             let setup = prototype_setup(load, Duration::from_secs(plan.prototype_stay_secs));
             if real {
-                Ok(setup.run(policy, run, None, &mut |_| {}).map_err(LabError::Config)?.observed.local.swarm)
+                Ok(setup.run(policy, run, None, &mut |_| {})?.observed.local.swarm)
             } else {
-                Ok(setup.simulate(policy, run, None, Duration::ZERO).map_err(LabError::Config)?.report)
+                Ok(setup.simulate(policy, run, None, Duration::ZERO)?.report)
             }
         }
         Job::Trace { load, policy, seed } => {

@@ -100,7 +100,7 @@ pub fn run_one(
     cfg.download = run.download;
     (run.configure)(&mut cfg.peer).map_err(LabError::Config)?;
     let parameters = cfg.peer.parameters();
-    let mut swarm = Swarm::new(cfg).map_err(LabError::Config)?;
+    let mut swarm = Swarm::new(cfg)?;
     let started = Instant::now();
     let total = run.duration.as_secs().max(1);
     let (mut peak, mut sum, mut samples) = (0usize, 0usize, 0usize);

@@ -243,24 +243,39 @@ impl PeerConfig {
     }
 
     /// Checks the values a user can get wrong.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.round.is_zero() || self.play_tick.is_zero() {
-            return Err("round and play tick must be positive".into());
+            return Err(ConfigError::ZeroPeriod);
         }
         if self.n_min > self.n_max || self.n_max == 0 {
-            return Err(format!("need 0 <= n_min <= n_max and n_max > 0, got {} / {}", self.n_min, self.n_max));
+            return Err(ConfigError::Neighbours { n_min: self.n_min, n_max: self.n_max });
         }
         if self.lag < self.round * 2 {
-            return Err(format!("playback lag {:?} must be at least two rounds ({:?})", self.lag, self.round * 2));
+            return Err(ConfigError::LagTooShort { lag: self.lag, min: self.round * 2 });
         }
         if self.incentive.epsilon.0 == 0 {
-            return Err("epsilon must be positive (the supplier must stay work-conserving)".into());
+            return Err(ConfigError::ZeroEpsilon);
         }
         if self.max_queue == 0 {
-            return Err("max_queue must be positive".into());
+            return Err(ConfigError::ZeroQueue);
         }
         Ok(())
     }
+}
+
+/// A `PeerConfig` value a node cannot run with.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("round and play tick must be positive")]
+    ZeroPeriod,
+    #[error("need 0 <= n_min <= n_max and n_max > 0, got {n_min} / {n_max}")]
+    Neighbours { n_min: usize, n_max: usize },
+    #[error("playback lag {lag:?} must be at least two rounds ({min:?})")]
+    LagTooShort { lag: Duration, min: Duration },
+    #[error("epsilon must be positive (the supplier must stay work-conserving)")]
+    ZeroEpsilon,
+    #[error("max_queue must be positive")]
+    ZeroQueue,
 }
 
 #[cfg(test)]

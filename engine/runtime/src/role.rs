@@ -66,6 +66,19 @@ pub struct NodeSpec {
     pub rng_seed: u64,
 }
 
+/// A `NodeSpec` that cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("shards must be 1..={MAX_SHARDS}, got {0}")]
+    Shards(usize),
+    #[error("only a seed or relay runs several shards")]
+    ShardedViewer,
+    #[error("n_max {n_max} is smaller than {what}, {parts}")]
+    FewerNeighboursThanParts { n_max: usize, what: &'static str, parts: usize },
+    #[error(transparent)]
+    Peer(#[from] layerp2p_proto::config::ConfigError),
+}
+
 impl NodeSpec {
     /// A relay whose serving shards are fed by an upstream peer.
     pub fn sharded_relay(&self) -> bool {
@@ -102,12 +115,12 @@ impl NodeSpec {
     }
 
     /// Checks what a user can get wrong before anything is bound.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SpecError> {
         if self.shards == 0 || self.shards > MAX_SHARDS {
-            return Err(format!("shards must be 1..={MAX_SHARDS}, got {}", self.shards));
+            return Err(SpecError::Shards(self.shards));
         }
         if self.shards > 1 && self.peer.role == Role::Peer {
-            return Err("only a seed or relay runs several shards".into());
+            return Err(SpecError::ShardedViewer);
         }
         if self.shards > 1 && self.peer.n_max < self.parts() {
             let what = if self.sharded_relay() {
@@ -115,9 +128,9 @@ impl NodeSpec {
             } else {
                 "the shard count"
             };
-            return Err(format!("n_max {} is smaller than {what}, {}", self.peer.n_max, self.parts()));
+            return Err(SpecError::FewerNeighboursThanParts { n_max: self.peer.n_max, what, parts: self.parts() });
         }
-        self.peer.validate()
+        Ok(self.peer.validate()?)
     }
 
     /// Shard `k`'s configuration: its share of the upload cap and neighbour budget;

@@ -165,15 +165,24 @@ impl std::fmt::Debug for Swarm {
     }
 }
 
+/// Why a swarm cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("the synthetic source: {0}")]
+    Source(#[from] layerp2p_codec::synthetic::SyntheticError),
+    #[error("the seed's configuration: {0}")]
+    Seed(#[from] layerp2p_proto::config::ConfigError),
+}
+
 impl Swarm {
-    pub fn new(cfg: SwarmConfig) -> Result<Swarm, String> {
-        let source = SyntheticSource::new(cfg.source.clone()).map_err(|e| e.to_string())?;
+    pub fn new(cfg: SwarmConfig) -> Result<Swarm, SimError> {
+        let source = SyntheticSource::new(cfg.source.clone())?;
         Swarm::with_source(cfg, Box::new(source))
     }
 
     /// A swarm whose seed ingests `source` instead of `cfg.source`; its plan is the
     /// source's (viewers should be configured with it too).
-    pub fn with_source(cfg: SwarmConfig, source: Box<dyn LcSource>) -> Result<Swarm, String> {
+    pub fn with_source(cfg: SwarmConfig, source: Box<dyn LcSource>) -> Result<Swarm, SimError> {
         let plan = source.plan().clone();
         let mut seed_cfg = PeerConfig::seed(cfg.peer.policy, plan.clone(), cfg.seed_upload);
         seed_cfg.tracker = Some(sim_addr(TRACKER));
@@ -183,7 +192,7 @@ impl Swarm {
         seed_cfg.incentive = cfg.peer.incentive;
         // The channel key from the template: the seed signs with it.
         seed_cfg.content_auth = cfg.peer.content_auth.clone();
-        let seed = Peer::new(seed_cfg, node_seed(cfg.seed, SEED), Time::ZERO).map_err(|e| e.to_string())?;
+        let seed = Peer::new(seed_cfg, node_seed(cfg.seed, SEED), Time::ZERO)?;
         let tracker = Tracker::new(TrackerConfig::default(), node_seed(cfg.seed, TRACKER));
         let mut swarm = Swarm {
             now: Time::ZERO,

@@ -135,7 +135,7 @@ pub fn run(args: Args) -> Result<(), String> {
     let clip = match args.video {
         DemoVideo::Clip => {
             eprintln!("encoding {CLIP_FRAMES} frames of the built-in clip at {} ...", args.video_resolution);
-            let clip = encode_clip(args.video_resolution, args.video_qp)?;
+            let clip = encode_clip(args.video_resolution, args.video_qp).map_err(|e| e.to_string())?;
             let rates: Vec<String> = clip.layer_rates().iter().map(|r| r.0.to_string()).collect();
             println!(
                 "video: built-in clip {} at 30 fps, QP {}, layers {} kbps (looped every {CLIP_FRAMES} frames)",
@@ -161,7 +161,8 @@ pub fn run(args: Args) -> Result<(), String> {
         } else if elapsed.as_secs() % 10 == 0 {
             eprintln!("{line}");
         }
-    })?;
+    })
+    .map_err(|e| e.to_string())?;
     if live {
         eprintln!();
     }

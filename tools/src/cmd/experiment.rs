@@ -188,7 +188,7 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
     );
     let clip = if args.video {
         eprintln!("encoding {CLIP_FRAMES} frames of the built-in clip at {} ...", args.video_resolution);
-        let clip = encode_clip(args.video_resolution, args.video_qp)?;
+        let clip = encode_clip(args.video_resolution, args.video_qp).map_err(|e| e.to_string())?;
         let rates: Vec<String> = clip.layer_rates().iter().map(|r| r.0.to_string()).collect();
         println!(
             "video: built-in clip {} at 30 fps, QP {}, layers {} kbps",
@@ -218,17 +218,19 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
     let mut results: Vec<RunResult> = Vec::new();
     for &policy in &policies {
         for run in 0..args.runs {
-            let r = setup.run(policy, run, clip.as_ref(), &mut |elapsed| {
-                if progress.due(false) {
-                    progress.show(&format!(
-                        "{policy:<13} run {}/{}  {:>5}/{total} s  ({:.0} s wall in all)",
-                        run + 1,
-                        args.runs,
-                        elapsed.as_secs(),
-                        started.elapsed().as_secs_f64()
-                    ));
-                }
-            })?;
+            let r = setup
+                .run(policy, run, clip.as_ref(), &mut |elapsed| {
+                    if progress.due(false) {
+                        progress.show(&format!(
+                            "{policy:<13} run {}/{}  {:>5}/{total} s  ({:.0} s wall in all)",
+                            run + 1,
+                            args.runs,
+                            elapsed.as_secs(),
+                            started.elapsed().as_secs_f64()
+                        ));
+                    }
+                })
+                .map_err(|e| e.to_string())?;
             progress.finish();
             let path = args.out.join(format!("{scenario}-{}-run{run}.json", policy.name().to_lowercase()));
             write_json(&path, &r.record(&scenario)).map_err(|e| e.to_string())?;
@@ -249,7 +251,8 @@ fn prototype(args: PrototypeArgs) -> Result<(), String> {
             results.push(r);
         }
     }
-    let files: Vec<RunFile> = results.iter().map(|r| r.file(&scenario)).collect::<Result<_, _>>()?;
+    let files: Vec<RunFile> =
+        results.iter().map(|r| r.file(&scenario)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
     report_pooled(
         &args.out,
         &scenario,
@@ -333,7 +336,7 @@ fn simulate(
     for &policy in &args.policy.policies() {
         for run in 0..args.runs {
             let started = Instant::now();
-            let sim = setup.simulate(policy, run, clip, latency)?;
+            let sim = setup.simulate(policy, run, clip, latency).map_err(|e| e.to_string())?;
             let report = &sim.report;
             let path = args.out.join(format!("{scenario}-{}-sim-run{run}.json", policy.name().to_lowercase()));
             let record = RunRecord {

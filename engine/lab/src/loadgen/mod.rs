@@ -152,7 +152,7 @@ impl Setup {
         peer.n_min = self.n_min;
         peer.n_max = self.n_max;
         peer.adaptation = self.adaptation;
-        peer.validate()?;
+        peer.validate().map_err(|e| e.to_string())?;
         let target = match self.external {
             Some((target, tracker, pid)) => Target::External { target, tracker, pid },
             None => Target::Builtin(BuiltinTarget {

@@ -74,9 +74,7 @@ pub const REPLACEMENT_TRIES: u8 = 5;
 /// Least interval between tracker requests for more peers.
 const TRACKER_ASK_INTERVAL: Duration = Duration::from_secs(5);
 
-#[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(pub String);
+pub use crate::config::ConfigError;
 
 /// What happened, for drivers that care (reassembly, logs, UIs).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -229,7 +227,7 @@ pub struct Peer {
 impl Peer {
     /// A node that starts at `now`. `seed` drives every random choice it makes.
     pub fn new(cfg: PeerConfig, seed: u64, now: Time) -> Result<Peer, ConfigError> {
-        cfg.validate().map_err(ConfigError)?;
+        cfg.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let layers = cfg.plan.layers();
         let id = PeerId(rng.random());

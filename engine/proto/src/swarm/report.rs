@@ -53,6 +53,16 @@ impl PeerOutcome {
     }
 }
 
+/// Why reports cannot be pooled.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    #[error("no reports to pool")]
+    Empty,
+    /// The runs are not of one setup (layers or classes differ).
+    #[error("cannot pool {0}")]
+    Mismatch(String),
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClassReport {
     pub name: String,
@@ -255,16 +265,16 @@ impl SwarmReport {
     /// (`ClassReport::pool`), LC deliveries summed, the source's LC rates averaged;
     /// `peers` is left empty. Also says whether every alpha is exact. An error if the
     /// reports differ in layers or classes.
-    pub fn pool(reports: &[&SwarmReport]) -> Result<(SwarmReport, bool), String> {
-        let first = reports.first().ok_or("no reports to pool")?;
+    pub fn pool(reports: &[&SwarmReport]) -> Result<(SwarmReport, bool), PoolError> {
+        let first = reports.first().ok_or(PoolError::Empty)?;
         let names: Vec<&str> = first.classes.iter().map(|c| c.name.as_str()).collect();
         for r in reports {
             let theirs: Vec<&str> = r.classes.iter().map(|c| c.name.as_str()).collect();
             if r.layers != first.layers || theirs != names {
-                return Err(format!(
-                    "cannot pool a run of {} layers and classes {theirs:?} with one of {} layers and classes {names:?}",
+                return Err(PoolError::Mismatch(format!(
+                    "a run of {} layers and classes {theirs:?} with one of {} layers and classes {names:?}",
                     r.layers, first.layers
-                ));
+                )));
             }
         }
         let mut exact = true;
@@ -479,6 +489,6 @@ mod tests {
         assert!((approx.classes[0].alpha[0] - weighted).abs() < 1e-9);
 
         let other = SwarmReport::new(vec!["a".into()], LayerPlan::new(vec![Kbps(100)]).expect("plan"), Vec::new(), 0);
-        assert!(SwarmReport::pool(&[&r1, &other]).expect_err("other classes").contains("cannot pool"));
+        assert!(SwarmReport::pool(&[&r1, &other]).expect_err("other classes").to_string().contains("cannot pool"));
     }
 }
