@@ -163,22 +163,27 @@ pub const fn data_wire_len(payload: usize) -> usize {
 
 // ---------- encode ----------
 
-fn role_code(r: Role) -> u8 {
-    match r {
-        Role::Peer => 0,
-        Role::Seed => 1,
-        Role::Relay => 2,
-    }
+/// One table per wire code: each (variant, byte) pair is written once and gives both
+/// the encoder (`$encode`) and the decoder (`$decode`, `None` for an unknown byte).
+macro_rules! code_table {
+    ($ty:ident, $encode:ident, $decode:ident { $($variant:ident = $code:literal),+ $(,)? }) => {
+        fn $encode(v: $ty) -> u8 {
+            match v {
+                $($ty::$variant => $code,)+
+            }
+        }
+
+        fn $decode(c: u8) -> Option<$ty> {
+            match c {
+                $($code => Some($ty::$variant),)+
+                _ => None,
+            }
+        }
+    };
 }
 
-fn reason_code(r: Reason) -> u8 {
-    match r {
-        Reason::Full => 0,
-        Reason::Adaptation => 1,
-        Reason::Leaving => 2,
-        Reason::Refused => 3,
-    }
-}
+code_table!(Role, role_code, role_of { Peer = 0, Seed = 1, Relay = 2 });
+code_table!(Reason, reason_code, reason_of { Full = 0, Adaptation = 1, Leaving = 2, Refused = 3 });
 
 fn type_code(m: &Message) -> u8 {
     match m {
@@ -423,22 +428,13 @@ impl<'a> Reader<'a> {
     }
 
     fn role(&mut self) -> Result<Role, WireError> {
-        match self.u8("role")? {
-            0 => Ok(Role::Peer),
-            1 => Ok(Role::Seed),
-            2 => Ok(Role::Relay),
-            v => Err(WireError::BadValue { what: "role", value: v.into() }),
-        }
+        let v = self.u8("role")?;
+        role_of(v).ok_or(WireError::BadValue { what: "role", value: v.into() })
     }
 
     fn reason(&mut self) -> Result<Reason, WireError> {
-        match self.u8("reason")? {
-            0 => Ok(Reason::Full),
-            1 => Ok(Reason::Adaptation),
-            2 => Ok(Reason::Leaving),
-            3 => Ok(Reason::Refused),
-            v => Err(WireError::BadValue { what: "reason", value: v.into() }),
-        }
+        let v = self.u8("reason")?;
+        reason_of(v).ok_or(WireError::BadValue { what: "reason", value: v.into() })
     }
 
     fn addr(&mut self) -> Result<SocketAddr, WireError> {
