@@ -5,6 +5,11 @@ use crate::LabError;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Threads to use when the user did not say: one per core.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// `f(i, &items[i])` for every item on up to `jobs` threads; results in item order.
 pub fn map<T: Sync, R: Send>(
     items: &[T],

@@ -35,7 +35,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<(), String> {
     let depth = if args.full { Depth::Full } else { Depth::Quick };
-    let jobs = args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |j| j as usize);
+    let jobs = args.jobs.map_or_else(layerp2p_engine::lab::parallel::default_jobs, |j| j as usize);
     let page_dir = args.out.parent().map(PathBuf::from).unwrap_or_default();
     let plot_dir = page_dir.join(&args.plots);
     std::fs::create_dir_all(&plot_dir).map_err(|e| format!("cannot create {}: {e}", plot_dir.display()))?;

@@ -329,7 +329,7 @@ pub fn run(args: Args) -> Result<(), String> {
     let table_two = args.mix.is_none()
         && args.mix_file.is_none()
         && matches!(args.scenario, Scenario::Overloaded | Scenario::Underloaded);
-    let jobs = args.jobs.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |j| j as usize);
+    let jobs = args.jobs.map_or_else(layerp2p_engine::lab::parallel::default_jobs, |j| j as usize);
     let started = Instant::now();
     let configure = |peer: &mut PeerConfig| {
         args.incentive.apply(&mut peer.incentive);
