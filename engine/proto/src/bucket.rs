@@ -7,6 +7,7 @@ use std::time::Duration;
 
 const SCALE: u64 = 1_000_000;
 
+/// Paces a node's LC uploads at U(n), with a burst of at most `PeerConfig::burst` worth of bytes.
 #[derive(Clone, Debug)]
 pub struct TokenBucket {
     bytes_per_sec: u64,
@@ -26,6 +27,7 @@ impl TokenBucket {
         TokenBucket { bytes_per_sec, cap, tokens: if bytes_per_sec == 0 { 0 } else { cap }, last: now }
     }
 
+    /// The rate the bucket refills at, rounded down to whole kbps.
     pub fn rate(&self) -> Kbps {
         Kbps((self.bytes_per_sec * 8 / 1000) as u32)
     }

@@ -22,26 +22,35 @@ pub const KEY_LEN: usize = 32;
 
 const CHANNEL_DOMAIN: &[u8] = b"LayerP2P channel v1";
 
+/// A channel key (hex public key or secret key file) that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
+    /// The hex text is not 64 characters long; holds its length.
     #[error("a channel key is 64 hex digits, got {0}")]
     Length(usize),
+    /// A character that is not a hex digit; holds its position.
     #[error("not a hex digit at position {0}")]
     Digit(usize),
+    /// 64 hex digits that decode to no ed25519 public key.
     #[error("not a valid ed25519 public key")]
     NotOnCurve,
+    /// A secret key file not exactly `KEY_LEN` bytes long; holds the path and its length.
     #[error("a secret key file holds exactly {KEY_LEN} bytes, {0} holds {1}")]
     FileLength(String, usize),
+    /// The key file could not be read or written; holds the path and the OS error.
     #[error("cannot read or write key file {0}: {1}")]
     Io(String, String),
 }
 
+/// A `--plan` text that does not describe a layer plan.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanTextError {
+    /// A field between commas that is not a whole number of kbps; holds the field.
     #[error(
         "a layer plan is comma-separated kbps per layer, base layer first (e.g. 290,230,100); {0:?} is not a number"
     )]
     Number(String),
+    /// Numbers that `LayerPlan::new` refuses; holds its reason.
     #[error("invalid layer plan: {0}")]
     Plan(String),
 }

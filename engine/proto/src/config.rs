@@ -25,7 +25,10 @@ pub enum HolderChoice {
     /// learns where the idle upload is and gains more, to above the base layer in
     /// `tests/freeriders.rs`, and neighbours lying in their maps cost contributors
     /// more (docs/EXPERIMENTS.md, "Probes that were not adopted").
-    ByRate { floor: Kbps },
+    ByRate {
+        /// Weight every holder gets on top of its d(n,k), so none drops to zero.
+        floor: Kbps,
+    },
 }
 
 /// The incentive parameters (DESIGN.md §4-§6, §8: eps, d_l, d_s are ours to choose) and
@@ -86,8 +89,11 @@ impl Default for Incentive {
 /// Configuration of one node (peer, seed or relay).
 #[derive(Clone, Debug)]
 pub struct PeerConfig {
+    /// What this node is; a seed serves and never seeks neighbours, a relay keeps more of them.
     pub role: Role,
+    /// The channel (live stream) this node joins; Connects for other channels are declined.
     pub channel: ChannelId,
+    /// Which of the three systems this node runs: LayerP2P, Single-Incent or Single-Layer.
     pub policy: Policy,
     /// Layers and their rates; decides the threshold layer l_n.
     pub plan: LayerPlan,
@@ -147,9 +153,13 @@ pub struct PeerConfig {
 /// the role's value. `PeerConfig::validate` checks the result.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NeighbourOverrides {
+    /// Replaces `PeerConfig::n_min`: below this many neighbours the node seeks more.
     pub n_min: Option<usize>,
+    /// Replaces `PeerConfig::n_max`: at this many neighbours the node declines every Connect.
     pub n_max: Option<usize>,
+    /// Replaces `PeerConfig::adaptation`: how often the least-contributing neighbour is replaced.
     pub adaptation: Option<Duration>,
+    /// Replaces `PeerConfig::rate_window`: time constant of the d(n,k) moving average.
     pub rate_window: Option<Duration>,
 }
 
@@ -266,14 +276,29 @@ impl PeerConfig {
 /// A `PeerConfig` value a node cannot run with.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// `round` or `play_tick` is zero.
     #[error("round and play tick must be positive")]
     ZeroPeriod,
+    /// N_min above N_max, or N_max zero.
     #[error("need 0 <= n_min <= n_max and n_max > 0, got {n_min} / {n_max}")]
-    Neighbours { n_min: usize, n_max: usize },
+    Neighbours {
+        /// The neighbour floor requested (N_min).
+        n_min: usize,
+        /// The neighbour ceiling requested (N_max).
+        n_max: usize,
+    },
+    /// The playback lag is shorter than two rounds, too short to fetch an LC before its deadline.
     #[error("playback lag {lag:?} must be at least two rounds ({min:?})")]
-    LagTooShort { lag: Duration, min: Duration },
+    LagTooShort {
+        /// The playback lag given.
+        lag: Duration,
+        /// Two rounds, the shortest lag allowed.
+        min: Duration,
+    },
+    /// `incentive.epsilon` is zero.
     #[error("epsilon must be positive (the supplier must stay work-conserving)")]
     ZeroEpsilon,
+    /// `max_queue` is zero.
     #[error("max_queue must be positive")]
     ZeroQueue,
 }

@@ -130,6 +130,7 @@ pub struct ManifestBuilder {
 }
 
 impl ManifestBuilder {
+    /// A builder that signs with the channel's secret `key` for `channel`, over `layers` layers.
     pub fn new(key: SigningKey, channel: ChannelId, layers: usize) -> ManifestBuilder {
         ManifestBuilder { key, channel, pending: vec![None; layers] }
     }
@@ -186,6 +187,7 @@ pub struct Manifests {
 }
 
 impl Manifests {
+    /// No manifests yet, for `layers` layers.
     pub fn new(layers: usize) -> Manifests {
         Manifests { layers: vec![BTreeMap::new(); layers] }
     }
@@ -234,6 +236,7 @@ impl Manifests {
         self.layers.iter().map(BTreeMap::len).sum()
     }
 
+    /// True if no manifest is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The LayerP2P protocol core: deterministic state machines and the wire format, with
 //! no sockets, clocks, threads or global RNG (time and randomness come in as inputs).
 //!

@@ -40,6 +40,7 @@ fn new_histogram() -> Box<Histogram<u32>> {
 }
 
 impl Latency {
+    /// An empty distribution; allocates nothing until the first sample.
     pub fn new() -> Latency {
         Latency::default()
     }
@@ -65,6 +66,7 @@ impl Latency {
             .map_or(0, |h| h.distinct_values() * std::mem::size_of::<u32>() + std::mem::size_of::<Histogram<u32>>())
     }
 
+    /// Samples recorded.
     pub fn count(&self) -> u64 {
         self.hist.as_ref().map_or(0, |h| h.len())
     }
@@ -79,6 +81,7 @@ impl Latency {
         self.filled().map_or(Duration::ZERO, |h| Duration::from_micros(h.value_at_quantile(q)))
     }
 
+    /// Count, mean, percentiles and maximum, in milliseconds (all zero when empty).
     pub fn summary(&self) -> LatencySummary {
         let ms = |q: f64| self.quantile(q).as_secs_f64() * 1e3;
         LatencySummary {
@@ -102,12 +105,19 @@ impl Serialize for Latency {
 /// The percentiles printed in summaries and written to JSON, in milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct LatencySummary {
+    /// Samples recorded.
     pub count: u64,
+    /// Arithmetic mean.
     pub mean_ms: f64,
+    /// Median.
     pub p50_ms: f64,
+    /// 90th percentile.
     pub p90_ms: f64,
+    /// 99th percentile.
     pub p99_ms: f64,
+    /// 99.9th percentile.
     pub p999_ms: f64,
+    /// Largest sample.
     pub max_ms: f64,
 }
 
@@ -132,6 +142,7 @@ pub struct Latencies {
 }
 
 impl Latencies {
+    /// Adds every sample of `other`'s two distributions to this node's.
     pub fn merge(&mut self, other: &Latencies) {
         self.request_to_send.merge(&other.request_to_send);
         self.delivery.merge(&other.delivery);
@@ -175,10 +186,12 @@ impl RequestTimes {
         self.sent.capacity()
     }
 
+    /// Requests tracked.
     pub fn len(&self) -> usize {
         self.sent.len()
     }
 
+    /// True if no request is tracked.
     pub fn is_empty(&self) -> bool {
         self.sent.is_empty()
     }

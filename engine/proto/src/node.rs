@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 /// A packet to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
+    /// Where to send it.
     pub dst: SocketAddr,
+    /// The packet to encode and send as one datagram.
     pub packet: Packet,
 }
 

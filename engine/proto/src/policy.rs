@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+/// Which of the three systems a node runs (DESIGN.md §7); it fixes the supplier and receiver policies.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
@@ -35,8 +36,10 @@ pub enum ReceiverPolicy {
 }
 
 impl Policy {
+    /// The three systems, in the order reports list them.
     pub const ALL: [Policy; 3] = [Policy::LayerP2P, Policy::SingleIncent, Policy::SingleLayer];
 
+    /// The supplier scheduling this system uses.
     pub fn supplier(self) -> SupplierPolicy {
         match self {
             Policy::LayerP2P | Policy::SingleIncent => SupplierPolicy::TitForTat,
@@ -44,6 +47,7 @@ impl Policy {
         }
     }
 
+    /// The receiver request ordering this system uses.
     pub fn receiver(self) -> ReceiverPolicy {
         match self {
             Policy::LayerP2P => ReceiverPolicy::Prioritized,
@@ -51,6 +55,7 @@ impl Policy {
         }
     }
 
+    /// The system's name in configs, command lines and reports (also its serde form).
     pub fn name(self) -> &'static str {
         match self {
             Policy::LayerP2P => "layerp2p",

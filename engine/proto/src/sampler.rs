@@ -24,6 +24,7 @@ fn padded(n: usize) -> usize {
 }
 
 impl Sampler {
+    /// A sampler of `len` slots, all of weight 0.
     pub fn new(len: usize) -> Sampler {
         let mut levels = vec![vec![0; padded(len)]];
         while levels.last().map_or(0, Vec::len) > FANOUT {
@@ -33,10 +34,12 @@ impl Sampler {
         Sampler { levels, len }
     }
 
+    /// Number of slots.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// True if there are no slots.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -46,6 +49,7 @@ impl Sampler {
         self.levels.last().map_or(0, |top| top.iter().sum())
     }
 
+    /// The current weight of `slot` (0 for an empty queue).
     pub fn weight(&self, slot: usize) -> u64 {
         self.levels[0][slot]
     }

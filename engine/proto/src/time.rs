@@ -10,16 +10,20 @@ use std::time::Duration;
 pub struct Time(pub u64);
 
 impl Time {
+    /// The driver's epoch.
     pub const ZERO: Time = Time(0);
 
+    /// `s` whole seconds after the epoch.
     pub fn from_secs(s: u64) -> Time {
         Time(s * 1_000_000)
     }
 
+    /// `ms` milliseconds after the epoch.
     pub fn from_millis(ms: u64) -> Time {
         Time(ms * 1_000)
     }
 
+    /// Seconds since the epoch, with fractions.
     pub fn as_secs_f64(self) -> f64 {
         self.0 as f64 / 1e6
     }

@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Limits and timing of a tracker; every table it keeps is bounded by these.
 #[derive(Clone, Debug)]
 pub struct TrackerConfig {
     /// Peers in one list (at most `MAX_PEER_LIST`).
@@ -63,13 +64,19 @@ impl Channel {
 /// Counters a tracker operator watches.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct TrackerStats {
+    /// Joins accepted, first registrations and re-joins alike.
     pub joins: u64,
+    /// Leaves that removed a registered peer.
     pub leaves: u64,
+    /// Peers forgotten because they were silent for `peer_ttl`.
     pub expired: u64,
+    /// Peer lists queued for sending.
     pub lists_sent: u64,
+    /// Joins and refreshes turned away because `max_peers` or `max_channels` was reached.
     pub refused: u64,
 }
 
+/// The tracker state machine: the peers of each channel, handed out as random peer lists.
 #[derive(Debug)]
 pub struct Tracker {
     cfg: TrackerConfig,
@@ -82,6 +89,7 @@ pub struct Tracker {
 }
 
 impl Tracker {
+    /// An empty tracker; `seed` drives the random choice of peer lists.
     pub fn new(cfg: TrackerConfig, seed: u64) -> Tracker {
         Tracker {
             cfg,
@@ -94,6 +102,7 @@ impl Tracker {
         }
     }
 
+    /// The counters so far.
     pub fn stats(&self) -> &TrackerStats {
         &self.stats
     }

@@ -79,11 +79,16 @@ pub use crate::config::ConfigError;
 /// What happened, for drivers that care (reassembly, logs, UIs).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
+    /// A neighbour relationship was established.
     NeighbourUp {
+        /// The neighbour's address.
         addr: SocketAddr,
+        /// True if this node sent the Connect, false if it accepted one.
         initiator: bool,
     },
+    /// A neighbour relationship ended (timeout, Disconnect, adaptation, ban or leave).
     NeighbourDown {
+        /// The former neighbour's address.
         addr: SocketAddr,
     },
     /// An LC reached its deadline in time (only with `emit_playback`).
@@ -101,19 +106,29 @@ pub struct PeerStats {
     pub layers: Vec<LayerStats>,
     /// LC data bytes sent and received (payload + LC header).
     pub bytes_up: u64,
+    /// LC data bytes received from neighbours, duplicates included (payload + LC header).
     pub bytes_down: u64,
+    /// LCs sent to neighbours, requested or pushed.
     pub lcs_up: u64,
     /// Of `lcs_up`, LCs a seed pushed unrequested (`Incentive::seed_push`).
     pub lcs_pushed: u64,
+    /// LCs received from neighbours, duplicates and late ones included.
     pub lcs_down: u64,
+    /// LCs received that this node already held.
     pub duplicates: u64,
     /// LCs dropped: from non-neighbours, of unknown layers, or beyond the window.
     pub rejected: u64,
+    /// LC ids requested of this node by its neighbours.
     pub requests_received: u64,
+    /// Requests dropped unserved because their ttl ran out in the supplier queue.
     pub requests_expired: u64,
+    /// Request batches cut short because the receiver's supplier queue was full (`max_queue`).
     pub requests_overflowed: u64,
+    /// Neighbour relationships established.
     pub neighbours_added: u64,
+    /// Neighbour relationships ended.
     pub neighbours_removed: u64,
+    /// Outgoing control packets dropped because the outbox was full.
     pub control_dropped: u64,
     /// Requests ignored because their sender had not proven its address.
     pub unvalidated_requests: u64,
@@ -178,6 +193,8 @@ impl PeerStats {
     }
 }
 
+/// One node of the mesh (viewer, seed or relay) as a sans-IO state machine: packets and time in, packets and
+/// events out.
 #[derive(Debug)]
 pub struct Peer {
     cfg: PeerConfig,
@@ -277,18 +294,22 @@ impl Peer {
         Ok(peer)
     }
 
+    /// This node's random identity, announced to the tracker and to neighbours.
     pub fn id(&self) -> PeerId {
         self.id
     }
 
+    /// The configuration this node runs with.
     pub fn config(&self) -> &PeerConfig {
         &self.cfg
     }
 
+    /// Current neighbours (at most N_max).
     pub fn neighbour_count(&self) -> usize {
         self.neighbours.len()
     }
 
+    /// Addresses of the current neighbours.
     pub fn neighbour_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         self.neighbours.iter().map(|(_, n)| n.addr)
     }
@@ -319,6 +340,7 @@ impl Peer {
         self.supplier.queued()
     }
 
+    /// The next event not yet taken by the driver, oldest first.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }

@@ -21,10 +21,12 @@ pub struct RateEstimator {
 }
 
 impl RateEstimator {
+    /// An estimator starting at `initial` (d_l or d_s, the credit a new neighbour gets).
     pub fn new(initial: Kbps) -> RateEstimator {
         RateEstimator { bits_per_sec: initial.bits_per_sec() as f64, bytes_this_round: 0 }
     }
 
+    /// Counts LC bytes received from this neighbour in the current round.
     pub fn add_bytes(&mut self, bytes: usize) {
         self.bytes_this_round += bytes as u64;
     }
@@ -37,6 +39,7 @@ impl RateEstimator {
         self.bytes_this_round = 0;
     }
 
+    /// The current estimate of d(n,k), in bits per second.
     pub fn bits_per_sec(&self) -> u64 {
         self.bits_per_sec as u64
     }
@@ -47,23 +50,32 @@ impl RateEstimator {
     }
 }
 
+/// One neighbour: identity, its latest buffer map, d(n,k), timing and address-validation state.
 #[derive(Debug)]
 pub struct Neighbour {
+    /// The neighbour's UDP address; the key of the table.
     pub addr: SocketAddr,
+    /// The identity it announced in Connect or Accept.
     pub id: PeerId,
+    /// What it announced itself as: peer, seed or relay.
     pub role: Role,
     /// We sent the establishment request.
     pub initiator: bool,
+    /// When the relationship was established.
     pub since: Time,
+    /// When we last received a packet from it; silence past `neighbour_timeout` drops it.
     pub last_heard: Time,
     /// Their latest buffer map.
     pub map: Option<BufferMap>,
     /// d(n,k).
     pub rate: RateEstimator,
+    /// Smoothed round-trip time from buffer-map echoes; `None` until one is measured.
     pub rtt: Option<Duration>,
     /// Their last `sent_at` and when we received it, echoed back for RTT.
     pub echo: Option<(u64, Time)>,
+    /// LC data bytes received from it (payload + LC header).
     pub bytes_down: u64,
+    /// LC data bytes sent to it (payload + LC header).
     pub bytes_up: u64,
     /// Our token for them; they prove their address by echoing it.
     pub token_out: u64,
@@ -73,6 +85,7 @@ pub struct Neighbour {
     pub validated: bool,
     /// Until validated: bytes received from and sent to `addr` (the 3x budget).
     pub unvalidated_in: u64,
+    /// Bytes sent to it before it was validated; at most 3x `unvalidated_in`.
     pub unvalidated_out: u64,
     /// Their latest `head_time - now` (µs): one vote for where the source is.
     pub head_offset: Option<i64>,
@@ -121,10 +134,12 @@ pub struct Neighbours {
 }
 
 impl Neighbours {
+    /// Number of neighbours.
     pub fn len(&self) -> usize {
         self.by_addr.len()
     }
 
+    /// True if there are no neighbours.
     pub fn is_empty(&self) -> bool {
         self.by_addr.is_empty()
     }
@@ -134,18 +149,22 @@ impl Neighbours {
         self.slots.len()
     }
 
+    /// The slot of the neighbour at `addr`, if it is one.
     pub fn slot_of(&self, addr: &SocketAddr) -> Option<usize> {
         self.by_addr.get(addr).copied()
     }
 
+    /// The neighbour in `slot`, if the slot is occupied.
     pub fn get(&self, slot: usize) -> Option<&Neighbour> {
         self.slots.get(slot)?.as_ref()
     }
 
+    /// The neighbour in `slot`, mutably, if the slot is occupied.
     pub fn get_mut(&mut self, slot: usize) -> Option<&mut Neighbour> {
         self.slots.get_mut(slot)?.as_mut()
     }
 
+    /// The slot and neighbour at `addr`, mutably.
     pub fn by_addr_mut(&mut self, addr: &SocketAddr) -> Option<(usize, &mut Neighbour)> {
         let slot = *self.by_addr.get(addr)?;
         Some((slot, self.slots[slot].as_mut()?))
@@ -168,6 +187,7 @@ impl Neighbours {
         slot
     }
 
+    /// Removes the neighbour at `addr` and frees its slot for reuse; returns both.
     pub fn remove(&mut self, addr: &SocketAddr) -> Option<(usize, Neighbour)> {
         let slot = self.by_addr.remove(addr)?;
         let n = self.slots[slot].take()?;
@@ -175,14 +195,17 @@ impl Neighbours {
         Some((slot, n))
     }
 
+    /// Every neighbour with its slot, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = (usize, &Neighbour)> {
         self.slots.iter().enumerate().filter_map(|(i, n)| Some((i, n.as_ref()?)))
     }
 
+    /// Every neighbour with its slot, mutably, in slot order.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut Neighbour)> {
         self.slots.iter_mut().enumerate().filter_map(|(i, n)| Some((i, n.as_mut()?)))
     }
 
+    /// True if `addr` is a neighbour.
     pub fn contains(&self, addr: &SocketAddr) -> bool {
         self.by_addr.contains_key(addr)
     }

@@ -18,6 +18,7 @@ use std::time::Duration;
 pub struct LayerStats {
     /// LCs that arrived before their deadline and were played.
     pub played: u64,
+    /// Payload bytes of the LCs counted in `played`.
     pub played_bytes: u64,
     /// LCs that missed their deadline (never arrived, or arrived late).
     pub missed: u64,
@@ -38,6 +39,7 @@ impl LayerStats {
     }
 }
 
+/// The playback clock of one node: the estimated encoding point, which LCs are due, and the per-layer counters.
 #[derive(Debug)]
 pub struct Playback {
     lag_us: u64,
@@ -46,10 +48,12 @@ pub struct Playback {
     due_below: Vec<Seq>,
     /// Only LCs played at or after this instant are counted.
     count_from: Time,
+    /// Counters per layer, index 0 = layer 1.
     pub layers: Vec<LayerStats>,
 }
 
 impl Playback {
+    /// Playback of `layers` layers, `lag` behind the source, counting only from `count_from` (join + startup).
     pub fn new(layers: usize, lag: Duration, count_from: Time) -> Playback {
         Playback {
             lag_us: lag.as_micros() as u64,
@@ -100,6 +104,7 @@ impl Playback {
         now >= self.count_from
     }
 
+    /// Counts one LC of `layer`, of `bytes` payload, played in time (if counting has started).
     pub fn record_played(&mut self, now: Time, layer: LayerId, bytes: usize) {
         if self.counting(now) {
             let s = &mut self.layers[layer.index()];
@@ -108,6 +113,7 @@ impl Playback {
         }
     }
 
+    /// Counts one LC of `layer` that missed its deadline (if counting has started).
     pub fn record_missed(&mut self, now: Time, layer: LayerId) {
         self.record_missed_n(now, layer, 1);
     }
@@ -119,12 +125,14 @@ impl Playback {
         }
     }
 
+    /// Counts one LC of `layer` that arrived after its deadline (if counting has started).
     pub fn record_late(&mut self, now: Time, layer: LayerId) {
         if self.counting(now) {
             self.layers[layer.index()].late += 1;
         }
     }
 
+    /// The instant from which LCs are counted.
     pub fn count_from(&self) -> Time {
         self.count_from
     }

@@ -83,6 +83,7 @@ fn grow_to(slots: &mut VecDeque<Slot>, len: usize) {
     slots.resize_with(len, Slot::default);
 }
 
+/// The LCs one node holds, per layer, with the buffer map it advertises.
 #[derive(Debug)]
 pub struct Store {
     map: BufferMap,
@@ -96,6 +97,7 @@ pub struct Store {
 }
 
 impl Store {
+    /// An empty store of `layers` layers, no window placed yet.
     pub fn new(layers: usize) -> Store {
         Store {
             map: BufferMap::new(layers, Seq(0)),
@@ -106,14 +108,17 @@ impl Store {
         }
     }
 
+    /// The buffer map of what is held, as sent to neighbours.
     pub fn map(&self) -> &BufferMap {
         &self.map
     }
 
+    /// The exchange window of `layer`.
     pub fn window(&self, layer: LayerId) -> &LayerWindow {
         &self.map.layers()[layer.index()]
     }
 
+    /// Number of layers stored.
     pub fn layers(&self) -> usize {
         self.lcs.len()
     }
@@ -123,6 +128,7 @@ impl Store {
         self.newest
     }
 
+    /// True once `layer`'s window start has been placed (by `place` or the first LC inserted).
     pub fn is_placed(&self, layer: LayerId) -> bool {
         self.placed[layer.index()]
     }
@@ -140,6 +146,8 @@ impl Store {
         }
     }
 
+    /// Stores an LC, placing its layer's window at it if none is placed yet; says whether it was new or a
+    /// duplicate, or why the window refused it.
     pub fn insert(&mut self, lc: Lc) -> Result<Insert, WindowError> {
         let layer = lc.header.id.layer;
         let seq = lc.header.id.seq;

@@ -116,6 +116,8 @@ fn shrink_unused<T>(q: &mut VecDeque<T>) {
     }
 }
 
+/// The supplier scheduler: per-receiver request queues, indexed by neighbour slot, and the policy that picks which
+/// receiver to serve next.
 #[derive(Debug)]
 pub struct Supplier {
     policy: SupplierPolicy,
@@ -127,11 +129,14 @@ pub struct Supplier {
     rr_next: usize,
     max_queue: usize,
     queued: usize,
+    /// Requests dropped because their ttl ran out before they were served (running total).
     pub expired: u64,
+    /// Request batches that found the receiver's queue full (running total; one per batch).
     pub overflowed: u64,
 }
 
 impl Supplier {
+    /// An empty scheduler; `max_queue` bounds each receiver's queue.
     pub fn new(policy: SupplierPolicy, max_queue: usize) -> Supplier {
         Supplier {
             policy,
@@ -164,6 +169,7 @@ impl Supplier {
         self.queued
     }
 
+    /// True if any request is waiting to be served.
     pub fn has_work(&self) -> bool {
         self.queued > 0
     }

@@ -18,14 +18,18 @@ use std::time::Duration;
 /// A class of peers: name, upload capacity, share of the population.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PeerClass {
+    /// Label used in reports; unique within a mix.
     pub name: String,
+    /// Upload capacity U(n) every peer of the class contributes.
     pub upload: Kbps,
+    /// Fraction of the population in this class (shares are normalised, so they need not sum to 1).
     pub share: f64,
 }
 
 /// A population's upload mix.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mix {
+    /// The classes; a peer's class is its index here.
     pub classes: Vec<PeerClass>,
 }
 
@@ -49,10 +53,12 @@ impl Mix {
         Mix::of(&[("free-rider", 0, 0.1), ("residential", 300, 0.3), ("institutional", 700, 0.6)])
     }
 
+    /// The class names, in class order.
     pub fn names(&self) -> Vec<String> {
         self.classes.iter().map(|c| c.name.clone()).collect()
     }
 
+    /// Mean upload capacity over the population, in kbps, weighted by share.
     pub fn average_upload(&self) -> f64 {
         let total: f64 = self.classes.iter().map(|c| c.share).sum();
         self.classes.iter().map(|c| c.upload.0 as f64 * c.share).sum::<f64>() / total
@@ -144,7 +150,9 @@ const TABLE_TWO: [(&str, f64, u32, u32); 10] = [
 /// Which contribution row of Table II a mix uses.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Load {
+    /// Table II's underloaded row: contributions leave spare upload.
     Underloaded,
+    /// Table II's overloaded row: contributions fall short of the full video rate.
     Overloaded,
 }
 
@@ -165,10 +173,13 @@ pub fn table_two_groups(report: &SwarmReport, min_seconds: f64) -> Vec<ClassRepo
     ]
 }
 
+/// A custom mix text that could not be parsed.
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("mix line {line}: {msg}")]
 pub struct MixError {
+    /// The offending line, 1-based (lines or `;`-separated parts); 0 for the mix as a whole.
     pub line: usize,
+    /// What is wrong with it.
     pub msg: String,
 }
 

@@ -17,7 +17,10 @@ pub use report::{ClassReport, MIN_COUNTED_SECONDS, PeerOutcome, SwarmReport};
 pub struct PeerSpec {
     /// Index into `SwarmConfig::classes`.
     pub class: usize,
+    /// Upload capacity U(n) this viewer contributes.
     pub upload: Kbps,
+    /// When the viewer joins, on the run's clock.
     pub join: Time,
+    /// When it leaves; `None` stays to the end of the run.
     pub leave: Option<Time>,
 }

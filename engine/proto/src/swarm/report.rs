@@ -12,12 +12,16 @@ use std::fmt::Write;
 /// Peers that played less than this are left out of class figures (too short to say).
 pub const MIN_COUNTED_SECONDS: f64 = 10.0;
 
+/// One viewer's result at the end of a run.
 #[derive(Clone, Debug, Serialize)]
 pub struct PeerOutcome {
+    /// Index of the viewer's class in the run's class list (`PeerSpec::class`).
     pub class: usize,
+    /// Upload capacity U(n) the viewer had.
     pub upload: Kbps,
     /// Seconds of counted playback.
     pub seconds: f64,
+    /// The viewer's counters at the end of the run.
     pub stats: PeerStats,
 }
 
@@ -56,6 +60,7 @@ impl PeerOutcome {
 /// Why reports cannot be pooled.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PoolError {
+    /// The list of reports is empty.
     #[error("no reports to pool")]
     Empty,
     /// The runs are not of one setup (layers or classes differ).
@@ -63,14 +68,22 @@ pub enum PoolError {
     Mismatch(String),
 }
 
+/// One class's figures, over its peers that counted at least `MIN_COUNTED_SECONDS` of playback.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClassReport {
+    /// The class name (from the mix, or a group label such as `free-riders`).
     pub name: String,
+    /// Number of peers counted.
     pub peers: usize,
+    /// Mean upload capacity of those peers, in kbps.
     pub upload_kbps: f64,
+    /// Mean playback rate R, in kbps.
     pub rate_mean: f64,
+    /// 10th percentile of the playback rate R, in kbps.
     pub rate_p10: f64,
+    /// Median playback rate R, in kbps.
     pub rate_p50: f64,
+    /// 90th percentile of the playback rate R, in kbps.
     pub rate_p90: f64,
     /// alpha(l) per layer, over all LCs of all peers of the class (a silent peer's
     /// all missed).
@@ -86,6 +99,7 @@ pub struct ClassReport {
     /// run files, which then pool by viewers.
     #[serde(default)]
     pub played: Vec<u64>,
+    /// LCs missed per layer over the class, a silent peer's counted as all missed (pairs with `played`).
     #[serde(default)]
     pub missed: Vec<u64>,
 }
@@ -204,10 +218,15 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
+/// The outcome of one run (or of several pooled): per-class figures, the setup they came from, and every viewer's
+/// outcome.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SwarmReport {
+    /// Number of video layers in the plan.
     pub layers: usize,
+    /// Rate of all layers together, in kbps.
     pub full_rate_kbps: u32,
+    /// Rate of each layer, base layer first, in kbps.
     pub layer_rates_kbps: Vec<u32>,
     /// Average viewer upload over the full video rate.
     pub resource_index: f64,
@@ -217,16 +236,21 @@ pub struct SwarmReport {
     /// written before it was recorded.)
     #[serde(default)]
     pub resource_index_by_time: Option<f64>,
+    /// One report per class of the mix, in class order.
     pub classes: Vec<ClassReport>,
     /// LCs per second the source produced, per layer, as the counted peers saw them
     /// (played + missed over their counted seconds): what a silent peer missed.
     pub lcs_per_s: Vec<f64>,
+    /// LCs received by all viewers together, duplicates included.
     pub lc_deliveries: u64,
+    /// Every viewer's outcome, counted or not (kept in memory only, not written to JSON).
     #[serde(skip)]
     pub peers: Vec<PeerOutcome>,
 }
 
 impl SwarmReport {
+    /// Builds the report from every viewer's outcome; `names` are the class names in class order, and peers
+    /// counted for less than `MIN_COUNTED_SECONDS` are left out of the class figures.
     pub fn new(names: Vec<String>, plan: LayerPlan, peers: Vec<PeerOutcome>, lc_deliveries: u64) -> SwarmReport {
         let layers = plan.layers();
         let counted: Vec<&PeerOutcome> = peers.iter().filter(|p| p.seconds >= MIN_COUNTED_SECONDS).collect();
@@ -324,6 +348,7 @@ impl SwarmReport {
         ClassReport::of(name, &members, self.layers, &self.lcs_per_s)
     }
 
+    /// The report of the class named `name`, if there is one.
     pub fn class(&self, name: &str) -> Option<&ClassReport> {
         self.classes.iter().find(|c| c.name == name)
     }

@@ -15,7 +15,9 @@ use layerp2p_codec::{
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+/// First two bytes of every datagram; anything else is refused before parsing.
 pub const MAGIC: u16 = 0x4C50; // "LP"
+/// Protocol version byte that follows the magic; decode accepts only this one.
 pub const VERSION: u8 = 1;
 /// magic (2) + version (1) + message count (1).
 pub const PACKET_HEADER_LEN: usize = 4;
@@ -60,51 +62,101 @@ const _: () = assert!(MAX_MANIFEST_LCS <= u8::MAX as usize);
 
 /// Message type codes.
 pub mod code {
+    /// Tracker registration: `Message::Join`.
     pub const JOIN: u8 = 1;
+    /// Tracker reply: `Message::PeerList`.
     pub const PEER_LIST: u8 = 2;
+    /// Keep-alive to the tracker: `Message::Refresh`.
     pub const REFRESH: u8 = 3;
+    /// Leaving the channel: `Message::Leave`.
     pub const LEAVE: u8 = 4;
+    /// Neighbour request: `Message::Connect`.
     pub const CONNECT: u8 = 5;
+    /// Neighbour request accepted: `Message::Accept`.
     pub const ACCEPT: u8 = 6;
+    /// Neighbour request declined: `Message::Decline`.
     pub const DECLINE: u8 = 7;
+    /// Neighbour relationship ended: `Message::Disconnect`.
     pub const DISCONNECT: u8 = 8;
+    /// Holdings of the exchange window: `Message::BufferMap`.
     pub const BUFFER_MAP: u8 = 9;
+    /// LCs wanted this round: `Message::Request`.
     pub const REQUEST: u8 = 10;
+    /// One LC: `Message::Data`.
     pub const DATA: u8 = 11;
+    /// Address-validation token: `Message::Token`.
     pub const TOKEN: u8 = 12;
+    /// Zero bytes padding a handshake: `Message::Padding`.
     pub const PADDING: u8 = 13;
+    /// Signed LC hashes: `Message::Manifest`.
     pub const MANIFEST: u8 = 14;
 }
 
 /// Why a datagram was refused (decode) or could not be produced (encode).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
+    /// The datagram (decode) or encoded packet (encode) is longer than `MAX_DATAGRAM`; holds its length.
     #[error("datagram of {0} bytes exceeds {MAX_DATAGRAM}")]
     TooLarge(usize),
+    /// The first two bytes are not `MAGIC`; holds what they were.
     #[error("bad magic {0:#06x}")]
     BadMagic(u16),
+    /// The version byte is not `VERSION`; holds what it was.
     #[error("unsupported protocol version {0}")]
     Version(u8),
+    /// The message count is 0 or above `MAX_MESSAGES_PER_PACKET`; holds the count.
     #[error("packet holds {0} messages; 1 to {MAX_MESSAGES_PER_PACKET} allowed")]
     MessageCount(usize),
+    /// The input ended inside a field or message.
     #[error("truncated: needed {needed} more bytes in {what}")]
-    Truncated { what: &'static str, needed: usize },
+    Truncated {
+        /// The field or message being read.
+        what: &'static str,
+        /// Bytes missing to complete it.
+        needed: usize,
+    },
+    /// Bytes left after the last declared message; holds how many.
     #[error("{0} trailing bytes after the last message")]
     TrailingBytes(usize),
+    /// A message body longer than its type reads; holds the type code and the unread byte count.
     #[error("message type {0} body has {1} unread bytes")]
     BodyTooLong(u8, usize),
+    /// A message type code not in `code`; holds the code.
     #[error("unknown message type {0}")]
     UnknownType(u8),
+    /// A field holds a value the protocol does not define (an unknown layer, role, reason or address family...).
     #[error("invalid {what} value {value}")]
-    BadValue { what: &'static str, value: u64 },
+    BadValue {
+        /// The field whose value is invalid.
+        what: &'static str,
+        /// The value found.
+        value: u64,
+    },
+    /// A list is longer (or, for manifests, shorter) than the protocol allows.
     #[error("{what} count {count} exceeds limit {limit}")]
-    TooMany { what: &'static str, count: usize, limit: usize },
+    TooMany {
+        /// What was counted (peers, ids, hashes, messages).
+        what: &'static str,
+        /// The count declared or given.
+        count: usize,
+        /// The most allowed.
+        limit: usize,
+    },
+    /// A buffer map with 0 or more than `MAX_LAYERS` layers; holds the count.
     #[error("buffer map has {0} layers; 1 to {MAX_LAYERS} allowed")]
     LayerCount(usize),
+    /// An LC payload that is empty or over `MAX_LC_PAYLOAD`; holds its length.
     #[error("LC payload of {0} bytes; 1 to {MAX_LC_PAYLOAD} allowed")]
     PayloadSize(usize),
+    /// An LC header whose part index is not below its frame's part count.
     #[error("LC part {part} not below part count {parts}")]
-    BadPart { part: u16, parts: u16 },
+    BadPart {
+        /// The LC's part index within its frame.
+        part: u16,
+        /// The frame's part count.
+        parts: u16,
+    },
+    /// A buffer-map layer window the codec refused (start or bit count out of range).
     #[error("buffer map: {0}")]
     Window(#[from] WindowError),
 }

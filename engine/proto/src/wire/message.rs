@@ -31,8 +31,11 @@ pub struct ChannelId(pub u32);
 /// What a node is, announced to the tracker and to neighbours.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
+    /// An ordinary viewer: plays the stream and trades LCs tit-for-tat.
     Peer,
+    /// The source's injector: serves LCs, plays nothing, never seeks neighbours.
     Seed,
+    /// A super-peer: a viewer with high upload and room for more neighbours.
     Relay,
 }
 
@@ -62,6 +65,7 @@ pub struct BufferMapMsg {
     pub echo: u64,
     /// Microseconds between receiving `echo` and sending this message.
     pub echo_delay: u32,
+    /// Which LCs of each layer's exchange window the sender holds.
     pub map: BufferMap,
 }
 
@@ -69,7 +73,9 @@ pub struct BufferMapMsg {
 /// layer (see `integrity`). Forwarded as received; only the seed can make one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestMsg {
+    /// Layer whose LC hashes these are.
     pub layer: LayerId,
+    /// Sequence number of the LC the first hash vouches for.
     pub start: Seq,
     /// 1 to `integrity::MAX_MANIFEST_LCS` hashes, one per LC in sequence order.
     pub hashes: Vec<LcHash>,
@@ -82,30 +88,75 @@ pub struct ManifestMsg {
 pub enum Message {
     // --- tracker ---
     /// Peer -> tracker: register in a channel (also a refresh).
-    Join { channel: ChannelId, peer: PeerId, role: Role },
+    Join {
+        /// Channel to register in.
+        channel: ChannelId,
+        /// The joining node's identity.
+        peer: PeerId,
+        /// What the joining node is: peer, seed or relay.
+        role: Role,
+    },
     /// Tracker -> peer: a random subset of the channel's peers.
-    PeerList { peers: Vec<SocketAddr> },
+    PeerList {
+        /// Addresses of the listed peers, at most `MAX_PEER_LIST`.
+        peers: Vec<SocketAddr>,
+    },
     /// Peer -> tracker: still here; asks for a fresh list when `want_peers`.
-    Refresh { channel: ChannelId, peer: PeerId, want_peers: bool },
+    Refresh {
+        /// Channel the peer is registered in.
+        channel: ChannelId,
+        /// The refreshing node's identity.
+        peer: PeerId,
+        /// Ask the tracker to answer with a `PeerList`.
+        want_peers: bool,
+    },
     /// Peer -> tracker: leaving the channel.
-    Leave { channel: ChannelId, peer: PeerId },
+    Leave {
+        /// Channel being left.
+        channel: ChannelId,
+        /// The leaving node's identity.
+        peer: PeerId,
+    },
 
     // --- neighbours ---
     /// Initiator -> receptor: ask to become neighbours.
-    Connect { channel: ChannelId, peer: PeerId, role: Role },
+    Connect {
+        /// Channel the initiator streams; a receptor on another channel declines.
+        channel: ChannelId,
+        /// The initiator's identity.
+        peer: PeerId,
+        /// What the initiator is.
+        role: Role,
+    },
     /// Receptor -> initiator: accepted.
-    Accept { peer: PeerId, role: Role },
+    Accept {
+        /// The receptor's identity.
+        peer: PeerId,
+        /// What the receptor is.
+        role: Role,
+    },
     /// Receptor -> initiator: declined.
-    Decline { reason: Reason },
+    Decline {
+        /// Why the receptor declined.
+        reason: Reason,
+    },
     /// Either side: the relationship is over.
-    Disconnect { reason: Reason },
+    Disconnect {
+        /// Why the sender ended it.
+        reason: Reason,
+    },
 
     // --- exchange ---
     /// Which LCs of the exchange window the sender holds.
     BufferMap(BufferMapMsg),
     /// Receiver -> supplier: this round's requests, in the order to serve them.
     /// The supplier drops any it cannot send within `ttl_ms` of arrival (T - tau).
-    Request { ttl_ms: u16, ids: Vec<LcId> },
+    Request {
+        /// Milliseconds the supplier may hold these requests before dropping them.
+        ttl_ms: u16,
+        /// LCs wanted, most urgent first; at most `MAX_REQUEST_IDS`.
+        ids: Vec<LcId>,
+    },
     /// Supplier -> receiver: one LC.
     Data(Lc),
     /// Supplier -> receiver: the signed hashes that vouch for LCs it is sending.
@@ -115,14 +166,23 @@ pub enum Message {
     /// `nonce`: a random token the sender hands the addressee; `echo`: the last token
     /// the addressee handed the sender (0 if none). Echoing a token proves the sender
     /// receives at its address; until then a node sends it at most 3x what it got.
-    Token { nonce: u64, echo: u64 },
+    Token {
+        /// Fresh random token for the addressee to echo back.
+        nonce: u64,
+        /// The addressee's last token, or 0 if none was received yet.
+        echo: u64,
+    },
     /// `len` zero bytes: pads handshakes so replies stay within 3x of requests.
-    Padding { len: u16 },
+    Padding {
+        /// Number of zero bytes that follow.
+        len: u16,
+    },
 }
 
 /// One datagram: a protocol version and the messages it carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Packet {
+    /// The messages, 1 to `MAX_MESSAGES_PER_PACKET`, handled in order.
     pub messages: Vec<Message>,
 }
 
