@@ -24,8 +24,8 @@ use std::time::Duration;
 /// How much to rerun.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Depth {
-    /// Shortened runs and fewer seeds: the same comparisons in about a quarter of an
-    /// hour on two cores.
+    /// Shortened runs and fewer seeds: the same comparisons in well under 20 minutes
+    /// on two cores.
     Quick,
     /// The paper's lengths: 5 seeds of the 20-minute prototype, in the simulator and
     /// on real UDP, and 3 seeds of a 3-hour trace window. Hours.
@@ -50,11 +50,11 @@ impl Plan {
         match depth {
             Depth::Quick => Plan {
                 prototype_seeds: 3,
-                prototype_stay_secs: 300,
+                prototype_stay_secs: 600,
                 prototype_real: false,
                 trace_seeds: 2,
                 trace_from_hour: 16.0,
-                trace_hours: 0.25,
+                trace_hours: 0.5,
                 trace_scale: 0.015,
             },
             Depth::Full => Plan {
