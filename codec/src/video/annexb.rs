@@ -150,6 +150,18 @@ impl<'a> BitReader<'a> {
     }
 }
 
+/// `seq_parameter_set_id` of an SPS or `pic_parameter_set_id` of a PPS (`nal` without
+/// its start code); `None` for another type, a truncated unit or an id out of range.
+pub fn parameter_set_id(nal_type: NalType, nal: &[u8]) -> Option<u32> {
+    let (skip, max) = match nal_type {
+        // profile_idc, constraint flags and level_idc come before the SPS id.
+        NalType::SPS => (4, 31),
+        NalType::PPS => (1, 255),
+        _ => return None,
+    };
+    BitReader::new(nal.get(skip..)?).ue().filter(|&id| id <= max)
+}
+
 /// Reads `first_mb_in_slice` and `slice_type` of a slice NAL (type 1 or 5).
 pub fn slice_start(nal: &[u8], index: u64) -> Result<SliceStart, AnnexBError> {
     let h = nal_header(nal, index)?;
