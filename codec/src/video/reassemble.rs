@@ -13,7 +13,7 @@
 //! after LCs of any later frame; the engine plays by media time, and with sources
 //! whose media time is the decode time (ours) that is a play tick.
 
-use super::annexb::{NalType, START_CODE, nal_header, parameter_set_id};
+use super::annexb::{MAX_PARAMETER_SETS, NalType, START_CODE, nal_header, parameter_set_id};
 use crate::chunk::{Lc, MAX_LC_PAYLOAD, MediaTime};
 use crate::layer::LayerId;
 use bytes::Bytes;
@@ -248,8 +248,6 @@ impl Reassembler {
 /// start code: it marks where a frame begins, so a decoder never merges a frame whose
 /// first slice was lost into the frame before it.
 pub const ACCESS_UNIT_DELIMITER: [u8; 6] = [0, 0, 0, 1, 0x09, 0xF0];
-/// Parameter sets a writer keeps at most (H.264 allows 32 SPS and 256 PPS ids).
-const MAX_PARAMETER_SETS: usize = 32 + 256;
 
 /// Writes released frames as an Annex B stream a player can open: every frame that
 /// holds a slice, from the first IDR whose parameter sets are known, each led by an
