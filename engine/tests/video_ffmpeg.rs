@@ -13,12 +13,15 @@ mod common;
 
 use common::roles::{free_port, run_for};
 use layerp2p_codec::Kbps;
+use layerp2p_codec::MediaTime;
 use layerp2p_codec::source::LcSource;
 use layerp2p_codec::video::annexb::{AccessUnit, NalType};
 use layerp2p_codec::video::encoder::{Encoder, EncoderConfig};
 use layerp2p_codec::video::quality::psnr;
 use layerp2p_codec::video::reassemble::nal_spans;
-use layerp2p_codec::video::source::{ReplayFeed, ThreadedSource, VideoSource};
+use layerp2p_codec::video::source::{
+    EncodingFeed, PictureFeed, ReplayFeed, SourceError, ThreadedSource, UnitFeed, VideoSource,
+};
 use layerp2p_codec::video::y4m::Y4mReader;
 use layerp2p_codec::video::{FrameRate, Picture};
 use layerp2p_engine::runtime::playout::Playout;
@@ -28,6 +31,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Viewers' uploads, kbps: a free-rider, then the three contributors.
@@ -77,6 +81,36 @@ struct Judged {
     psnr: f64,
 }
 
+#[derive(Debug)]
+struct Pictures(std::vec::IntoIter<Picture>);
+
+impl PictureFeed for Pictures {
+    fn next_picture(&mut self) -> Result<Option<Picture>, SourceError> {
+        Ok(self.0.next())
+    }
+}
+
+/// A feed that keeps a copy of every access unit it hands out.
+#[derive(Debug)]
+struct Recorder<F> {
+    inner: F,
+    units: Arc<Mutex<Vec<AccessUnit>>>,
+}
+
+impl<F: UnitFeed> UnitFeed for Recorder<F> {
+    fn next_unit(&mut self) -> Result<Option<AccessUnit>, SourceError> {
+        let unit = self.inner.next_unit()?;
+        if let Some(u) = &unit {
+            self.units.lock().expect("recorded").push(u.clone());
+        }
+        Ok(unit)
+    }
+
+    fn hold_rate(&mut self, full: Kbps) {
+        self.inner.hold_rate(full)
+    }
+}
+
 struct Clip {
     rate: FrameRate,
     originals: Vec<Picture>,
@@ -90,10 +124,22 @@ fn load_clip(path: &Path, qp: u8) -> Clip {
     while let Some(p) = reader.next_picture().expect("picture") {
         originals.push(p);
     }
-    // What `seed --input clip.y4m` encodes (its defaults but the QP).
+    // What `seed --input clip.y4m` encodes (its defaults but the QP), the QP held to
+    // the plan as `y4m_source` does; recorded to know every unit the seed sent.
     let cfg = EncoderConfig { qp, layers: 3, intra_period: 32, ..EncoderConfig::new(resolution, rate) };
-    let mut encoder = Encoder::new(cfg).expect("encoder");
-    let units = originals.iter().map(|p| encoder.encode(p).expect("encodes")).collect();
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let feed = Recorder {
+        inner: EncodingFeed {
+            pictures: Pictures(originals.clone().into_iter()),
+            encoder: Encoder::new(cfg).expect("encoder"),
+            hold: None,
+        },
+        units: recorded.clone(),
+    };
+    let mut source = VideoSource::new(Box::new(feed), rate, 3, 32).expect("source");
+    source.hold_plan();
+    source.lcs_until(MediaTime(u64::MAX), &mut Vec::new());
+    let units = std::mem::take(&mut *recorded.lock().expect("recorded"));
     Clip { rate, originals, units }
 }
 
@@ -274,13 +320,13 @@ fn ffmpeg_decodes_every_viewers_output_and_psnr_follows_upload() {
     }
     let dir = temp_dir("video-ffmpeg");
     let clip_path = dir.join("clip.y4m");
-    // The test pattern, 16 s: 640x360 at QP 30 is ~1.1 Mbps, so a 2 Mbps seed and
-    // the viewers' 2 Mbps are short of the 4.5 Mbps four full-rate viewers need.
+    // The test pattern, 16 s: 640x360 at QP 26 is ~1.5 Mbps, so a 2 Mbps seed and
+    // the viewers' 2 Mbps are short of the 6 Mbps four full-rate viewers need.
     let generate = "-v error -f lavfi -i testsrc2=size=640x360:rate=25 -t 16 -pix_fmt yuv420p -f yuv4mpegpipe";
     let mut args: Vec<&str> = generate.split(' ').collect();
     args.push(clip_path.to_str().expect("utf-8"));
     ffmpeg(&args);
-    let clip = load_clip(&clip_path, 30);
+    let clip = load_clip(&clip_path, 26);
     let judged = run_and_judge(&clip, 2000, Duration::from_secs(5), &dir);
     let _ = std::fs::remove_dir_all(&dir);
     for j in &judged {

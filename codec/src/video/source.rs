@@ -39,6 +39,10 @@ pub enum SourceError {
 pub trait UnitFeed: Send + std::fmt::Debug {
     /// The next access unit in decode order; `None` at the end.
     fn next_unit(&mut self) -> Result<Option<AccessUnit>, SourceError>;
+
+    /// The plan is announced at `full` kbps: a feed that encodes keeps to it if it
+    /// can (others cannot change their content, and ignore it).
+    fn hold_rate(&mut self, _full: Kbps) {}
 }
 
 /// Pictures to encode.
@@ -77,15 +81,55 @@ impl<R: BufRead + Send + std::fmt::Debug> PictureFeed for Y4mReader<R> {
 pub struct EncodingFeed<P> {
     pub pictures: P,
     pub encoder: super::encoder::Encoder,
+    /// Hold the stream to the plan by the quantiser (`UnitFeed::hold_rate`).
+    pub hold: Option<RateHold>,
+}
+
+/// Rate control over the live encoder: every intra period (an IDR boundary, where a
+/// new encoder changes nothing a decoder can see but the QP) the rate of the period
+/// just encoded is compared with the plan's full rate; above it the QP goes up by 2,
+/// well below it (60 %) down by 1, never below the QP the user asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateHold {
+    pub full: Kbps,
+    pub min_qp: u8,
+    bytes: u64,
+    frames: u32,
 }
 
 #[cfg(feature = "h264")]
 impl<P: PictureFeed> UnitFeed for EncodingFeed<P> {
     fn next_unit(&mut self) -> Result<Option<AccessUnit>, SourceError> {
-        match self.pictures.next_picture()? {
-            Some(p) => Ok(Some(self.encoder.encode(&p)?)),
-            None => Ok(None),
+        let Some(p) = self.pictures.next_picture()? else { return Ok(None) };
+        let cfg = self.encoder.config().clone();
+        if let Some(h) = self.hold.as_mut().filter(|h| h.frames >= cfg.intra_period) {
+            let kbps = Kbps::from_bytes_over(h.bytes, cfg.rate.frame_start_us(h.frames as u64).max(1));
+            let qp = if kbps > h.full {
+                cfg.qp.saturating_add(2).min(51)
+            } else if (kbps.0 as u64) * 10 < (h.full.0 as u64) * 6 {
+                cfg.qp.saturating_sub(1).max(h.min_qp)
+            } else {
+                cfg.qp
+            };
+            if qp != cfg.qp {
+                self.encoder = super::encoder::Encoder::new(super::encoder::EncoderConfig { qp, ..cfg })?;
+            }
+            (h.bytes, h.frames) = (0, 0);
         }
+        let unit = self.encoder.encode(&p)?;
+        if let Some(h) = self.hold.as_mut() {
+            h.bytes += unit.len() as u64;
+            h.frames += 1;
+        }
+        Ok(Some(unit))
+    }
+
+    fn hold_rate(&mut self, full: Kbps) {
+        let frames = self.encoder.frames_encoded() as u32;
+        let min_qp = self.encoder.config().qp;
+        // Counted from the last IDR, so the QP only ever changes at one.
+        let period = self.encoder.config().intra_period.max(1);
+        self.hold = Some(RateHold { full, min_qp, bytes: 0, frames: frames % period });
     }
 }
 
@@ -283,6 +327,12 @@ impl VideoSource {
         })
     }
 
+    /// From now on the feed keeps its content within the plan if it encodes (Y4M
+    /// input: the QP follows the rate), so the swarm gets what it was sized for.
+    pub fn hold_plan(&mut self) {
+        self.feed.hold_rate(self.plan.full_rate());
+    }
+
     /// What the measured frames say about the input's fitness for layered streaming.
     pub fn warnings(&self) -> &[IngestWarning] {
         &self.warnings
@@ -389,6 +439,7 @@ pub fn clip_source(cfg: super::encoder::EncoderConfig, frames: Option<u32>) -> R
     let feed = EncodingFeed {
         pictures: ClipFeed { resolution: cfg.resolution, next: 0, frames },
         encoder: super::encoder::Encoder::new(cfg)?,
+        hold: None,
     };
     VideoSource::new(Box::new(feed), rate, layers, lookahead)
 }
@@ -404,8 +455,10 @@ pub fn y4m_source<R: BufRead + Send + std::fmt::Debug + 'static>(
     let reader = Y4mReader::new(input)?;
     let rate = reader.frame_rate();
     let cfg = super::encoder::EncoderConfig { resolution: reader.resolution(), rate, qp, layers, intra_period };
-    let feed = EncodingFeed { pictures: reader, encoder: super::encoder::Encoder::new(cfg)? };
-    VideoSource::new(Box::new(feed), rate, layers, intra_period as usize)
+    let feed = EncodingFeed { pictures: reader, encoder: super::encoder::Encoder::new(cfg)?, hold: None };
+    let mut source = VideoSource::new(Box::new(feed), rate, layers, intra_period as usize)?;
+    source.hold_plan();
+    Ok(source)
 }
 
 /// An H.264 Annex B input (file or pipe), frames classified into `layers` layers,
@@ -690,6 +743,63 @@ mod tests {
         assert_eq!(sniff(&mut input(&[0, 0, 1, 0x67])).ok(), Some(InputFormat::AnnexB));
         assert!(matches!(sniff(&mut input(b"RIFF....")), Err(SourceError::UnknownFormat)));
         assert!(matches!(sniff(&mut input(b"")), Err(SourceError::UnknownFormat)));
+    }
+
+    /// QCIF pictures of noise whose amplitude grows from `from` to `to` over `n` frames.
+    #[cfg(feature = "h264")]
+    fn growing_noise(n: u32, from: u32, to: u32) -> Vec<Picture> {
+        let mut x: u32 = 1;
+        (0..n)
+            .map(|i| {
+                let amplitude = from + (to - from) * i / n;
+                let mut p = Picture::filled(Resolution::QCIF, 128);
+                let (y, _, _) = p.planes_mut();
+                for v in y.iter_mut() {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    *v = (128 + (x >> 16) % (2 * amplitude + 1) - amplitude) as u8;
+                }
+                p
+            })
+            .collect()
+    }
+
+    #[cfg(feature = "h264")]
+    #[derive(Debug)]
+    struct Pictures(std::vec::IntoIter<Picture>);
+
+    #[cfg(feature = "h264")]
+    impl PictureFeed for Pictures {
+        fn next_picture(&mut self) -> Result<Option<Picture>, SourceError> {
+            Ok(self.0.next())
+        }
+    }
+
+    #[cfg(feature = "h264")]
+    #[test]
+    fn a_held_encoder_keeps_growing_content_near_its_plan() {
+        use crate::video::encoder::{Encoder, EncoderConfig};
+        let rate = FrameRate::per_second(25).expect("fps");
+        let cfg = EncoderConfig { qp: 30, intra_period: 16, ..EncoderConfig::new(Resolution::QCIF, rate) };
+        // Rate of the last 32 frames, held or not, against the plan's full rate.
+        let last_rate = |hold: bool| {
+            let feed = EncodingFeed {
+                pictures: Pictures(growing_noise(160, 12, 48).into_iter()),
+                encoder: Encoder::new(cfg.clone()).expect("encoder"),
+                hold: None,
+            };
+            let mut src = VideoSource::new(Box::new(feed), rate, 3, 16).expect("source");
+            if hold {
+                src.hold_plan();
+            }
+            let mut out = Vec::new();
+            src.lcs_until(MediaTime(u64::MAX), &mut out);
+            let tail: u64 = out.iter().filter(|lc| lc.header.frame >= 128).map(|lc| lc.payload.len() as u64).sum();
+            (Kbps::from_bytes_over(tail, rate.frame_start_us(32)), src.plan().full_rate())
+        };
+        let (free, plan) = last_rate(false);
+        let (held, _) = last_rate(true);
+        assert!(free.0 > 2 * plan.0, "the content outgrows its plan: {free:?} against {plan:?}");
+        assert!(held.0 * 2 < free.0 && held.0 * 10 < plan.0 * 16, "held: {held:?} against {plan:?} (free {free:?})");
     }
 
     #[cfg(feature = "h264")]
