@@ -49,7 +49,7 @@ pub fn schedule(
     per_slot.resize_with(neighbours.capacity(), Vec::new);
     SCRATCH.with_borrow_mut(|scratch| {
         scratch.ordered.clear();
-        let (mut base_end, mut regular_end) = (0, 0);
+        let mut regular_end = 0;
         for li in 0..store.layers() {
             let layer = LayerId::from_index(li);
             if !store.is_placed(layer) {
@@ -61,14 +61,12 @@ pub fn schedule(
             if li < threshold {
                 regular_end = scratch.ordered.len();
             }
-            if li == 0 {
-                base_end = scratch.ordered.len();
-            }
         }
         match policy {
             ReceiverPolicy::PlainRandom => scratch.ordered.shuffle(rng),
-            // Probing layers are already in layer order, each shuffled.
-            ReceiverPolicy::Prioritized => order_regular(&mut scratch.ordered[..regular_end], base_end, rng),
+            // Probing layers are already in layer order, each shuffled; the regular
+            // layers are shuffled together so no layer among them is preferred.
+            ReceiverPolicy::Prioritized => scratch.ordered[..regular_end].shuffle(rng),
         }
         // Each list is allocated once at its final size: it is handed over as a
         // request message, so growing it push by push would reallocate every round.
@@ -84,19 +82,6 @@ pub fn schedule(
             per_slot[slot as usize].push(id);
         }
     });
-}
-
-/// Orders the regular requests `regular` (layers 1..=l_n, each layer already shuffled,
-/// in layer order; the base layer's are `..base_end`): the base layer first, then the
-/// other regular layers shuffled together. Every layer of a temporally layered stream
-/// depends on the base layer, and a supplier serves its queue FIFO and drops what it
-/// cannot serve in time, so a shortfall must fall on the upper layers: shuffling the
-/// base in with them let a peer entitled to every layer lose more of the base than a
-/// peer entitled to the base alone (docs/decisions/0007-base-first-regular-requests.md).
-fn order_regular(regular: &mut [(LcId, u32)], base_end: usize, rng: &mut impl Rng) {
-    if let Some(upper) = regular.get_mut(base_end..) {
-        upper.shuffle(rng);
-    }
 }
 
 /// Candidates of one layer with a holder chosen for each, into `scratch.layer`.
@@ -227,35 +212,22 @@ mod tests {
         per_slot
     }
 
-    /// Base-layer requests come before every other request at each supplier.
-    fn base_first_at_every_supplier(round: &[Vec<LcId>]) -> bool {
-        round.iter().all(|slot| {
-            let upper = slot.iter().position(|id| id.layer.index() > 0).unwrap_or(slot.len());
-            slot[upper..].iter().all(|id| id.layer.index() > 0)
-        })
-    }
-
     #[test]
-    fn a_peer_whose_upload_covers_every_layer_asks_the_base_layer_first() {
-        // l_n = L (a 700 or 1000 kbps peer): every layer is a regular request. The base
-        // layer still goes first at every supplier (every upper layer depends on it);
-        // the upper regular layers are shuffled together, with no priority between them.
+    fn a_peer_whose_upload_covers_every_layer_schedules_as_plain_random() {
+        // l_n = L (an institutional peer of the prototype: 700 kbps >= the full rate):
+        // every layer is a regular request, so LayerP2P's receiver is Single-Incent's,
+        // draw for draw. What differs between the two systems for such a peer is only
+        // what its neighbours hold and ask.
         let full = round_of(ReceiverPolicy::Prioritized, 3);
+        assert_eq!(full, round_of(ReceiverPolicy::PlainRandom, 3));
         assert_eq!(full.iter().map(Vec::len).sum::<usize>(), 3 * 300, "every LC asked once");
-        assert!(base_first_at_every_supplier(&full));
-        let mixed = |round: &[Vec<LcId>]| {
-            round.iter().any(|slot| {
-                let upper: Vec<usize> = slot.iter().map(|id| id.layer.index()).filter(|&l| l > 0).collect();
-                upper.windows(2).any(|w| w[0] > w[1])
-            })
-        };
-        assert!(mixed(&full), "layers 2 and 3 interleave: no priority among upper regular layers");
-        // Single-Incent shuffles every layer together.
-        assert!(!base_first_at_every_supplier(&round_of(ReceiverPolicy::PlainRandom, 3)));
-        // Below the full rate: the regular layers first, then each probing layer in order.
+        // Below the full rate the order differs: probing layers come after the regular ones.
         let low = round_of(ReceiverPolicy::Prioritized, 1);
-        assert!(base_first_at_every_supplier(&low));
-        assert!(!mixed(&low), "probing layers one after the other");
+        assert_ne!(low, round_of(ReceiverPolicy::PlainRandom, 1));
+        for slot in &low {
+            let first_probe = slot.iter().position(|id| id.layer.index() > 0).unwrap_or(slot.len());
+            assert!(slot[first_probe..].iter().all(|id| id.layer.index() > 0), "base layer first at every supplier");
+        }
     }
 
     #[test]
