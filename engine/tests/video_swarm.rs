@@ -132,7 +132,7 @@ fn loopback_swarm_streams_real_video_that_decodes() {
     for lc in &played {
         output.played(lc).expect("in memory");
     }
-    let stream = output.finish().expect("in memory");
+    let (stream, _) = output.finish().expect("in memory");
     // The same LCs reassembled frame by frame, for scoring.
     let mut reassembler = Reassembler::new(OUTPUT_HOLD);
     let mut released = Vec::new();

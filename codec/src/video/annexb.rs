@@ -22,6 +22,9 @@ pub const MAX_AU_NALS: usize = 4096;
 /// Most bytes in one access unit.
 pub const MAX_AU_LEN: usize = 16 << 20;
 
+/// Parameter sets kept at most (H.264 allows 32 SPS and 256 PPS ids).
+pub const MAX_PARAMETER_SETS: usize = 32 + 256;
+
 /// The start code every NAL unit this crate emits begins with.
 pub const START_CODE: [u8; 4] = [0, 0, 0, 1];
 
@@ -148,6 +151,18 @@ impl<'a> BitReader<'a> {
         }
         u32::try_from(v - 1).ok()
     }
+}
+
+/// `seq_parameter_set_id` of an SPS or `pic_parameter_set_id` of a PPS (`nal` without
+/// its start code); `None` for another type, a truncated unit or an id out of range.
+pub fn parameter_set_id(nal_type: NalType, nal: &[u8]) -> Option<u32> {
+    let (skip, max) = match nal_type {
+        // profile_idc, constraint flags and level_idc come before the SPS id.
+        NalType::SPS => (4, 31),
+        NalType::PPS => (1, 255),
+        _ => return None,
+    };
+    BitReader::new(nal.get(skip..)?).ue().filter(|&id| id <= max)
 }
 
 /// Reads `first_mb_in_slice` and `slice_type` of a slice NAL (type 1 or 5).
@@ -391,6 +406,10 @@ pub struct AnnexBReader<R> {
     /// NAL units already read that belong to the next access unit.
     pending: std::collections::VecDeque<Bytes>,
     frames: u64,
+    /// Latest SPS and PPS by (type, id), with start codes: put before an IDR that
+    /// comes without them (x264 writes them once, at the start), so a viewer that
+    /// joins later can start at any IDR.
+    parameter_sets: std::collections::BTreeMap<(u8, u32), Bytes>,
 }
 
 impl<R: Read> AnnexBReader<R> {
@@ -401,6 +420,7 @@ impl<R: Read> AnnexBReader<R> {
             layers: layers.clamp(1, crate::layer::MAX_LAYERS),
             pending: Default::default(),
             frames: 0,
+            parameter_sets: Default::default(),
         }
     }
 
@@ -469,6 +489,20 @@ impl<R: Read> AnnexBReader<R> {
                 units.push(with_start_codes([&nals[i][..]]));
                 i += 1;
             }
+        }
+        let carries = |t: NalType| nals.iter().any(|n| NalType(n[0] & 0x1F) == t);
+        let missing: Vec<u8> = [NalType::SPS, NalType::PPS].into_iter().filter(|&t| !carries(t)).map(|t| t.0).collect();
+        for nal in &nals {
+            let t = NalType(nal[0] & 0x1F);
+            if let Some(id) = parameter_set_id(t, nal)
+                && (self.parameter_sets.len() < MAX_PARAMETER_SETS || self.parameter_sets.contains_key(&(t.0, id)))
+            {
+                self.parameter_sets.insert((t.0, id), with_start_codes([&nal[..]]));
+            }
+        }
+        if idr {
+            let known = self.parameter_sets.iter().filter(|((t, _), _)| missing.contains(t)).map(|(_, n)| n.clone());
+            units.splice(0..0, known);
         }
         Ok(Some(AccessUnit { layer, idr, units }))
     }
@@ -581,6 +615,26 @@ mod tests {
         // Two layers: non-reference B folds into layer 2.
         let two: Vec<u8> = read_all(&data, 2).expect("valid").iter().map(|a| a.layer.get()).collect();
         assert_eq!(two, vec![1, 1, 2, 2, 2]);
+    }
+
+    #[test]
+    fn an_idr_without_parameter_sets_gets_the_latest_ones() {
+        // x264 writes SPS/PPS once: the second IDR must carry them for a late joiner.
+        let (sps, pps) = (vec![0x67, 0x42, 0, 0x1E, 0x80], vec![0x68, 0xCE]);
+        let data = stream(&[
+            sps.clone(),
+            pps.clone(),
+            slice(3, 5, 0, 7),
+            slice(2, 1, 0, 5),
+            slice(3, 5, 0, 7),
+            slice(2, 1, 0, 5),
+        ]);
+        let aus = read_all(&data, 3).expect("valid");
+        let with_codes = |n: &[u8]| with_start_codes([n]);
+        assert_eq!(aus[0].units[..2], [with_codes(&sps), with_codes(&pps)]);
+        assert_eq!(aus[2].units.len(), 3, "SPS and PPS put before the second IDR");
+        assert_eq!(aus[2].units[..2], [with_codes(&sps), with_codes(&pps)]);
+        assert_eq!(aus[3].units.len(), 1, "a P frame gets nothing");
     }
 
     #[test]

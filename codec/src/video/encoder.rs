@@ -155,6 +155,11 @@ impl Encoder {
         &self.cfg
     }
 
+    /// Pictures encoded so far.
+    pub fn frames_encoded(&self) -> u64 {
+        self.frames
+    }
+
     /// Encodes the next picture into one access unit (layer from its temporal_id).
     pub fn encode(&mut self, picture: &Picture) -> Result<AccessUnit, CodecError> {
         if picture.resolution() != self.cfg.resolution {

@@ -13,7 +13,7 @@
 //! after LCs of any later frame; the engine plays by media time, and with sources
 //! whose media time is the decode time (ours) that is a play tick.
 
-use super::annexb::{NalType, nal_header};
+use super::annexb::{MAX_PARAMETER_SETS, NalType, START_CODE, nal_header, parameter_set_id};
 use crate::chunk::{Lc, MAX_LC_PAYLOAD, MediaTime};
 use crate::layer::LayerId;
 use bytes::Bytes;
@@ -50,18 +50,33 @@ pub struct ReadyFrame {
 impl ReadyFrame {
     /// Holds an IDR slice: a decoder can start here.
     pub fn has_idr(&self) -> bool {
-        nal_types(&self.data).any(|t| t == NalType::IDR)
+        nal_spans(&self.data).any(|r| nal_type(&self.data[r]) == Some(NalType::IDR))
     }
 }
 
-/// NAL types in Annex B `data` (units start with `00 00 01` or `00 00 00 01`).
-fn nal_types(data: &[u8]) -> impl Iterator<Item = NalType> + '_ {
-    starts(data).filter_map(|at| data.get(at).and_then(|_| nal_header(&data[at..], 0).ok()).map(|h| h.nal_type))
+/// The NAL units of Annex B `data`, each as the range of its bytes after the start
+/// code (`00 00 01`; a zero before it is taken as part of a 4-byte start code).
+/// Bytes before the first start code belong to no range.
+pub fn nal_spans(data: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut starts = start_codes(data).peekable();
+    std::iter::from_fn(move || {
+        let (_, body) = starts.next()?;
+        let end = starts.peek().map_or(data.len(), |&(code, _)| code);
+        Some(body..end)
+    })
 }
 
-/// Offsets just past every `00 00 01` in `data`.
-fn starts(data: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    data.windows(3).enumerate().filter(|(_, w)| w == &[0, 0, 1]).map(|(i, _)| i + 3)
+/// `(offset of the start code, offset just past it)` of every start code in `data`.
+fn start_codes(data: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    data.windows(3)
+        .enumerate()
+        .filter(|(_, w)| w == &[0, 0, 1])
+        .map(|(i, _)| (i.saturating_sub(usize::from(i > 0 && data[i - 1] == 0)), i + 3))
+}
+
+/// The type of a NAL unit given without its start code.
+fn nal_type(nal: &[u8]) -> Option<NalType> {
+    nal_header(nal, 0).ok().map(|h| h.nal_type)
 }
 
 #[derive(Debug)]
@@ -81,33 +96,55 @@ impl Pending {
         }
     }
 
-    /// The bytes of every NAL unit that arrived whole.
+    /// The NAL units that arrived whole, as Annex B with 4-byte start codes.
+    ///
+    /// The packetizer puts whole NAL units in an LC, or cuts one NAL unit that is
+    /// larger than an LC into full LCs and a last, shorter one. So across the parts
+    /// in order, a NAL unit ends at the next start code, at the end of the frame, or
+    /// at the end of an LC shorter than `MAX_LC_PAYLOAD`; one that runs into a missing
+    /// LC (from a full LC) is dropped whole, and bytes after a gap up to the next
+    /// start code are the tail of a lost head and are dropped too. A prefix NAL unit
+    /// whose slice did not survive is dropped with it.
     fn assemble(&self) -> Vec<u8> {
+        // Whole NAL units in order; `None` where a gap lies between two of them.
+        let mut whole: Vec<Option<Vec<u8>>> = Vec::new();
+        // The NAL unit being read: its bytes so far, not yet known to be complete.
+        let mut open: Option<Vec<u8>> = None;
+        let mut last_was_short = false;
+        for part in 0..self.parts {
+            let Some(payload) = self.got.get(&part) else {
+                // A NAL unit left open by a short LC had ended there; one left open
+                // by a full LC may continue in the missing one.
+                if let Some(nal) = open.take().filter(|_| last_was_short) {
+                    whole.push(Some(nal));
+                }
+                whole.push(None);
+                last_was_short = false;
+                continue;
+            };
+            let first_code = start_codes(payload).next().map_or(payload.len(), |(code, _)| code);
+            if let Some(nal) = open.as_mut() {
+                nal.extend_from_slice(&payload[..first_code]);
+            }
+            for span in nal_spans(payload) {
+                whole.extend(open.take().map(Some));
+                open = Some(payload[span].to_vec());
+            }
+            last_was_short = payload.len() < MAX_LC_PAYLOAD;
+        }
+        whole.extend(open.map(Some));
         let mut out = Vec::new();
-        let mut prev: Option<u16> = None;
-        for (&part, payload) in &self.got {
-            let mut p = &payload[..];
-            let continues_run = prev.is_some_and(|q| q + 1 == part);
-            if !continues_run && part > 0 {
-                // The run starts after a gap: skip the tail of a NAL unit cut by it.
-                let start_code_at = p
-                    .windows(3)
-                    .position(|w| w == [0, 0, 1])
-                    .map(|i| i.saturating_sub(usize::from(i > 0 && p[i - 1] == 0)));
-                p = start_code_at.map_or(&[][..], |i| &p[i..]);
+        for (i, nal) in whole.iter().enumerate() {
+            let Some(nal) = nal.as_ref().filter(|n| !n.is_empty()) else { continue };
+            // A prefix NAL unit describes the slice right after it: without that
+            // slice (lost in a gap) it would describe the next one.
+            let next_is_slice =
+                whole.get(i + 1).and_then(|n| n.as_deref()).and_then(nal_type).is_some_and(NalType::is_vcl);
+            if nal_type(nal) == Some(NalType::PREFIX) && !next_is_slice {
+                continue;
             }
-            let next_missing = part + 1 < self.parts && !self.got.contains_key(&(part + 1));
-            if next_missing && payload.len() == MAX_LC_PAYLOAD {
-                // A full LC before a gap may end in a NAL unit that continues in the
-                // lost LC: drop its last NAL unit.
-                let last = p
-                    .windows(3)
-                    .rposition(|w| w == [0, 0, 1])
-                    .map(|i| i.saturating_sub(usize::from(i > 0 && p[i - 1] == 0)));
-                p = &p[..last.unwrap_or(0)];
-            }
-            out.extend_from_slice(p);
-            prev = Some(part);
+            out.extend_from_slice(&START_CODE);
+            out.extend_from_slice(nal);
         }
         out
     }
@@ -207,30 +244,91 @@ impl Reassembler {
     }
 }
 
-/// Writes released frames as an Annex B stream a player can open: nothing before the
-/// first IDR (a decoder cannot start elsewhere), then every frame that has bytes.
+/// An access unit delimiter NAL unit (type 9) saying "any slice type", with its
+/// start code: it marks where a frame begins, so a decoder never merges a frame whose
+/// first slice was lost into the frame before it.
+pub const ACCESS_UNIT_DELIMITER: [u8; 6] = [0, 0, 0, 1, 0x09, 0xF0];
+
+/// Writes released frames as an Annex B stream a player can open: every frame that
+/// holds a slice, from the first IDR whose parameter sets are known, each led by an
+/// access unit delimiter; the SPS/PPS seen so far before every IDR and again before
+/// the first frame after any of them changed; whole NAL units only (frames come from
+/// the reassembler, which keeps only those).
 #[derive(Debug)]
 pub struct AnnexBWriter<W> {
     out: W,
     started: bool,
+    /// Latest SPS and PPS by (type, id), as NAL units without start codes.
+    parameter_sets: BTreeMap<(u8, u32), Bytes>,
+    /// A parameter set changed since they were last written.
+    parameters_changed: bool,
     pub frames_written: u64,
 }
 
 impl<W: Write> AnnexBWriter<W> {
     pub fn new(out: W) -> AnnexBWriter<W> {
-        AnnexBWriter { out, started: false, frames_written: 0 }
+        AnnexBWriter {
+            out,
+            started: false,
+            parameter_sets: BTreeMap::new(),
+            parameters_changed: false,
+            frames_written: 0,
+        }
     }
 
     /// Writes `frame` if the stream has started; returns whether it was written.
     pub fn write(&mut self, frame: &ReadyFrame) -> std::io::Result<bool> {
-        self.started |= frame.has_idr();
-        if !self.started || frame.data.is_empty() {
+        let data = &frame.data;
+        let (mut slices, mut idr) = (false, false);
+        for span in nal_spans(data) {
+            let nal = &data[span];
+            match nal_type(nal) {
+                Some(t @ (NalType::SPS | NalType::PPS)) => self.keep_parameter_set(t, nal),
+                Some(t) if t.is_vcl() => {
+                    slices = true;
+                    idr |= t == NalType::IDR;
+                }
+                _ => {}
+            }
+        }
+        let has = |t: NalType| self.parameter_sets.keys().any(|&(k, _)| k == t.0);
+        self.started |= idr && has(NalType::SPS) && has(NalType::PPS);
+        if !self.started || !slices {
             return Ok(false);
         }
-        self.out.write_all(&frame.data)?;
+        let mut au = ACCESS_UNIT_DELIMITER.to_vec();
+        if idr || self.parameters_changed {
+            for nal in self.parameter_sets.values() {
+                au.extend_from_slice(&START_CODE);
+                au.extend_from_slice(nal);
+            }
+            self.parameters_changed = false;
+        }
+        for span in nal_spans(data) {
+            let nal = &data[span];
+            // Delimiters and parameter sets are the writer's own, written above.
+            if nal.is_empty() || matches!(nal_type(nal), Some(NalType::AUD | NalType::SPS | NalType::PPS)) {
+                continue;
+            }
+            au.extend_from_slice(&START_CODE);
+            au.extend_from_slice(nal);
+        }
+        self.out.write_all(&au)?;
         self.out.flush()?;
         self.frames_written += 1;
         Ok(true)
+    }
+
+    fn keep_parameter_set(&mut self, t: NalType, nal: &[u8]) {
+        let Some(id) = parameter_set_id(t, nal) else { return };
+        if self.parameter_sets.get(&(t.0, id)).is_some_and(|known| known[..] == *nal) {
+            return;
+        }
+        if self.parameter_sets.len() >= MAX_PARAMETER_SETS && !self.parameter_sets.contains_key(&(t.0, id)) {
+            return;
+        }
+        self.parameter_sets.insert((t.0, id), Bytes::copy_from_slice(nal));
+        self.parameters_changed = true;
     }
 
     pub fn started(&self) -> bool {
@@ -267,12 +365,13 @@ impl<W: Write> StreamOutput<W> {
         Ok(())
     }
 
-    /// Writes what is still held and returns the output.
-    pub fn finish(mut self) -> std::io::Result<W> {
+    /// Writes what is still held; returns the output and the frames written in all.
+    pub fn finish(mut self) -> std::io::Result<(W, u64)> {
         for f in self.reassembler.flush() {
             self.writer.write(&f)?;
         }
-        Ok(self.writer.into_inner())
+        let frames = self.writer.frames_written;
+        Ok((self.writer.into_inner(), frames))
     }
 
     pub fn stats(&self) -> &ReassemblyStats {
@@ -390,18 +489,111 @@ mod tests {
         assert_eq!(f.data, expect);
     }
 
+    /// A NAL unit of type `t` whose bytes after the header (at least one, never zero)
+    /// are `body` repeated to `len` bytes in all, start code included.
+    fn nal_with(t: u8, body: &[u8], len: usize) -> Bytes {
+        let mut v = vec![0, 0, 0, 1, 0x60 | t];
+        v.extend(body.iter().copied().cycle().take(len.saturating_sub(5).max(1)));
+        Bytes::from(v)
+    }
+
+    /// What `w` wrote, as (type, first body byte) per NAL unit.
+    fn written(out: &[u8]) -> Vec<(u8, u8)> {
+        nal_spans(out).map(|r| (out[r.start] & 0x1F, out.get(r.start + 1).copied().unwrap_or(0))).collect()
+    }
+
     #[test]
-    fn writer_starts_at_first_idr() {
-        let frames: Vec<(u8, Vec<Bytes>)> =
-            vec![(1, vec![nal(1, 40, 1)]), (1, vec![nal(5, 40, 2)]), (1, vec![nal(1, 40, 3)])];
+    fn writer_delimits_every_frame_and_sends_parameter_sets_before_each_idr() {
+        let (sps, pps) = (nal_with(7, &[0x42, 0, 0x1E, 0x80], 9), nal_with(8, &[0xCE], 6));
+        let sps2 = nal_with(7, &[0x4D, 0, 0x1E, 0x80], 9);
+        let frames: Vec<(u8, Vec<Bytes>)> = vec![
+            (1, vec![nal(1, 40, 1)]),                           // before any IDR: skipped
+            (1, vec![nal(5, 40, 2)]),                           // IDR, parameter sets unknown: skipped
+            (1, vec![sps.clone(), pps.clone(), nal(5, 40, 3)]), // starts the stream
+            (3, vec![nal(1, 40, 4)]),
+            (1, vec![sps2.clone()]),  // slices lost: not a frame, but kept
+            (2, vec![nal(1, 40, 5)]), // written after the changed SPS
+            (1, vec![nal(5, 40, 6)]), // IDR without its SPS/PPS: re-sent
+        ];
         let mut r = Reassembler::new(Duration::ZERO);
         for lc in lcs(&frames) {
             r.push(&lc);
         }
         let mut w = AnnexBWriter::new(Vec::new());
-        let written: Vec<bool> = r.flush().iter().map(|f| w.write(f).expect("write")).collect();
-        assert_eq!(written, vec![false, true, true]);
-        assert_eq!(w.into_inner().len(), 80);
+        let done: Vec<bool> = r.flush().iter().map(|f| w.write(f).expect("write")).collect();
+        assert_eq!(done, vec![false, false, true, true, false, true, true]);
+        assert_eq!(w.frames_written, 4);
+        let out = w.into_inner();
+        assert!(out.starts_with(&ACCESS_UNIT_DELIMITER));
+        let (aud, sps_t, pps_t) = ((9, 0xF0), (7, 0x42), (8, 0xCE));
+        assert_eq!(
+            written(&out),
+            vec![aud, sps_t, pps_t, (5, 3), aud, (1, 4), aud, (7, 0x4D), pps_t, (1, 5), aud, (7, 0x4D), pps_t, (5, 6),]
+        );
+    }
+
+    #[test]
+    fn a_nal_unit_over_three_lcs_with_any_part_lost_is_dropped_whole() {
+        // A 3000-byte slice (LCs 0, 1 and 2) and a small one in LC 3.
+        let units = vec![nal_with(5, &[1, 2, 3], 3000), nal_with(5, &[9], 200)];
+        let all = lcs(&[(1, units.clone())]);
+        assert_eq!(all.len(), 4);
+        for lost in 0..3 {
+            let mut r = Reassembler::new(Duration::ZERO);
+            all.iter().enumerate().filter(|&(i, _)| i != lost).for_each(|(_, lc)| r.push(lc));
+            let f = r.flush().pop().expect("frame");
+            assert_eq!(f.data, units[1].to_vec(), "LC {lost} lost: only the small slice is whole");
+        }
+    }
+
+    /// A frame's units of the given sizes, each NAL body a byte unique to it; every
+    /// third unit is a prefix NAL unit joined to its slice, as ingest joins them.
+    fn numbered_units(sizes: &[usize]) -> Vec<Bytes> {
+        let id = |i: usize, k: u8| (i as u8).wrapping_mul(2).wrapping_add(k);
+        let unit = |(i, &len): (usize, &usize)| match i % 3 {
+            0 => Bytes::from([nal_with(14, &[id(i, 1)], 6), nal_with(1, &[id(i, 2)], len)].concat()),
+            _ => nal_with(1, &[id(i, 2)], len),
+        };
+        sizes.iter().enumerate().map(unit).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn reassembly_emits_only_whole_nal_units_in_order(
+            sizes in prop::collection::vec(6usize..4000, 1..12),
+            lost in prop::collection::vec(any::<bool>(), 40),
+        ) {
+            let frame = numbered_units(&sizes);
+            let all = lcs(&[(1, frame.clone())]);
+            let joined: Vec<u8> = frame.concat();
+            let units: Vec<&[u8]> = nal_spans(&joined).map(|r| &joined[r]).collect();
+            let mut r = Reassembler::new(Duration::ZERO);
+            for (i, lc) in all.iter().enumerate() {
+                if !lost[i % lost.len()] {
+                    r.push(lc);
+                }
+            }
+            let f = r.flush().into_iter().find(|f| f.state != FrameState::Lost);
+            let data = f.map(|f| f.data).unwrap_or_default();
+            // Every NAL unit out is one of the units in, whole, in order; a prefix unit
+            // (type 14) only right before the slice it came with.
+            let mut next = 0;
+            let spans: Vec<_> = nal_spans(&data).collect();
+            for (k, span) in spans.iter().enumerate() {
+                let body = &data[span.clone()];
+                let at = units[next..].iter().position(|u| *u == body);
+                prop_assert!(at.is_some(), "NAL unit {k} out ({} bytes) is cut or spliced", body.len());
+                let i = next + at.unwrap_or(0);
+                if body[0] & 0x1F == 14 {
+                    let following = spans.get(k + 1).map(|s| &data[s.clone()]);
+                    prop_assert!(units.get(i + 1).is_some_and(|u| Some(*u) == following));
+                }
+                next = i + 1;
+            }
+            if (0..all.len()).all(|i| !lost[i % lost.len()]) {
+                prop_assert_eq!(spans.len(), units.len(), "nothing lost, everything out");
+            }
+        }
     }
 
     #[test]

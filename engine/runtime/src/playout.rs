@@ -66,8 +66,8 @@ fn write_all(rx: Receiver<Lc>, out: Box<dyn Write + Send>) -> io::Result<u64> {
     while let Ok(lc) = rx.recv() {
         stream.played(&lc)?;
     }
-    let frames = stream.frames_written();
-    let mut out = stream.finish()?;
+    // Counted after the final flush: the frames still held at the end are written by `finish`.
+    let (mut out, frames) = stream.finish()?;
     out.flush()?;
     Ok(frames)
 }

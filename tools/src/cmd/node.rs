@@ -392,6 +392,9 @@ fn seed_source(args: &SeedArgs) -> Result<Box<dyn LcSource>, String> {
             annexb_rate: rate,
         };
         let source = input_source(Input(reader), &opts).map_err(|e| format!("--input {}: {e}", path.display()))?;
+        for warning in source.warnings() {
+            eprintln!("warning: --input {}: {warning}", path.display());
+        }
         return video(source);
     }
     match args.protocol.video.synthetic() {
