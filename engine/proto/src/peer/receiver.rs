@@ -55,7 +55,11 @@ pub fn schedule(
             if !store.is_placed(layer) {
                 continue;
             }
-            collect_layer(layer, choice, store, neighbours, rng, scratch);
+            let drawn =
+                choice == HolderChoice::Uniform && collect_layer_uniform(layer, store, neighbours, rng, scratch);
+            if !drawn {
+                collect_layer(layer, choice, store, neighbours, rng, scratch);
+            }
             scratch.layer.shuffle(rng);
             scratch.ordered.extend_from_slice(&scratch.layer);
             if li < threshold {
@@ -84,7 +88,95 @@ pub fn schedule(
     });
 }
 
-/// Candidates of one layer with a holder chosen for each, into `scratch.layer`.
+/// Most holders [`collect_layer_uniform`] tells apart: one bit each in a word.
+const MAX_MASKED_HOLDERS: usize = 64;
+
+/// Candidates of one layer, each with one holder drawn uniformly (DESIGN.md §6), into
+/// `s.layer`; false, with nothing collected, when more than [`MAX_MASKED_HOLDERS`]
+/// neighbours hold the layer (a relay's table): the caller then uses [`collect_layer`].
+///
+/// Works a window word (64 LCs) at a time: each holder's word of what it has and we
+/// lack sets its bit in a per-LC holder mask, then each wanted LC takes one draw
+/// among its mask's bits. That is one draw per LC, not one per further holder as
+/// reservoir sampling takes, and a few instructions per (holder, LC) pair.
+fn collect_layer_uniform(
+    layer: LayerId,
+    store: &Store,
+    neighbours: &Neighbours,
+    rng: &mut impl Rng,
+    s: &mut Scratch,
+) -> bool {
+    let own = store.window(layer);
+    let mut windows = [own; MAX_MASKED_HOLDERS];
+    let mut slots = [0u32; MAX_MASKED_HOLDERS];
+    let mut holders = 0;
+    let mut end = 0;
+    for (slot, n) in neighbours.iter() {
+        let Some(theirs) = n.map.as_ref().and_then(|m| m.layer(layer)) else { continue };
+        if holders == MAX_MASKED_HOLDERS {
+            return false;
+        }
+        windows[holders] = theirs;
+        slots[holders] = slot as u32;
+        holders += 1;
+        end = end.max(theirs.word_range().end);
+    }
+    s.layer.clear();
+    let start = own.start().0;
+    // Requests reach no further than the window limit past our start.
+    let limit = start + MAX_WINDOW_LCS;
+    let first = start / 64;
+    let end = end.min(limit.div_ceil(64));
+    let mut masks = [0u64; 64];
+    let mut wanted = [0u64; MAX_MASKED_HOLDERS];
+    for abs in first..end {
+        let mut lacking = !own.word_at(abs);
+        if abs == first {
+            lacking &= !0u64 << (start % 64);
+        }
+        let past_limit = (abs + 1) * 64;
+        if past_limit > limit {
+            lacking &= !0u64 >> (past_limit - limit);
+        }
+        let mut any = 0;
+        for (w, theirs) in wanted.iter_mut().zip(&windows[..holders]) {
+            *w = theirs.word_at(abs) & lacking;
+            any |= *w;
+        }
+        if any == 0 {
+            continue;
+        }
+        for (k, &w) in wanted[..holders].iter().enumerate() {
+            let mut bits = w;
+            while bits != 0 {
+                masks[bits.trailing_zeros() as usize] |= 1 << k;
+                bits &= bits - 1;
+            }
+        }
+        let mut bits = any;
+        while bits != 0 {
+            let b = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let mask = std::mem::take(&mut masks[b]);
+            let count = mask.count_ones();
+            let pick = if count == 1 { 0 } else { rng.random_range(0..count) };
+            let id = LcId { layer, seq: layerp2p_codec::Seq(abs * 64 + b as u32) };
+            s.layer.push((id, slots[nth_set_bit(mask, pick)]));
+        }
+    }
+    true
+}
+
+/// Index of the `n`-th (from 0) set bit of `mask`, which has more than `n` set bits.
+fn nth_set_bit(mut mask: u64, n: u32) -> usize {
+    for _ in 0..n {
+        mask &= mask - 1;
+    }
+    mask.trailing_zeros() as usize
+}
+
+/// Candidates of one layer with a holder chosen for each by weighted reservoir
+/// sampling (one draw per further holder), into `scratch.layer`.
 fn collect_layer(
     layer: LayerId,
     choice: HolderChoice,
@@ -228,6 +320,103 @@ mod tests {
             let first_probe = slot.iter().position(|id| id.layer.index() > 0).unwrap_or(slot.len());
             assert!(slot[first_probe..].iter().all(|id| id.layer.index() > 0), "base layer first at every supplier");
         }
+    }
+
+    /// Per slot, requests of one round over `holders` neighbours that all hold LCs
+    /// `0..lcs` of one layer, with the uniform holder choice.
+    fn uniform_round_over(holders: usize, lcs: u32) -> Vec<Vec<LcId>> {
+        let mut store = Store::new(1);
+        store.place(LayerId::BASE, Seq(0));
+        let mut neighbours = Neighbours::default();
+        for k in 0..holders {
+            let mut w = LayerWindow::new(Seq(0));
+            for s in 0..lcs {
+                w.insert(Seq(s)).expect("within the window");
+            }
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + k as u16));
+            let mut n = Neighbour::new(addr, PeerId(k as u64), Role::Peer, true, Time::ZERO, Kbps(0));
+            n.map = Some(BufferMap::from_layers(vec![w]));
+            neighbours.insert(n);
+        }
+        let mut per_slot = Vec::new();
+        schedule(
+            ReceiverPolicy::Prioritized,
+            1,
+            HolderChoice::Uniform,
+            &store,
+            &neighbours,
+            &mut ChaCha8Rng::seed_from_u64(11),
+            &mut per_slot,
+        );
+        per_slot
+    }
+
+    #[test]
+    fn uniform_choice_asks_each_lc_once_from_any_of_many_holders() {
+        // 9 holders (masked) and 70 (beyond one mask word: the reservoir path).
+        for holders in [9, 70] {
+            let per_slot = uniform_round_over(holders, 9_000);
+            let mut asked: Vec<u32> = per_slot.iter().flatten().map(|id| id.seq.0).collect();
+            asked.sort_unstable();
+            assert_eq!(asked, (0..9_000).collect::<Vec<_>>(), "{holders} holders: each LC once");
+            let expect = 9_000.0 / holders as f64;
+            for (slot, list) in per_slot.iter().enumerate() {
+                let dev = (list.len() as f64 - expect).abs() / expect;
+                assert!(dev < 0.35, "{holders} holders: slot {slot} got {} of ~{expect}", list.len());
+            }
+        }
+    }
+
+    #[test]
+    fn uniform_choice_asks_only_a_holder_and_only_what_we_lack() {
+        // Neighbour k holds the LCs whose sequence is k mod 3 (plus all of 0..10);
+        // we hold 0..5 and 130.
+        let mut store = Store::new(1);
+        store.place(LayerId::BASE, Seq(0));
+        for s in (0..5).chain([130]) {
+            let lc = layerp2p_codec::Lc {
+                header: layerp2p_codec::LcHeader {
+                    id: LcId { layer: LayerId::BASE, seq: Seq(s) },
+                    frame: s,
+                    part: 0,
+                    parts: 1,
+                    time: layerp2p_codec::MediaTime(u64::from(s) * 1000),
+                },
+                payload: layerp2p_codec::phantom_payload(100),
+            };
+            store.insert(lc).expect("in window");
+        }
+        let mut neighbours = Neighbours::default();
+        for k in 0..3u32 {
+            let mut w = LayerWindow::new(Seq(0));
+            for s in (0..200).filter(|s| s % 3 == k || *s < 10) {
+                w.insert(Seq(s)).expect("within the window");
+            }
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + k as u16));
+            let mut n = Neighbour::new(addr, PeerId(u64::from(k)), Role::Peer, true, Time::ZERO, Kbps(0));
+            n.map = Some(BufferMap::from_layers(vec![w]));
+            neighbours.insert(n);
+        }
+        let mut per_slot = Vec::new();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        schedule(ReceiverPolicy::Prioritized, 1, HolderChoice::Uniform, &store, &neighbours, &mut rng, &mut per_slot);
+        let mut asked = Vec::new();
+        for (slot, list) in per_slot.iter().enumerate() {
+            for id in list {
+                assert!(id.seq.0 < 10 || id.seq.0 % 3 == slot as u32, "{id:?} asked from {slot}, not a holder");
+                asked.push(id.seq.0);
+            }
+        }
+        asked.sort_unstable();
+        assert_eq!(asked, (5..200).filter(|&s| s != 130).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn nth_set_bit_counts_from_the_lowest() {
+        assert_eq!(nth_set_bit(0b1011_0100, 0), 2);
+        assert_eq!(nth_set_bit(0b1011_0100, 1), 4);
+        assert_eq!(nth_set_bit(0b1011_0100, 3), 7);
+        assert_eq!(nth_set_bit(1 << 63, 0), 63);
     }
 
     #[test]
