@@ -48,6 +48,9 @@ pub struct Speed {
     pub mean_concurrent: f64,
     /// LCs lost at full capped downlinks (0 when downlinks are unconstrained).
     pub downlink_drops: u64,
+    /// The process's peak resident memory when the run ended, in KiB (`VmHWM`; systems
+    /// run side by side share one process, so then it covers all of them).
+    pub peak_rss_kb: Option<u64>,
 }
 
 /// Where one system's run is, for a progress line.
@@ -140,8 +143,17 @@ pub fn run_one(
         peak_concurrent: peak,
         mean_concurrent: sum as f64 / samples.max(1) as f64,
         downlink_drops,
+        peak_rss_kb: peak_rss_kb(),
     };
     Ok(SystemRun { policy, report, speed, parameters })
+}
+
+/// The process's peak resident set (`VmHWM` of /proc/self/status), in KiB; `None`
+/// where there is no procfs.
+pub fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// DESIGN.md §11's Table II groups over every counted peer, then (when `settled_secs`

@@ -361,13 +361,14 @@ pub fn run(args: Args) -> Result<(), String> {
         let groups = if table_two { groups_with_settled(report, args.settled_secs) } else { Vec::new() };
         println!("\n== {policy} ==\n{}", report.table_with_groups(&groups));
         println!(
-            "concurrent viewers: peak {}, mean {:.0}; {} LC deliveries in {:.1} s wall: {:.0} LC/s, {:.1} s wall per simulated hour",
+            "concurrent viewers: peak {}, mean {:.0}; {} LC deliveries in {:.1} s wall: {:.0} LC/s, {:.1} s wall per simulated hour; peak RSS {}",
             speed.peak_concurrent,
             speed.mean_concurrent,
             speed.lc_deliveries,
             speed.wall_secs,
             speed.lc_deliveries_per_wall_sec,
-            speed.wall_secs_per_simulated_hour
+            speed.wall_secs_per_simulated_hour,
+            speed.peak_rss_kb.map_or("unknown".to_string(), |kb| format!("{:.1} MB", kb as f64 / 1024.0))
         );
         if args.download_kbps.is_some() {
             println!(
