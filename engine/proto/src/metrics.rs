@@ -3,11 +3,11 @@
 //! table of outstanding requests the receiver-side delivery latency is measured from.
 //! Owns no clock and no I/O; drivers only read and merge what is recorded here.
 
-use crate::peer::fasthash::FastMap;
 use crate::time::Time;
 use hdrhistogram::Histogram;
 use layerp2p_codec::LcId;
 use serde::{Serialize, Serializer};
+use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
@@ -149,51 +149,122 @@ impl Latencies {
     }
 }
 
-/// When each outstanding request left the receiver, bounded by
-/// [`MAX_TRACKED_REQUESTS`]; entries older than the caller's horizon are pruned.
+/// When each outstanding request left the receiver: per layer, a run of send times
+/// indexed by sequence (requests are a window's missing LCs, so they are dense). A
+/// hash map keyed by LC cost a hash insert per request id, re-asked every round (~6 %
+/// of a simulation's instructions), and more memory than the run. A run spans at most
+/// [`MAX_TRACKED_REQUESTS`] sequences per layer; requests beyond go untracked.
 #[derive(Debug, Default)]
 pub struct RequestTimes {
-    sent: FastMap<LcId, Time>,
+    layers: Vec<SentRun>,
+    /// Requests sent before this were dropped by their suppliers: not counted.
+    horizon: Time,
+}
+
+/// Send times (µs) of sequences `base..base + times.len()` of one layer; `NOT_SENT`
+/// where there is none.
+#[derive(Debug, Default)]
+struct SentRun {
+    base: u32,
+    times: VecDeque<u64>,
+}
+
+const NOT_SENT: u64 = u64::MAX;
+
+impl SentRun {
+    #[inline]
+    fn index(&self, seq: u32) -> Option<usize> {
+        let i = seq.checked_sub(self.base)? as usize;
+        (i < self.times.len()).then_some(i)
+    }
 }
 
 impl RequestTimes {
-    /// Notes that `id` was requested at `now` (untracked when the table is full).
+    /// Notes that `id` was requested at `now` (untracked if the layer's run would span
+    /// more than [`MAX_TRACKED_REQUESTS`] sequences).
+    #[inline]
     pub fn requested(&mut self, id: LcId, now: Time) {
-        if self.sent.len() < MAX_TRACKED_REQUESTS || self.sent.contains_key(&id) {
-            self.sent.insert(id, now);
+        // Mostly an LC asked again, within the run: one store.
+        if let Some(run) = self.layers.get_mut(id.layer.index())
+            && let Some(i) = run.index(id.seq.0)
+        {
+            run.times[i] = now.0;
+            return;
         }
+        self.requested_outside(id, now);
     }
 
-    /// The time `id` was requested, forgetting it; `None` if it was never tracked.
+    /// [`RequestTimes::requested`] for an LC outside its layer's run: grows the run.
+    #[inline(never)]
+    fn requested_outside(&mut self, id: LcId, now: Time) {
+        let li = id.layer.index();
+        if li >= self.layers.len() {
+            self.layers.resize_with(li + 1, SentRun::default);
+        }
+        let run = &mut self.layers[li];
+        let seq = id.seq.0;
+        if run.times.is_empty() {
+            run.base = seq;
+        }
+        let end = run.base as u64 + run.times.len() as u64;
+        let span = end.max(seq as u64 + 1) - u64::from(run.base.min(seq));
+        if span > MAX_TRACKED_REQUESTS as u64 {
+            return;
+        }
+        while seq < run.base {
+            run.times.push_front(NOT_SENT);
+            run.base -= 1;
+        }
+        let i = (seq - run.base) as usize;
+        if i >= run.times.len() {
+            run.times.resize(i + 1, NOT_SENT);
+        }
+        run.times[i] = now.0;
+    }
+
+    /// The time `id` was requested, forgetting it; `None` if it was never tracked or
+    /// was sent before the last prune's horizon.
     pub fn arrived(&mut self, id: LcId) -> Option<Time> {
-        self.sent.remove(&id)
+        let run = self.layers.get_mut(id.layer.index())?;
+        let i = run.index(id.seq.0)?;
+        let t = std::mem::replace(&mut run.times[i], NOT_SENT);
+        (t != NOT_SENT && t >= self.horizon.0).then_some(Time(t))
     }
 
     /// Forgets requests sent before `horizon` (their suppliers have dropped them), and
     /// gives back memory a burst (a start-up request of a whole window) left behind.
-    /// Room for a quarter more than is tracked is kept: a round re-asks mostly the
-    /// same LCs, so the table barely grows between prunes, and a table kept at up to
-    /// four times its contents was a tenth of a simulated viewer's memory.
     pub fn prune(&mut self, horizon: Time) {
-        self.sent.retain(|_, t| *t >= horizon);
-        if self.sent.capacity() > 2 * self.sent.len().max(64) {
-            self.sent.shrink_to(self.sent.len() + self.sent.len() / 4);
+        self.horizon = horizon;
+        let dead = |t: &u64| *t == NOT_SENT || *t < horizon.0;
+        for run in &mut self.layers {
+            while run.times.front().is_some_and(dead) {
+                run.times.pop_front();
+                run.base = run.base.wrapping_add(1);
+            }
+            while run.times.back().is_some_and(dead) {
+                run.times.pop_back();
+            }
+            let len = run.times.len();
+            if run.times.capacity() > 2 * len.max(64) {
+                run.times.shrink_to(len + len / 4);
+            }
         }
     }
 
     /// Entries the table has room for without growing.
     pub fn capacity(&self) -> usize {
-        self.sent.capacity()
+        self.layers.iter().map(|r| r.times.capacity()).sum()
     }
 
-    /// Requests tracked.
+    /// Requests tracked (sent at or after the last prune's horizon, not yet arrived).
     pub fn len(&self) -> usize {
-        self.sent.len()
+        let live = |t: &&u64| **t != NOT_SENT && **t >= self.horizon.0;
+        self.layers.iter().map(|r| r.times.iter().filter(live).count()).sum()
     }
 
     /// True if no request is tracked.
     pub fn is_empty(&self) -> bool {
-        self.sent.is_empty()
+        self.len() == 0
     }
 }
 
@@ -247,5 +318,25 @@ mod tests {
         t.prune(Time::from_secs(2));
         assert!(t.is_empty());
         assert!(t.capacity() <= 2 * 64, "capacity {} kept after the burst", t.capacity());
+    }
+
+    #[test]
+    fn request_times_follow_re_requests_layers_and_the_horizon() {
+        let id = |layer, seq| LcId { layer: LayerId::from_index(layer), seq: Seq(seq) };
+        let mut t = RequestTimes::default();
+        t.requested(id(2, 500), Time(10));
+        t.requested(id(0, 100), Time(10));
+        // Below the run's first sequence, and asked again later: the latest time counts.
+        t.requested(id(0, 90), Time(20));
+        t.requested(id(0, 100), Time(30));
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.arrived(id(0, 100)), Some(Time(30)));
+        assert_eq!(t.arrived(id(0, 95)), None, "never requested");
+        assert_eq!(t.arrived(id(1, 500)), None, "other layer");
+        t.prune(Time(15));
+        // Sent before the horizon: dropped by its supplier, not a delivery to time.
+        assert_eq!(t.arrived(id(2, 500)), None);
+        assert_eq!(t.arrived(id(0, 90)), Some(Time(20)));
+        assert!(t.is_empty());
     }
 }
