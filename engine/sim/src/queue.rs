@@ -213,7 +213,6 @@ mod tests {
         let mut q = EventQueue::default();
         let mut expect = Vec::new();
         let mut now = 0u64;
-        let mut id = 0u64;
         // Pushes at or after the clock (as the driver makes them), some at the same
         // instant, some within a bucket, some beyond the ring's span; pops interleaved.
         for step in 0..20_000u64 {
@@ -224,9 +223,9 @@ mod tests {
                     7 | 8 => rng.random_range(0..2_000_000),
                     _ => rng.random_range(0..60_000_000),
                 };
-            q.push(Time(at), id);
-            expect.push((Time(at), id));
-            id += 1;
+            // The step number names the event.
+            q.push(Time(at), step);
+            expect.push((Time(at), step));
             if step % 3 == 0 {
                 now += rng.random_range(0..3_000);
                 let got = drain(&mut q, Time(now));
