@@ -20,6 +20,10 @@ pub struct Snapshot {
     pub stats: PeerStats,
     /// Peers registered at a tracker this shard runs (embedded or standalone).
     pub tracker_peers: Option<usize>,
+    /// That tracker's counters.
+    pub tracker: Option<TrackerStats>,
+    /// The shard's socket counters so far (every socket it drives).
+    pub io: IoStats,
 }
 
 /// The live one-line status of a node.
@@ -249,6 +253,8 @@ mod tests {
             queued: 0,
             stats: PeerStats { layers, bytes_up: up, ..Default::default() },
             tracker_peers: None,
+            tracker: None,
+            io: IoStats::default(),
         }
     }
 
