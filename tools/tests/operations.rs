@@ -172,6 +172,7 @@ fn metrics_validate_move_and_survive_bad_requests() {
     assert!(value(&seed_text, sent_series) > value(&seed_first, sent_series), "the seed's LCs sent do not move");
     assert!(seed_text.contains("layerp2p_tracker_peers{role=\"seed\""), "embedded tracker metrics:\n{seed_text}");
     assert!(!seed_text.contains("127.0.0.1"), "no series is labelled by a peer's address");
+    dashboard_uses_only_exposed_metrics(&(second.clone() + &seed_text));
 
     // Bad input to the HTTP port: refused, never fatal.
     for bad in [&b"\x16\x03\x01\x02\x00garbage\r\n\r\n"[..], b"GET\r\n\r\n", b"POST /metrics HTTP/1.1\r\n\r\n"] {
@@ -266,4 +267,36 @@ fn logs_are_json_lines_filtered_by_rust_log() {
     assert!(line["fields"]["message"].as_str().is_some_and(|m| m.contains("tracker listening")), "{first}");
     let quiet = run("warn");
     assert!(!String::from_utf8_lossy(&quiet.stderr).contains("tracker listening"), "RUST_LOG=warn drops info");
+}
+
+/// Every metric the Grafana dashboard queries is one the nodes expose.
+fn dashboard_uses_only_exposed_metrics(exposed: &str) {
+    let dashboard = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/grafana/layerp2p.json"))
+        .expect("the dashboard");
+    let json: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    let panels = json["panels"].as_array().expect("panels");
+    let mut names = 0;
+    for expr in
+        panels.iter().flat_map(|p| p["targets"].as_array().into_iter().flatten()).filter_map(|t| t["expr"].as_str())
+    {
+        for word in
+            expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("layerp2p_"))
+        {
+            names += 1;
+            assert!(
+                exposed.lines().any(|l| l.starts_with(word)),
+                "the dashboard queries {word}, which no node exposes"
+            );
+        }
+    }
+    assert!(names >= 20, "the dashboard queries {names} metrics");
+}
+
+#[test]
+fn packaged_relay_config_is_accepted() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/relay.toml");
+    let out = Command::new(BIN).args(["relay", "--config", path, "--print-config"]).output().expect("runs");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(printed.lines().any(|l| l == "metrics-listen = \"127.0.0.1:9102\""), "{printed}");
 }
