@@ -20,6 +20,10 @@ pub struct Snapshot {
     pub stats: PeerStats,
     /// Peers registered at a tracker this shard runs (embedded or standalone).
     pub tracker_peers: Option<usize>,
+    /// That tracker's counters.
+    pub tracker: Option<TrackerStats>,
+    /// The shard's socket counters so far (every socket it drives).
+    pub io: IoStats,
 }
 
 /// The live one-line status of a node.
@@ -40,6 +44,9 @@ pub struct Status {
     /// LCs and LC bytes sent since the start, all shards.
     pub lcs_up: u64,
     pub bytes_up: u64,
+    /// LCs played in time and missed since the start, per layer (index 0 = layer 1).
+    pub played_lcs: Vec<u64>,
+    pub missed_lcs: Vec<u64>,
 }
 
 impl fmt::Display for Status {
@@ -140,6 +147,8 @@ impl StatusMeter {
             tracker_peers: shards.iter().find_map(|(s, _)| s.tracker_peers),
             lcs_up: total.lcs_up,
             bytes_up: total.bytes_up,
+            played_lcs: total.layers.iter().map(|l| l.played).collect(),
+            missed_lcs: total.layers.iter().map(|l| l.missed).collect(),
         })
     }
 }
@@ -249,6 +258,8 @@ mod tests {
             queued: 0,
             stats: PeerStats { layers, bytes_up: up, ..Default::default() },
             tracker_peers: None,
+            tracker: None,
+            io: IoStats::default(),
         }
     }
 

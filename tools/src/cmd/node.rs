@@ -5,6 +5,7 @@
 //! summary (on stderr when stdout carries the video) and turns Ctrl-C into a stop.
 
 use super::args::{IncentiveArgs, NeighbourArgs, PolicyArg, Video};
+use super::ops::{Ops, drain_on_signals};
 use clap::Args as ClapArgs;
 use layerp2p_codec::synthetic::SyntheticSource;
 use layerp2p_codec::video::encoder::EncoderConfig;
@@ -13,8 +14,9 @@ use layerp2p_codec::video::{FrameRate, Resolution};
 use layerp2p_codec::{Kbps, LayerPlan, LcSource};
 use layerp2p_engine::channel::{self, channel_id, plan_text};
 use layerp2p_engine::integrity::ContentAuth;
+use layerp2p_engine::runtime::exposition::NodeMetrics;
 use layerp2p_engine::runtime::playout::Playout;
-use layerp2p_engine::runtime::role::{NodeSpec, run_node_playing, run_tracker};
+use layerp2p_engine::runtime::role::{NodeSpec, run_node_observed, run_tracker_observed};
 use layerp2p_engine::runtime::status::{NodeSummary, Status};
 use layerp2p_engine::wire::Role;
 use layerp2p_engine::{PeerConfig, TrackerConfig};
@@ -41,6 +43,8 @@ pub struct Common {
     /// Seed of every random choice the node makes.
     #[arg(long, default_value_t = 1)]
     rng_seed: u64,
+    #[command(flatten)]
+    ops: Ops,
 }
 
 /// Flags of the roles that run the protocol (seed, relay, peer).
@@ -244,15 +248,6 @@ pub struct PeerArgs {
     common: Common,
 }
 
-/// Sets `stop` on Ctrl-C (SIGINT) and SIGTERM.
-fn stop_on_signals() -> Result<Arc<AtomicBool>, String> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
-    }
-    Ok(stop)
-}
-
 /// Prints each status (a live line on a terminal, JSON lines with --json, a line
 /// every 10 s otherwise) and sets `stop` once --duration has passed.
 fn status_printer(common: &Common, stop: Arc<AtomicBool>) -> impl FnMut(&Status) + use<> {
@@ -270,7 +265,7 @@ fn status_printer(common: &Common, stop: Arc<AtomicBool>) -> impl FnMut(&Status)
             let _ = std::io::stderr().flush();
         } else if s.elapsed_s as u64 >= last_plain + 10 {
             last_plain = s.elapsed_s as u64;
-            eprintln!("{s}");
+            tracing::info!("{s}");
         }
         if duration > 0 && start.elapsed() >= Duration::from_secs(duration) {
             stop.store(true, Ordering::Relaxed);
@@ -297,12 +292,15 @@ fn finish(common: &Common, summary: NodeSummary, stdout_busy: bool) -> Result<()
 }
 
 pub fn tracker(args: TrackerArgs) -> Result<(), String> {
-    let stop = stop_on_signals()?;
-    eprintln!("tracker listening on {} (Ctrl-C to stop)", args.listen);
+    args.common.ops.init_logs();
+    let metrics = NodeMetrics::new("tracker", None, 1);
+    let _server = args.common.ops.serve_metrics(&metrics)?;
+    let stop = drain_on_signals()?;
+    tracing::info!("tracker listening on {} (Ctrl-C to stop)", args.listen);
     let mut print = status_printer(&args.common, stop.clone());
-    let summary =
-        run_tracker(args.listen, TrackerConfig::default(), args.common.rng_seed, args.common.core, stop, &mut print)
-            .map_err(|e| e.to_string())?;
+    let (listen, seed, core) = (args.listen, args.common.rng_seed, args.common.core);
+    let summary = run_tracker_observed(listen, TrackerConfig::default(), seed, core, stop, &metrics, &mut print)
+        .map_err(|e| e.to_string())?;
     finish(&args.common, summary, false)
 }
 
@@ -346,14 +344,17 @@ fn node(
         None => None,
     };
     let (playout, sink) = playout.unzip();
-    let stop = stop_on_signals()?;
+    let metrics = spec.metrics();
+    let _server = common.ops.serve_metrics(&metrics)?;
+    let stop = drain_on_signals()?;
     let mut print = status_printer(common, stop.clone());
-    let summary = run_node_playing(spec, source, sink, stop, &mut print).map_err(|e| e.to_string())?;
+    let summary = run_node_observed(spec, source, sink, stop, &metrics, &mut print).map_err(|e| e.to_string())?;
     if let Some(p) = playout {
         let report = p.finish().map_err(|e| format!("writing the output: {e}"))?;
-        eprintln!(
+        tracing::info!(
             "output: {} frames written, {} played LCs dropped (writer behind)",
-            report.frames_written, report.lcs_dropped
+            report.frames_written,
+            report.lcs_dropped
         );
     }
     finish(common, summary, stdout_busy)
@@ -415,6 +416,7 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 }
 
 pub fn seed(args: SeedArgs) -> Result<(), String> {
+    args.common.ops.init_logs();
     let tracker = args.tracker.unwrap_or(reachable(args.tracker_listen));
     let auth = match &args.key {
         Some(path) => ContentAuth::Sign(channel::read_secret_key(path).map_err(|e| e.to_string())?),
@@ -440,19 +442,23 @@ pub fn seed(args: SeedArgs) -> Result<(), String> {
         rng_seed: args.common.rng_seed,
     };
     match args.tracker {
-        Some(t) => eprintln!("seed on {} with tracker {t}, {} shard(s) (Ctrl-C to stop)", args.listen, args.shards),
-        None => eprintln!(
+        Some(t) => {
+            tracing::info!("seed on {} with tracker {t}, {} shard(s) (Ctrl-C to stop)", args.listen, args.shards)
+        }
+        None => tracing::info!(
             "seed on {} with its own tracker on {}, {} shard(s) (Ctrl-C to stop)",
-            args.listen, args.tracker_listen, args.shards
+            args.listen,
+            args.tracker_listen,
+            args.shards
         ),
     }
     match auth.verifying_key() {
-        Some(k) => eprintln!(
+        Some(k) => tracing::info!(
             "channel: --plan {} --channel-key {} (give both to every relay and peer)",
             plan_text(&plan),
             channel::to_hex(k.as_bytes())
         ),
-        None => eprintln!(
+        None => tracing::warn!(
             "channel: --plan {} (give it to every relay and peer); content is NOT signed: no --key",
             plan_text(&plan)
         ),
@@ -480,11 +486,11 @@ fn membership(protocol: &Protocol, m: &Member) -> Result<(LayerPlan, ContentAuth
     let auth = match m.channel_key {
         Some(k) => ContentAuth::Verify(k),
         None => {
-            eprintln!("warning: no --channel-key: content is not checked, and only a seed without --key is found");
+            tracing::warn!("no --channel-key: content is not checked, and only a seed without --key is found");
             ContentAuth::Off
         }
     };
-    eprintln!("joining channel --plan {}", plan_text(&plan));
+    tracing::info!("joining channel --plan {}", plan_text(&plan));
     Ok((plan, auth))
 }
 
@@ -507,8 +513,8 @@ fn member(
     if role == Role::Peer {
         let (l_n, layers) = (peer.threshold_layer(), peer.plan.layers());
         match l_n {
-            0 => eprintln!("threshold layer l_n = 0 of {layers}: every layer is a probing request"),
-            _ => eprintln!(
+            0 => tracing::info!("threshold layer l_n = 0 of {layers}: every layer is a probing request"),
+            _ => tracing::info!(
                 "threshold layer l_n = {l_n} of {layers}: layers 1..={l_n} are regular requests, asked for first"
             ),
         }
@@ -525,6 +531,7 @@ fn member(
 }
 
 pub fn relay(args: RelayArgs) -> Result<(), String> {
+    args.common.ops.init_logs();
     let n_max = args.n_max as usize;
     let tune = |pc: &mut PeerConfig| {
         pc.n_max = n_max;
@@ -534,6 +541,7 @@ pub fn relay(args: RelayArgs) -> Result<(), String> {
 }
 
 pub fn peer(args: PeerArgs) -> Result<(), String> {
+    args.common.ops.init_logs();
     let download = args.download_kbps.map(Kbps);
     let tune = |pc: &mut PeerConfig| {
         pc.download = download;
