@@ -28,10 +28,11 @@
 use super::driver::{Clock, IoStats, drive};
 use super::ingest::{fan_out, fanout_channel, ingest, receive};
 use super::playout::PlayoutSink;
-use super::status::{NodeSummary, Snapshot, Status, StatusMeter};
+use super::status::{NeighbourSummary, NodeSummary, Snapshot, Status, StatusMeter};
 use glommio::{LocalExecutorBuilder, Placement};
 use layerp2p_codec::{Kbps, LcSource};
 use layerp2p_proto::config::PeerConfig;
+use layerp2p_proto::peer::nat::NatStatus;
 use layerp2p_proto::peer::{Peer, PeerStats};
 use layerp2p_proto::tracker::{Tracker, TrackerConfig, TrackerStats};
 use layerp2p_proto::wire::Role;
@@ -167,6 +168,8 @@ struct ShardResult {
     io: IoStats,
     counted_seconds: f64,
     tracker: Option<TrackerStats>,
+    nat: Option<NatStatus>,
+    neighbours: Vec<NeighbourSummary>,
 }
 
 /// Binds one socket per shard on `addr`, sharing its port (`udp::bind_shared`).
@@ -251,6 +254,8 @@ fn summarize(
     let mut io = IoStats::default();
     let mut tracker = None;
     let mut counted_seconds: f64 = 0.0;
+    let nat = results.iter().find_map(|r| r.nat.clone());
+    let neighbours = results.iter().flat_map(|r| r.neighbours.iter().cloned()).collect();
     for r in &results {
         stats.merge(&r.stats);
         io.add(&r.io);
@@ -271,6 +276,8 @@ fn summarize(
         tracker,
         stats,
         io,
+        nat,
+        neighbours,
     }
 }
 
@@ -322,6 +329,7 @@ fn tracker_snapshot(shard: usize, clock: Clock, t: &Tracker) -> Snapshot {
         queued: 0,
         stats: PeerStats::default(),
         tracker_peers: Some(peers),
+        nat: None,
     }
 }
 
@@ -406,7 +414,9 @@ pub fn run_node_playing(
                 let tracker = Rc::new(RefCell::new(Tracker::new(TrackerConfig::default(), rng_seed ^ 0x7AC4)));
                 (tracker.clone(), glommio::spawn_local(drive(tracker, socket, clock, stop.clone())))
             });
-            let peer = Peer::new(cfg, rng_seed, clock.now()).map_err(|e| io::Error::other(e.to_string()))?;
+            let local = socket.local_addr()?;
+            let mut peer = Peer::new(cfg, rng_seed, clock.now()).map_err(|e| io::Error::other(e.to_string()))?;
+            peer.set_local_addrs(udp::local_addrs(local));
             let peer = Rc::new(RefCell::new(peer));
             let mut upstream_task = None;
             if let Some(source) = source {
@@ -441,6 +451,7 @@ pub fn run_node_playing(
                     queued: p.queued_requests(),
                     stats: p.stats(),
                     tracker_peers: t.as_ref().map(|t| t.borrow().peer_count(p.config().channel)),
+                    nat: Some(p.nat_status()),
                 }
             }))
             .detach();
@@ -472,7 +483,12 @@ pub fn run_node_playing(
             if let Some(up) = upstream_stats {
                 stats.merge(&up);
             }
-            Ok(ShardResult { stats, io, counted_seconds, tracker: tracker_stats })
+            let neighbours = p
+                .neighbour_traffic()
+                .map(|(addr, bytes_up, bytes_down)| NeighbourSummary { addr: addr.to_string(), bytes_up, bytes_down })
+                .collect();
+            let nat = Some(p.nat_status());
+            Ok(ShardResult { stats, io, counted_seconds, tracker: tracker_stats, nat, neighbours })
         })?;
         handles.push(handle);
     }

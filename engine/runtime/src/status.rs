@@ -5,6 +5,7 @@
 
 use super::driver::IoStats;
 use layerp2p_proto::peer::PeerStats;
+use layerp2p_proto::peer::nat::NatStatus;
 use layerp2p_proto::time::Time;
 use layerp2p_proto::tracker::TrackerStats;
 use serde::Serialize;
@@ -20,6 +21,8 @@ pub struct Snapshot {
     pub stats: PeerStats,
     /// Peers registered at a tracker this shard runs (embedded or standalone).
     pub tracker_peers: Option<usize>,
+    /// What the node measured of its NAT (viewers and relays).
+    pub nat: Option<NatStatus>,
 }
 
 /// The live one-line status of a node.
@@ -40,6 +43,7 @@ pub struct Status {
     /// LCs and LC bytes sent since the start, all shards.
     pub lcs_up: u64,
     pub bytes_up: u64,
+    pub nat: Option<NatStatus>,
 }
 
 impl fmt::Display for Status {
@@ -59,6 +63,9 @@ impl fmt::Display for Status {
         }
         if let Some(p) = self.tracker_peers {
             write!(f, "  tracker peers {p}")?;
+        }
+        if let Some(n) = self.nat.as_ref().filter(|n| n.reflexive.is_some()) {
+            write!(f, "  {}", nat_text(n))?;
         }
         Ok(())
     }
@@ -140,8 +147,26 @@ impl StatusMeter {
             tracker_peers: shards.iter().find_map(|(s, _)| s.tracker_peers),
             lcs_up: total.lcs_up,
             bytes_up: total.bytes_up,
+            nat: shards.iter().find_map(|(s, _)| s.nat.clone()),
         })
     }
+}
+
+/// "nat cone, seen at 203.0.113.9:4000".
+fn nat_text(n: &NatStatus) -> String {
+    let kind = serde_json::to_value(n.nat).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    match n.reflexive {
+        Some(at) => format!("nat {kind}, seen at {at}"),
+        None => format!("nat {kind}"),
+    }
+}
+
+/// One neighbour at exit: LC data bytes each way.
+#[derive(Clone, Debug, Serialize)]
+pub struct NeighbourSummary {
+    pub addr: String,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
 }
 
 /// alpha with `digits` decimals, or "-" when nothing was counted.
@@ -166,6 +191,9 @@ pub struct NodeSummary {
     pub stats: PeerStats,
     pub io: IoStats,
     pub tracker: Option<TrackerStats>,
+    pub nat: Option<NatStatus>,
+    /// Neighbours at exit (one-shard nodes).
+    pub neighbours: Vec<NeighbourSummary>,
 }
 
 impl NodeSummary {
@@ -231,6 +259,9 @@ impl NodeSummary {
                 t.joins, t.leaves, t.expired, t.lists_sent
             );
         }
+        if let Some(n) = self.nat.as_ref().filter(|n| n.reflexive.is_some()) {
+            let _ = writeln!(s, "  {}", nat_text(n));
+        }
         s
     }
 }
@@ -249,6 +280,7 @@ mod tests {
             queued: 0,
             stats: PeerStats { layers, bytes_up: up, ..Default::default() },
             tracker_peers: None,
+            nat: None,
         }
     }
 

@@ -109,13 +109,25 @@ fn parse_plan_arg(s: &str) -> Result<LayerPlan, String> {
     channel::parse_plan(s).map_err(|e| e.to_string())
 }
 
+/// HOST:PORT resolved once at start (the first address a name resolves to).
+fn parse_host_port(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    s.to_socket_addrs()
+        .map_err(|e| format!("{s:?} is not HOST:PORT: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
+
 pub(super) fn parse_key_arg(s: &str) -> Result<channel::PublicKey, String> {
     channel::parse_public_key(s).map_err(|e| e.to_string())
 }
 
 #[derive(ClapArgs, Debug)]
 pub struct TrackerArgs {
-    /// Address to listen on.
+    /// Address to listen on (`[::]:PORT`: IPv4 and IPv6 at once).
     #[arg(long, default_value = "0.0.0.0:7700")]
     listen: SocketAddr,
     #[command(flatten)]
@@ -124,11 +136,12 @@ pub struct TrackerArgs {
 
 #[derive(ClapArgs, Debug)]
 pub struct SeedArgs {
-    /// Address to listen on (all shards share it).
+    /// Address to listen on, shared by all shards (`[::]:PORT`: IPv4 and IPv6 at once).
     #[arg(long, default_value = "0.0.0.0:7701")]
     listen: SocketAddr,
-    /// Register with this tracker; without it the seed runs its own at --tracker-listen.
-    #[arg(long)]
+    /// Register with this tracker (HOST:PORT, a name or an IPv4/IPv6 address); without
+    /// it the seed runs its own at --tracker-listen.
+    #[arg(long, value_parser = parse_host_port)]
     tracker: Option<SocketAddr>,
     /// Where the embedded tracker listens (when --tracker is not given).
     #[arg(long, default_value = "0.0.0.0:7700")]
@@ -183,11 +196,13 @@ pub struct KeygenArgs {
 /// Where a relay or peer listens, which swarm it joins and the key it checks with.
 #[derive(ClapArgs, Debug)]
 pub struct Member {
-    /// Address to listen on.
+    /// Address to listen on (`[::]:PORT`: IPv4 and IPv6 at once).
     #[arg(long, default_value = "0.0.0.0:0")]
     listen: SocketAddr,
-    /// The swarm's tracker.
-    #[arg(long)]
+    /// The swarm's tracker: HOST:PORT, a name or an address (`[2001:db8::1]:7700`).
+    /// Behind a NAT nothing else is needed: the peer learns its public address and
+    /// NAT type and punches holes through the tracker's introductions.
+    #[arg(long, value_parser = parse_host_port)]
     tracker: SocketAddr,
     /// The channel's public key, 64 hex digits (what the seed and `layerp2p keygen`
     /// print): every LC is checked against manifests it signed. Without it nothing is
