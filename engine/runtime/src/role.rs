@@ -28,7 +28,7 @@
 use super::driver::{Clock, IoStats, drive};
 use super::ingest::{fan_out, fanout_channel, ingest, receive};
 use super::playout::PlayoutSink;
-use super::status::{NeighbourSummary, NodeSummary, Snapshot, Status, StatusMeter};
+use super::status::{NeighbourSummary, NodeSummary, Snapshot, Status, StatusMeter, UploadEstimate};
 use glommio::{LocalExecutorBuilder, Placement};
 use layerp2p_codec::{Kbps, LcSource};
 use layerp2p_proto::config::PeerConfig;
@@ -330,6 +330,7 @@ fn tracker_snapshot(shard: usize, clock: Clock, t: &Tracker) -> Snapshot {
         stats: PeerStats::default(),
         tracker_peers: Some(peers),
         nat: None,
+        upload_estimate: None,
     }
 }
 
@@ -452,6 +453,10 @@ pub fn run_node_playing(
                     stats: p.stats(),
                     tracker_peers: t.as_ref().map(|t| t.borrow().peer_count(p.config().channel)),
                     nat: Some(p.nat_status()),
+                    upload_estimate: p.upload_estimate().map(|(rate, delay)| UploadEstimate {
+                        kbps: f64::from(rate.0),
+                        queueing_delay_ms: delay.map(|d| d.as_secs_f64() * 1000.0),
+                    }),
                 }
             }))
             .detach();

@@ -23,6 +23,15 @@ pub struct Snapshot {
     pub tracker_peers: Option<usize>,
     /// What the node measured of its NAT (viewers and relays).
     pub nat: Option<NatStatus>,
+    /// The measured upload (`--upload-kbps auto`).
+    pub upload_estimate: Option<UploadEstimate>,
+}
+
+/// The measured upload and the queueing delay it keeps on the uplink.
+#[derive(Clone, Debug, Serialize)]
+pub struct UploadEstimate {
+    pub kbps: f64,
+    pub queueing_delay_ms: Option<f64>,
 }
 
 /// The live one-line status of a node.
@@ -44,6 +53,7 @@ pub struct Status {
     pub lcs_up: u64,
     pub bytes_up: u64,
     pub nat: Option<NatStatus>,
+    pub upload_estimate: Option<UploadEstimate>,
 }
 
 impl fmt::Display for Status {
@@ -66,6 +76,12 @@ impl fmt::Display for Status {
         }
         if let Some(n) = self.nat.as_ref().filter(|n| n.reflexive.is_some()) {
             write!(f, "  {}", nat_text(n))?;
+        }
+        if let Some(u) = &self.upload_estimate {
+            write!(f, "  uplink {:.0} kbps", u.kbps)?;
+            if let Some(d) = u.queueing_delay_ms {
+                write!(f, " (+{d:.0} ms)")?;
+            }
         }
         Ok(())
     }
@@ -148,6 +164,7 @@ impl StatusMeter {
             lcs_up: total.lcs_up,
             bytes_up: total.bytes_up,
             nat: shards.iter().find_map(|(s, _)| s.nat.clone()),
+            upload_estimate: shards.iter().find_map(|(s, _)| s.upload_estimate.clone()),
         })
     }
 }
@@ -281,6 +298,7 @@ mod tests {
             stats: PeerStats { layers, bytes_up: up, ..Default::default() },
             tracker_peers: None,
             nat: None,
+            upload_estimate: None,
         }
     }
 

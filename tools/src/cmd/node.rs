@@ -237,9 +237,11 @@ pub struct RelayArgs {
 pub struct PeerArgs {
     #[command(flatten)]
     member: Member,
-    /// Upload cap in kbps; 0 makes a free-rider.
-    #[arg(long)]
-    upload_kbps: u32,
+    /// Upload cap in kbps; 0 makes a free-rider. `auto` (the default) measures it: a
+    /// delay-based controller (LEDBAT, RFC 6817) finds the rate at which the uplink
+    /// starts to queue and keeps the added delay near 50 ms; l_n follows it.
+    #[arg(long, default_value = "auto", value_parser = parse_upload)]
+    upload_kbps: Upload,
     /// Download capacity of this peer's access link in kbps, if below its upload:
     /// the peer then asks first only for the layers its link carries (threshold
     /// layer l_n from the smaller of the two). Nothing is throttled. Unset: only
@@ -548,11 +550,34 @@ pub fn relay(args: RelayArgs) -> Result<(), String> {
     member(Role::Relay, &args.member, args.upload_kbps, tune, args.shards, &args.protocol, None, &args.common)
 }
 
+/// `--upload-kbps`: a cap, or measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upload {
+    Kbps(u32),
+    Auto,
+}
+
+/// The ceiling of a measured upload (far above any access link).
+const AUTO_UPLOAD_CEILING_KBPS: u32 = 1_000_000;
+
+fn parse_upload(s: &str) -> Result<Upload, String> {
+    match s {
+        "auto" => Ok(Upload::Auto),
+        n => n.parse().map(Upload::Kbps).map_err(|_| format!("{n:?} is neither `auto` nor a number of kbps")),
+    }
+}
+
 pub fn peer(args: PeerArgs) -> Result<(), String> {
     let download = args.download_kbps.map(Kbps);
+    let auto = args.upload_kbps == Upload::Auto;
     let tune = |pc: &mut PeerConfig| {
         pc.download = download;
+        pc.upload_auto = auto;
         args.neighbours.apply(pc)
     };
-    member(Role::Peer, &args.member, args.upload_kbps, tune, 1, &args.protocol, args.output, &args.common)
+    let upload = match args.upload_kbps {
+        Upload::Kbps(k) => k,
+        Upload::Auto => AUTO_UPLOAD_CEILING_KBPS,
+    };
+    member(Role::Peer, &args.member, upload, tune, 1, &args.protocol, args.output, &args.common)
 }

@@ -10,6 +10,7 @@ pub mod playback;
 pub mod receiver;
 pub mod store;
 pub mod supplier;
+pub mod uplink;
 
 use crate::bucket::TokenBucket;
 use crate::config::PeerConfig;
@@ -241,6 +242,8 @@ pub struct Peer {
     requested: RequestTimes,
     /// The NAT in front of us and hole punching (`nat`).
     nat: nat::Nat,
+    /// The measured upload (`upload_auto`), and LC bytes sent up to its last update.
+    uplink: Option<(uplink::Uplink, u64)>,
     stats: PeerStats,
 }
 
@@ -287,10 +290,15 @@ impl Peer {
             replace_tries: 0,
             requested: RequestTimes::default(),
             nat: nat::Nat::default(),
+            uplink: cfg.upload_auto.then(|| (uplink::Uplink::new(cfg.upload.bits_per_sec() as f64), 0)),
             stats: PeerStats { layers: vec![LayerStats::default(); layers], ..Default::default() },
             rng,
             cfg,
         };
+        if let Some((up, _)) = &peer.uplink {
+            let start = Kbps((up.rate_bps() / 1000.0) as u32);
+            peer.apply_upload(now, start);
+        }
         if let Some(tracker) = peer.cfg.tracker {
             let join = Message::Join { channel: peer.cfg.channel, peer: peer.id, role: peer.cfg.role };
             peer.send(tracker, Self::padded(vec![join]));
@@ -338,6 +346,12 @@ impl Peer {
     pub fn download_rate_from(&self, addr: &SocketAddr) -> Option<Kbps> {
         let slot = self.neighbours.slot_of(addr)?;
         Some(Kbps((self.neighbours.get(slot)?.rate.bits_per_sec() / 1000) as u32))
+    }
+
+    /// The measured upload and the uplink's queueing delay (`upload_auto` only).
+    pub fn upload_estimate(&self) -> Option<(Kbps, Option<Duration>)> {
+        let (up, _) = self.uplink.as_ref()?;
+        Some((Kbps((up.rate_bps() / 1000.0) as u32), up.queueing_delay()))
     }
 
     /// The playback threshold layer l_n.
@@ -703,6 +717,11 @@ impl Peer {
             if rtt < 10_000_000 {
                 let sample = Duration::from_micros(rtt);
                 n.rtt = Some(n.rtt.map_or(sample, |r| (r * 7 + sample) / 8));
+                let base = n.base_rtt.map_or(sample, |b| b.min(sample));
+                n.base_rtt = Some(base);
+                if let Some((up, _)) = &mut self.uplink {
+                    up.on_sample(now, sample, base);
+                }
             }
         }
         if m.map.layers().len() != self.cfg.plan.layers() {
@@ -1001,6 +1020,7 @@ impl Peer {
             self.remove_neighbour(&addr);
         }
 
+        self.follow_uplink(now);
         // d(n,k) for the round just ended drives the supplier's weights.
         let eps = self.cfg.incentive.epsilon.bits_per_sec();
         for (slot, n) in self.neighbours.iter_mut() {
@@ -1168,6 +1188,25 @@ impl Peer {
             let msg = Message::Refresh { channel: self.cfg.channel, peer: self.id, want_peers };
             self.send(tracker, if want_peers { Self::padded(vec![msg]) } else { vec![msg] });
         }
+    }
+}
+
+impl Peer {
+    /// With a measured upload: the round's rate goes to the token bucket, and l_n
+    /// follows it (DESIGN.md §6 with U(n) measured).
+    fn follow_uplink(&mut self, now: Time) {
+        let Some((up, sent_before)) = &mut self.uplink else { return };
+        let sent_bps = self.stats.bytes_up.saturating_sub(*sent_before) as f64 * 8.0 / self.cfg.round.as_secs_f64();
+        *sent_before = self.stats.bytes_up;
+        let rate = Kbps((up.update(now, sent_bps) / 1000.0) as u32);
+        self.apply_upload(now, rate);
+    }
+
+    /// Uploads at `rate` from `now` on, and plays the layers it earns.
+    fn apply_upload(&mut self, now: Time, rate: Kbps) {
+        self.bucket.set_rate(now, rate, self.cfg.burst, 2 * max_data_cost() as u64);
+        let expected = self.cfg.download.map_or(rate, |d| d.min(rate));
+        self.threshold = self.cfg.plan.threshold_layer(expected);
     }
 }
 
