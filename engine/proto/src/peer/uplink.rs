@@ -23,15 +23,22 @@ pub const TARGET_DELAY: Duration = Duration::from_millis(50);
 /// `MIN_GROWTH_BPS`.
 const GROWTH: f64 = 0.1;
 const MIN_GROWTH_BPS: f64 = 40_000.0;
+/// Near the rate of the last overload the rate grows only by this share per interval:
+/// a deep uplink buffer fills within one interval once the rate is past the cap.
+const PROBE_GROWTH: f64 = 0.01;
+/// Where that slow probing starts, as a share of the last overload's rate.
+const PROBE_FROM: f64 = 0.9;
+/// After an overload the rate is cut at most to this share of what was sent.
+const LEAST_CUT: f64 = 0.7;
 /// A delay growing slower than this (seconds per second) is noise, not an overload.
 const GROWING: f64 = 0.02;
 /// The rate never falls below this (control traffic and the first LCs must flow).
 pub const MIN_RATE_BPS: f64 = 64_000.0;
 /// Rate to start from: about the base layer of the prototype stream.
 pub const START_RATE_BPS: f64 = 300_000.0;
-/// The rate grows only while at least this share of it was used: an idle uplink
-/// says nothing about where it queues.
-const USED_TO_GROW: f64 = 0.5;
+/// The rate grows only while at least this share of it was used: an uplink used
+/// below the rate says nothing about where it queues.
+const USED_TO_GROW: f64 = 0.8;
 /// Most delay samples kept per interval (a round brings one per neighbour).
 const MAX_SAMPLES: usize = 1024;
 
@@ -43,6 +50,8 @@ pub struct Uplink {
     /// Queueing-delay samples since the last update: when, and microseconds.
     samples: Vec<(Time, u64)>,
     last_update: Option<Time>,
+    /// What was sent when the queue last grew past the target.
+    overload_bps: Option<f64>,
     /// The last interval's queueing delay, for status.
     last_delay: Option<Duration>,
 }
@@ -55,6 +64,7 @@ impl Uplink {
             max_bps,
             samples: Vec::new(),
             last_update: None,
+            overload_bps: None,
             last_delay: None,
         }
     }
@@ -94,11 +104,18 @@ impl Uplink {
         let excess_s = (delay_us as f64 - target).max(0.0) / 1e6;
         if slope > GROWING || excess_s > 0.0 {
             // What the uplink carried, less enough to drain the excess in about a second.
-            let carried = if slope > GROWING { self.rate_bps / (1.0 + slope) } else { self.rate_bps };
-            self.rate_bps = carried * (1.0 - excess_s).max(0.5);
+            let sent = sent_bps.min(self.rate_bps);
+            let carried = if slope > GROWING { sent / (1.0 + slope) } else { sent.max(self.rate_bps * 0.9) };
+            self.rate_bps = (carried * (1.0 - excess_s)).max(LEAST_CUT * sent);
+            if excess_s > 0.0 {
+                self.overload_bps = Some(sent);
+            }
         } else if sent_bps >= USED_TO_GROW * self.rate_bps {
             let room = (target - delay_us as f64) / target;
-            self.rate_bps += (GROWTH * self.rate_bps).max(MIN_GROWTH_BPS) * room;
+            let near_overload = self.overload_bps.is_some_and(|o| self.rate_bps >= PROBE_FROM * o);
+            let step =
+                if near_overload { PROBE_GROWTH * self.rate_bps } else { (GROWTH * self.rate_bps).max(MIN_GROWTH_BPS) };
+            self.rate_bps += step * room;
         }
         self.rate_bps = self.rate_bps.clamp(MIN_RATE_BPS, self.max_bps);
         self.rate_bps
@@ -139,8 +156,9 @@ mod tests {
         for s in 0..secs {
             let mut sent = 0.0;
             for k in 0..10 {
-                let (through, delay) = link.step(up.rate_bps(), 0.1);
-                sent += through * 0.1;
+                let (_, delay) = link.step(up.rate_bps(), 0.1);
+                // What the peer counts: what it handed to the socket.
+                sent += up.rate_bps() * 0.1;
                 if s >= 20 {
                     worst = worst.max(delay);
                 }
