@@ -29,6 +29,7 @@ pub const PUNCH_MEMORY: Duration = Duration::from_secs(10);
 /// What a peer measured of its NAT, for status lines and JSON.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct NatStatus {
+    /// The NAT type measured.
     pub nat: NatType,
     /// The address the tracker sees this peer at.
     pub reflexive: Option<SocketAddr>,
@@ -61,10 +62,12 @@ impl Nat {
         self.classify();
     }
 
+    /// What was measured, for status lines.
     pub fn status(&self) -> NatStatus {
         NatStatus { nat: self.nat, reflexive: self.by_tracker }
     }
 
+    /// The NAT type measured so far.
     pub fn nat_type(&self) -> NatType {
         self.nat
     }

@@ -69,6 +69,7 @@ impl Uplink {
         }
     }
 
+    /// The estimated upload in bits per second.
     pub fn rate_bps(&self) -> f64 {
         self.rate_bps
     }

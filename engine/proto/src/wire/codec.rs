@@ -91,9 +91,13 @@ pub mod code {
     /// Signed LC hashes: `Message::Manifest`.
     pub const MANIFEST: u8 = 14;
     // NAT traversal: codes from 20 on, so other new messages can take 15-19.
+    /// `Message::Observed`.
     pub const OBSERVED: u8 = 20;
+    /// `Message::Introduce`.
     pub const INTRODUCE: u8 = 21;
+    /// `Message::Punch`.
     pub const PUNCH: u8 = 22;
+    /// `Message::NatReport`.
     pub const NAT_REPORT: u8 = 23;
 }
 
