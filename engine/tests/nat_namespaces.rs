@@ -135,6 +135,30 @@ fn capped_host(net: &mut Net, public: &str, k: u8, kbit: u32) -> String {
     host
 }
 
+/// The seed at 198.18.0.1:7701 in namespace `ns`, uploading `upload_kbps`; with
+/// `embedded`, it also runs the tracker.
+fn seed(
+    ns: &str,
+    tracker: SocketAddr,
+    upload_kbps: u32,
+    embedded: bool,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<NodeSummary> {
+    let video = SyntheticConfig::prototype();
+    let mut peer = PeerConfig::seed(Policy::LayerP2P, video.plan.clone(), Kbps(upload_kbps));
+    peer.tracker = Some(tracker);
+    peer.lag = Duration::from_secs(6);
+    let spec = NodeSpec {
+        peer,
+        listen: "198.18.0.1:7701".parse().expect("addr"),
+        shards: 1,
+        embedded_tracker: embedded.then_some(tracker),
+        first_core: 1,
+        rng_seed: 2,
+    };
+    node(ns, spec, Some(SyntheticSource::new(video).expect("source")), stop)
+}
+
 fn viewer(tracker: SocketAddr, listen: &str, n_min: usize, seed: u64) -> NodeSpec {
     let mut pc = PeerConfig::peer(Policy::LayerP2P, SyntheticConfig::prototype().plan, Kbps(700));
     pc.tracker = Some(tracker);
@@ -183,19 +207,7 @@ fn peers_behind_real_nats_punch_through_and_a_symmetric_one_trades_with_open_pee
     let tracker_run = in_ns(&public, move || {
         run_tracker(tracker, TrackerConfig::default(), 1, 0, t_stop, &mut |_| {}).expect("tracker runs")
     });
-    let video = SyntheticConfig::prototype();
-    let mut seed = PeerConfig::seed(Policy::LayerP2P, video.plan.clone(), Kbps(2000));
-    seed.tracker = Some(tracker);
-    seed.lag = Duration::from_secs(6);
-    let seed_spec = NodeSpec {
-        peer: seed,
-        listen: "198.18.0.1:7701".parse().expect("addr"),
-        shards: 1,
-        embedded_tracker: None,
-        first_core: 1,
-        rng_seed: 2,
-    };
-    let seed_run = node(&public, seed_spec, Some(SyntheticSource::new(video).expect("source")), stop.clone());
+    let seed_run = seed(&public, tracker, 2000, false, stop.clone());
     std::thread::sleep(Duration::from_millis(500));
     let open_run = node(&public, viewer(tracker, "198.18.0.1:7702", 10, 3), None, stop.clone());
     // Cone A stops seeking once it has two neighbours (the seed and the open peer):
@@ -253,20 +265,8 @@ fn measured_upload(cap_kbit: u32) -> Vec<(f64, Option<f64>)> {
     let host = capped_host(&mut net, &public, 9, cap_kbit);
     let stop = Arc::new(AtomicBool::new(false));
     let tracker: SocketAddr = "198.18.0.1:7700".parse().expect("addr");
-    let video = SyntheticConfig::prototype();
     // The seed's upload is scarce, so the viewers ask the measured peer for much.
-    let mut seed = PeerConfig::seed(Policy::LayerP2P, video.plan.clone(), Kbps(1000));
-    seed.tracker = Some(tracker);
-    seed.lag = Duration::from_secs(6);
-    let seed_spec = NodeSpec {
-        peer: seed,
-        listen: "198.18.0.1:7701".parse().expect("addr"),
-        shards: 1,
-        embedded_tracker: Some(tracker),
-        first_core: 0,
-        rng_seed: 2,
-    };
-    let seed_run = node(&public, seed_spec, Some(SyntheticSource::new(video).expect("source")), stop.clone());
+    let seed_run = seed(&public, tracker, 1000, true, stop.clone());
     std::thread::sleep(Duration::from_millis(500));
     let helpers: Vec<_> = (0..4u16)
         .map(|i| {
