@@ -4,7 +4,7 @@
 use crate::node::{Node, Transmit};
 use crate::peer::AMPLIFICATION_LIMIT;
 use crate::time::Time;
-use crate::wire::{ChannelId, MAX_PEER_LIST, Message, Packet};
+use crate::wire::{ChannelId, MAX_PEER_LIST, Message, NatType, Packet, Role};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{HashMap, VecDeque};
@@ -42,6 +42,10 @@ impl Default for TrackerConfig {
 struct Entry {
     addr: SocketAddr,
     last_seen: Time,
+    /// What it joined as (seeds and relays are public meeting points).
+    role: Role,
+    /// What it reported of its NAT.
+    nat: NatType,
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +78,8 @@ pub struct TrackerStats {
     pub lists_sent: u64,
     /// Joins and refreshes turned away because `max_peers` or `max_channels` was reached.
     pub refused: u64,
+    /// Peers told to punch towards another (`Introduce`).
+    pub introductions: u64,
 }
 
 /// The tracker state machine: the peers of each channel, handed out as random peer lists.
@@ -131,28 +137,33 @@ impl Tracker {
             return false;
         }
         ch.index.insert(addr, ch.entries.len());
-        ch.entries.push(Entry { addr, last_seen: now });
+        ch.entries.push(Entry { addr, last_seen: now, role: Role::Peer, nat: NatType::Unknown });
         self.peers += 1;
         true
     }
 
-    /// Replies with a random list, no larger than `budget` bytes: the tracker never
-    /// sends an unvalidated address more than 3x what it received (peers pad their
-    /// requests so a full list fits).
+    /// Replies with a random list of peers `to` can reach, no larger than `budget`
+    /// bytes: the tracker never sends an unvalidated address more than 3x what it
+    /// received (peers pad their requests so a full list fits). The reply also says
+    /// where the tracker sees `to` (its reflexive address).
     fn send_list(&mut self, channel: ChannelId, to: SocketAddr, budget: usize) {
         if self.outbox.len() >= self.cfg.max_outbox {
             return;
         }
         let Some(ch) = self.channels.get(&channel) else { return };
         let want = self.cfg.list_size.min(MAX_PEER_LIST);
-        // Sample one more than needed so the requester itself can be skipped.
+        let asker = ch.index.get(&to).map_or(NatType::Unknown, |&i| ch.entries[i].nat);
+        // Sample more than needed so the requester itself and peers it cannot reach
+        // can be skipped.
         let n = ch.entries.len();
-        let picks = rand::seq::index::sample(&mut self.rng, n, (want + 1).min(n));
-        let mut size = Packet { messages: vec![Message::PeerList { peers: vec![] }] }.wire_len();
+        let picks = rand::seq::index::sample(&mut self.rng, n, (REACHABLE_OVERSAMPLE * (want + 1)).min(n));
+        let observed = Message::Observed { addr: to };
+        let mut size = Packet { messages: vec![Message::PeerList { peers: vec![] }, observed.clone()] }.wire_len();
         let peers: Vec<SocketAddr> = picks
             .iter()
-            .map(|i| ch.entries[i].addr)
-            .filter(|a| *a != to)
+            .map(|i| &ch.entries[i])
+            .filter(|e| e.addr != to && reachable(asker, to, e))
+            .map(|e| e.addr)
             .take(want)
             .take_while(|a| {
                 size += if a.is_ipv4() { 7 } else { 19 };
@@ -160,7 +171,8 @@ impl Tracker {
             })
             .collect();
         self.stats.lists_sent += 1;
-        self.outbox.push_back(Transmit { dst: to, packet: Packet { messages: vec![Message::PeerList { peers }] } });
+        let messages = vec![Message::PeerList { peers }, observed];
+        self.outbox.push_back(Transmit { dst: to, packet: Packet { messages } });
     }
 
     fn expire(&mut self, now: Time) {
@@ -181,8 +193,9 @@ impl Tracker {
 
     fn handle_message(&mut self, now: Time, from: SocketAddr, msg: Message, budget: usize) {
         match msg {
-            Message::Join { channel, peer: _, role: _ } => {
+            Message::Join { channel, peer: _, role } => {
                 if self.register(now, channel, from) {
+                    self.set_role(channel, from, role);
                     self.stats.joins += 1;
                     self.send_list(channel, from, budget);
                 } else {
@@ -206,9 +219,64 @@ impl Tracker {
                     self.stats.leaves += 1;
                 }
             }
+            Message::Introduce { channel, addr } => self.introduce(channel, from, addr),
+            Message::NatReport { nat } => self.set_nat(from, nat),
             // Everything else is for peers; a tracker ignores it.
             _ => {}
         }
+    }
+}
+
+/// How many more peers than a list holds are sampled, so that peers the asker
+/// cannot reach can be left out.
+const REACHABLE_OVERSAMPLE: usize = 4;
+
+/// Whether a peer at `to` with NAT type `asker` can reach `e`: same address family;
+/// never a peer behind a symmetric NAT (nobody can reach it, it reaches others);
+/// from behind a symmetric NAT, only seeds, relays and peers without NAT (a hole
+/// punched for its tracker mapping is not one its Connect uses).
+fn reachable(asker: NatType, to: SocketAddr, e: &Entry) -> bool {
+    e.addr.is_ipv4() == to.is_ipv4()
+        && e.nat != NatType::Symmetric
+        && (asker != NatType::Symmetric || e.role != Role::Peer || e.nat == NatType::Open)
+}
+
+// ---- NAT traversal (docs/PROTOCOL.md, "NAT traversal") ----
+impl Tracker {
+    fn set_role(&mut self, channel: ChannelId, addr: SocketAddr, role: Role) {
+        if let Some(ch) = self.channels.get_mut(&channel)
+            && let Some(&i) = ch.index.get(&addr)
+        {
+            ch.entries[i].role = role;
+        }
+    }
+
+    /// A peer's NAT type, for every channel it is in (a NAT report names none).
+    fn set_nat(&mut self, addr: SocketAddr, nat: NatType) {
+        for ch in self.channels.values_mut() {
+            if let Some(&i) = ch.index.get(&addr) {
+                ch.entries[i].nat = nat;
+            }
+        }
+    }
+
+    /// `asker` wants to reach `target`: tells `target` where the asker is, so it
+    /// punches a hole towards it. Both must be registered in the channel (an unknown
+    /// asker could be a spoofed victim); the introduction is no larger than the
+    /// request; a target behind a symmetric NAT is not asked (its punch would come
+    /// from a port the asker never sent to).
+    fn introduce(&mut self, channel: ChannelId, asker: SocketAddr, target: SocketAddr) {
+        if self.outbox.len() >= self.cfg.max_outbox || asker == target || asker.is_ipv4() != target.is_ipv4() {
+            return;
+        }
+        let Some(ch) = self.channels.get(&channel) else { return };
+        let (Some(_), Some(&t)) = (ch.index.get(&asker), ch.index.get(&target)) else { return };
+        if ch.entries[t].nat == NatType::Symmetric {
+            return;
+        }
+        self.stats.introductions += 1;
+        let packet = Packet { messages: vec![Message::Introduce { channel, addr: asker }] };
+        self.outbox.push_back(Transmit { dst: target, packet });
     }
 }
 
@@ -251,7 +319,9 @@ mod tests {
         let tx = t.poll_transmit(now).expect("a peer list");
         assert_eq!(tx.dst, addr(i));
         match tx.packet.messages.as_slice() {
-            [Message::PeerList { peers }] => peers.clone(),
+            [Message::PeerList { peers }, Message::Observed { addr }] if *addr == super::tests::addr(i) => {
+                peers.clone()
+            }
             other => panic!("expected a peer list, got {other:?}"),
         }
     }
@@ -303,6 +373,67 @@ mod tests {
         t.handle_timeout(Time::from_secs(200));
         assert_eq!(t.peer_count(ChannelId(1)), 0);
         assert_eq!(t.poll_timeout(), None);
+    }
+
+    fn report(t: &mut Tracker, i: u16, nat: NatType) {
+        t.handle_input(Time::ZERO, addr(i), Packet { messages: vec![Message::NatReport { nat }] });
+    }
+
+    #[test]
+    fn lists_hold_only_peers_the_asker_can_reach() {
+        let mut t = Tracker::new(TrackerConfig::default(), 5);
+        // 0: a seed; 1-3 open; 4-9 cone; 10-12 symmetric; 13 the asker; two IPv6 peers.
+        let seed = Message::Join { channel: ChannelId(1), peer: PeerId(0), role: Role::Seed };
+        t.handle_input(Time::ZERO, addr(0), Packet { messages: vec![seed, Message::Padding { len: 1000 }] });
+        t.poll_transmit(Time::ZERO);
+        for i in 1..=13 {
+            join(&mut t, Time::ZERO, i);
+        }
+        for (range, nat) in [(1..=3, NatType::Open), (4..=9, NatType::Cone), (10..=13, NatType::Symmetric)] {
+            range.for_each(|i| report(&mut t, i, nat));
+        }
+        for i in 0..2u16 {
+            let v6 = SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 20_000 + i));
+            let msg = Message::Join { channel: ChannelId(1), peer: PeerId(100 + u64::from(i)), role: Role::Peer };
+            t.handle_input(Time::ZERO, v6, Packet { messages: vec![msg, Message::Padding { len: 1000 }] });
+            let tx = t.poll_transmit(Time::ZERO).expect("a list");
+            let Message::PeerList { peers } = &tx.packet.messages[0] else { panic!("a list") };
+            assert!(peers.iter().all(SocketAddr::is_ipv6), "an IPv6 asker gets IPv6 peers: {peers:?}");
+            assert_eq!(peers.len(), usize::from(i));
+        }
+        let symmetric = join(&mut t, Time::ZERO, 13);
+        let mut got: Vec<u16> = symmetric.iter().map(|a| a.port() - 10_000).collect();
+        got.sort();
+        assert_eq!(got, vec![0, 1, 2, 3], "behind a symmetric NAT: the seed and open peers");
+        let cone = join(&mut t, Time::ZERO, 4);
+        assert_eq!(cone.len(), 9, "a cone peer gets every IPv4 peer but the symmetric ones: {cone:?}");
+        assert!(cone.iter().all(|a| a.port() - 10_000 < 10));
+    }
+
+    #[test]
+    fn introductions_go_only_between_registered_peers_and_are_small() {
+        let mut t = Tracker::new(TrackerConfig::default(), 6);
+        for i in 1..=3 {
+            join(&mut t, Time::ZERO, i);
+        }
+        report(&mut t, 3, NatType::Symmetric);
+        let ask = |t: &mut Tracker, from: u16, to: u16| {
+            let p = Packet { messages: vec![Message::Introduce { channel: ChannelId(1), addr: addr(to) }] };
+            let sent = p.wire_len();
+            t.handle_input(Time::ZERO, addr(from), p);
+            let tx = t.poll_transmit(Time::ZERO);
+            if let Some(tx) = &tx {
+                assert!(tx.packet.wire_len() <= sent, "an introduction is no larger than its request");
+            }
+            tx
+        };
+        let tx = ask(&mut t, 1, 2).expect("introduced");
+        assert_eq!(tx.dst, addr(2));
+        assert_eq!(tx.packet.messages, vec![Message::Introduce { channel: ChannelId(1), addr: addr(1) }]);
+        assert!(ask(&mut t, 9, 2).is_none(), "an unregistered (maybe spoofed) asker");
+        assert!(ask(&mut t, 1, 9).is_none(), "an unregistered target");
+        assert!(ask(&mut t, 1, 3).is_none(), "a symmetric target cannot punch");
+        assert_eq!(t.stats().introductions, 1);
     }
 
     #[test]

@@ -187,6 +187,7 @@ pub async fn drive_observed<N: Node + 'static>(
                 glommio::timer::sleep(Duration::from_millis(1)).await;
                 continue;
             };
+            let from = udp::canonical(from);
             let now = rx_shared.clock.now();
             {
                 let mut s = rx_shared.stats.borrow_mut();

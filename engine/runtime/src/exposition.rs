@@ -341,6 +341,8 @@ mod tests {
             tracker_peers: Some(4),
             tracker: Some(TrackerStats { joins: 5, ..Default::default() }),
             io: Default::default(),
+            nat: None,
+            upload_estimate: None,
         }
     }
 

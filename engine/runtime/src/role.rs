@@ -30,10 +30,11 @@ use super::exposition::NodeMetrics;
 use super::ingest::{fan_out, fanout_channel, ingest, receive};
 use super::link::LinkModel;
 use super::playout::PlayoutSink;
-use super::status::{NodeSummary, Snapshot, Status, StatusMeter};
+use super::status::{NeighbourSummary, NodeSummary, Snapshot, Status, StatusMeter, UploadEstimate};
 use glommio::{LocalExecutorBuilder, Placement};
 use layerp2p_codec::{Kbps, LcSource};
 use layerp2p_proto::config::PeerConfig;
+use layerp2p_proto::peer::nat::NatStatus;
 use layerp2p_proto::peer::{Peer, PeerStats};
 use layerp2p_proto::tracker::{Tracker, TrackerConfig, TrackerStats};
 use layerp2p_proto::wire::Role;
@@ -174,6 +175,8 @@ struct ShardResult {
     io: IoStats,
     counted_seconds: f64,
     tracker: Option<TrackerStats>,
+    nat: Option<NatStatus>,
+    neighbours: Vec<NeighbourSummary>,
 }
 
 /// Binds one socket per shard on `addr`, sharing its port (`udp::bind_shared`).
@@ -263,6 +266,8 @@ fn summarize(
     let mut io = IoStats::default();
     let mut tracker = None;
     let mut counted_seconds: f64 = 0.0;
+    let nat = results.iter().find_map(|r| r.nat.clone());
+    let neighbours = results.iter().flat_map(|r| r.neighbours.iter().cloned()).collect();
     for r in &results {
         stats.merge(&r.stats);
         io.add(&r.io);
@@ -283,6 +288,8 @@ fn summarize(
         tracker,
         stats,
         io,
+        nat,
+        neighbours,
     }
 }
 
@@ -366,6 +373,8 @@ fn tracker_snapshot(shard: usize, clock: Clock, t: &Tracker, io: IoStats) -> Sna
         tracker_peers: Some(peers),
         tracker: Some(t.stats().clone()),
         io,
+        nat: None,
+        upload_estimate: None,
     }
 }
 
@@ -467,7 +476,9 @@ pub fn run_node_observed(
                 let tracker = Rc::new(RefCell::new(Tracker::new(TrackerConfig::default(), rng_seed ^ 0x7AC4)));
                 (tracker.clone(), glommio::spawn_local(observed(tracker, socket, clock, &stop, &live[1])))
             });
-            let peer = Peer::new(cfg, rng_seed, clock.now()).map_err(|e| io::Error::other(e.to_string()))?;
+            let local = socket.local_addr()?;
+            let mut peer = Peer::new(cfg, rng_seed, clock.now()).map_err(|e| io::Error::other(e.to_string()))?;
+            peer.set_local_addrs(udp::local_addrs(local));
             let peer = Rc::new(RefCell::new(peer));
             let mut upstream_task = None;
             if let Some(source) = source {
@@ -506,6 +517,11 @@ pub fn run_node_observed(
                     tracker_peers: t.as_ref().map(|t| t.borrow().peer_count(p.config().channel)),
                     tracker: t.as_ref().map(|t| t.borrow().stats().clone()),
                     io,
+                    nat: Some(p.nat_status()),
+                    upload_estimate: p.upload_estimate().map(|(rate, delay)| UploadEstimate {
+                        kbps: f64::from(rate.0),
+                        queueing_delay_ms: delay.map(|d| d.as_secs_f64() * 1000.0),
+                    }),
                 }
             }))
             .detach();
@@ -537,7 +553,12 @@ pub fn run_node_observed(
             if let Some(up) = upstream_stats {
                 stats.merge(&up);
             }
-            Ok(ShardResult { stats, io, counted_seconds, tracker: tracker_stats })
+            let neighbours = p
+                .neighbour_traffic()
+                .map(|(addr, bytes_up, bytes_down)| NeighbourSummary { addr: addr.to_string(), bytes_up, bytes_down })
+                .collect();
+            let nat = Some(p.nat_status());
+            Ok(ShardResult { stats, io, counted_seconds, tracker: tracker_stats, nat, neighbours })
         })?;
         handles.push(handle);
     }

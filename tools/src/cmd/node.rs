@@ -113,13 +113,25 @@ fn parse_plan_arg(s: &str) -> Result<LayerPlan, String> {
     channel::parse_plan(s).map_err(|e| e.to_string())
 }
 
+/// HOST:PORT resolved once at start (the first address a name resolves to).
+fn parse_host_port(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    s.to_socket_addrs()
+        .map_err(|e| format!("{s:?} is not HOST:PORT: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
+
 pub(super) fn parse_key_arg(s: &str) -> Result<channel::PublicKey, String> {
     channel::parse_public_key(s).map_err(|e| e.to_string())
 }
 
 #[derive(ClapArgs, Debug)]
 pub struct TrackerArgs {
-    /// Address to listen on.
+    /// Address to listen on (`[::]:PORT`: IPv4 and IPv6 at once).
     #[arg(long, default_value = "0.0.0.0:7700")]
     listen: SocketAddr,
     #[command(flatten)]
@@ -128,11 +140,12 @@ pub struct TrackerArgs {
 
 #[derive(ClapArgs, Debug)]
 pub struct SeedArgs {
-    /// Address to listen on (all shards share it).
+    /// Address to listen on, shared by all shards (`[::]:PORT`: IPv4 and IPv6 at once).
     #[arg(long, default_value = "0.0.0.0:7701")]
     listen: SocketAddr,
-    /// Register with this tracker; without it the seed runs its own at --tracker-listen.
-    #[arg(long)]
+    /// Register with this tracker (HOST:PORT, a name or an IPv4/IPv6 address); without
+    /// it the seed runs its own at --tracker-listen.
+    #[arg(long, value_parser = parse_host_port)]
     tracker: Option<SocketAddr>,
     /// Where the embedded tracker listens (when --tracker is not given).
     #[arg(long, default_value = "0.0.0.0:7700")]
@@ -187,11 +200,13 @@ pub struct KeygenArgs {
 /// Where a relay or peer listens, which swarm it joins and the key it checks with.
 #[derive(ClapArgs, Debug)]
 pub struct Member {
-    /// Address to listen on.
+    /// Address to listen on (`[::]:PORT`: IPv4 and IPv6 at once).
     #[arg(long, default_value = "0.0.0.0:0")]
     listen: SocketAddr,
-    /// The swarm's tracker.
-    #[arg(long)]
+    /// The swarm's tracker: HOST:PORT, a name or an address (`[2001:db8::1]:7700`).
+    /// Behind a NAT nothing else is needed: the peer learns its public address and
+    /// NAT type and punches holes through the tracker's introductions.
+    #[arg(long, value_parser = parse_host_port)]
     tracker: SocketAddr,
     /// The channel's public key, 64 hex digits (what the seed and `layerp2p keygen`
     /// print): every LC is checked against manifests it signed. Without it nothing is
@@ -226,9 +241,11 @@ pub struct RelayArgs {
 pub struct PeerArgs {
     #[command(flatten)]
     member: Member,
-    /// Upload cap in kbps; 0 makes a free-rider.
-    #[arg(long)]
-    upload_kbps: u32,
+    /// Upload cap in kbps; 0 makes a free-rider. `auto` (the default) measures it: a
+    /// delay-based controller (LEDBAT, RFC 6817) finds the rate at which the uplink
+    /// starts to queue and keeps the added delay near 50 ms; l_n follows it.
+    #[arg(long, default_value = "auto", value_parser = parse_upload)]
+    upload_kbps: Upload,
     /// Download capacity of this peer's access link in kbps, if below its upload:
     /// the peer then asks first only for the layers its link carries (threshold
     /// layer l_n from the smaller of the two). Nothing is throttled. Unset: only
@@ -540,12 +557,35 @@ pub fn relay(args: RelayArgs) -> Result<(), String> {
     member(Role::Relay, &args.member, args.upload_kbps, tune, args.shards, &args.protocol, None, &args.common)
 }
 
+/// `--upload-kbps`: a cap, or measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upload {
+    Kbps(u32),
+    Auto,
+}
+
+/// The ceiling of a measured upload (far above any access link).
+const AUTO_UPLOAD_CEILING_KBPS: u32 = 1_000_000;
+
+fn parse_upload(s: &str) -> Result<Upload, String> {
+    match s {
+        "auto" => Ok(Upload::Auto),
+        n => n.parse().map(Upload::Kbps).map_err(|_| format!("{n:?} is neither `auto` nor a number of kbps")),
+    }
+}
+
 pub fn peer(args: PeerArgs) -> Result<(), String> {
     args.common.ops.init_logs();
     let download = args.download_kbps.map(Kbps);
+    let auto = args.upload_kbps == Upload::Auto;
     let tune = |pc: &mut PeerConfig| {
         pc.download = download;
+        pc.upload_auto = auto;
         args.neighbours.apply(pc)
     };
-    member(Role::Peer, &args.member, args.upload_kbps, tune, 1, &args.protocol, args.output, &args.common)
+    let upload = match args.upload_kbps {
+        Upload::Kbps(k) => k,
+        Upload::Auto => AUTO_UPLOAD_CEILING_KBPS,
+    };
+    member(Role::Peer, &args.member, upload, tune, 1, &args.protocol, args.output, &args.common)
 }
