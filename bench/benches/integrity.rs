@@ -1,4 +1,4 @@
-//! Cost of content integrity (engine/src/integrity.rs), to decide whether it can be on
+//! Cost of content integrity (engine/proto/src/integrity.rs), to decide whether it can be on
 //! by default: hashing one LC (every LC received and every LC the seed ingests),
 //! verifying one manifest (once per manifest per node), signing one (the seed, once per
 //! layer per round).
