@@ -6,6 +6,19 @@
 //! every group to one `sendmmsg` call, so a tick's LCs cost a handful of syscalls,
 //! not one each. If the kernel refuses GSO, the batch is resent without it and GSO
 //! stays off for that sender. Nothing here interprets the datagrams.
+//!
+//! Kernel features used, and how each degrades (as quinn-udp does):
+//!
+//! | feature | used for | when missing or refused |
+//! |---|---|---|
+//! | `SO_REUSEPORT` | shards of one node share a port (`bind_shared`) | binding fails with the OS error |
+//! | `IPV6_V6ONLY` off | `[::]` also receives IPv4 (`bind`) | binding fails with the OS error |
+//! | `sendmmsg` | many destinations in one syscall | (Linux >= 3.0: always there) |
+//! | `UDP_SEGMENT` (GSO) | one buffer cut into equal datagrams | EIO, EINVAL or EOPNOTSUPP turn GSO off for the sender and the rest of the batch is resent without it |
+//!
+//! `EINTR` retries the same call; `EAGAIN` (a full socket buffer) drops the rest of the
+//! batch, as UDP may; any other error skips one destination's group so that a bad
+//! address cannot stall everyone else.
 
 use std::io;
 use std::net::SocketAddr;
@@ -179,6 +192,8 @@ pub fn send_batch<B: AsRef<[u8]>>(fd: RawFd, datagrams: &[(SocketAddr, B)], gso:
                     at += n;
                 }
             }
+            // A signal landed before anything was sent: send the same chunk again.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => sent.syscalls += 1,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 sent.syscalls += 1;
                 sent.dropped += groups[at..].iter().map(|g| g.end - g.start).sum::<usize>();
