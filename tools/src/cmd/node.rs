@@ -4,7 +4,7 @@
 //! `runtime::role` runs it; this file prints the live status line and the exit
 //! summary (on stderr when stdout carries the video) and turns Ctrl-C into a stop.
 
-use super::args::{IncentiveArgs, NeighbourArgs, PolicyArg, Video};
+use super::args::{IncentiveArgs, NeighbourArgs, PolicyArg, Video, parse_contact_addr};
 use clap::Args as ClapArgs;
 use layerp2p_codec::synthetic::SyntheticSource;
 use layerp2p_codec::video::encoder::EncoderConfig;
@@ -128,13 +128,14 @@ pub struct SeedArgs {
     #[arg(long, default_value = "0.0.0.0:7701")]
     listen: SocketAddr,
     /// Register with this tracker; without it the seed runs its own at --tracker-listen.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_contact_addr)]
     tracker: Option<SocketAddr>,
     /// Where the embedded tracker listens (when --tracker is not given).
     #[arg(long, default_value = "0.0.0.0:7700")]
     tracker_listen: SocketAddr,
-    /// Upload cap of the whole seed in kbps, split equally over the shards.
-    #[arg(long, default_value_t = 2000)]
+    /// Upload cap of the whole seed in kbps, split equally over the shards (a seed
+    /// that uploads nothing streams nothing).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
     upload_kbps: u32,
     /// Executors (one pinned core each) sharing the port through SO_REUSEPORT.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
@@ -187,7 +188,7 @@ pub struct Member {
     #[arg(long, default_value = "0.0.0.0:0")]
     listen: SocketAddr,
     /// The swarm's tracker.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_contact_addr)]
     tracker: SocketAddr,
     /// The channel's public key, 64 hex digits (what the seed and `layerp2p keygen`
     /// print): every LC is checked against manifests it signed. Without it nothing is
@@ -200,8 +201,9 @@ pub struct Member {
 pub struct RelayArgs {
     #[command(flatten)]
     member: Member,
-    /// Upload cap in kbps (a super-peer's is high).
-    #[arg(long, default_value_t = 10_000)]
+    /// Upload cap in kbps (a super-peer's is high; a relay that uploads nothing
+    /// relays nothing).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     upload_kbps: u32,
     /// Most neighbours of the whole relay. With --shards above 1 the upstream peer
     /// keeps up to 20 and the serving shards split the rest (leave headroom: the
@@ -415,6 +417,12 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 }
 
 pub fn seed(args: SeedArgs) -> Result<(), String> {
+    if args.tracker.is_none() && args.tracker_listen.port() == 0 {
+        return Err(format!(
+            "--tracker-listen {} has port 0: peers could not find the embedded tracker; give a port",
+            args.tracker_listen
+        ));
+    }
     let tracker = args.tracker.unwrap_or(reachable(args.tracker_listen));
     let auth = match &args.key {
         Some(path) => ContentAuth::Sign(channel::read_secret_key(path).map_err(|e| e.to_string())?),
