@@ -258,6 +258,20 @@ mod tests {
     use super::*;
     use crate::layer::Kbps;
 
+    #[test]
+    fn oversized_frames_are_refused() {
+        let mut cfg = SyntheticConfig::prototype();
+        cfg.plan = LayerPlan::new(vec![Kbps(50_000), Kbps(30_000), Kbps(20_000)]).expect("at the plan bound");
+        cfg.fps = 1;
+        cfg.gop = 4;
+        assert!(matches!(SyntheticSource::new(cfg.clone()), Err(SyntheticError::FrameTooLarge { layer: 1, .. })));
+        cfg.fps = 30;
+        let mut source = SyntheticSource::new(cfg).expect("30 fps keeps frames small enough");
+        let mut out = Vec::new();
+        source.lcs_until(MediaTime(100_000), &mut out);
+        assert!(!out.is_empty());
+    }
+
     /// Display index of a 30 fps media time.
     fn display_of(micros: u64) -> u64 {
         (micros * 30 + 500_000) / 1_000_000

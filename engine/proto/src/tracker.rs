@@ -46,8 +46,8 @@ pub struct TrackerConfig {
     pub max_channels: usize,
     /// Most replies queued for sending; beyond, requests are dropped.
     pub max_outbox: usize,
-    /// New registrations per source prefix (`None`: unlimited, for simulated and
-    /// loopback swarms whose every address shares one prefix).
+    /// New registrations per source prefix (`None`: unlimited, for the simulator,
+    /// whose every address shares one prefix; loopback sources are never limited).
     pub prefix_limit: Option<PrefixLimit>,
     /// Most prefixes whose join budget is tracked; beyond, a new prefix is refused
     /// until the sweep forgets prefixes whose budget has refilled.
@@ -281,6 +281,10 @@ impl Tracker {
     /// Takes one new registration from `addr`'s prefix budget.
     fn prefix_allows(&mut self, now: Time, addr: &SocketAddr) -> bool {
         let Some(limit) = self.cfg.prefix_limit else { return true };
+        // Loopback is this host: a lab or a test, not a remote Sybil source.
+        if addr.ip().is_loopback() {
+            return true;
+        }
         let prefix = prefix_of(addr);
         if !self.prefixes.contains_key(&prefix) && self.prefixes.len() >= self.cfg.max_prefixes {
             return false;

@@ -206,7 +206,7 @@ impl NodeSummary {
             self.stats.lcs_down,
             self.stats.duplicates
         );
-        if self.counted_seconds >= crate::peer::MIN_RATE_SECONDS {
+        if self.counted_seconds >= layerp2p_proto::peer::MIN_RATE_SECONDS {
             let alpha: Vec<String> = self.alpha.iter().map(|a| alpha_text(*a, 3)).collect();
             let _ = writeln!(
                 s,
