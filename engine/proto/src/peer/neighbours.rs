@@ -83,11 +83,11 @@ pub struct Neighbour {
     pub token_in: u64,
     /// They have echoed `token_out`: they receive at `addr`.
     pub validated: bool,
-    /// Until validated: bytes received from and sent to `addr` (the 3x budget), and
-    /// the size of the latest datagram from it (no reply may be larger).
+    /// Until validated: bytes received from `addr` (the 3x budget).
     pub unvalidated_in: u64,
     /// Bytes sent to it before it was validated; at most 3x `unvalidated_in`.
     pub unvalidated_out: u64,
+    /// Until validated: size of the latest datagram from it (no reply may be larger).
     pub last_in: u64,
     /// Their latest `head_time - now` (µs): one vote for where the source is.
     pub head_offset: Option<i64>,
@@ -234,17 +234,24 @@ impl Neighbours {
 /// instead of being refused as a stranger.
 #[derive(Clone, Debug)]
 pub struct Silent {
+    /// Its identity, as in `Neighbour::id`.
     pub id: PeerId,
+    /// Its role, as in `Neighbour::role`.
     pub role: Role,
+    /// We sent the establishment request.
     pub initiator: bool,
+    /// When the relationship began (kept on re-admission: adaptation age).
     pub since: Time,
+    /// Our token for it: a datagram echoing this is from it.
     pub token_out: u64,
+    /// Its token for us.
     pub token_in: u64,
     /// Forgotten after this.
     pub until: Time,
 }
 
 impl Silent {
+    /// What to remember of `n`, until `until`.
     pub fn of(n: &Neighbour, until: Time) -> Silent {
         Silent {
             id: n.id,
