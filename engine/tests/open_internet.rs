@@ -192,10 +192,11 @@ fn seed_stall(stall_s: u64) -> (u64, Option<f64>) {
         }
     });
     eprintln!("stall {stall_s} s: during {during_ratio:?}, per second after {per_second:?}");
-    // The first second from which every later one is at >= 95 %.
+    // The first second from which every later one is at >= 95 % (a second in which
+    // nothing was counted at all is not playing).
     let mut recovered = per_second.len() as u64;
     for (s, r) in per_second.iter().enumerate().rev() {
-        if r.is_some_and(|r| r < 0.95) {
+        if !r.is_some_and(|r| r >= 0.95) {
             break;
         }
         recovered = s as u64;
