@@ -379,13 +379,21 @@ impl Tracker {
         let mut expired = 0;
         for ch in self.channels.values_mut() {
             let mut stale = Vec::new();
+            let mut promoted = Vec::new();
             for (addr, e) in ch.entries.iter_mut() {
                 if now.since(e.last_seen) > ttl {
                     stale.push(*addr);
                 } else if !e.veteran && now.since(e.since) >= veteran_age {
                     e.veteran = true;
-                    ch.veterans.insert(*addr);
+                    promoted.push(*addr);
                 }
+            }
+            // In address order, not the map's: the sets' order drives sampling, and a
+            // seeded run must repeat exactly.
+            promoted.sort_unstable();
+            stale.sort_unstable();
+            for addr in promoted {
+                ch.veterans.insert(addr);
             }
             for addr in stale {
                 ch.remove(addr);
