@@ -168,7 +168,7 @@ struct Budget {
 /// Counters a tracker operator watches.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct TrackerStats {
-    /// Joins accepted, first registrations and re-joins alike.
+    /// Registrations: validated Joins or Refreshes from addresses not listed yet.
     pub joins: u64,
     /// Leaves that removed a registered peer.
     pub leaves: u64,
@@ -318,6 +318,7 @@ impl Tracker {
         ch.entries.insert(addr, Entry { last_seen: now, since: now, veteran: false });
         ch.all.insert(addr);
         self.peers += 1;
+        self.stats.joins += 1;
         true
     }
 
@@ -421,7 +422,6 @@ impl Tracker {
                     self.stats.unvalidated += 1;
                     self.send_list(channel, from, budget, token);
                 } else if self.register(now, channel, from) {
-                    self.stats.joins += 1;
                     self.send_list(channel, from, budget, token);
                 } else {
                     self.stats.refused += 1;
