@@ -5,7 +5,7 @@ mod cmd;
 mod plot;
 mod progress;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -61,7 +61,24 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = cmd::config_file::overridable(Cli::command());
+    let argv = match cmd::config_file::expand(std::env::args_os().collect(), &command) {
+        Ok(argv) => argv,
+        Err(e) => {
+            eprintln!("layerp2p: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let matches = command.clone().get_matches_from(argv);
+    if let Some((role, sub)) = matches.subcommand()
+        && cmd::config_file::ROLES.contains(&role)
+        && sub.get_flag("print_config")
+        && let Some(role) = command.find_subcommand(role)
+    {
+        print!("{}", cmd::config_file::effective(role, sub));
+        return ExitCode::SUCCESS;
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Experiment(args) => cmd::experiment::run(args),

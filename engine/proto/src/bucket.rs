@@ -38,6 +38,16 @@ impl TokenBucket {
         self.tokens = self.tokens.saturating_add(elapsed.saturating_mul(self.bytes_per_sec)).min(self.cap);
     }
 
+    /// Changes the rate from `now` on (tokens earned so far are kept, within the
+    /// depth the new rate allows).
+    pub fn set_rate(&mut self, now: Time, rate: Kbps, burst: Duration, min_burst_bytes: u64) {
+        self.refill(now);
+        self.bytes_per_sec = rate.bytes_per_sec();
+        let burst_bytes = (self.bytes_per_sec as f64 * burst.as_secs_f64()) as u64;
+        self.cap = burst_bytes.max(min_burst_bytes).saturating_mul(SCALE);
+        self.tokens = self.tokens.min(self.cap);
+    }
+
     /// Are there tokens for `bytes` at `now`?
     pub fn has(&mut self, now: Time, bytes: usize) -> bool {
         self.refill(now);

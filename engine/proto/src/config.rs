@@ -97,8 +97,12 @@ pub struct PeerConfig {
     pub policy: Policy,
     /// Layers and their rates; decides the threshold layer l_n.
     pub plan: LayerPlan,
-    /// U(n): the most this node uploads (LC data; signalling is not counted).
+    /// U(n): the most this node uploads (LC data; signalling is not counted). With
+    /// `upload_auto`, the ceiling of the measured rate.
     pub upload: Kbps,
+    /// Measure U(n) instead (`peer::uplink`): the rate where the uplink starts to
+    /// queue; the token bucket and l_n follow it.
+    pub upload_auto: bool,
     /// The access link's download capacity, when the user knows it; `None` takes it
     /// as no bottleneck, as DESIGN.md §6 does. See `threshold_layer`.
     pub download: Option<Kbps>,
@@ -182,6 +186,7 @@ impl PeerConfig {
             policy,
             plan,
             upload,
+            upload_auto: false,
             download: None,
             round: Duration::from_secs(1),
             lag: Duration::from_secs(30),

@@ -81,6 +81,24 @@ impl Latency {
         self.filled().map_or(Duration::ZERO, |h| Duration::from_micros(h.value_at_quantile(q)))
     }
 
+    /// For each bound (ascending), how many samples are at or below it: the cumulative
+    /// buckets of a Prometheus histogram. One pass over the recorded buckets.
+    pub fn cumulative_counts(&self, bounds: &[Duration]) -> Vec<u64> {
+        let mut counts = vec![0u64; bounds.len()];
+        let Some(h) = self.filled() else { return counts };
+        for v in h.iter_recorded() {
+            let at = Duration::from_micros(v.value_iterated_to());
+            let first = bounds.partition_point(|b| *b < at);
+            counts.iter_mut().skip(first).for_each(|c| *c += u64::from(v.count_at_value()));
+        }
+        counts
+    }
+
+    /// Sum of all samples, as the histogram resolves them (mean x count).
+    pub fn sum(&self) -> Duration {
+        self.filled().map_or(Duration::ZERO, |h| Duration::from_secs_f64(h.mean() * h.len() as f64 / 1e6))
+    }
+
     /// Count, mean, percentiles and maximum, in milliseconds (all zero when empty).
     pub fn summary(&self) -> LatencySummary {
         let ms = |q: f64| self.quantile(q).as_secs_f64() * 1e3;
@@ -291,6 +309,19 @@ mod tests {
         // Clamped to the bound.
         assert!(l.summary().max_ms > 59_000.0 && l.summary().max_ms < 61_000.0, "{}", l.summary());
         assert_eq!(Latency::new().summary(), LatencySummary::default());
+    }
+
+    #[test]
+    fn cumulative_counts_are_prometheus_buckets() {
+        let mut l = Latency::new();
+        for ms in [1u64, 3, 3, 40, 900] {
+            l.record(Duration::from_millis(ms));
+        }
+        let bounds = [2, 5, 50, 1000].map(Duration::from_millis);
+        assert_eq!(l.cumulative_counts(&bounds), vec![1, 3, 4, 5]);
+        let sum_ms = l.sum().as_secs_f64() * 1e3;
+        assert!((sum_ms - 947.0).abs() < 947.0 * 0.02, "{sum_ms}");
+        assert_eq!(Latency::new().cumulative_counts(&bounds), vec![0; 4]);
     }
 
     #[test]

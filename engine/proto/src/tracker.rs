@@ -13,7 +13,7 @@
 use crate::node::{Node, Transmit};
 use crate::peer::AMPLIFICATION_LIMIT;
 use crate::time::Time;
-use crate::wire::{ChannelId, MAX_PEER_LIST, Message, Packet};
+use crate::wire::{ChannelId, MAX_PEER_LIST, Message, NatType, Packet, Role};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{HashMap, VecDeque};
@@ -84,6 +84,10 @@ struct Entry {
     last_seen: Time,
     since: Time,
     veteran: bool,
+    /// What it joined as (seeds and relays are public meeting points).
+    role: Role,
+    /// What it reported of its NAT.
+    nat: NatType,
 }
 
 /// A set of addresses that can be sampled uniformly.
@@ -183,6 +187,8 @@ pub struct TrackerStats {
     pub unvalidated: u64,
     /// Registrations refused because the source prefix used up its join budget.
     pub prefix_limited: u64,
+    /// Peers told to punch towards another (`Introduce`).
+    pub introductions: u64,
 }
 
 /// The tracker state machine: the peers of each channel, handed out as random peer lists.
@@ -315,7 +321,10 @@ impl Tracker {
             return false;
         }
         let ch = self.channels.entry(channel).or_default();
-        ch.entries.insert(addr, Entry { last_seen: now, since: now, veteran: false });
+        ch.entries.insert(
+            addr,
+            Entry { last_seen: now, since: now, veteran: false, role: Role::Peer, nat: NatType::Unknown },
+        );
         ch.all.insert(addr);
         self.peers += 1;
         self.stats.joins += 1;
@@ -330,28 +339,34 @@ impl Tracker {
         if self.outbox.len() >= self.cfg.max_outbox {
             return;
         }
+        let observed = Message::Observed { addr: to };
         let mut messages: Vec<Message> = token.into_iter().collect();
-        let mut size =
-            Packet { messages: messages.clone() }.wire_len() + Message::PeerList { peers: vec![] }.wire_len();
+        let mut size = Packet { messages: messages.clone() }.wire_len()
+            + Message::PeerList { peers: vec![] }.wire_len()
+            + observed.wire_len();
         let want = self.cfg.list_size.min(MAX_PEER_LIST);
         let mut peers: Vec<SocketAddr> = Vec::with_capacity(want);
         if let Some(ch) = self.channels.get(&channel) {
+            let asker = ch.entries.get(&to).map_or(NatType::Unknown, |e| e.nat);
             let veterans = want.div_ceil(2).min(ch.veterans.len());
-            // One more than needed from each set, so the requester itself can be skipped.
+            // More than needed from each set, so the requester itself and peers it
+            // cannot reach can be skipped.
+            let over = |n: usize, len: usize| (REACHABLE_OVERSAMPLE * (n + 1)).min(len);
             let from_veterans =
-                rand::seq::index::sample(&mut self.rng, ch.veterans.len(), (veterans + 1).min(ch.veterans.len()));
-            let from_all = rand::seq::index::sample(&mut self.rng, ch.all.len(), (want + 1).min(ch.all.len()));
+                rand::seq::index::sample(&mut self.rng, ch.veterans.len(), over(veterans, ch.veterans.len()));
+            let from_all = rand::seq::index::sample(&mut self.rng, ch.all.len(), over(want, ch.all.len()));
+            let ok = |a: &SocketAddr| *a != to && ch.entries.get(a).is_some_and(|e| reachable(asker, to, *a, e));
             let picks = from_veterans
                 .iter()
                 .map(|i| ch.veterans.items[i])
-                .filter(|a| *a != to)
+                .filter(ok)
                 .take(veterans)
-                .chain(from_all.iter().map(|i| ch.all.items[i]));
+                .chain(from_all.iter().map(|i| ch.all.items[i]).filter(ok));
             for a in picks {
                 if peers.len() >= want {
                     break;
                 }
-                if a == to || peers.contains(&a) {
+                if peers.contains(&a) {
                     continue;
                 }
                 size += if a.is_ipv4() { 7 } else { 19 };
@@ -363,6 +378,7 @@ impl Tracker {
         }
         self.stats.lists_sent += 1;
         messages.push(Message::PeerList { peers });
+        messages.push(observed);
         self.outbox.push_back(Transmit { dst: to, packet: Packet { messages } });
     }
 
@@ -417,11 +433,12 @@ impl Tracker {
         let token =
             (proof != Proof::Current).then(|| Message::Token { nonce: self.token(&from, Self::epoch(now)), echo: 0 });
         match msg {
-            Message::Join { channel, peer: _, role: _ } => {
+            Message::Join { channel, peer: _, role } => {
                 if proof == Proof::None {
                     self.stats.unvalidated += 1;
                     self.send_list(channel, from, budget, token);
                 } else if self.register(now, channel, from) {
+                    self.set_role(channel, from, role);
                     self.send_list(channel, from, budget, token);
                 } else {
                     self.stats.refused += 1;
@@ -455,9 +472,64 @@ impl Tracker {
                     self.stats.leaves += 1;
                 }
             }
+            Message::Introduce { channel, addr } => self.introduce(channel, from, addr),
+            Message::NatReport { nat } => self.set_nat(from, nat),
             // Everything else is for peers; a tracker ignores it.
             _ => {}
         }
+    }
+}
+
+/// How many more peers than a list holds are sampled, so that peers the asker
+/// cannot reach can be left out.
+const REACHABLE_OVERSAMPLE: usize = 4;
+
+/// Whether a peer at `to` with NAT type `asker` can reach `e`: same address family;
+/// never a peer behind a symmetric NAT (nobody can reach it, it reaches others);
+/// from behind a symmetric NAT, only seeds, relays and peers without NAT (a hole
+/// punched for its tracker mapping is not one its Connect uses).
+fn reachable(asker: NatType, to: SocketAddr, addr: SocketAddr, e: &Entry) -> bool {
+    addr.is_ipv4() == to.is_ipv4()
+        && e.nat != NatType::Symmetric
+        && (asker != NatType::Symmetric || e.role != Role::Peer || e.nat == NatType::Open)
+}
+
+// ---- NAT traversal (docs/PROTOCOL.md, "NAT traversal") ----
+impl Tracker {
+    fn set_role(&mut self, channel: ChannelId, addr: SocketAddr, role: Role) {
+        if let Some(e) = self.channels.get_mut(&channel).and_then(|ch| ch.entries.get_mut(&addr)) {
+            e.role = role;
+        }
+    }
+
+    /// A peer's NAT type, for every channel it is in (a NAT report names none).
+    fn set_nat(&mut self, addr: SocketAddr, nat: NatType) {
+        for ch in self.channels.values_mut() {
+            if let Some(e) = ch.entries.get_mut(&addr) {
+                e.nat = nat;
+            }
+        }
+    }
+
+    /// `asker` wants to reach `target`: tells `target` where the asker is, so it
+    /// punches a hole towards it. Both must be registered in the channel (an unknown
+    /// asker could be a spoofed victim); the introduction is no larger than the
+    /// request; a target behind a symmetric NAT is not asked (its punch would come
+    /// from a port the asker never sent to).
+    fn introduce(&mut self, channel: ChannelId, asker: SocketAddr, target: SocketAddr) {
+        if self.outbox.len() >= self.cfg.max_outbox || asker == target || asker.is_ipv4() != target.is_ipv4() {
+            return;
+        }
+        let Some(ch) = self.channels.get(&channel) else { return };
+        // Registered means validated: only addresses that proved they receive are
+        // introduced, or told to punch.
+        let (Some(_), Some(t)) = (ch.entries.get(&asker), ch.entries.get(&target)) else { return };
+        if t.nat == NatType::Symmetric {
+            return;
+        }
+        self.stats.introductions += 1;
+        let packet = Packet { messages: vec![Message::Introduce { channel, addr: asker }] };
+        self.outbox.push_back(Transmit { dst: target, packet });
     }
 }
 
@@ -520,6 +592,7 @@ mod tests {
             match m {
                 Message::PeerList { peers } => list = peers,
                 Message::Token { nonce, .. } => token = Some(nonce),
+                Message::Observed { addr } => assert_eq!(addr, from),
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -698,6 +771,67 @@ mod tests {
         t.handle_timeout(Time::from_secs(200));
         assert_eq!(t.peer_count(ChannelId(1)), 0);
         assert_eq!(t.poll_timeout(), None);
+    }
+
+    fn report(t: &mut Tracker, i: u16, nat: NatType) {
+        t.handle_input(Time::ZERO, addr(i), Packet { messages: vec![Message::NatReport { nat }] });
+    }
+
+    #[test]
+    fn lists_hold_only_peers_the_asker_can_reach() {
+        let mut t = Tracker::new(TrackerConfig::default(), 5);
+        // 0: a seed; 1-3 open; 4-9 cone; 10-12 symmetric; 13 the asker; two IPv6 peers.
+        let seed = Message::Join { channel: ChannelId(1), peer: PeerId(0), role: Role::Seed };
+        t.handle_input(Time::ZERO, addr(0), Packet { messages: vec![seed.clone(), Message::Padding { len: 1000 }] });
+        let (_, token) = reply(&mut t, Time::ZERO, addr(0));
+        let echo = Message::Token { nonce: 0, echo: token.expect("a token") };
+        t.handle_input(Time::ZERO, addr(0), Packet { messages: vec![seed, echo, Message::Padding { len: 1000 }] });
+        t.poll_transmit(Time::ZERO);
+        for i in 1..=13 {
+            join(&mut t, Time::ZERO, i);
+        }
+        for (range, nat) in [(1..=3, NatType::Open), (4..=9, NatType::Cone), (10..=13, NatType::Symmetric)] {
+            range.for_each(|i| report(&mut t, i, nat));
+        }
+        for i in 0..2u16 {
+            let v6 = SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 20_000 + i));
+            let peers = join_at(&mut t, Time::ZERO, v6);
+            assert!(peers.iter().all(SocketAddr::is_ipv6), "an IPv6 asker gets IPv6 peers: {peers:?}");
+            assert_eq!(peers.len(), usize::from(i));
+        }
+        let symmetric = join(&mut t, Time::ZERO, 13);
+        let mut got: Vec<u16> = symmetric.iter().map(|a| a.port() - 10_000).collect();
+        got.sort();
+        assert_eq!(got, vec![0, 1, 2, 3], "behind a symmetric NAT: the seed and open peers");
+        let cone = join(&mut t, Time::ZERO, 4);
+        assert_eq!(cone.len(), 9, "a cone peer gets every IPv4 peer but the symmetric ones: {cone:?}");
+        assert!(cone.iter().all(|a| a.port() - 10_000 < 10));
+    }
+
+    #[test]
+    fn introductions_go_only_between_registered_peers_and_are_small() {
+        let mut t = Tracker::new(TrackerConfig::default(), 6);
+        for i in 1..=3 {
+            join(&mut t, Time::ZERO, i);
+        }
+        report(&mut t, 3, NatType::Symmetric);
+        let ask = |t: &mut Tracker, from: u16, to: u16| {
+            let p = Packet { messages: vec![Message::Introduce { channel: ChannelId(1), addr: addr(to) }] };
+            let sent = p.wire_len();
+            t.handle_input(Time::ZERO, addr(from), p);
+            let tx = t.poll_transmit(Time::ZERO);
+            if let Some(tx) = &tx {
+                assert!(tx.packet.wire_len() <= sent, "an introduction is no larger than its request");
+            }
+            tx
+        };
+        let tx = ask(&mut t, 1, 2).expect("introduced");
+        assert_eq!(tx.dst, addr(2));
+        assert_eq!(tx.packet.messages, vec![Message::Introduce { channel: ChannelId(1), addr: addr(1) }]);
+        assert!(ask(&mut t, 9, 2).is_none(), "an unregistered (maybe spoofed) asker");
+        assert!(ask(&mut t, 1, 9).is_none(), "an unregistered target");
+        assert!(ask(&mut t, 1, 3).is_none(), "a symmetric target cannot punch");
+        assert_eq!(t.stats().introductions, 1);
     }
 
     #[test]

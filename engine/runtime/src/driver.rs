@@ -84,7 +84,8 @@ struct Shared<N> {
     fd: RawFd,
     clock: Clock,
     gso: Cell<bool>,
-    stats: RefCell<IoStats>,
+    /// Shared with whoever watches the node live (the metrics snapshot).
+    stats: Rc<RefCell<IoStats>>,
 }
 
 impl<N: Node> Shared<N> {
@@ -156,11 +157,25 @@ pub async fn drive_linked<N: Node + 'static>(
     link: LinkModel,
     seed: u64,
 ) -> IoStats {
+    drive_observed(node, socket, clock, stop, link, seed, Rc::default()).await
+}
+
+/// `drive_linked`, counting into `stats`, which the caller may read while the node
+/// runs (a shard's per-second snapshot reads it for the metrics).
+pub async fn drive_observed<N: Node + 'static>(
+    node: Rc<RefCell<N>>,
+    socket: std::net::UdpSocket,
+    clock: Clock,
+    stop: Arc<AtomicBool>,
+    link: LinkModel,
+    seed: u64,
+    stats: Rc<RefCell<IoStats>>,
+) -> IoStats {
     let inbound = Rc::new(RefCell::new(Inbound::new(link, seed)));
     let fd = socket.as_raw_fd();
     // SAFETY: the fd comes from a live std socket whose ownership moves here.
     let socket = Rc::new(unsafe { glommio::net::UdpSocket::from_raw_fd(socket.into_raw_fd()) });
-    let shared = Rc::new(Shared { node, fd, clock, gso: Cell::new(true), stats: RefCell::new(IoStats::default()) });
+    let shared = Rc::new(Shared { node, fd, clock, gso: Cell::new(true), stats });
 
     let rx_shared = shared.clone();
     let rx_socket = socket.clone();
@@ -172,6 +187,7 @@ pub async fn drive_linked<N: Node + 'static>(
                 glommio::timer::sleep(Duration::from_millis(1)).await;
                 continue;
             };
+            let from = udp::canonical(from);
             let now = rx_shared.clock.now();
             {
                 let mut s = rx_shared.stats.borrow_mut();

@@ -14,11 +14,15 @@
 //! - `udp`: every socket trick (SO_REUSEPORT bind, GSO grouping, sendmmsg).
 //! - `ingest`: a seed's `LcSource` and its fan-out to shards over SPSC channels.
 //! - `role`: tracker, seed, relay and peer as deployable processes; shard layout.
+//! - `exposition`: Prometheus metrics and health of a running node.
+//! - `http`: the small HTTP/1.1 server behind `--metrics-listen` and `--http`.
 //! - `status`: per-second snapshots, the live status line, the exit summary.
 //! - `local`: a whole swarm in one process (`layerp2p demo`, the runtime test).
 //! - `throughput`: the seed throughput benchmark (`layerp2p bench-node`).
 
 pub mod driver;
+pub mod exposition;
+pub mod http;
 pub mod ingest;
 pub mod link;
 pub mod local;

@@ -25,13 +25,16 @@
 //! started with `--n-max 6000` serves ~6,000 viewers on its port (a third of the budget
 //! on the private port left a fifth of 5,000 load-test peers declined).
 
-use super::driver::{Clock, IoStats, drive};
+use super::driver::{Clock, IoStats, drive_observed};
+use super::exposition::NodeMetrics;
 use super::ingest::{fan_out, fanout_channel, ingest, receive};
+use super::link::LinkModel;
 use super::playout::PlayoutSink;
-use super::status::{NodeSummary, Snapshot, Status, StatusMeter};
+use super::status::{NeighbourSummary, NodeSummary, Snapshot, Status, StatusMeter, UploadEstimate};
 use glommio::{LocalExecutorBuilder, Placement};
 use layerp2p_codec::{Kbps, LcSource};
 use layerp2p_proto::config::PeerConfig;
+use layerp2p_proto::peer::nat::NatStatus;
 use layerp2p_proto::peer::{Peer, PeerStats};
 use layerp2p_proto::tracker::{Tracker, TrackerConfig, TrackerStats};
 use layerp2p_proto::wire::Role;
@@ -114,6 +117,11 @@ impl NodeSpec {
         role_name(self.peer.role)
     }
 
+    /// The metrics this node publishes to (`run_node_observed`).
+    pub fn metrics(&self) -> Arc<NodeMetrics> {
+        NodeMetrics::new(self.role_name(), Some(self.peer.channel), self.shards)
+    }
+
     /// Checks what a user can get wrong before anything is bound.
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.shards == 0 || self.shards > MAX_SHARDS {
@@ -167,6 +175,8 @@ struct ShardResult {
     io: IoStats,
     counted_seconds: f64,
     tracker: Option<TrackerStats>,
+    nat: Option<NatStatus>,
+    neighbours: Vec<NeighbourSummary>,
 }
 
 /// Binds one socket per shard on `addr`, sharing its port (`udp::bind_shared`).
@@ -214,13 +224,17 @@ fn supervise(
     handles: Vec<glommio::ExecutorJoinHandle<io::Result<ShardResult>>>,
     rx: mpsc::Receiver<Snapshot>,
     mut meter: StatusMeter,
+    metrics: &NodeMetrics,
     stop: &AtomicBool,
     on_status: &mut dyn FnMut(&Status),
 ) -> io::Result<Vec<ShardResult>> {
     let mut next_line = Instant::now() + STATUS_INTERVAL;
     while !stop.load(Ordering::Relaxed) {
         match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(s) => meter.update(s),
+            Ok(s) => {
+                metrics.record(s.clone(), Instant::now());
+                meter.update(s);
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
@@ -233,6 +247,7 @@ fn supervise(
         }
     }
     stop.store(true, Ordering::Relaxed);
+    metrics.set_draining();
     let mut results = Vec::new();
     for h in handles {
         results.push(h.join().map_err(|e| io::Error::other(format!("executor failed: {e}")))??);
@@ -251,6 +266,8 @@ fn summarize(
     let mut io = IoStats::default();
     let mut tracker = None;
     let mut counted_seconds: f64 = 0.0;
+    let nat = results.iter().find_map(|r| r.nat.clone());
+    let neighbours = results.iter().flat_map(|r| r.neighbours.iter().cloned()).collect();
     for r in &results {
         stats.merge(&r.stats);
         io.add(&r.io);
@@ -271,6 +288,8 @@ fn summarize(
         tracker,
         stats,
         io,
+        nat,
+        neighbours,
     }
 }
 
@@ -283,6 +302,20 @@ pub fn run_tracker(
     stop: Arc<AtomicBool>,
     on_status: &mut dyn FnMut(&Status),
 ) -> io::Result<NodeSummary> {
+    let metrics = NodeMetrics::new("tracker", None, 1);
+    run_tracker_observed(listen, cfg, rng_seed, core, stop, &metrics, on_status)
+}
+
+/// `run_tracker`, publishing its snapshots to `metrics` (role "tracker", one shard).
+pub fn run_tracker_observed(
+    listen: SocketAddr,
+    cfg: TrackerConfig,
+    rng_seed: u64,
+    core: usize,
+    stop: Arc<AtomicBool>,
+    metrics: &NodeMetrics,
+    on_status: &mut dyn FnMut(&Status),
+) -> io::Result<NodeSummary> {
     let socket = udp::bind(listen).map_err(|e| io::Error::new(e.kind(), format!("cannot bind {listen}: {e}")))?;
     let bound = socket.local_addr()?;
     let start = Instant::now();
@@ -292,13 +325,29 @@ pub fn run_tracker(
         let clock = Clock::starting_at(start);
         let tracker = Rc::new(RefCell::new(Tracker::new(cfg, rng_seed)));
         let t = tracker.clone();
-        glommio::spawn_local(publish(tx, shard_stop.clone(), move || tracker_snapshot(0, clock, &t.borrow()))).detach();
-        let io = drive(tracker.clone(), socket, clock, shard_stop).await;
+        let live = Rc::new(RefCell::new(IoStats::default()));
+        let l = live.clone();
+        glommio::spawn_local(publish(tx, shard_stop.clone(), move || {
+            tracker_snapshot(0, clock, &t.borrow(), *l.borrow())
+        }))
+        .detach();
+        let io = drive_observed(tracker.clone(), socket, clock, shard_stop, LinkModel::NONE, 0, live).await;
         let stats = tracker.borrow().stats().clone();
         Ok(ShardResult { io, tracker: Some(stats), ..Default::default() })
     })?;
-    let results = supervise(vec![handle], rx, StatusMeter::new("tracker", 1), &stop, on_status)?;
+    let results = supervise(vec![handle], rx, StatusMeter::new("tracker", 1), metrics, &stop, on_status)?;
     Ok(summarize("tracker", bound, 1, start.elapsed().as_secs_f64(), results))
+}
+
+/// Drives `node` on `socket` (no link model), counting into `live`.
+fn observed<N: layerp2p_proto::node::Node + 'static>(
+    node: Rc<RefCell<N>>,
+    socket: std::net::UdpSocket,
+    clock: Clock,
+    stop: &Arc<AtomicBool>,
+    live: &Rc<RefCell<IoStats>>,
+) -> impl std::future::Future<Output = IoStats> + use<N> {
+    drive_observed(node, socket, clock, stop.clone(), LinkModel::NONE, 0, live.clone())
 }
 
 /// Hands every LC `peer` plays to `sink`, until `stop` (other events are dropped).
@@ -313,7 +362,7 @@ async fn play_out(peer: Rc<RefCell<Peer>>, sink: PlayoutSink, stop: Arc<AtomicBo
     }
 }
 
-fn tracker_snapshot(shard: usize, clock: Clock, t: &Tracker) -> Snapshot {
+fn tracker_snapshot(shard: usize, clock: Clock, t: &Tracker, io: IoStats) -> Snapshot {
     let peers = t.peers();
     Snapshot {
         shard,
@@ -322,6 +371,10 @@ fn tracker_snapshot(shard: usize, clock: Clock, t: &Tracker) -> Snapshot {
         queued: 0,
         stats: PeerStats::default(),
         tracker_peers: Some(peers),
+        tracker: Some(t.stats().clone()),
+        io,
+        nat: None,
+        upload_estimate: None,
     }
 }
 
@@ -341,10 +394,24 @@ pub const PLAYOUT_TICK: Duration = Duration::from_millis(20);
 /// `run_node`, and every LC the node plays goes to `output` (a viewer's `--output`;
 /// one-shard nodes only).
 pub fn run_node_playing(
+    spec: NodeSpec,
+    source: Option<Box<dyn LcSource>>,
+    output: Option<PlayoutSink>,
+    stop: Arc<AtomicBool>,
+    on_status: &mut dyn FnMut(&Status),
+) -> io::Result<NodeSummary> {
+    let metrics = spec.metrics();
+    run_node_observed(spec, source, output, stop, &metrics, on_status)
+}
+
+/// `run_node_playing`, publishing every shard's snapshots to `metrics` (made by
+/// `NodeSpec::metrics`).
+pub fn run_node_observed(
     mut spec: NodeSpec,
     source: Option<Box<dyn LcSource>>,
     output: Option<PlayoutSink>,
     stop: Arc<AtomicBool>,
+    metrics: &NodeMetrics,
     on_status: &mut dyn FnMut(&Status),
 ) -> io::Result<NodeSummary> {
     spec.validate().map_err(io::Error::other)?;
@@ -402,11 +469,16 @@ pub fn run_node_playing(
         let (tx, stop) = (tx.clone(), stop.clone());
         let handle = spawn_shard(k, spec.first_core + k, stop.clone(), move || async move {
             let clock = Clock::starting_at(start);
+            // Every socket this shard drives counts into its own live stats; the
+            // snapshot adds them up.
+            let live: [Rc<RefCell<IoStats>>; 3] = Default::default();
             let tracker = tracker_socket.map(|socket| {
                 let tracker = Rc::new(RefCell::new(Tracker::new(TrackerConfig::default(), rng_seed ^ 0x7AC4)));
-                (tracker.clone(), glommio::spawn_local(drive(tracker, socket, clock, stop.clone())))
+                (tracker.clone(), glommio::spawn_local(observed(tracker, socket, clock, &stop, &live[1])))
             });
-            let peer = Peer::new(cfg, rng_seed, clock.now()).map_err(|e| io::Error::other(e.to_string()))?;
+            let local = socket.local_addr()?;
+            let mut peer = Peer::new(cfg, rng_seed, clock.now()).map_err(|e| io::Error::other(e.to_string()))?;
+            peer.set_local_addrs(udp::local_addrs(local));
             let peer = Rc::new(RefCell::new(peer));
             let mut upstream_task = None;
             if let Some(source) = source {
@@ -424,16 +496,18 @@ pub fn run_node_playing(
                     }
                 };
                 glommio::spawn_local(fan_out(pull, peer.clone(), fan_tx, clock, stop.clone())).detach();
-                upstream_task = Some((up.clone(), glommio::spawn_local(drive(up, socket, clock, stop.clone()))));
+                upstream_task = Some((up.clone(), glommio::spawn_local(observed(up, socket, clock, &stop, &live[2]))));
             }
             if let Some(rx) = fan_rx {
                 glommio::spawn_local(receive(rx, peer.clone(), clock)).detach();
             }
             // Awaited, not detached: the writer ends only once this sink is dropped.
             let playout_task = output.map(|sink| glommio::spawn_local(play_out(peer.clone(), sink, stop.clone())));
-            let (p, t) = (peer.clone(), tracker.as_ref().map(|(t, _)| t.clone()));
+            let (p, t, l) = (peer.clone(), tracker.as_ref().map(|(t, _)| t.clone()), live.clone());
             glommio::spawn_local(publish(tx, stop.clone(), move || {
                 let p = p.borrow();
+                let mut io = IoStats::default();
+                l.iter().for_each(|l| io.add(&l.borrow()));
                 Snapshot {
                     shard: k,
                     at: clock.now(),
@@ -441,10 +515,17 @@ pub fn run_node_playing(
                     queued: p.queued_requests(),
                     stats: p.stats(),
                     tracker_peers: t.as_ref().map(|t| t.borrow().peer_count(p.config().channel)),
+                    tracker: t.as_ref().map(|t| t.borrow().stats().clone()),
+                    io,
+                    nat: Some(p.nat_status()),
+                    upload_estimate: p.upload_estimate().map(|(rate, delay)| UploadEstimate {
+                        kbps: f64::from(rate.0),
+                        queueing_delay_ms: delay.map(|d| d.as_secs_f64() * 1000.0),
+                    }),
                 }
             }))
             .detach();
-            let mut io = drive(peer.clone(), socket, clock, stop).await;
+            let mut io = observed(peer.clone(), socket, clock, &stop, &live[0]).await;
             if let Some(task) = playout_task {
                 task.await;
             }
@@ -472,12 +553,17 @@ pub fn run_node_playing(
             if let Some(up) = upstream_stats {
                 stats.merge(&up);
             }
-            Ok(ShardResult { stats, io, counted_seconds, tracker: tracker_stats })
+            let neighbours = p
+                .neighbour_traffic()
+                .map(|(addr, bytes_up, bytes_down)| NeighbourSummary { addr: addr.to_string(), bytes_up, bytes_down })
+                .collect();
+            let nat = Some(p.nat_status());
+            Ok(ShardResult { stats, io, counted_seconds, tracker: tracker_stats, nat, neighbours })
         })?;
         handles.push(handle);
     }
     drop(tx);
-    let results = supervise(handles, rx, StatusMeter::new(spec.role_name(), spec.shards), &stop, on_status)?;
+    let results = supervise(handles, rx, StatusMeter::new(spec.role_name(), spec.shards), metrics, &stop, on_status)?;
     Ok(summarize(spec.role_name(), bound, spec.shards, start.elapsed().as_secs_f64(), results))
 }
 

@@ -5,6 +5,7 @@
 
 use super::driver::IoStats;
 use layerp2p_proto::peer::PeerStats;
+use layerp2p_proto::peer::nat::NatStatus;
 use layerp2p_proto::time::Time;
 use layerp2p_proto::tracker::TrackerStats;
 use serde::Serialize;
@@ -20,6 +21,21 @@ pub struct Snapshot {
     pub stats: PeerStats,
     /// Peers registered at a tracker this shard runs (embedded or standalone).
     pub tracker_peers: Option<usize>,
+    /// That tracker's counters.
+    pub tracker: Option<TrackerStats>,
+    /// The shard's socket counters so far (every socket it drives).
+    pub io: IoStats,
+    /// What the node measured of its NAT (viewers and relays).
+    pub nat: Option<NatStatus>,
+    /// The measured upload (`--upload-kbps auto`).
+    pub upload_estimate: Option<UploadEstimate>,
+}
+
+/// The measured upload and the queueing delay it keeps on the uplink.
+#[derive(Clone, Debug, Serialize)]
+pub struct UploadEstimate {
+    pub kbps: f64,
+    pub queueing_delay_ms: Option<f64>,
 }
 
 /// The live one-line status of a node.
@@ -40,6 +56,11 @@ pub struct Status {
     /// LCs and LC bytes sent since the start, all shards.
     pub lcs_up: u64,
     pub bytes_up: u64,
+    /// LCs played in time and missed since the start, per layer (index 0 = layer 1).
+    pub played_lcs: Vec<u64>,
+    pub missed_lcs: Vec<u64>,
+    pub nat: Option<NatStatus>,
+    pub upload_estimate: Option<UploadEstimate>,
 }
 
 impl fmt::Display for Status {
@@ -59,6 +80,15 @@ impl fmt::Display for Status {
         }
         if let Some(p) = self.tracker_peers {
             write!(f, "  tracker peers {p}")?;
+        }
+        if let Some(n) = self.nat.as_ref().filter(|n| n.reflexive.is_some()) {
+            write!(f, "  {}", nat_text(n))?;
+        }
+        if let Some(u) = &self.upload_estimate {
+            write!(f, "  uplink {:.0} kbps", u.kbps)?;
+            if let Some(d) = u.queueing_delay_ms {
+                write!(f, " (+{d:.0} ms)")?;
+            }
         }
         Ok(())
     }
@@ -140,8 +170,29 @@ impl StatusMeter {
             tracker_peers: shards.iter().find_map(|(s, _)| s.tracker_peers),
             lcs_up: total.lcs_up,
             bytes_up: total.bytes_up,
+            played_lcs: total.layers.iter().map(|l| l.played).collect(),
+            missed_lcs: total.layers.iter().map(|l| l.missed).collect(),
+            nat: shards.iter().find_map(|(s, _)| s.nat.clone()),
+            upload_estimate: shards.iter().find_map(|(s, _)| s.upload_estimate.clone()),
         })
     }
+}
+
+/// "nat cone, seen at 203.0.113.9:4000".
+fn nat_text(n: &NatStatus) -> String {
+    let kind = serde_json::to_value(n.nat).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    match n.reflexive {
+        Some(at) => format!("nat {kind}, seen at {at}"),
+        None => format!("nat {kind}"),
+    }
+}
+
+/// One neighbour at exit: LC data bytes each way.
+#[derive(Clone, Debug, Serialize)]
+pub struct NeighbourSummary {
+    pub addr: String,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
 }
 
 /// alpha with `digits` decimals, or "-" when nothing was counted.
@@ -166,6 +217,9 @@ pub struct NodeSummary {
     pub stats: PeerStats,
     pub io: IoStats,
     pub tracker: Option<TrackerStats>,
+    pub nat: Option<NatStatus>,
+    /// Neighbours at exit (one-shard nodes).
+    pub neighbours: Vec<NeighbourSummary>,
 }
 
 impl NodeSummary {
@@ -233,6 +287,9 @@ impl NodeSummary {
                 t.joins, t.leaves, t.expired, t.lists_sent
             );
         }
+        if let Some(n) = self.nat.as_ref().filter(|n| n.reflexive.is_some()) {
+            let _ = writeln!(s, "  {}", nat_text(n));
+        }
         s
     }
 }
@@ -251,6 +308,10 @@ mod tests {
             queued: 0,
             stats: PeerStats { layers, bytes_up: up, ..Default::default() },
             tracker_peers: None,
+            tracker: None,
+            io: IoStats::default(),
+            nat: None,
+            upload_estimate: None,
         }
     }
 

@@ -46,12 +46,67 @@ fn socket(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocket>
     if reuse_port {
         socket.set_reuse_port(true)?;
     }
+    // `[::]` means every address of both families (dual-stack); IPv4 remotes then
+    // arrive as IPv4-mapped IPv6 addresses, which `canonical` turns back.
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        socket.set_only_v6(false)?;
+    }
     socket.set_nonblocking(true)?;
     // Best effort: the kernel caps these at net.core.{r,w}mem_max.
     let _ = socket.set_recv_buffer_size(4 << 20);
     let _ = socket.set_send_buffer_size(4 << 20);
     socket.bind(&addr.into())?;
     Ok(socket.into())
+}
+
+/// The addresses a socket bound to `bound` is reached at directly: `bound` itself, or
+/// with an unspecified IP, every local IP of its family (both families for `[::]`)
+/// with its port. A node compares them with what the tracker sees to tell whether it
+/// is behind a NAT.
+pub fn local_addrs(bound: SocketAddr) -> Vec<SocketAddr> {
+    if !bound.ip().is_unspecified() {
+        return vec![bound];
+    }
+    let mut out = Vec::new();
+    let mut ifaddrs: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a list we free with freeifaddrs; each `ifa_addr` is
+    // null or points to a sockaddr of the family it names.
+    unsafe {
+        if libc::getifaddrs(&mut ifaddrs) != 0 {
+            return out;
+        }
+        let mut at = ifaddrs;
+        while !at.is_null() {
+            let sa = (*at).ifa_addr;
+            if !sa.is_null() {
+                match i32::from((*sa).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*(sa as *const libc::sockaddr_in);
+                        let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                        out.push(SocketAddr::new(ip.into(), bound.port()));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(sa as *const libc::sockaddr_in6);
+                        let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                        out.push(SocketAddr::new(ip.into(), bound.port()));
+                    }
+                    _ => {}
+                }
+            }
+            at = (*at).ifa_next;
+        }
+        libc::freeifaddrs(ifaddrs);
+    }
+    // An IPv4 socket is reached at IPv4 addresses only; `[::]` at both.
+    out.retain(|a| bound.is_ipv6() || a.is_ipv4());
+    out
+}
+
+/// `from` as the protocol core sees it: an IPv4 remote reaching a dual-stack socket
+/// is reported as `::ffff:a.b.c.d`, but it is the IPv4 address the tracker lists and
+/// others reach. A dual-stack socket sends to an IPv4 address as it is.
+pub fn canonical(from: SocketAddr) -> SocketAddr {
+    SocketAddr::new(from.ip().to_canonical(), from.port())
 }
 
 /// Orders a tick's datagrams by destination, keeping each destination's own order,
@@ -211,6 +266,51 @@ mod tests {
 
     fn a(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn local_addresses_hold_loopback_with_the_bound_port() {
+        let v4 = local_addrs(SocketAddr::from(([0, 0, 0, 0], 4321)));
+        assert!(v4.contains(&a(4321)), "{v4:?}");
+        assert!(v4.iter().all(|x| x.is_ipv4() && x.port() == 4321));
+        assert_eq!(local_addrs(a(9)), vec![a(9)]);
+    }
+
+    #[test]
+    fn a_dual_stack_socket_talks_to_both_families_with_canonical_addresses() {
+        let Ok(dual) = bind(SocketAddr::from(([0u16; 8], 0))) else {
+            eprintln!("skipped: no IPv6 on this host");
+            return;
+        };
+        let port = dual.local_addr().expect("addr").port();
+        for (local, to) in [("127.0.0.1:0", "127.0.0.1"), ("[::1]:0", "::1")] {
+            let other = bind(local.parse().expect("addr")).expect("bind");
+            let to: SocketAddr = SocketAddr::new(to.parse().expect("ip"), port);
+            other.send_to(b"ping", to).expect("send");
+            let mut buf = [0u8; 16];
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let from = loop {
+                match dual.recv_from(&mut buf) {
+                    Ok((_, from)) => break from,
+                    Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+                    Err(e) => panic!("nothing received: {e}"),
+                }
+            };
+            let from = canonical(from);
+            assert_eq!(from, other.local_addr().expect("addr"), "the remote as it bound itself");
+            // The reply goes to the canonical (IPv4 or IPv6) address.
+            let mut gso = true;
+            let sent = send_batch(dual.as_raw_fd(), &[(from, b"pong".to_vec())], &mut gso);
+            assert_eq!(sent.datagrams, 1, "{sent:?}");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match other.recv_from(&mut buf) {
+                    Ok((n, _)) => break assert_eq!(&buf[..n], b"pong"),
+                    Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+                    Err(e) => panic!("no reply: {e}"),
+                }
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! summary (on stderr when stdout carries the video) and turns Ctrl-C into a stop.
 
 use super::args::{IncentiveArgs, NeighbourArgs, PolicyArg, Video, parse_contact_addr};
+use super::ops::{Ops, drain_on_signals};
 use clap::Args as ClapArgs;
 use layerp2p_codec::synthetic::SyntheticSource;
 use layerp2p_codec::video::encoder::EncoderConfig;
@@ -13,8 +14,9 @@ use layerp2p_codec::video::{FrameRate, Resolution};
 use layerp2p_codec::{Kbps, LayerPlan, LcSource};
 use layerp2p_engine::channel::{self, channel_id, plan_text};
 use layerp2p_engine::integrity::ContentAuth;
+use layerp2p_engine::runtime::exposition::NodeMetrics;
 use layerp2p_engine::runtime::playout::Playout;
-use layerp2p_engine::runtime::role::{NodeSpec, run_node_playing, run_tracker};
+use layerp2p_engine::runtime::role::{NodeSpec, run_node_observed, run_tracker_observed};
 use layerp2p_engine::runtime::status::{NodeSummary, Status};
 use layerp2p_engine::wire::Role;
 use layerp2p_engine::{PeerConfig, TrackerConfig};
@@ -41,6 +43,8 @@ pub struct Common {
     /// Seed of every random choice the node makes.
     #[arg(long, default_value_t = 1)]
     rng_seed: u64,
+    #[command(flatten)]
+    ops: Ops,
 }
 
 /// Flags of the roles that run the protocol (seed, relay, peer).
@@ -109,13 +113,28 @@ fn parse_plan_arg(s: &str) -> Result<LayerPlan, String> {
     channel::parse_plan(s).map_err(|e| e.to_string())
 }
 
+/// HOST:PORT resolved once at start (the first address a name resolves to).
+fn parse_host_port(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let addr = match s.parse::<SocketAddr>() {
+        Ok(addr) => addr,
+        Err(_) => s
+            .to_socket_addrs()
+            .map_err(|e| format!("{s:?} is not HOST:PORT: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{s:?} resolves to no address"))?,
+    };
+    // A contact address must be one a datagram can reach (no port 0, no multicast).
+    parse_contact_addr(&addr.to_string())
+}
+
 pub(super) fn parse_key_arg(s: &str) -> Result<channel::PublicKey, String> {
     channel::parse_public_key(s).map_err(|e| e.to_string())
 }
 
 #[derive(ClapArgs, Debug)]
 pub struct TrackerArgs {
-    /// Address to listen on.
+    /// Address to listen on (`[::]:PORT`: IPv4 and IPv6 at once).
     #[arg(long, default_value = "0.0.0.0:7700")]
     listen: SocketAddr,
     #[command(flatten)]
@@ -124,11 +143,12 @@ pub struct TrackerArgs {
 
 #[derive(ClapArgs, Debug)]
 pub struct SeedArgs {
-    /// Address to listen on (all shards share it).
+    /// Address to listen on, shared by all shards (`[::]:PORT`: IPv4 and IPv6 at once).
     #[arg(long, default_value = "0.0.0.0:7701")]
     listen: SocketAddr,
-    /// Register with this tracker; without it the seed runs its own at --tracker-listen.
-    #[arg(long, value_parser = parse_contact_addr)]
+    /// Register with this tracker (HOST:PORT, a name or an IPv4/IPv6 address); without
+    /// it the seed runs its own at --tracker-listen.
+    #[arg(long, value_parser = parse_host_port)]
     tracker: Option<SocketAddr>,
     /// Where the embedded tracker listens (when --tracker is not given).
     #[arg(long, default_value = "0.0.0.0:7700")]
@@ -184,11 +204,13 @@ pub struct KeygenArgs {
 /// Where a relay or peer listens, which swarm it joins and the key it checks with.
 #[derive(ClapArgs, Debug)]
 pub struct Member {
-    /// Address to listen on.
+    /// Address to listen on (`[::]:PORT`: IPv4 and IPv6 at once).
     #[arg(long, default_value = "0.0.0.0:0")]
     listen: SocketAddr,
-    /// The swarm's tracker.
-    #[arg(long, value_parser = parse_contact_addr)]
+    /// The swarm's tracker: HOST:PORT, a name or an address (`[2001:db8::1]:7700`).
+    /// Behind a NAT nothing else is needed: the peer learns its public address and
+    /// NAT type and punches holes through the tracker's introductions.
+    #[arg(long, value_parser = parse_host_port)]
     tracker: SocketAddr,
     /// The channel's public key, 64 hex digits (what the seed and `layerp2p keygen`
     /// print): every LC is checked against manifests it signed. Without it nothing is
@@ -224,9 +246,11 @@ pub struct RelayArgs {
 pub struct PeerArgs {
     #[command(flatten)]
     member: Member,
-    /// Upload cap in kbps; 0 makes a free-rider.
-    #[arg(long)]
-    upload_kbps: u32,
+    /// Upload cap in kbps; 0 makes a free-rider. `auto` (the default) measures it: a
+    /// delay-based controller (LEDBAT, RFC 6817) finds the rate at which the uplink
+    /// starts to queue and keeps the added delay near 50 ms; l_n follows it.
+    #[arg(long, default_value = "auto", value_parser = parse_upload)]
+    upload_kbps: Upload,
     /// Download capacity of this peer's access link in kbps, if below its upload:
     /// the peer then asks first only for the layers its link carries (threshold
     /// layer l_n from the smaller of the two). Nothing is throttled. Unset: only
@@ -246,15 +270,6 @@ pub struct PeerArgs {
     common: Common,
 }
 
-/// Sets `stop` on Ctrl-C (SIGINT) and SIGTERM.
-fn stop_on_signals() -> Result<Arc<AtomicBool>, String> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
-    }
-    Ok(stop)
-}
-
 /// Prints each status (a live line on a terminal, JSON lines with --json, a line
 /// every 10 s otherwise) and sets `stop` once --duration has passed.
 fn status_printer(common: &Common, stop: Arc<AtomicBool>) -> impl FnMut(&Status) + use<> {
@@ -272,7 +287,7 @@ fn status_printer(common: &Common, stop: Arc<AtomicBool>) -> impl FnMut(&Status)
             let _ = std::io::stderr().flush();
         } else if s.elapsed_s as u64 >= last_plain + 10 {
             last_plain = s.elapsed_s as u64;
-            eprintln!("{s}");
+            tracing::info!("{s}");
         }
         if duration > 0 && start.elapsed() >= Duration::from_secs(duration) {
             stop.store(true, Ordering::Relaxed);
@@ -299,12 +314,15 @@ fn finish(common: &Common, summary: NodeSummary, stdout_busy: bool) -> Result<()
 }
 
 pub fn tracker(args: TrackerArgs) -> Result<(), String> {
-    let stop = stop_on_signals()?;
-    eprintln!("tracker listening on {} (Ctrl-C to stop)", args.listen);
+    args.common.ops.init_logs();
+    let metrics = NodeMetrics::new("tracker", None, 1);
+    let _server = args.common.ops.serve_metrics(&metrics)?;
+    let stop = drain_on_signals()?;
+    tracing::info!("tracker listening on {} (Ctrl-C to stop)", args.listen);
     let mut print = status_printer(&args.common, stop.clone());
-    let summary =
-        run_tracker(args.listen, TrackerConfig::default(), args.common.rng_seed, args.common.core, stop, &mut print)
-            .map_err(|e| e.to_string())?;
+    let (listen, seed, core) = (args.listen, args.common.rng_seed, args.common.core);
+    let summary = run_tracker_observed(listen, TrackerConfig::default(), seed, core, stop, &metrics, &mut print)
+        .map_err(|e| e.to_string())?;
     finish(&args.common, summary, false)
 }
 
@@ -348,14 +366,17 @@ fn node(
         None => None,
     };
     let (playout, sink) = playout.unzip();
-    let stop = stop_on_signals()?;
+    let metrics = spec.metrics();
+    let _server = common.ops.serve_metrics(&metrics)?;
+    let stop = drain_on_signals()?;
     let mut print = status_printer(common, stop.clone());
-    let summary = run_node_playing(spec, source, sink, stop, &mut print).map_err(|e| e.to_string())?;
+    let summary = run_node_observed(spec, source, sink, stop, &metrics, &mut print).map_err(|e| e.to_string())?;
     if let Some(p) = playout {
         let report = p.finish().map_err(|e| format!("writing the output: {e}"))?;
-        eprintln!(
+        tracing::info!(
             "output: {} frames written, {} played LCs dropped (writer behind)",
-            report.frames_written, report.lcs_dropped
+            report.frames_written,
+            report.lcs_dropped
         );
     }
     finish(common, summary, stdout_busy)
@@ -417,6 +438,7 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 }
 
 pub fn seed(args: SeedArgs) -> Result<(), String> {
+    args.common.ops.init_logs();
     if args.tracker.is_none() && args.tracker_listen.port() == 0 {
         return Err(format!(
             "--tracker-listen {} has port 0: peers could not find the embedded tracker; give a port",
@@ -448,19 +470,23 @@ pub fn seed(args: SeedArgs) -> Result<(), String> {
         rng_seed: args.common.rng_seed,
     };
     match args.tracker {
-        Some(t) => eprintln!("seed on {} with tracker {t}, {} shard(s) (Ctrl-C to stop)", args.listen, args.shards),
-        None => eprintln!(
+        Some(t) => {
+            tracing::info!("seed on {} with tracker {t}, {} shard(s) (Ctrl-C to stop)", args.listen, args.shards)
+        }
+        None => tracing::info!(
             "seed on {} with its own tracker on {}, {} shard(s) (Ctrl-C to stop)",
-            args.listen, args.tracker_listen, args.shards
+            args.listen,
+            args.tracker_listen,
+            args.shards
         ),
     }
     match auth.verifying_key() {
-        Some(k) => eprintln!(
+        Some(k) => tracing::info!(
             "channel: --plan {} --channel-key {} (give both to every relay and peer)",
             plan_text(&plan),
             channel::to_hex(k.as_bytes())
         ),
-        None => eprintln!(
+        None => tracing::warn!(
             "channel: --plan {} (give it to every relay and peer); content is NOT signed: no --key",
             plan_text(&plan)
         ),
@@ -488,11 +514,11 @@ fn membership(protocol: &Protocol, m: &Member) -> Result<(LayerPlan, ContentAuth
     let auth = match m.channel_key {
         Some(k) => ContentAuth::Verify(k),
         None => {
-            eprintln!("warning: no --channel-key: content is not checked, and only a seed without --key is found");
+            tracing::warn!("no --channel-key: content is not checked, and only a seed without --key is found");
             ContentAuth::Off
         }
     };
-    eprintln!("joining channel --plan {}", plan_text(&plan));
+    tracing::info!("joining channel --plan {}", plan_text(&plan));
     Ok((plan, auth))
 }
 
@@ -515,8 +541,8 @@ fn member(
     if role == Role::Peer {
         let (l_n, layers) = (peer.threshold_layer(), peer.plan.layers());
         match l_n {
-            0 => eprintln!("threshold layer l_n = 0 of {layers}: every layer is a probing request"),
-            _ => eprintln!(
+            0 => tracing::info!("threshold layer l_n = 0 of {layers}: every layer is a probing request"),
+            _ => tracing::info!(
                 "threshold layer l_n = {l_n} of {layers}: layers 1..={l_n} are regular requests, asked for first"
             ),
         }
@@ -533,6 +559,7 @@ fn member(
 }
 
 pub fn relay(args: RelayArgs) -> Result<(), String> {
+    args.common.ops.init_logs();
     let n_max = args.n_max as usize;
     let tune = |pc: &mut PeerConfig| {
         pc.n_max = n_max;
@@ -541,11 +568,35 @@ pub fn relay(args: RelayArgs) -> Result<(), String> {
     member(Role::Relay, &args.member, args.upload_kbps, tune, args.shards, &args.protocol, None, &args.common)
 }
 
+/// `--upload-kbps`: a cap, or measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upload {
+    Kbps(u32),
+    Auto,
+}
+
+/// The ceiling of a measured upload (far above any access link).
+const AUTO_UPLOAD_CEILING_KBPS: u32 = 1_000_000;
+
+fn parse_upload(s: &str) -> Result<Upload, String> {
+    match s {
+        "auto" => Ok(Upload::Auto),
+        n => n.parse().map(Upload::Kbps).map_err(|_| format!("{n:?} is neither `auto` nor a number of kbps")),
+    }
+}
+
 pub fn peer(args: PeerArgs) -> Result<(), String> {
+    args.common.ops.init_logs();
     let download = args.download_kbps.map(Kbps);
+    let auto = args.upload_kbps == Upload::Auto;
     let tune = |pc: &mut PeerConfig| {
         pc.download = download;
+        pc.upload_auto = auto;
         args.neighbours.apply(pc)
     };
-    member(Role::Peer, &args.member, args.upload_kbps, tune, 1, &args.protocol, args.output, &args.common)
+    let upload = match args.upload_kbps {
+        Upload::Kbps(k) => k,
+        Upload::Auto => AUTO_UPLOAD_CEILING_KBPS,
+    };
+    member(Role::Peer, &args.member, upload, tune, 1, &args.protocol, args.output, &args.common)
 }

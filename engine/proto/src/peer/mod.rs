@@ -4,11 +4,13 @@
 //! touches a socket or uses a global RNG.
 
 pub mod fasthash;
+pub mod nat;
 pub mod neighbours;
 pub mod playback;
 pub mod receiver;
 pub mod store;
 pub mod supplier;
+pub mod uplink;
 
 use crate::bucket::TokenBucket;
 use crate::config::PeerConfig;
@@ -287,6 +289,10 @@ pub struct Peer {
     silent: HashMap<SocketAddr, Silent>,
     /// When the last round ran: a much longer gap means this node itself stalled.
     last_round: Time,
+    /// The NAT in front of us and hole punching (`nat`).
+    nat: nat::Nat,
+    /// The measured upload (`upload_auto`), and LC bytes sent up to its last update.
+    uplink: Option<(uplink::Uplink, u64)>,
     stats: PeerStats,
 }
 
@@ -335,10 +341,16 @@ impl Peer {
             tracker_token: 0,
             silent: HashMap::new(),
             last_round: now,
+            nat: nat::Nat::default(),
+            uplink: cfg.upload_auto.then(|| (uplink::Uplink::new(cfg.upload.bits_per_sec() as f64), 0)),
             stats: PeerStats { layers: vec![LayerStats::default(); layers], ..Default::default() },
             rng,
             cfg,
         };
+        if let Some((up, _)) = &peer.uplink {
+            let start = Kbps((up.rate_bps() / 1000.0) as u32);
+            peer.apply_upload(now, start);
+        }
         if let Some(tracker) = peer.cfg.tracker {
             let join = Message::Join { channel: peer.cfg.channel, peer: peer.id, role: peer.cfg.role };
             peer.send(tracker, Self::padded(vec![join]));
@@ -356,6 +368,17 @@ impl Peer {
         &self.cfg
     }
 
+    /// The node's own addresses (bound port, every local IP), so it can tell whether
+    /// the address public nodes see it at is its own (no NAT).
+    pub fn set_local_addrs(&mut self, local: Vec<SocketAddr>) {
+        self.nat.set_local(local);
+    }
+
+    /// The NAT type measured and the address the tracker sees.
+    pub fn nat_status(&self) -> nat::NatStatus {
+        self.nat.status()
+    }
+
     /// Neighbours that proved their address (those that hold a slot, at most N_max).
     pub fn neighbour_count(&self) -> usize {
         self.neighbours.validated_len()
@@ -371,10 +394,21 @@ impl Peer {
         self.neighbours.iter().filter(|(_, n)| n.validated).map(|(_, n)| n.addr)
     }
 
+    /// Each neighbour with the LC bytes sent to and received from it.
+    pub fn neighbour_traffic(&self) -> impl Iterator<Item = (SocketAddr, u64, u64)> + '_ {
+        self.neighbours.iter().map(|(_, n)| (n.addr, n.bytes_up, n.bytes_down))
+    }
+
     /// d(n,k) for neighbour `addr`, in kbps.
     pub fn download_rate_from(&self, addr: &SocketAddr) -> Option<Kbps> {
         let slot = self.neighbours.slot_of(addr)?;
         Some(Kbps((self.neighbours.get(slot)?.rate.bits_per_sec() / 1000) as u32))
+    }
+
+    /// The measured upload and the uplink's queueing delay (`upload_auto` only).
+    pub fn upload_estimate(&self) -> Option<(Kbps, Option<Duration>)> {
+        let (up, _) = self.uplink.as_ref()?;
+        Some((Kbps((up.rate_bps() / 1000.0) as u32), up.queueing_delay()))
     }
 
     /// The playback threshold layer l_n.
@@ -661,10 +695,15 @@ impl Peer {
             };
             let nonce = self.rng.random::<u64>() | 1;
             self.pending.insert(addr, (now, nonce));
-            let msg = Message::Connect { channel: self.cfg.channel, peer: self.id, role: self.cfg.role };
-            let packet = Self::padded(vec![msg, Message::Token { nonce, echo: 0 }]);
+            let packet = self.connect_packet(nonce);
             self.send(addr, packet);
         }
+    }
+
+    /// A Connect with the token `nonce`, padded so the Accept fits the 3x limit.
+    fn connect_packet(&self, nonce: u64) -> Vec<Message> {
+        let msg = Message::Connect { channel: self.cfg.channel, peer: self.id, role: self.cfg.role };
+        Self::padded(vec![msg, Message::Token { nonce, echo: 0 }])
     }
 
     /// Below N_min: seek more neighbours. Between N_min and N_max: only accept.
@@ -742,7 +781,7 @@ impl Peer {
             return;
         }
         if let Some(slot) = self.neighbours.slot_of(&from) {
-            let mut reply = vec![Message::Accept { peer: self.id, role: self.cfg.role }];
+            let mut reply = self.accept(from);
             reply.extend(self.token_for(slot));
             self.send_to_neighbour(slot, reply);
             return;
@@ -759,10 +798,21 @@ impl Peer {
         }
         // Both sides asked at once: our own Connect settles it from their side.
         self.pending.remove(&from);
+        self.nat.attempt_done(&from);
         let token_in = token.map_or(0, |(nonce, _)| nonce);
-        let accept = vec![Message::Accept { peer: self.id, role: self.cfg.role }];
+        let accept = self.accept(from);
         let token_out = self.rng.random::<u64>() | 1;
         self.add_neighbour(now, from, id, role, false, (token_out, token_in), received, accept);
+    }
+
+    /// An Accept for `to`; a seed or relay (a public meeting point) also says where it
+    /// sees `to`, the second opinion a peer's NAT type needs.
+    fn accept(&self, to: SocketAddr) -> Vec<Message> {
+        let mut reply = vec![Message::Accept { peer: self.id, role: self.cfg.role }];
+        if self.cfg.role != Role::Peer {
+            reply.push(Message::Observed { addr: to });
+        }
+        reply
     }
 
     fn on_accept(&mut self, now: Time, from: SocketAddr, id: PeerId, role: Role, token: Option<(u64, u64)>) {
@@ -776,6 +826,7 @@ impl Peer {
             return;
         };
         self.pending.remove(&from);
+        self.nat.attempt_done(&from);
         if self.neighbours.validated_len() >= self.cfg.n_max {
             self.send(from, vec![Message::Disconnect { reason: Reason::Full }]);
             return;
@@ -817,6 +868,11 @@ impl Peer {
             if rtt < 10_000_000 {
                 let sample = Duration::from_micros(rtt);
                 n.rtt = Some(n.rtt.map_or(sample, |r| (r * 7 + sample) / 8));
+                let base = n.base_rtt.map_or(sample, |b| b.min(sample));
+                n.base_rtt = Some(base);
+                if let Some((up, _)) = &mut self.uplink {
+                    up.on_sample(now, sample, base);
+                }
             }
         }
         if m.map.layers().len() != self.cfg.plan.layers() {
@@ -985,7 +1041,16 @@ impl Peer {
         Some(m.clone())
     }
 
-    fn handle_message(&mut self, now: Time, from: SocketAddr, msg: Message, token: Option<(u64, u64)>, received: u64) {
+    #[allow(clippy::too_many_arguments)]
+    fn handle_message(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        msg: Message,
+        token: Option<(u64, u64)>,
+        received: u64,
+        trusted_observer: bool,
+    ) {
         match msg {
             Message::PeerList { peers } => {
                 if Some(from) == self.cfg.tracker {
@@ -1000,6 +1065,7 @@ impl Peer {
             Message::Accept { peer, role } => self.on_accept(now, from, peer, role, token),
             Message::Decline { .. } => {
                 if self.pending.remove(&from).is_some() {
+                    self.nat.attempt_done(&from);
                     self.refused.insert(from, now + REFUSED_FOR);
                     // A replacement for an adaptation's drop: ask the next candidate
                     // (below N_min, `seek` asks instead).
@@ -1023,6 +1089,15 @@ impl Peer {
             // padding are not for us.
             Message::Token { .. } | Message::Padding { .. } => {}
             Message::Join { .. } | Message::Refresh { .. } | Message::Leave { .. } => {}
+            Message::Observed { addr } => {
+                if trusted_observer {
+                    self.nat.observed(from, Some(from) == self.cfg.tracker, addr);
+                    self.report_nat();
+                }
+            }
+            Message::Introduce { channel, addr } => self.on_introduce(now, from, channel, addr),
+            Message::Punch => self.on_punch(now, from),
+            Message::NatReport { .. } => {}
         }
     }
 
@@ -1103,8 +1178,10 @@ impl Peer {
             self.pending.iter().filter(|(_, (t, _))| now.since(*t) > timeout).map(|(a, _)| *a).collect();
         for addr in expired {
             self.pending.remove(&addr);
-            self.refused.insert(addr, now + REFUSED_FOR);
+            let wait = self.nat.attempt_over(&addr, REFUSED_FOR);
+            self.refused.insert(addr, now + wait);
         }
+        self.introduce_unanswered(now);
         self.refused.retain(|_, until| now < *until);
         let unfinished: Vec<SocketAddr> = self
             .neighbours
@@ -1126,6 +1203,7 @@ impl Peer {
         }
         self.silent.retain(|_, s| now < s.until);
 
+        self.follow_uplink(now);
         // d(n,k) for the round just ended drives the supplier's weights.
         let eps = self.cfg.incentive.epsilon.bits_per_sec();
         for (slot, n) in self.neighbours.iter_mut() {
@@ -1297,6 +1375,88 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// With a measured upload: the round's rate goes to the token bucket, and l_n
+    /// follows it (DESIGN.md §6 with U(n) measured).
+    fn follow_uplink(&mut self, now: Time) {
+        let Some((up, sent_before)) = &mut self.uplink else { return };
+        let sent_bps = self.stats.bytes_up.saturating_sub(*sent_before) as f64 * 8.0 / self.cfg.round.as_secs_f64();
+        *sent_before = self.stats.bytes_up;
+        let rate = Kbps((up.update(now, sent_bps) / 1000.0) as u32);
+        self.apply_upload(now, rate);
+    }
+
+    /// Uploads at `rate` from `now` on, and plays the layers it earns.
+    fn apply_upload(&mut self, now: Time, rate: Kbps) {
+        self.bucket.set_rate(now, rate, self.cfg.burst, 2 * max_data_cost() as u64);
+        let expected = self.cfg.download.map_or(rate, |d| d.min(rate));
+        self.threshold = self.cfg.plan.threshold_layer(expected);
+    }
+}
+
+// ---- NAT traversal (docs/PROTOCOL.md, "NAT traversal") ----
+impl Peer {
+    /// Whether `Observed` in this packet may be believed: from our tracker, or in the
+    /// Accept of a seed or relay that echoes the token of our Connect.
+    fn trusted_observer(&self, from: SocketAddr, packet: &Packet, token: Option<(u64, u64)>) -> bool {
+        if Some(from) == self.cfg.tracker {
+            return true;
+        }
+        let public = packet.messages.iter().any(|m| matches!(m, Message::Accept { role, .. } if *role != Role::Peer));
+        let ours = self.pending.get(&from).is_some_and(|&(_, nonce)| token.is_some_and(|(_, echo)| echo == nonce));
+        public && ours
+    }
+
+    fn report_nat(&mut self) {
+        if let (Some(tracker), Some(nat)) = (self.cfg.tracker, self.nat.report()) {
+            self.send(tracker, vec![Message::NatReport { nat }]);
+        }
+    }
+
+    /// Connects unanswered for `PUNCH_AFTER`: the other side may be behind a NAT
+    /// that dropped them. Our Connect opened our own binding towards it; the tracker
+    /// now asks it to punch one towards us, and its punch makes us send again.
+    fn introduce_unanswered(&mut self, now: Time) {
+        let Some(tracker) = self.cfg.tracker else { return };
+        let waiting: Vec<SocketAddr> =
+            self.pending.iter().filter(|(_, (at, _))| now.since(*at) >= nat::PUNCH_AFTER).map(|(a, _)| *a).collect();
+        for addr in waiting {
+            if self.nat.should_introduce(addr) {
+                self.send(tracker, vec![Message::Introduce { channel: self.cfg.channel, addr }]);
+            }
+        }
+    }
+
+    /// The tracker says `asker` wants to reach us: a punch opens our NAT towards it.
+    /// Small (smaller than the introduction), once per asker per period, and only with
+    /// room for a neighbour.
+    fn on_introduce(&mut self, now: Time, from: SocketAddr, channel: crate::wire::ChannelId, asker: SocketAddr) {
+        if Some(from) != self.cfg.tracker
+            || channel != self.cfg.channel
+            || self.left
+            || self.neighbours.validated_len() >= self.cfg.n_max
+            || self.neighbours.contains(&asker)
+            || self.is_shunned(now, &asker)
+            || !self.nat.may_punch(now, asker)
+        {
+            return;
+        }
+        self.send(asker, vec![Message::Punch]);
+    }
+
+    /// A punch from a peer we asked to be introduced to: its NAT now lets our Connect
+    /// through, so it goes again at once (same token).
+    fn on_punch(&mut self, now: Time, from: SocketAddr) {
+        let Some(&(_, nonce)) = self.pending.get(&from) else { return };
+        if !self.nat.punched_by(from) {
+            return;
+        }
+        self.pending.insert(from, (now, nonce));
+        let packet = self.connect_packet(nonce);
+        self.send(from, packet);
+    }
+}
+
 /// The median of `v` (upper median for even lengths), reordering it.
 fn median(v: &mut [i64]) -> Option<i64> {
     if v.is_empty() {
@@ -1356,8 +1516,9 @@ impl Node for Peer {
                 self.send_to_neighbour(slot, messages);
             }
         }
+        let trusted_observer = self.trusted_observer(from, &packet, token);
         for msg in packet.messages {
-            self.handle_message(now, from, msg, token, received);
+            self.handle_message(now, from, msg, token, received, trusted_observer);
         }
     }
 
@@ -1379,7 +1540,13 @@ impl Node for Peer {
         }
         if now >= self.next_refresh {
             self.refresh(now);
-            advance(&mut self.next_refresh, now, self.cfg.tracker_refresh);
+            // Behind a NAT the tracker's binding must not idle out: introductions
+            // reach us over it.
+            let period = match self.nat.behind_nat() {
+                true => self.cfg.tracker_refresh.min(nat::KEEPALIVE),
+                false => self.cfg.tracker_refresh,
+            };
+            advance(&mut self.next_refresh, now, period);
         }
     }
 

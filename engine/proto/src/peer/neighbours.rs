@@ -71,6 +71,8 @@ pub struct Neighbour {
     pub rate: RateEstimator,
     /// Smoothed round-trip time from buffer-map echoes; `None` until one is measured.
     pub rtt: Option<Duration>,
+    /// The least round trip measured (the path without queues), for `uplink`.
+    pub base_rtt: Option<Duration>,
     /// Their last `sent_at` and when we received it, echoed back for RTT.
     pub echo: Option<(u64, Time)>,
     /// LC data bytes received from it (payload + LC header).
@@ -113,6 +115,7 @@ impl Neighbour {
             map: None,
             rate: RateEstimator::new(initial),
             rtt: None,
+            base_rtt: None,
             echo: None,
             bytes_down: 0,
             bytes_up: 0,

@@ -90,6 +90,15 @@ pub mod code {
     pub const PADDING: u8 = 13;
     /// Signed LC hashes: `Message::Manifest`.
     pub const MANIFEST: u8 = 14;
+    // NAT traversal: codes from 20 on, so other new messages can take 15-19.
+    /// `Message::Observed`.
+    pub const OBSERVED: u8 = 20;
+    /// `Message::Introduce`.
+    pub const INTRODUCE: u8 = 21;
+    /// `Message::Punch`.
+    pub const PUNCH: u8 = 22;
+    /// `Message::NatReport`.
+    pub const NAT_REPORT: u8 = 23;
 }
 
 /// Why a datagram was refused (decode) or could not be produced (encode).
@@ -191,6 +200,10 @@ fn body_len(m: &Message) -> usize {
         Message::Token { .. } => 8 + 8,
         Message::Padding { len } => usize::from(*len),
         Message::Manifest(m) => MANIFEST_FIXED + m.hashes.len() * HASH_LEN,
+        Message::Observed { addr } => addr_len(addr),
+        Message::Introduce { addr, .. } => 4 + addr_len(addr),
+        Message::Punch => 0,
+        Message::NatReport { .. } => 1,
     }
 }
 
@@ -253,6 +266,19 @@ fn type_code(m: &Message) -> u8 {
         Message::Token { .. } => code::TOKEN,
         Message::Padding { .. } => code::PADDING,
         Message::Manifest(_) => code::MANIFEST,
+        Message::Observed { .. } => code::OBSERVED,
+        Message::Introduce { .. } => code::INTRODUCE,
+        Message::Punch => code::PUNCH,
+        Message::NatReport { .. } => code::NAT_REPORT,
+    }
+}
+
+fn nat_code(n: NatType) -> u8 {
+    match n {
+        NatType::Unknown => 0,
+        NatType::Open => 1,
+        NatType::Cone => 2,
+        NatType::Symmetric => 3,
     }
 }
 
@@ -382,6 +408,13 @@ fn put_body(out: &mut BytesMut, m: &Message) {
             m.hashes.iter().for_each(|h| out.put_slice(&h.0));
             out.put_slice(&m.signature);
         }
+        Message::Observed { addr } => put_addr(out, addr),
+        Message::Introduce { channel, addr } => {
+            out.put_u32(channel.0);
+            put_addr(out, addr);
+        }
+        Message::Punch => {}
+        Message::NatReport { nat } => out.put_u8(nat_code(*nat)),
     }
 }
 
@@ -628,6 +661,18 @@ fn decode_body(r: &mut Reader<'_>, ty: u8) -> Result<Message, WireError> {
             }
             Message::Manifest(ManifestMsg { layer, start, hashes, signature: r.array("signature")? })
         }
+        code::OBSERVED => Message::Observed { addr: r.addr()? },
+        code::INTRODUCE => Message::Introduce { channel: ChannelId(r.u32("channel")?), addr: r.addr()? },
+        code::PUNCH => Message::Punch,
+        code::NAT_REPORT => Message::NatReport {
+            nat: match r.u8("nat type")? {
+                0 => NatType::Unknown,
+                1 => NatType::Open,
+                2 => NatType::Cone,
+                3 => NatType::Symmetric,
+                v => return Err(WireError::BadValue { what: "nat type", value: v.into() }),
+            },
+        },
         other => return Err(WireError::UnknownType(other)),
     })
 }
@@ -739,6 +784,12 @@ mod tests {
             Message::Data(lc(MAX_LC_PAYLOAD)),
             manifest(2, 1),
             manifest(3, MAX_MANIFEST_LCS),
+            Message::Observed { addr: v4 },
+            Message::Observed { addr: v6 },
+            Message::Introduce { channel: ChannelId(9), addr: v6 },
+            Message::Punch,
+            Message::NatReport { nat: NatType::Cone },
+            Message::NatReport { nat: NatType::Symmetric },
         ]
     }
 
@@ -921,6 +972,9 @@ mod tests {
             ("trailing after last", Bytes::from(plus(&[0])), WireError::TrailingBytes(1)),
             ("unknown type 0", with_body(0, &[]), WireError::UnknownType(0)),
             ("unknown type 15", with_body(15, &[1]), WireError::UnknownType(15)),
+            ("nat type 4", with_body(code::NAT_REPORT, &[4]), bad("nat type", 4)),
+            ("observed family 5", with_body(code::OBSERVED, &[5, 0, 0]), bad("address family", 5)),
+            ("punch with a body", with_body(code::PUNCH, &[0]), WireError::BodyTooLong(code::PUNCH, 1)),
             (
                 "manifest without hashes",
                 with_body(code::MANIFEST, &[1, 0, 0, 0, 0, 0]),
@@ -1139,6 +1193,11 @@ mod tests {
             (any::<u64>(), arb_role()).prop_map(|(p, role)| Message::Accept { peer: PeerId(p), role }),
             (any::<u64>(), any::<u64>()).prop_map(|(nonce, echo)| Message::Token { nonce, echo }),
             (0u16..2000).prop_map(|len| Message::Padding { len }),
+            arb_addr().prop_map(|addr| Message::Observed { addr }),
+            (any::<u32>(), arb_addr()).prop_map(|(c, addr)| Message::Introduce { channel: ChannelId(c), addr }),
+            Just(Message::Punch),
+            prop_oneof![Just(NatType::Unknown), Just(NatType::Open), Just(NatType::Cone), Just(NatType::Symmetric)]
+                .prop_map(|nat| Message::NatReport { nat }),
             arb_reason().prop_map(|reason| Message::Decline { reason }),
             arb_reason().prop_map(|reason| Message::Disconnect { reason }),
             (any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>(), map).prop_map(

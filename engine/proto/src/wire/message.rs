@@ -52,6 +52,25 @@ pub enum Reason {
     Refused,
 }
 
+/// What a node knows of the NAT in front of it (RFC 4787 terms), as it tells the
+/// tracker. Only the mapping matters for hole punching: with an endpoint-independent
+/// mapping the address the tracker sees is the one every other node sees too.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NatType {
+    /// Not measured yet (or not measurable: no second public node answered).
+    #[default]
+    Unknown,
+    /// No NAT: the address others see is one of the node's own.
+    Open,
+    /// Endpoint-independent mapping ("cone"): one public address for every
+    /// destination, so a hole punched through an introduction reaches it.
+    Cone,
+    /// Address- or port-dependent mapping ("symmetric"): a new public port per
+    /// destination; punching fails, only open nodes can be its neighbours.
+    Symmetric,
+}
+
 /// A buffer map with the timing fields every round's exchange carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BufferMapMsg {
@@ -176,6 +195,31 @@ pub enum Message {
     Padding {
         /// Number of zero bytes that follow.
         len: u16,
+    },
+
+    // --- NAT traversal (docs/PROTOCOL.md, "NAT traversal") ---
+    /// Tracker, seed or relay -> peer: the address the sender sees the addressee at
+    /// (its reflexive address).
+    Observed {
+        /// The addressee's address as the sender sees it.
+        addr: SocketAddr,
+    },
+    /// Peer -> tracker: introduce me to `addr` (a peer of `channel` that did not
+    /// answer). Tracker -> peer: `addr` (the asker, as the tracker sees it) wants to
+    /// reach you; send it a `Punch`.
+    Introduce {
+        /// The channel both peers are in.
+        channel: ChannelId,
+        /// The peer to introduce (to the tracker) or the asker (from the tracker).
+        addr: SocketAddr,
+    },
+    /// A probe that opens the sender's NAT binding towards the addressee; smaller than
+    /// any message that can cause it.
+    Punch,
+    /// Peer -> tracker: the NAT type the peer measured.
+    NatReport {
+        /// What the peer measured.
+        nat: NatType,
     },
 }
 

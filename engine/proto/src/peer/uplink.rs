@@ -1,0 +1,204 @@
+//! The upload a peer can actually sustain, measured rather than declared
+//! (`--upload-kbps auto`): a delay-based controller in the spirit of LEDBAT
+//! (RFC 6817). It owns the sending rate and the delay history; it never reads a clock
+//! or touches a socket — `Peer` feeds it round-trip samples and asks once a round.
+//!
+//! Every round-trip sample (buffer-map echoes, one per neighbour per round) includes
+//! the time our packets waited in our own uplink's queue. The sample minus the least
+//! round trip ever seen to that neighbour is the added (queueing) delay; the least
+//! such value in each half of an interval, across neighbours, is the part they share:
+//! our uplink's. A queue that grows over the interval means we send faster than the
+//! uplink drains, and by how much: at rate r with the delay growing s seconds per
+//! second, the uplink carries r / (1 + s). The controller then sends a little below
+//! that so the queue drains back to the target; with the queue short and steady, it
+//! grows (more the further below the target the delay is). So it settles where the
+//! uplink just starts to queue, and other traffic that fills the queue makes it yield.
+
+use crate::time::Time;
+use std::time::Duration;
+
+/// Queueing delay the controller aims at (RFC 6817 allows at most 100 ms).
+pub const TARGET_DELAY: Duration = Duration::from_millis(50);
+/// Growth per interval with an empty queue: this share of the rate, at least
+/// `MIN_GROWTH_BPS`.
+const GROWTH: f64 = 0.1;
+const MIN_GROWTH_BPS: f64 = 40_000.0;
+/// Near the rate of the last overload the rate grows only by this share per interval:
+/// a deep uplink buffer fills within one interval once the rate is past the cap.
+const PROBE_GROWTH: f64 = 0.01;
+/// Where that slow probing starts, as a share of the last overload's rate.
+const PROBE_FROM: f64 = 0.9;
+/// After an overload the rate is cut at most to this share of what was sent.
+const LEAST_CUT: f64 = 0.7;
+/// A delay growing slower than this (seconds per second) is noise, not an overload.
+const GROWING: f64 = 0.02;
+/// The rate never falls below this (control traffic and the first LCs must flow).
+pub const MIN_RATE_BPS: f64 = 64_000.0;
+/// Rate to start from: about the base layer of the prototype stream.
+pub const START_RATE_BPS: f64 = 300_000.0;
+/// The rate grows only while at least this share of it was used: an uplink used
+/// below the rate says nothing about where it queues.
+const USED_TO_GROW: f64 = 0.8;
+/// Most delay samples kept per interval (a round brings one per neighbour).
+const MAX_SAMPLES: usize = 1024;
+
+/// The delay-based upload estimate.
+#[derive(Clone, Debug)]
+pub struct Uplink {
+    rate_bps: f64,
+    max_bps: f64,
+    /// Queueing-delay samples since the last update: when, and microseconds.
+    samples: Vec<(Time, u64)>,
+    last_update: Option<Time>,
+    /// What was sent when the queue last grew past the target.
+    overload_bps: Option<f64>,
+    /// The last interval's queueing delay, for status.
+    last_delay: Option<Duration>,
+}
+
+impl Uplink {
+    /// A controller that will never estimate above `max_bps`.
+    pub fn new(max_bps: f64) -> Uplink {
+        Uplink {
+            rate_bps: START_RATE_BPS.min(max_bps),
+            max_bps,
+            samples: Vec::new(),
+            last_update: None,
+            overload_bps: None,
+            last_delay: None,
+        }
+    }
+
+    /// The estimated upload in bits per second.
+    pub fn rate_bps(&self) -> f64 {
+        self.rate_bps
+    }
+
+    /// Queueing delay measured over the last update interval.
+    pub fn queueing_delay(&self) -> Option<Duration> {
+        self.last_delay
+    }
+
+    /// A round trip `rtt` measured at `now` to a neighbour whose least is `base`.
+    pub fn on_sample(&mut self, now: Time, rtt: Duration, base: Duration) {
+        if self.samples.len() < MAX_SAMPLES {
+            self.samples.push((now, rtt.saturating_sub(base).as_micros() as u64));
+        }
+    }
+
+    /// Once per interval, at `now`: `sent_bps` is what was actually uploaded in it.
+    /// Returns the new rate.
+    pub fn update(&mut self, now: Time, sent_bps: f64) -> f64 {
+        let since = self.last_update.replace(now);
+        let samples = std::mem::take(&mut self.samples);
+        let Some(since) = since.filter(|_| !samples.is_empty()) else { return self.rate_bps };
+        let mid = Time(since.0 + now.0.saturating_sub(since.0) / 2);
+        let least = |early: bool| samples.iter().filter(|(t, _)| (*t < mid) == early).map(|&(_, d)| d).min();
+        let (first, second) = (least(true), least(false));
+        let delay_us = second.or(first).unwrap_or(0);
+        let slope = match (first, second) {
+            (Some(a), Some(b)) => (b as f64 - a as f64) / 1e6 / (now.0.saturating_sub(mid.0).max(1) as f64 / 1e6),
+            _ => 0.0,
+        };
+        self.last_delay = Some(Duration::from_micros(delay_us));
+        let target = TARGET_DELAY.as_micros() as f64;
+        let excess_s = (delay_us as f64 - target).max(0.0) / 1e6;
+        if slope > GROWING || excess_s > 0.0 {
+            // What the uplink carried, less enough to drain the excess in about a second.
+            let sent = sent_bps.min(self.rate_bps);
+            let carried = if slope > GROWING { sent / (1.0 + slope) } else { sent.max(self.rate_bps * 0.9) };
+            self.rate_bps = (carried * (1.0 - excess_s)).max(LEAST_CUT * sent);
+            if excess_s > 0.0 {
+                self.overload_bps = Some(sent);
+            }
+        } else if sent_bps >= USED_TO_GROW * self.rate_bps {
+            let room = (target - delay_us as f64) / target;
+            let near_overload = self.overload_bps.is_some_and(|o| self.rate_bps >= PROBE_FROM * o);
+            let step =
+                if near_overload { PROBE_GROWTH * self.rate_bps } else { (GROWTH * self.rate_bps).max(MIN_GROWTH_BPS) };
+            self.rate_bps += step * room;
+        }
+        self.rate_bps = self.rate_bps.clamp(MIN_RATE_BPS, self.max_bps);
+        self.rate_bps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A capped uplink as a fluid queue: the sender offers `rate` for `dt`, the link
+    /// drains `cap`; a packet's added delay is the backlog over the cap.
+    struct Bottleneck {
+        cap_bps: f64,
+        backlog_bits: f64,
+        /// Other traffic sharing the uplink.
+        cross_bps: f64,
+    }
+
+    impl Bottleneck {
+        fn step(&mut self, offered_bps: f64, dt: f64) -> (f64, Duration) {
+            let arriving = (offered_bps + self.cross_bps) * dt;
+            let drained = (self.backlog_bits + arriving).min(self.cap_bps * dt);
+            self.backlog_bits = (self.backlog_bits + arriving - drained).max(0.0);
+            let ours = drained * offered_bps / (offered_bps + self.cross_bps).max(1.0);
+            (ours / dt, Duration::from_secs_f64(self.backlog_bits / self.cap_bps))
+        }
+    }
+
+    /// Runs the controller for `secs` against `link`, ten round-trip samples a second
+    /// (base 40 ms); returns the rate after each second and the worst delay after 60 s.
+    fn run(link: &mut Bottleneck, secs: usize) -> (Vec<f64>, Duration) {
+        let mut up = Uplink::new(100e6);
+        let base = Duration::from_millis(40);
+        let mut rates = Vec::new();
+        let mut worst = Duration::ZERO;
+        up.update(Time::ZERO, 0.0);
+        for s in 0..secs {
+            let mut sent = 0.0;
+            for k in 0..10 {
+                let (_, delay) = link.step(up.rate_bps(), 0.1);
+                // What the peer counts: what it handed to the socket.
+                sent += up.rate_bps() * 0.1;
+                if s >= 20 {
+                    worst = worst.max(delay);
+                }
+                up.on_sample(Time::from_millis(s as u64 * 1000 + k * 100 + 50), base + delay, base);
+            }
+            up.update(Time::from_secs(s as u64 + 1), sent);
+            rates.push(up.rate_bps());
+        }
+        (rates, worst)
+    }
+
+    #[test]
+    fn finds_a_capped_uplink_within_a_minute_and_keeps_its_queue_short() {
+        for cap in [500_000.0, 1_500_000.0, 5_000_000.0] {
+            let mut link = Bottleneck { cap_bps: cap, backlog_bits: 0.0, cross_bps: 0.0 };
+            let (rates, worst) = run(&mut link, 90);
+            for &r in &rates[60..] {
+                assert!((r / cap - 1.0).abs() <= 0.2, "cap {cap}: estimate {r:.0} after 60 s");
+            }
+            assert!(worst < Duration::from_millis(150), "cap {cap}: added delay up to {worst:?}");
+        }
+    }
+
+    #[test]
+    fn yields_to_other_traffic_on_the_uplink() {
+        let cap = 1_500_000.0;
+        let mut link = Bottleneck { cap_bps: cap, backlog_bits: 0.0, cross_bps: 1_000_000.0 };
+        let (rates, _) = run(&mut link, 90);
+        let last = rates[rates.len() - 1];
+        assert!(last < 0.7 * cap, "with 1 Mbit/s of other traffic the estimate is {last:.0}");
+    }
+
+    #[test]
+    fn an_idle_uplink_does_not_grow_the_estimate() {
+        let mut up = Uplink::new(10e6);
+        for s in 0..30 {
+            up.on_sample(Time::from_secs(s), Duration::from_millis(40), Duration::from_millis(40));
+            up.update(Time::from_secs(s + 1), 0.0);
+        }
+        assert_eq!(up.rate_bps(), START_RATE_BPS);
+    }
+}
