@@ -80,7 +80,13 @@ pub enum PlanError {
     LayerCount(usize),
     #[error("layer {0} has rate 0; every layer needs a positive rate")]
     ZeroRate(usize),
+    #[error("a layer plan's full rate must be at most {MAX_PLAN_KBPS} kbps, got {0} kbps")]
+    TooFast(u64),
 }
+
+/// Highest full rate R(L) of a plan: 100 Mbps, above any live stream a swarm carries;
+/// beyond it a typo (an extra digit or three) would make a seed generate gigabits.
+pub const MAX_PLAN_KBPS: u64 = 100_000;
 
 /// The rates of a layered stream: `rates[i]` is the rate of layer `i + 1`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +101,10 @@ impl LayerPlan {
         }
         if let Some(i) = rates.iter().position(|r| r.0 == 0) {
             return Err(PlanError::ZeroRate(i + 1));
+        }
+        let total: u64 = rates.iter().map(|r| u64::from(r.0)).sum();
+        if total > MAX_PLAN_KBPS {
+            return Err(PlanError::TooFast(total));
         }
         Ok(LayerPlan { rates })
     }
@@ -173,6 +183,9 @@ mod tests {
         assert_eq!(LayerPlan::new(vec![]), Err(PlanError::LayerCount(0)));
         assert_eq!(LayerPlan::new(vec![Kbps(1); 9]), Err(PlanError::LayerCount(9)));
         assert_eq!(LayerPlan::new(vec![Kbps(1), Kbps(0)]), Err(PlanError::ZeroRate(2)));
+        assert_eq!(LayerPlan::new(vec![Kbps(u32::MAX)]), Err(PlanError::TooFast(u64::from(u32::MAX))));
+        assert_eq!(LayerPlan::new(vec![Kbps(60_000), Kbps(40_001)]), Err(PlanError::TooFast(100_001)));
+        assert!(LayerPlan::new(vec![Kbps(60_000), Kbps(40_000)]).is_ok());
     }
 
     #[test]

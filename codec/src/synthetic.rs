@@ -84,7 +84,14 @@ pub enum SyntheticError {
     Fps(u32),
     #[error("GOP of {gop} frames is not a positive multiple of the {mini}-frame mini-GOP")]
     Gop { gop: u32, mini: u32 },
+    #[error(
+        "layer {layer}'s frames would need up to {lcs} LCs each (at most {max}): lower its rate or raise the frame rate"
+    )]
+    FrameTooLarge { layer: u8, lcs: u64, max: u64 },
 }
+
+/// Most LCs one frame may be cut into (the LC header's part count is 16 bits).
+const MAX_FRAME_LCS: u64 = u16::MAX as u64;
 
 /// An endless layered stream.
 #[derive(Debug)]
@@ -106,6 +113,17 @@ impl SyntheticSource {
         let mini = cfg.mini_gop();
         if cfg.gop == 0 || !cfg.gop.is_multiple_of(mini) {
             return Err(SyntheticError::Gop { gop: cfg.gop, mini });
+        }
+        for li in 0..cfg.plan.layers() {
+            let layer = LayerId::from_index(li);
+            let per_mini = if li == 0 { 1 } else { 1u64 << (li - 1) };
+            let bytes_per_sec = cfg.plan.rate(layer).bits_per_sec() / 8;
+            // The largest frame: an I frame (4x a P frame's share) with +20 % jitter.
+            let mean = bytes_per_sec * u64::from(mini) / (u64::from(cfg.fps) * per_mini);
+            let lcs = (mean * 5).div_ceil(MAX_LC_PAYLOAD as u64) + 1;
+            if lcs > MAX_FRAME_LCS {
+                return Err(SyntheticError::FrameTooLarge { layer: layer.get(), lcs, max: MAX_FRAME_LCS });
+            }
         }
         Ok(SyntheticSource {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
@@ -239,6 +257,20 @@ pub fn pattern_byte(n: u32, i: usize) -> u8 {
 mod tests {
     use super::*;
     use crate::layer::Kbps;
+
+    #[test]
+    fn oversized_frames_are_refused() {
+        let mut cfg = SyntheticConfig::prototype();
+        cfg.plan = LayerPlan::new(vec![Kbps(50_000), Kbps(30_000), Kbps(20_000)]).expect("at the plan bound");
+        cfg.fps = 1;
+        cfg.gop = 4;
+        assert!(matches!(SyntheticSource::new(cfg.clone()), Err(SyntheticError::FrameTooLarge { layer: 1, .. })));
+        cfg.fps = 30;
+        let mut source = SyntheticSource::new(cfg).expect("30 fps keeps frames small enough");
+        let mut out = Vec::new();
+        source.lcs_until(MediaTime(100_000), &mut out);
+        assert!(!out.is_empty());
+    }
 
     /// Display index of a 30 fps media time.
     fn display_of(micros: u64) -> u64 {

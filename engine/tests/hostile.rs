@@ -175,7 +175,7 @@ fn request_flood_stays_bounded_and_honest_neighbour_is_served() {
     while now < Time::from_secs(1) {
         while let Some(t) = seed.poll_transmit(now) {
             if t.dst == honest {
-                served_honest += 1;
+                served_honest += t.packet.messages.iter().filter(|m| matches!(m, Message::Data(_))).count();
             }
         }
         now = seed.poll_timeout().expect("busy").max(now + Duration::from_micros(1));
@@ -183,35 +183,47 @@ fn request_flood_stays_bounded_and_honest_neighbour_is_served() {
     assert_eq!(served_honest, 50, "the honest neighbour must get its LCs despite the flood");
 }
 
+/// 20,000 Connects from addresses that never prove themselves take no neighbour slot:
+/// they wait in the bounded handshake table, the oldest giving way.
 #[test]
-fn connect_flood_fills_at_most_n_max_and_outbox_stays_bounded() {
+fn connect_flood_takes_no_slot_and_outbox_stays_bounded() {
     let mut p = peer(700, 4);
     for i in 0..20_000u16 {
         let msg = Message::Connect { channel: ChannelId(1), peer: PeerId(i as u64), role: Role::Peer };
         p.handle_input(Time::ZERO, addr(i), Packet { messages: vec![msg] });
     }
-    assert_eq!(p.neighbour_count(), p.config().n_max);
+    assert_eq!(p.neighbour_count(), 0);
+    assert_eq!(p.handshake_count(), layerp2p_engine::peer::MAX_HANDSHAKES);
+    // An honest contact still gets in during the flood.
+    common::connect(&mut p, Time::ZERO, addr(40_000));
+    assert_eq!(p.neighbour_count(), 1);
     let replies = std::iter::from_fn(|| p.poll_transmit(Time::ZERO)).count();
     assert!(replies <= 1024 + 64, "{replies} replies queued");
-    assert!(p.stats().control_dropped > 0);
 }
 
+/// 50,000 joins that echo their tokens (real addresses): registrations stop at
+/// `max_peers`; joins that never echo register nobody.
 #[test]
 fn tracker_join_flood_is_capped() {
     let mut t = Tracker::new(TrackerConfig { max_peers: 1000, ..TrackerConfig::default() }, 5);
+    let join = |i: u32| Message::Join { channel: ChannelId(1), peer: PeerId(i as u64), role: Role::Peer };
     for i in 0..50_000u32 {
         let a = SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 4000));
-        t.handle_input(
-            Time::ZERO,
-            a,
-            Packet {
-                messages: vec![Message::Join { channel: ChannelId(1), peer: PeerId(i as u64), role: Role::Peer }],
-            },
-        );
+        t.handle_input(Time::ZERO, a, Packet { messages: vec![join(i)] });
+        let token = std::iter::from_fn(|| t.poll_transmit(Time::ZERO))
+            .flat_map(|tx| tx.packet.messages)
+            .find_map(|m| if let Message::Token { nonce, .. } = m { Some(nonce) } else { None });
+        let echo = Message::Token { nonce: 0, echo: token.expect("a token") };
+        t.handle_input(Time::ZERO, a, Packet { messages: vec![join(i), echo] });
         while t.poll_transmit(Time::ZERO).is_some() {}
     }
     assert_eq!(t.peer_count(ChannelId(1)), 1000);
     assert_eq!(t.stats().refused, 49_000);
+    for i in 0..1000u32 {
+        let a = SocketAddr::from(([11, 0, (i >> 8) as u8, i as u8], 4000));
+        t.handle_input(Time::ZERO, a, Packet { messages: vec![join(i)] });
+    }
+    assert_eq!(t.stats().unvalidated, 51_000);
 }
 
 /// An attacker spoofs a victim's address: a padded Connect, then requests and buffer

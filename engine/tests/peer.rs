@@ -3,8 +3,9 @@
 
 use layerp2p_codec::{BufferMap, Kbps, LayerId, LayerPlan, Lc, LcHeader, LcId, MediaTime, Seq, phantom_payload};
 use layerp2p_engine::peer::REPLACEMENT_TRIES;
+use layerp2p_engine::peer::playback::LayerStats;
 use layerp2p_engine::wire::{BufferMapMsg, Message, PeerId, Reason, Role};
-use layerp2p_engine::{Node, Peer, PeerConfig, Policy, Time, Transmit};
+use layerp2p_engine::{Node, Peer, PeerConfig, PeerStats, Policy, Time, Transmit};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -285,6 +286,68 @@ fn playback_counts_in_time_and_missed_lcs() {
     input(&mut p, Time::from_secs(5), nb, vec![moved]);
     run_timers(&mut p, Time::from_secs(5), Time::from_secs(7));
     assert_eq!(p.stats().layers[0].missed, 4);
+}
+
+/// A stall: 40 LCs arrive (at 10 per media second), then nothing at all. The LCs
+/// after them are counted missed as their deadlines pass, not only once something
+/// arrives again (before, a stalled viewer showed `missed [0,0,0]`).
+#[test]
+fn missed_lcs_are_counted_when_their_deadline_passes_while_nothing_arrives() {
+    let mut cfg = config(Policy::LayerP2P, 500);
+    cfg.startup = Duration::ZERO;
+    cfg.lag = Duration::from_secs(5);
+    let mut p = Peer::new(cfg, 7, Time::ZERO).expect("valid");
+    let nb = addr(1);
+    connect(&mut p, Time::ZERO, nb);
+    input(&mut p, Time::ZERO, nb, vec![full_map(3, 40, MediaTime::from_secs_f64(4.0))]);
+    for s in 0..40 {
+        input(&mut p, Time::ZERO, nb, vec![Message::Data(lc(1, s, MediaTime(s as u64 * 100_000)))]);
+    }
+    // Source at 4 s + now; lag 5 s: LC 39 (3.9 s) is due at local 4.9 s.
+    run_timers(&mut p, Time::ZERO, Time::from_secs(5));
+    assert_eq!(p.stats().layers[0].played, 40);
+    assert_eq!(p.stats().layers[0].missed, 0);
+    // Ten more seconds of silence: about 100 LCs' deadlines pass (less the grace).
+    run_timers(&mut p, Time::from_secs(5), Time::from_secs(15));
+    let missed = p.stats().layers[0].missed;
+    assert!((80..=100).contains(&missed), "{missed} LCs counted missed after 10 s of silence");
+}
+
+#[test]
+fn stats_merge_adds_every_counter() {
+    let one = PeerStats {
+        layers: vec![LayerStats { played: 1, played_bytes: 2, missed: 3, late: 4 }],
+        bytes_up: 1,
+        bytes_down: 1,
+        lcs_up: 1,
+        lcs_pushed: 1,
+        lcs_down: 1,
+        duplicates: 1,
+        rejected: 1,
+        requests_received: 1,
+        requests_expired: 1,
+        requests_overflowed: 1,
+        neighbours_added: 1,
+        neighbours_removed: 1,
+        control_dropped: 1,
+        unvalidated_requests: 1,
+        amplification_limited: 1,
+        forged: 1,
+        unverified: 1,
+        bad_manifests: 1,
+        neighbours_banned: 1,
+        latency: Default::default(),
+    };
+    let mut sum = one.clone();
+    sum.merge(&one);
+    assert_eq!(sum.layers[0], LayerStats { played: 2, played_bytes: 4, missed: 6, late: 8 });
+    let counters = serde_json::to_value(&sum).expect("serialises");
+    for (name, value) in counters.as_object().expect("an object") {
+        if let Some(n) = value.as_u64() {
+            assert_eq!(n, 2, "{name} is not added by merge");
+        }
+    }
+    assert_eq!((sum.forged, sum.unverified, sum.bad_manifests, sum.neighbours_banned), (2, 2, 2, 2));
 }
 
 #[test]

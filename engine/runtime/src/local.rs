@@ -212,7 +212,7 @@ async fn run_shard(
     let mut io = IoStats::default();
     let mut infra_tasks = Vec::new();
     if let Some((tracker_socket, seed_socket, source)) = infra {
-        let tracker = Rc::new(RefCell::new(Tracker::new(TrackerConfig::default(), cfg.seed)));
+        let tracker = Rc::new(RefCell::new(Tracker::new(TrackerConfig::one_prefix(), cfg.seed)));
         infra_tasks.push(glommio::spawn_local(drive(tracker, tracker_socket, clock, stop.clone())));
         let mut seed_cfg = PeerConfig::seed(cfg.peer.policy, cfg.peer.plan.clone(), cfg.seed_upload);
         seed_cfg.tracker = Some(tracker_addr);

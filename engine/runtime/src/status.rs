@@ -260,15 +260,17 @@ impl NodeSummary {
             self.stats.lcs_down,
             self.stats.duplicates
         );
-        if self.counted_seconds > 0.0 {
+        if self.counted_seconds >= layerp2p_proto::peer::MIN_RATE_SECONDS {
             let alpha: Vec<String> = self.alpha.iter().map(|a| alpha_text(*a, 3)).collect();
             let _ = writeln!(
                 s,
-                "  playback: {:.0} kbps over {:.0} s, α per layer {}",
+                "  playback: {:.0} kbps over {:.1} s, α per layer {}",
                 self.playback_kbps,
                 self.counted_seconds,
                 alpha.join(" / ")
             );
+        } else if self.role != "seed" {
+            let _ = writeln!(s, "  playback: under 1 s counted (start-up not over), no rate");
         }
         let _ = writeln!(s, "  request→send latency: {}", self.stats.latency.request_to_send.summary());
         let _ = writeln!(s, "  LC delivery latency:  {}", self.stats.latency.delivery.summary());

@@ -314,7 +314,7 @@ impl Swarm {
             FaultEvent::TrackerRestart => {
                 faults.stats.tracker_restarts += 1;
                 let seed = faults.rng.random();
-                self.nodes[TRACKER].role = NodeRole::Tracker(Box::new(Tracker::new(TrackerConfig::default(), seed)));
+                self.nodes[TRACKER].role = NodeRole::Tracker(Box::new(Tracker::new(TrackerConfig::one_prefix(), seed)));
                 self.nodes[TRACKER].wake_at = None;
                 self.after_activity(TRACKER);
             }

@@ -193,7 +193,7 @@ impl Swarm {
         // The channel key from the template: the seed signs with it.
         seed_cfg.content_auth = cfg.peer.content_auth.clone();
         let seed = Peer::new(seed_cfg, node_seed(cfg.seed, SEED), Time::ZERO)?;
-        let tracker = Tracker::new(TrackerConfig::default(), node_seed(cfg.seed, TRACKER));
+        let tracker = Tracker::new(TrackerConfig::one_prefix(), node_seed(cfg.seed, TRACKER));
         let mut swarm = Swarm {
             now: Time::ZERO,
             queue: EventQueue::default(),
@@ -356,7 +356,7 @@ impl Swarm {
         self.record(i);
         self.nodes[i].alive = false;
         // Free the state machine's memory; the outcome is recorded.
-        self.nodes[i].role = Role::Tracker(Box::new(Tracker::new(TrackerConfig::default(), 0)));
+        self.nodes[i].role = Role::Tracker(Box::new(Tracker::new(TrackerConfig::one_prefix(), 0)));
         self.nodes[i].wake_at = None;
     }
 

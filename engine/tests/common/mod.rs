@@ -1,6 +1,7 @@
 //! Helpers shared by the tests that drive a `Peer` by hand.
 #![allow(dead_code)]
 
+pub mod net;
 pub mod roles;
 pub mod swarms;
 
@@ -24,6 +25,7 @@ pub fn connect(p: &mut Peer, now: Time, from: SocketAddr) -> Vec<Transmit> {
     let replies = drain(p, now);
     let token = replies
         .iter()
+        .filter(|t| t.dst == from)
         .flat_map(|t| t.packet.messages.iter())
         .find_map(|m| if let Message::Token { nonce, .. } = m { Some(*nonce) } else { None });
     if let Some(echo) = token {

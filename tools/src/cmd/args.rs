@@ -218,9 +218,32 @@ impl IncentiveArgs {
     }
 }
 
+/// An address this node sends to (a tracker): it must name a port, since port 0
+/// reaches nobody. (Port 0 in a listen address is fine: the system picks one.)
+pub fn parse_contact_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    let addr: std::net::SocketAddr =
+        s.trim().parse().map_err(|e| format!("{s:?} is not an address like 127.0.0.1:7700 ({e})"))?;
+    if addr.port() == 0 {
+        return Err(format!("{addr} has port 0, which reaches nobody: give the port the other side listens on"));
+    }
+    if addr.ip().is_multicast() {
+        return Err(format!("{addr} is a multicast address: give one node's address"));
+    }
+    Ok(addr)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contact_addresses_need_a_real_port() {
+        let err = parse_contact_addr("127.0.0.1:0").expect_err("port 0");
+        assert!(err.contains("port 0"), "{err}");
+        assert!(parse_contact_addr("224.0.0.1:7700").is_err());
+        assert!(parse_contact_addr("localhost").is_err());
+        assert_eq!(parse_contact_addr("[::1]:7700"), Ok("[::1]:7700".parse().expect("addr")));
+    }
     use layerp2p_codec::{Kbps, LayerPlan};
     use layerp2p_engine::{PeerConfig, Policy};
     use std::time::Duration;

@@ -4,7 +4,7 @@
 //! `runtime::role` runs it; this file prints the live status line and the exit
 //! summary (on stderr when stdout carries the video) and turns Ctrl-C into a stop.
 
-use super::args::{IncentiveArgs, NeighbourArgs, PolicyArg, Video};
+use super::args::{IncentiveArgs, NeighbourArgs, PolicyArg, Video, parse_contact_addr};
 use super::ops::{Ops, drain_on_signals};
 use clap::Args as ClapArgs;
 use layerp2p_codec::synthetic::SyntheticSource;
@@ -116,13 +116,16 @@ fn parse_plan_arg(s: &str) -> Result<LayerPlan, String> {
 /// HOST:PORT resolved once at start (the first address a name resolves to).
 fn parse_host_port(s: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
-    if let Ok(addr) = s.parse() {
-        return Ok(addr);
-    }
-    s.to_socket_addrs()
-        .map_err(|e| format!("{s:?} is not HOST:PORT: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{s:?} resolves to no address"))
+    let addr = match s.parse::<SocketAddr>() {
+        Ok(addr) => addr,
+        Err(_) => s
+            .to_socket_addrs()
+            .map_err(|e| format!("{s:?} is not HOST:PORT: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{s:?} resolves to no address"))?,
+    };
+    // A contact address must be one a datagram can reach (no port 0, no multicast).
+    parse_contact_addr(&addr.to_string())
 }
 
 pub(super) fn parse_key_arg(s: &str) -> Result<channel::PublicKey, String> {
@@ -150,8 +153,9 @@ pub struct SeedArgs {
     /// Where the embedded tracker listens (when --tracker is not given).
     #[arg(long, default_value = "0.0.0.0:7700")]
     tracker_listen: SocketAddr,
-    /// Upload cap of the whole seed in kbps, split equally over the shards.
-    #[arg(long, default_value_t = 2000)]
+    /// Upload cap of the whole seed in kbps, split equally over the shards (a seed
+    /// that uploads nothing streams nothing).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
     upload_kbps: u32,
     /// Executors (one pinned core each) sharing the port through SO_REUSEPORT.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
@@ -219,8 +223,9 @@ pub struct Member {
 pub struct RelayArgs {
     #[command(flatten)]
     member: Member,
-    /// Upload cap in kbps (a super-peer's is high).
-    #[arg(long, default_value_t = 10_000)]
+    /// Upload cap in kbps (a super-peer's is high; a relay that uploads nothing
+    /// relays nothing).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     upload_kbps: u32,
     /// Most neighbours of the whole relay. With --shards above 1 the upstream peer
     /// keeps up to 20 and the serving shards split the rest (leave headroom: the
@@ -434,6 +439,12 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 
 pub fn seed(args: SeedArgs) -> Result<(), String> {
     args.common.ops.init_logs();
+    if args.tracker.is_none() && args.tracker_listen.port() == 0 {
+        return Err(format!(
+            "--tracker-listen {} has port 0: peers could not find the embedded tracker; give a port",
+            args.tracker_listen
+        ));
+    }
     let tracker = args.tracker.unwrap_or(reachable(args.tracker_listen));
     let auth = match &args.key {
         Some(path) => ContentAuth::Sign(channel::read_secret_key(path).map_err(|e| e.to_string())?),

@@ -22,7 +22,7 @@ use crate::time::Time;
 use crate::wire::{BufferMapMsg, MAX_REQUEST_IDS, ManifestMsg, Message, Packet, PeerId, Reason, Role};
 use ed25519_dalek::VerifyingKey;
 use layerp2p_codec::{Insert, Kbps, Lc, LcId, MAX_LC_PAYLOAD, MAX_WINDOW_LCS, WindowError};
-use neighbours::{MANIFESTS_SENT_MEMORY, Neighbour, Neighbours};
+use neighbours::{MANIFESTS_SENT_MEMORY, Neighbour, Neighbours, Silent};
 use playback::{LayerStats, Playback};
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -56,6 +56,15 @@ pub const HANDSHAKE_SIZE: usize = 1200;
 /// A node sends an address that has not proven it receives there at most this
 /// multiple of what it received from it.
 pub const AMPLIFICATION_LIMIT: u64 = 3;
+/// Most neighbours still completing address validation at once (their own table:
+/// they never count towards N_max, and the oldest gives way to a new one, so a
+/// flood of unvalidated Connects can neither fill nor block the validated slots).
+pub const MAX_HANDSHAKES: usize = 16;
+/// How long a validated neighbour that fell silent is remembered, to be re-admitted
+/// at once if it comes back (a stalled node is silent for a while, not gone).
+pub const SILENT_KEPT_FOR: Duration = Duration::from_secs(120);
+/// Most silent neighbours remembered.
+const MAX_SILENT: usize = 64;
 /// How long a peer that declined or did not answer is skipped.
 const REFUSED_FOR: Duration = Duration::from_secs(60);
 /// How long a neighbour caught forging content (or signing falsely) is refused.
@@ -100,6 +109,9 @@ pub enum Event {
     /// A new LC arrived in time (only with `emit_received`).
     Received(Lc),
 }
+
+/// Least counted playback time a rate is reported over.
+pub const MIN_RATE_SECONDS: f64 = 1.0;
 
 /// Counters of one node.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -149,9 +161,10 @@ pub struct PeerStats {
 }
 
 impl PeerStats {
-    /// Playback rate R over `seconds` of counted playback, all layers.
+    /// Playback rate R over `seconds` of counted playback, all layers; 0 below
+    /// `MIN_RATE_SECONDS` (a rate over a moment is noise, not a rate).
     pub fn playback_rate(&self, seconds: f64) -> Kbps {
-        if seconds <= 0.0 {
+        if seconds < MIN_RATE_SECONDS {
             return Kbps(0);
         }
         let bytes: u64 = self.layers.iter().map(|l| l.played_bytes).sum();
@@ -159,32 +172,61 @@ impl PeerStats {
     }
 
     /// Adds `other`'s counters and latencies (the shards of one node, or a class).
+    /// Destructures `other` so that a new field cannot be left out of the sum.
     pub fn merge(&mut self, other: &PeerStats) {
-        if self.layers.len() < other.layers.len() {
-            self.layers.resize(other.layers.len(), LayerStats::default());
+        let PeerStats {
+            layers,
+            bytes_up,
+            bytes_down,
+            lcs_up,
+            lcs_pushed,
+            lcs_down,
+            duplicates,
+            rejected,
+            requests_received,
+            requests_expired,
+            requests_overflowed,
+            neighbours_added,
+            neighbours_removed,
+            control_dropped,
+            unvalidated_requests,
+            amplification_limited,
+            forged,
+            unverified,
+            bad_manifests,
+            neighbours_banned,
+            latency,
+        } = other;
+        if self.layers.len() < layers.len() {
+            self.layers.resize(layers.len(), LayerStats::default());
         }
-        for (a, b) in self.layers.iter_mut().zip(&other.layers) {
-            a.played += b.played;
-            a.played_bytes += b.played_bytes;
-            a.missed += b.missed;
-            a.late += b.late;
+        for (a, b) in self.layers.iter_mut().zip(layers) {
+            let LayerStats { played, played_bytes, missed, late } = b;
+            a.played += played;
+            a.played_bytes += played_bytes;
+            a.missed += missed;
+            a.late += late;
         }
-        self.bytes_up += other.bytes_up;
-        self.bytes_down += other.bytes_down;
-        self.lcs_up += other.lcs_up;
-        self.lcs_pushed += other.lcs_pushed;
-        self.lcs_down += other.lcs_down;
-        self.duplicates += other.duplicates;
-        self.rejected += other.rejected;
-        self.requests_received += other.requests_received;
-        self.requests_expired += other.requests_expired;
-        self.requests_overflowed += other.requests_overflowed;
-        self.neighbours_added += other.neighbours_added;
-        self.neighbours_removed += other.neighbours_removed;
-        self.control_dropped += other.control_dropped;
-        self.unvalidated_requests += other.unvalidated_requests;
-        self.amplification_limited += other.amplification_limited;
-        self.latency.merge(&other.latency);
+        self.bytes_up += bytes_up;
+        self.bytes_down += bytes_down;
+        self.lcs_up += lcs_up;
+        self.lcs_pushed += lcs_pushed;
+        self.lcs_down += lcs_down;
+        self.duplicates += duplicates;
+        self.rejected += rejected;
+        self.requests_received += requests_received;
+        self.requests_expired += requests_expired;
+        self.requests_overflowed += requests_overflowed;
+        self.neighbours_added += neighbours_added;
+        self.neighbours_removed += neighbours_removed;
+        self.control_dropped += control_dropped;
+        self.unvalidated_requests += unvalidated_requests;
+        self.amplification_limited += amplification_limited;
+        self.forged += forged;
+        self.unverified += unverified;
+        self.bad_manifests += bad_manifests;
+        self.neighbours_banned += neighbours_banned;
+        self.latency.merge(latency);
     }
 
     /// alpha over all layers; `None` while nothing was counted.
@@ -240,6 +282,13 @@ pub struct Peer {
     replace_tries: u8,
     /// When each outstanding request of ours left, for the delivery latency.
     requested: RequestTimes,
+    /// The tracker's return-routability token for our address (0: none yet), echoed
+    /// in every Join, Refresh and Leave.
+    tracker_token: u64,
+    /// Validated neighbours that fell silent, by address (at most `MAX_SILENT`).
+    silent: HashMap<SocketAddr, Silent>,
+    /// When the last round ran: a much longer gap means this node itself stalled.
+    last_round: Time,
     /// The NAT in front of us and hole punching (`nat`).
     nat: nat::Nat,
     /// The measured upload (`upload_auto`), and LC bytes sent up to its last update.
@@ -289,6 +338,9 @@ impl Peer {
             last_tracker_ask: Some(now),
             replace_tries: 0,
             requested: RequestTimes::default(),
+            tracker_token: 0,
+            silent: HashMap::new(),
+            last_round: now,
             nat: nat::Nat::default(),
             uplink: cfg.upload_auto.then(|| (uplink::Uplink::new(cfg.upload.bits_per_sec() as f64), 0)),
             stats: PeerStats { layers: vec![LayerStats::default(); layers], ..Default::default() },
@@ -327,14 +379,19 @@ impl Peer {
         self.nat.status()
     }
 
-    /// Current neighbours (at most N_max).
+    /// Neighbours that proved their address (those that hold a slot, at most N_max).
     pub fn neighbour_count(&self) -> usize {
-        self.neighbours.len()
+        self.neighbours.validated_len()
+    }
+
+    /// Contacts still completing address validation (`MAX_HANDSHAKES` at most).
+    pub fn handshake_count(&self) -> usize {
+        self.neighbours.unvalidated_len()
     }
 
     /// Addresses of the current neighbours.
     pub fn neighbour_addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        self.neighbours.iter().map(|(_, n)| n.addr)
+        self.neighbours.iter().filter(|(_, n)| n.validated).map(|(_, n)| n.addr)
     }
 
     /// Each neighbour with the LC bytes sent to and received from it.
@@ -417,7 +474,8 @@ impl Peer {
             self.send(addr, vec![Message::Disconnect { reason: Reason::Leaving }]);
         }
         if let Some(tracker) = self.cfg.tracker {
-            self.send(tracker, vec![Message::Leave { channel: self.cfg.channel, peer: self.id }]);
+            let leave = self.to_tracker(Message::Leave { channel: self.cfg.channel, peer: self.id });
+            self.send(tracker, leave);
         }
         self.left = true;
     }
@@ -441,12 +499,37 @@ impl Peer {
         messages
     }
 
-    /// Sends to a neighbour, within the 3x budget while it is unvalidated.
+    /// `msg` for the tracker, echoing its token once we have one.
+    fn to_tracker(&self, msg: Message) -> Vec<Message> {
+        let mut messages = vec![msg];
+        if self.tracker_token != 0 {
+            messages.push(Message::Token { nonce: 0, echo: self.tracker_token });
+        }
+        messages
+    }
+
+    /// A datagram from the tracker: a new token is stored and echoed at once, so the
+    /// tracker lists us now rather than at the next refresh.
+    fn on_tracker_token(&mut self, token: Option<(u64, u64)>) {
+        let Some((nonce, _)) = token else { return };
+        if nonce == 0 || nonce == self.tracker_token {
+            return;
+        }
+        self.tracker_token = nonce;
+        if let Some(tracker) = self.cfg.tracker {
+            let refresh = Message::Refresh { channel: self.cfg.channel, peer: self.id, want_peers: false };
+            let messages = self.to_tracker(refresh);
+            self.send(tracker, messages);
+        }
+    }
+
+    /// Sends to a neighbour. While it is unvalidated, no datagram may be larger than
+    /// the latest it sent us, and all together stay within 3x what it sent.
     fn send_to_neighbour(&mut self, slot: usize, messages: Vec<Message>) {
         let Some(n) = self.neighbours.get_mut(slot) else { return };
         if !n.validated {
             let len = Packet { messages: messages.clone() }.wire_len() as u64;
-            if n.unvalidated_out + len > AMPLIFICATION_LIMIT * n.unvalidated_in {
+            if len > n.last_in || n.unvalidated_out + len > AMPLIFICATION_LIMIT * n.unvalidated_in {
                 self.stats.amplification_limited += 1;
                 return;
             }
@@ -477,9 +560,9 @@ impl Peer {
         id: PeerId,
         role: Role,
         initiator: bool,
-        token_in: u64,
+        (token_out, token_in): (u64, u64),
         received: u64,
-        mut first: Vec<Message>,
+        first: Vec<Message>,
     ) -> usize {
         // The optimistic start: an initiator credits its receptor with d_l, a
         // receptor credits its initiator with only d_s. An auditing seed credits a
@@ -487,27 +570,81 @@ impl Peer {
         // holds nothing yet, so it cannot answer, and at eps it would get almost
         // nothing from the seed, its only early supplier; one that never answers
         // decays to nothing within a rate window.
-        let initial = if self.audits() {
+        let initial = self.initial_rate(initiator);
+        let mut n = Neighbour::new(addr, id, role, initiator, now, initial);
+        n.token_out = token_out;
+        n.token_in = token_in;
+        // An initiator has seen its own token echoed in the Accept.
+        n.validated = initiator;
+        n.unvalidated_in = received;
+        n.last_in = received;
+        self.admit(now, n, first)
+    }
+
+    /// The initial d(n,k) of a relationship (see `add_neighbour`).
+    fn initial_rate(&self, initiator: bool) -> Kbps {
+        if self.audits() {
             Kbps((data_cost(MAX_LC_PAYLOAD) as f64 * 8.0 / self.cfg.round.as_secs_f64() / 1000.0) as u32)
         } else if initiator {
             self.cfg.incentive.d_large
         } else {
             self.cfg.incentive.d_small
-        };
-        let mut n = Neighbour::new(addr, id, role, initiator, now, initial);
-        n.token_out = self.rng.random::<u64>() | 1;
-        n.token_in = token_in;
-        // An initiator has seen its own token echoed in the Accept.
-        n.validated = initiator;
-        n.unvalidated_in = received;
+        }
+    }
+
+    /// Puts `n` in a slot and sends it `first`, with our token (and, once it is
+    /// validated, our buffer map: an unvalidated address gets only the handshake).
+    fn admit(&mut self, now: Time, n: Neighbour, mut first: Vec<Message>) -> usize {
+        let (addr, initiator, validated) = (n.addr, n.initiator, n.validated);
+        let weight = n.rate.bits_per_sec() + self.cfg.incentive.epsilon.bits_per_sec();
         let slot = self.neighbours.insert(n);
-        self.supplier.set_weight(slot, initial.bits_per_sec() + self.cfg.incentive.epsilon.bits_per_sec());
+        self.supplier.set_weight(slot, weight);
         self.stats.neighbours_added += 1;
         self.event(Event::NeighbourUp { addr, initiator });
         first.extend(self.token_for(slot));
-        first.push(self.buffer_map_for(now, slot));
+        if validated {
+            first.push(self.buffer_map_for(now, slot));
+        }
         self.send_to_neighbour(slot, first);
         slot
+    }
+
+    /// A datagram from a neighbour that fell silent and echoes the token it had from
+    /// us: the same party, back after a stall. It is re-admitted, validated, with its
+    /// old standing, if there is room.
+    fn readmit(&mut self, now: Time, from: SocketAddr, token: Option<(u64, u64)>) {
+        if self.neighbours.contains(&from) {
+            return;
+        }
+        let Some(s) = self.silent.get(&from) else { return };
+        if now >= s.until || token.is_none_or(|(_, echo)| echo != s.token_out) {
+            return;
+        }
+        let Some(s) = self.silent.remove(&from) else { return };
+        if self.neighbours.validated_len() >= self.cfg.n_max || self.is_shunned(now, &from) {
+            return;
+        }
+        self.pending.remove(&from);
+        let mut n = Neighbour::new(from, s.id, s.role, s.initiator, s.since, self.initial_rate(s.initiator));
+        n.last_heard = now;
+        n.token_out = s.token_out;
+        n.token_in = token.map_or(s.token_in, |(nonce, _)| nonce);
+        n.validated = true;
+        self.admit(now, n, Vec::new());
+    }
+
+    /// Forgets neighbour `addr` after a silence, remembering it for `SILENT_KEPT_FOR`.
+    fn fall_silent(&mut self, now: Time, addr: SocketAddr) {
+        if let Some(slot) = self.neighbours.slot_of(&addr)
+            && let Some(n) = self.neighbours.get(slot)
+            && n.validated
+        {
+            self.silent.retain(|_, s| now < s.until);
+            if self.silent.len() < MAX_SILENT {
+                self.silent.insert(addr, Silent::of(n, now + SILENT_KEPT_FOR));
+            }
+        }
+        self.remove_neighbour(&addr);
     }
 
     fn remove_neighbour(&mut self, addr: &SocketAddr) {
@@ -571,7 +708,7 @@ impl Peer {
 
     /// Below N_min: seek more neighbours. Between N_min and N_max: only accept.
     fn seek(&mut self, now: Time) {
-        let have = self.neighbours.len() + self.pending.len();
+        let have = self.neighbours.validated_len() + self.pending.len();
         if have < self.cfg.n_min {
             self.connect_to_candidates(now, self.cfg.n_min - have);
         }
@@ -584,7 +721,8 @@ impl Peer {
         }
         self.last_tracker_ask = Some(now);
         let msg = Message::Refresh { channel: self.cfg.channel, peer: self.id, want_peers: true };
-        self.send(tracker, Self::padded(vec![msg]));
+        let messages = Self::padded(self.to_tracker(msg));
+        self.send(tracker, messages);
     }
 
     /// Every adaptation period: drop the neighbour we receive least from (among those
@@ -595,14 +733,15 @@ impl Peer {
     fn adapt(&mut self, now: Time) {
         // An auditing seed adapts too, but only when full: a slot is then worth more
         // to a newcomer than to a neighbour that gives nothing back.
-        let seed_adapts = self.audits() && self.neighbours.len() >= self.cfg.n_max;
-        if (self.cfg.role == Role::Seed && !seed_adapts) || self.neighbours.len() < self.cfg.n_min.max(1) {
+        let have = self.neighbours.validated_len();
+        let seed_adapts = self.audits() && have >= self.cfg.n_max;
+        if (self.cfg.role == Role::Seed && !seed_adapts) || have < self.cfg.n_min.max(1) {
             return;
         }
         let eligible: Vec<(SocketAddr, u64)> = self
             .neighbours
             .iter()
-            .filter(|(_, n)| now.since(n.since) >= self.cfg.adaptation)
+            .filter(|(_, n)| n.validated && now.since(n.since) >= self.cfg.adaptation)
             .map(|(_, n)| (n.addr, n.rate.bits_per_sec()))
             .collect();
         let victim = match self.cfg.policy.supplier() {
@@ -647,16 +786,23 @@ impl Peer {
             self.send_to_neighbour(slot, reply);
             return;
         }
-        if self.neighbours.len() >= self.cfg.n_max {
+        if self.neighbours.validated_len() >= self.cfg.n_max {
             self.send(from, vec![Message::Decline { reason: Reason::Full }]);
             return;
+        }
+        // Handshakes have their own small table; the oldest gives way.
+        if self.neighbours.unvalidated_len() >= MAX_HANDSHAKES
+            && let Some(oldest) = self.neighbours.oldest_unvalidated()
+        {
+            self.remove_neighbour(&oldest);
         }
         // Both sides asked at once: our own Connect settles it from their side.
         self.pending.remove(&from);
         self.nat.attempt_done(&from);
         let token_in = token.map_or(0, |(nonce, _)| nonce);
         let accept = self.accept(from);
-        self.add_neighbour(now, from, id, role, false, token_in, received, accept);
+        let token_out = self.rng.random::<u64>() | 1;
+        self.add_neighbour(now, from, id, role, false, (token_out, token_in), received, accept);
     }
 
     /// An Accept for `to`; a seed or relay (a public meeting point) also says where it
@@ -681,11 +827,12 @@ impl Peer {
         };
         self.pending.remove(&from);
         self.nat.attempt_done(&from);
-        if self.neighbours.len() >= self.cfg.n_max {
+        if self.neighbours.validated_len() >= self.cfg.n_max {
             self.send(from, vec![Message::Disconnect { reason: Reason::Full }]);
             return;
         }
-        self.add_neighbour(now, from, id, role, true, their_token, 0, Vec::new());
+        // Our token stays the one the Connect carried: the receptor echoes that one.
+        self.add_neighbour(now, from, id, role, true, (nonce, their_token), 0, Vec::new());
     }
 
     // ---- exchange ----
@@ -710,6 +857,10 @@ impl Peer {
             self.send(from, vec![Message::Disconnect { reason: Reason::Refused }]);
             return;
         };
+        // Until it proves its address, nothing it says counts or keeps it alive.
+        if !n.validated {
+            return;
+        }
         n.last_heard = now;
         n.echo = Some((m.sent_at, now));
         if m.echo != 0 {
@@ -780,7 +931,7 @@ impl Peer {
     fn on_data(&mut self, now: Time, from: SocketAddr, lc: Lc) {
         let cost = data_cost(lc.payload.len());
         let first_lc_credit = self.cfg.incentive.first_lc_credit;
-        let Some((_, n)) = self.neighbours.by_addr_mut(&from) else {
+        let Some((_, n)) = self.neighbours.by_addr_mut(&from).filter(|(_, n)| n.validated) else {
             self.stats.rejected += 1;
             return;
         };
@@ -815,6 +966,11 @@ impl Peer {
                 }
             }
         }
+        if !self.store.is_placed(layer) {
+            // Place the window where the swarm plays (from the maps we have), not at
+            // this LC, which may be a seed's newest push, a whole lag ahead.
+            self.swarm_positions();
+        }
         if self.playback.is_due(now, lc.header.time) {
             self.playback.record_late(now, layer);
             return;
@@ -837,7 +993,9 @@ impl Peer {
     fn on_manifest(&mut self, now: Time, from: SocketAddr, m: ManifestMsg) {
         let Some(key) = self.content_key else { return };
         let layer = m.layer;
-        if !self.neighbours.contains(&from) || layer.index() >= self.cfg.plan.layers() || self.manifests.contains(&m) {
+        let validated =
+            self.neighbours.slot_of(&from).and_then(|s| self.neighbours.get(s)).is_some_and(|n| n.validated);
+        if !validated || layer.index() >= self.cfg.plan.layers() || self.manifests.contains(&m) {
             return;
         }
         if self.store.is_placed(layer) {
@@ -911,7 +1069,7 @@ impl Peer {
                     self.refused.insert(from, now + REFUSED_FOR);
                     // A replacement for an adaptation's drop: ask the next candidate
                     // (below N_min, `seek` asks instead).
-                    let have = self.neighbours.len() + self.pending.len();
+                    let have = self.neighbours.validated_len() + self.pending.len();
                     if self.replace_tries > 0 && (self.cfg.n_min..self.cfg.n_max).contains(&have) {
                         self.replace_tries -= 1;
                         self.connect_to_candidates(now, 1);
@@ -959,8 +1117,9 @@ impl Peer {
                         break;
                     }
                     let Some(lc) = self.store.pop_front(layer) else { break };
+                    let (seq, time) = (lc.header.id.seq, lc.header.time);
                     if counting {
-                        self.playback.record_played(now, layer, lc.payload.len());
+                        self.playback.record_played_lc(now, layer, seq, time, lc.payload.len());
                         if self.cfg.emit_playback {
                             self.event(Event::Played(lc));
                         }
@@ -975,7 +1134,7 @@ impl Peer {
                 // Every missing LC up to the next held one (if that is due) or up to the
                 // known-due point goes at once: however far a neighbour's window start
                 // puts that point, this is one step, not one per sequence.
-                let due_below = self.playback.due_below(layer);
+                let due_below = self.playback.due_below(now, layer);
                 let to = match next_held {
                     Some((s, t)) if self.playback.is_due(now, t) => s,
                     Some((s, _)) => s.min(due_below),
@@ -999,7 +1158,21 @@ impl Peer {
     }
 
     fn round(&mut self, now: Time) {
-        // Liveness: forget unanswered requests and silent neighbours.
+        // A round that comes far too late means this node itself was stalled (paused,
+        // swapped out): its neighbours' silence over that gap is its own, not theirs.
+        let gap = now.since(self.last_round);
+        self.last_round = now;
+        if gap > self.cfg.round * 2 {
+            let absent = gap - self.cfg.round;
+            for (_, n) in self.neighbours.iter_mut() {
+                n.last_heard = (n.last_heard + absent).min(now);
+            }
+            for (sent, _) in self.pending.values_mut() {
+                *sent = (*sent + absent).min(now);
+            }
+        }
+        // Liveness: forget unanswered requests, handshakes never completed and silent
+        // neighbours (remembered a while, in case they come back).
         let timeout = self.cfg.connect_timeout;
         let expired: Vec<SocketAddr> =
             self.pending.iter().filter(|(_, (t, _))| now.since(*t) > timeout).map(|(a, _)| *a).collect();
@@ -1010,6 +1183,15 @@ impl Peer {
         }
         self.introduce_unanswered(now);
         self.refused.retain(|_, until| now < *until);
+        let unfinished: Vec<SocketAddr> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| !n.validated && now.since(n.since) > timeout)
+            .map(|(_, n)| n.addr)
+            .collect();
+        for addr in unfinished {
+            self.remove_neighbour(&addr);
+        }
         let silent: Vec<SocketAddr> = self
             .neighbours
             .iter()
@@ -1017,8 +1199,9 @@ impl Peer {
             .map(|(_, n)| n.addr)
             .collect();
         for addr in silent {
-            self.remove_neighbour(&addr);
+            self.fall_silent(now, addr);
         }
+        self.silent.retain(|_, s| now < s.until);
 
         self.follow_uplink(now);
         // d(n,k) for the round just ended drives the supplier's weights.
@@ -1046,7 +1229,8 @@ impl Peer {
         self.sign_and_prune_manifests();
         // A request older than two rounds has been dropped by its supplier.
         self.requested.prune(now - self.cfg.round * 2);
-        let slots: Vec<usize> = self.neighbours.iter().map(|(s, _)| s).collect();
+        // Handshakes get nothing until validated (their first buffer map follows then).
+        let slots: Vec<usize> = self.neighbours.iter().filter(|(_, n)| n.validated).map(|(s, _)| s).collect();
         for slot in slots {
             let map = self.buffer_map_for(now, slot);
             let Some(n) = self.neighbours.get(slot) else { continue };
@@ -1181,12 +1365,12 @@ impl Peer {
             // the early joiners of a flash crowd replace neighbours only among
             // themselves, and a late joiner finds room only at peers nobody keeps. A
             // seed does not replace neighbours, so it asks only when short of them.
-            let want_peers = self.cfg.role != Role::Seed || self.neighbours.len() < self.cfg.n_min;
+            let want_peers = self.cfg.role != Role::Seed || self.neighbours.validated_len() < self.cfg.n_min;
             if want_peers {
                 self.last_tracker_ask = Some(now);
             }
-            let msg = Message::Refresh { channel: self.cfg.channel, peer: self.id, want_peers };
-            self.send(tracker, if want_peers { Self::padded(vec![msg]) } else { vec![msg] });
+            let msg = self.to_tracker(Message::Refresh { channel: self.cfg.channel, peer: self.id, want_peers });
+            self.send(tracker, if want_peers { Self::padded(msg) } else { msg });
         }
     }
 }
@@ -1250,7 +1434,7 @@ impl Peer {
         if Some(from) != self.cfg.tracker
             || channel != self.cfg.channel
             || self.left
-            || self.neighbours.len() >= self.cfg.n_max
+            || self.neighbours.validated_len() >= self.cfg.n_max
             || self.neighbours.contains(&asker)
             || self.is_shunned(now, &asker)
             || !self.nat.may_punch(now, asker)
@@ -1300,12 +1484,36 @@ impl Node for Peer {
             Message::Token { nonce, echo } => Some((*nonce, *echo)),
             _ => None,
         });
+        if Some(from) == self.cfg.tracker {
+            self.on_tracker_token(token);
+        } else {
+            self.readmit(now, from, token);
+        }
+        let mut newly_validated = false;
         if let Some((_, n)) = self.neighbours.by_addr_mut(&from) {
-            if token.is_some_and(|(_, echo)| echo == n.token_out) {
+            if !n.validated && token.is_some_and(|(_, echo)| echo == n.token_out) {
                 n.validated = true;
+                n.last_heard = now;
+                newly_validated = true;
             }
             if !n.validated {
                 n.unvalidated_in += received;
+                n.last_in = received;
+            }
+        }
+        if newly_validated {
+            if self.neighbours.validated_len() > self.cfg.n_max {
+                // Validated while the others filled every slot.
+                self.send(from, vec![Message::Disconnect { reason: Reason::Full }]);
+                self.remove_neighbour(&from);
+                return;
+            }
+            // Our buffer map at once, ahead of any LC: a newcomer places its window by
+            // its neighbours' maps, not by the first (pushed, newest) LC it gets.
+            if let Some(slot) = self.neighbours.slot_of(&from) {
+                let mut messages: Vec<Message> = self.token_for(slot).into_iter().collect();
+                messages.push(self.buffer_map_for(now, slot));
+                self.send_to_neighbour(slot, messages);
             }
         }
         let trusted_observer = self.trusted_observer(from, &packet, token);

@@ -85,10 +85,12 @@ pub struct Neighbour {
     pub token_in: u64,
     /// They have echoed `token_out`: they receive at `addr`.
     pub validated: bool,
-    /// Until validated: bytes received from and sent to `addr` (the 3x budget).
+    /// Until validated: bytes received from `addr` (the 3x budget).
     pub unvalidated_in: u64,
     /// Bytes sent to it before it was validated; at most 3x `unvalidated_in`.
     pub unvalidated_out: u64,
+    /// Until validated: size of the latest datagram from it (no reply may be larger).
+    pub last_in: u64,
     /// Their latest `head_time - now` (µs): one vote for where the source is.
     pub head_offset: Option<i64>,
     /// Manifests (layer, start) we sent them lately and when, newest last, at most
@@ -122,6 +124,7 @@ impl Neighbour {
             validated: false,
             unvalidated_in: 0,
             unvalidated_out: 0,
+            last_in: 0,
             head_offset: None,
             manifests_sent: VecDeque::new(),
         }
@@ -211,6 +214,57 @@ impl Neighbours {
     /// True if `addr` is a neighbour.
     pub fn contains(&self, addr: &SocketAddr) -> bool {
         self.by_addr.contains_key(addr)
+    }
+
+    /// Neighbours that proved their address: only these count towards N_min/N_max.
+    pub fn validated_len(&self) -> usize {
+        self.iter().filter(|(_, n)| n.validated).count()
+    }
+
+    /// Handshakes still waiting for their token echo.
+    pub fn unvalidated_len(&self) -> usize {
+        self.len() - self.validated_len()
+    }
+
+    /// The unvalidated neighbour that has waited longest.
+    pub fn oldest_unvalidated(&self) -> Option<SocketAddr> {
+        self.iter().filter(|(_, n)| !n.validated).min_by_key(|(_, n)| n.since).map(|(_, n)| n.addr)
+    }
+}
+
+/// A validated neighbour that fell silent: remembered for a while so that, if it
+/// comes back (its datagrams still echo our token), it is re-admitted at once
+/// instead of being refused as a stranger.
+#[derive(Clone, Debug)]
+pub struct Silent {
+    /// Its identity, as in `Neighbour::id`.
+    pub id: PeerId,
+    /// Its role, as in `Neighbour::role`.
+    pub role: Role,
+    /// We sent the establishment request.
+    pub initiator: bool,
+    /// When the relationship began (kept on re-admission: adaptation age).
+    pub since: Time,
+    /// Our token for it: a datagram echoing this is from it.
+    pub token_out: u64,
+    /// Its token for us.
+    pub token_in: u64,
+    /// Forgotten after this.
+    pub until: Time,
+}
+
+impl Silent {
+    /// What to remember of `n`, until `until`.
+    pub fn of(n: &Neighbour, until: Time) -> Silent {
+        Silent {
+            id: n.id,
+            role: n.role,
+            initiator: n.initiator,
+            since: n.since,
+            token_out: n.token_out,
+            token_in: n.token_in,
+            until,
+        }
     }
 }
 

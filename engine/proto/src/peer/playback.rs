@@ -6,7 +6,10 @@
 //! media time), or, at the seed, the media time of what it produced; the estimate only
 //! moves forward. An LC is due when `media_time + lag <= now + offset`. A missing LC
 //! is given up once the LC the peer holds next is due, or once most neighbours have
-//! played past it (the median of their window starts).
+//! played past it (the median of their window starts), or once the deadline its
+//! sequence number implies has passed: each layer's pace (LCs per second of media,
+//! from what it played) places a missing LC in media time, so misses are counted as
+//! deadlines pass even while nothing arrives at all (a stalled source).
 
 use crate::time::Time;
 use layerp2p_codec::{LayerId, MediaTime, Seq};
@@ -48,9 +51,25 @@ pub struct Playback {
     due_below: Vec<Seq>,
     /// Only LCs played at or after this instant are counted.
     count_from: Time,
+    /// Per layer: the first and the latest LC played, for the layer's pace.
+    pace: Vec<Option<Pace>>,
     /// Counters per layer, index 0 = layer 1.
     pub layers: Vec<LayerStats>,
 }
+
+/// The first and the latest LC a layer played: sequence numbers per media time.
+#[derive(Clone, Copy, Debug)]
+struct Pace {
+    first: (Seq, MediaTime),
+    last: (Seq, MediaTime),
+}
+
+/// An LC placed by pace alone is given up this long after its estimated deadline:
+/// the estimate of a VBR layer is an average, and an LC that can still arrive in
+/// time should not be skipped.
+const PACE_GRACE: Duration = Duration::from_secs(1);
+/// Least LCs between the first and latest played before a layer's pace is trusted.
+const PACE_MIN_LCS: u32 = 16;
 
 impl Playback {
     /// Playback of `layers` layers, `lag` behind the source, counting only from `count_from` (join + startup).
@@ -60,6 +79,7 @@ impl Playback {
             offset: None,
             due_below: vec![Seq(0); layers],
             count_from,
+            pace: vec![None; layers],
             layers: vec![LayerStats::default(); layers],
         }
     }
@@ -90,14 +110,45 @@ impl Playback {
         *d = (*d).max(seq);
     }
 
-    /// Every sequence of `layer` below this is known to be past its deadline.
-    pub fn due_below(&self, layer: LayerId) -> Seq {
-        self.due_below[layer.index()]
+    /// Every sequence of `layer` below this is known to be past its deadline at `now`:
+    /// the swarm has played it, or its place at the layer's pace is past the deadline.
+    pub fn due_below(&self, now: Time, layer: LayerId) -> Seq {
+        let swarm = self.due_below[layer.index()];
+        match self.paced_due_below(now, layer) {
+            Some(paced) => swarm.max(paced),
+            None => swarm,
+        }
+    }
+
+    /// The first sequence of `layer` whose deadline, placed by the layer's pace after
+    /// the latest LC played, has not passed (plus `PACE_GRACE`).
+    fn paced_due_below(&self, now: Time, layer: LayerId) -> Option<Seq> {
+        let pace = self.pace[layer.index()]?;
+        let lcs = pace.last.0.0.checked_sub(pace.first.0.0).filter(|&n| n >= PACE_MIN_LCS)?;
+        let span_us = pace.last.1.0.checked_sub(pace.first.1.0).filter(|&d| d > 0)?;
+        let source = self.source_now(now)?.0;
+        let deadline_passed_at = pace.last.1.0 + self.lag_us + PACE_GRACE.as_micros() as u64;
+        let past_us = source.checked_sub(deadline_passed_at)?;
+        let behind = (past_us as u128 * lcs as u128 / span_us as u128).min(u32::MAX as u128) as u32;
+        // `last` itself was played: the LCs after it are due once their place is.
+        Some(Seq(pace.last.0.0.saturating_add(1).saturating_add(behind)))
     }
 
     /// Is the missing LC `seq` of `layer` known to be past its deadline?
     pub fn missing_is_due(&self, now: Time, layer: LayerId, seq: Seq, next_held: Option<MediaTime>) -> bool {
-        seq < self.due_below[layer.index()] || next_held.is_some_and(|t| self.is_due(now, t))
+        seq < self.due_below(now, layer) || next_held.is_some_and(|t| self.is_due(now, t))
+    }
+
+    /// LC `seq` of `layer`, of media time `t`, reached its deadline in time (counted
+    /// only after the start-up period; its place always sets the layer's pace).
+    pub fn record_played_lc(&mut self, now: Time, layer: LayerId, seq: Seq, t: MediaTime, bytes: usize) {
+        let pace = &mut self.pace[layer.index()];
+        match pace {
+            Some(p) if seq > p.last.0 && t >= p.last.1 => p.last = (seq, t),
+            Some(_) => {}
+            None => *pace = Some(Pace { first: (seq, t), last: (seq, t) }),
+        }
+        self.record_played(now, layer, bytes);
     }
 
     fn counting(&self, now: Time) -> bool {
