@@ -23,6 +23,22 @@ impl Provenance {
     }
 }
 
+/// A run file: its provenance, then the fields of what the run produced.
+#[derive(Debug, Serialize)]
+pub struct Recorded<'a, T: Serialize> {
+    #[serde(flatten)]
+    pub provenance: Provenance,
+    #[serde(flatten)]
+    pub run: &'a T,
+}
+
+impl<'a, T: Serialize> Recorded<'a, T> {
+    /// `run` stamped with this process's provenance.
+    pub fn new(run: &'a T) -> Recorded<'a, T> {
+        Recorded { provenance: Provenance::current(), run }
+    }
+}
+
 /// The commit this program was built from.
 pub fn commit() -> &'static str {
     env!("LAYERP2P_COMMIT")
@@ -48,6 +64,15 @@ mod tests {
     fn a_command_line_quotes_only_what_a_shell_would_split() {
         let args = ["layerp2p", "sim", "--mix", "free 0 10; it's 700 90", "--seed", "3"].map(String::from);
         assert_eq!(command_line(args), r"layerp2p sim --mix 'free 0 10; it'\''s 700 90' --seed 3");
+    }
+
+    #[test]
+    fn a_recorded_run_carries_its_provenance_beside_its_own_fields() {
+        let run = serde_json::json!({ "policy": "LayerP2P" });
+        let v = serde_json::to_value(Recorded::new(&run)).expect("serialises");
+        assert_eq!(v["schema"], SCHEMA_VERSION);
+        assert_eq!(v["policy"], "LayerP2P");
+        assert!(v["command"].is_string() && v["commit"].is_string());
     }
 
     #[test]

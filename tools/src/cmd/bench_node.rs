@@ -5,6 +5,7 @@
 use clap::Args as ClapArgs;
 use layerp2p_codec::synthetic::{PayloadKind, SyntheticConfig, SyntheticSource};
 use layerp2p_codec::{Kbps, LayerPlan};
+use layerp2p_engine::lab::record::Recorded;
 use layerp2p_engine::runtime::throughput::{BLAST_DATAGRAM, Rate, raw_blast, seed_throughput};
 use std::time::Duration;
 
@@ -71,7 +72,7 @@ pub fn run(args: Args) -> Result<(), String> {
         let raws: Vec<_> =
             raws.iter().map(|(sent, got)| serde_json::json!({ "sent": sent, "received": got })).collect();
         let json = serde_json::json!({ "raw": raws, "seed": runs });
-        println!("{}", serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?);
+        println!("{}", serde_json::to_string_pretty(&Recorded::new(&json)).map_err(|e| e.to_string())?);
         return Ok(());
     }
     println!(

@@ -12,6 +12,7 @@ use layerp2p_codec::Kbps;
 use layerp2p_codec::video::Resolution;
 use layerp2p_engine::PeerConfig;
 use layerp2p_engine::lab::experiment::{CLIP_FRAMES, Stream, encode_clip, psnr_table, run_observed};
+use layerp2p_engine::lab::record::Recorded;
 use layerp2p_engine::metrics::Latencies;
 use layerp2p_engine::runtime::local::LocalSwarmConfig;
 use std::io::{IsTerminal, Write};
@@ -193,7 +194,7 @@ pub fn run(args: Args) -> Result<(), String> {
             "psnr": observed.psnr,
             "typical": observed.typical,
         });
-        let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
+        let text = serde_json::to_string_pretty(&Recorded::new(&json)).map_err(|e| e.to_string())?;
         std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         println!("wrote {}", path.display());
     }

@@ -6,6 +6,7 @@ use super::args::{MixArg, PolicyArg};
 use clap::Args as ClapArgs;
 use layerp2p_codec::Kbps;
 use layerp2p_engine::lab::loadgen::{Setup, run};
+use layerp2p_engine::lab::record::Recorded;
 use layerp2p_engine::swarm::{Mix, PeerClass};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -147,7 +148,7 @@ pub fn run_cmd(args: Args) -> Result<(), String> {
     let report = run(cfg, &mut |s| eprintln!("{}", s.line())).map_err(|e| e.to_string())?;
     println!("{}", report.table());
     if let Some(path) = args.json {
-        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        let text = serde_json::to_string_pretty(&Recorded::new(&report)).map_err(|e| e.to_string())?;
         std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         println!("wrote {}", path.display());
     }
