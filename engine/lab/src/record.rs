@@ -19,7 +19,15 @@ pub struct Provenance {
 impl Provenance {
     /// This process: its build's commit and its own command line.
     pub fn current() -> Provenance {
-        Provenance { schema: SCHEMA_VERSION, commit: commit().to_string(), command: command_line(std::env::args()) }
+        // The program by its name, not by the path it was started from.
+        let args = std::env::args().enumerate().map(|(i, a)| {
+            if i == 0 {
+                std::path::Path::new(&a).file_name().map_or(a.clone(), |n| n.to_string_lossy().into_owned())
+            } else {
+                a
+            }
+        });
+        Provenance { schema: SCHEMA_VERSION, commit: commit().to_string(), command: command_line(args) }
     }
 }
 

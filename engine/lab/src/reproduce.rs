@@ -52,7 +52,7 @@ impl Plan {
                 prototype_seeds: 3,
                 prototype_stay_secs: 600,
                 prototype_real: false,
-                trace_seeds: 2,
+                trace_seeds: 3,
                 trace_from_hour: 16.0,
                 trace_hours: 0.5,
                 trace_scale: 0.015,
@@ -344,6 +344,8 @@ fn system_rows(
     let rows = first
         .iter()
         .enumerate()
+        // A class no run had (e.g. free-riders of an underloaded mix) has no figures.
+        .filter(|(c, _)| per_seed.iter().any(|s| s.get(*c).is_some_and(|k| k.peers > 0)))
         .map(|(c, class)| {
             let seeds: Vec<&ClassReport> = per_seed.iter().filter_map(|s| s.get(c)).filter(|k| k.peers > 0).collect();
             let layers = class.alpha.len();

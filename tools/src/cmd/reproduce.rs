@@ -15,7 +15,7 @@ Examples:
   layerp2p reproduce --quick        # ~10 min on 2 cores: Table I in the simulator, a Table II window
   layerp2p reproduce --full         # hours: the paper's lengths, and Table I on real UDP too")]
 pub struct Args {
-    /// Shortened runs (10-minute prototype, 30-minute trace window) and 2-3 seeds.
+    /// Shortened runs (10-minute prototype, 30-minute trace window) and 3 seeds.
     #[arg(long, conflicts_with = "full")]
     quick: bool,
     /// The paper's lengths: 5 seeds of the 20-minute prototype in the simulator and on
