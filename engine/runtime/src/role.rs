@@ -142,7 +142,7 @@ impl NodeSpec {
     }
 
     /// Shard `k`'s configuration: its share of the upload cap and neighbour budget;
-    /// only shard 0 registers with the tracker.
+    /// every shard talks to the tracker (see the body).
     pub fn shard_config(&self, k: usize) -> PeerConfig {
         let mut pc = self.peer.clone();
         let s = self.parts() as u32;
@@ -153,9 +153,10 @@ impl NodeSpec {
         let parts = self.shards;
         pc.n_max = (n / parts + usize::from(k < n % parts)).max(1);
         pc.n_min = if self.sharded_relay() { 0 } else { pc.n_min.min(pc.n_max) };
-        if k > 0 {
-            pc.tracker = None;
-        }
+        // Every shard talks to the tracker: its replies reach whichever shard
+        // SO_REUSEPORT hashes the tracker's address to, and only a shard that holds
+        // the tracker's token can register the node's address (a token is per address,
+        // so one registration covers every shard).
         pc
     }
 }
@@ -573,7 +574,7 @@ mod tests {
     use layerp2p_codec::LayerPlan;
 
     #[test]
-    fn shards_split_upload_and_neighbours_and_only_shard_zero_registers() {
+    fn shards_split_upload_and_neighbours_and_every_shard_talks_to_the_tracker() {
         let mut peer = PeerConfig::seed(layerp2p_proto::Policy::LayerP2P, LayerPlan::prototype(), Kbps(2001));
         peer.n_max = 21;
         peer.tracker = Some(SocketAddr::from(([127, 0, 0, 1], 9)));
@@ -589,7 +590,7 @@ mod tests {
         let (a, b) = (spec.shard_config(0), spec.shard_config(1));
         assert_eq!(a.upload.0 + b.upload.0, 2001);
         assert_eq!(a.n_max + b.n_max, 21);
-        assert!(a.tracker.is_some() && b.tracker.is_none());
+        assert!(a.tracker.is_some() && b.tracker == a.tracker, "every shard can take the tracker's token");
         let peer = NodeSpec {
             peer: PeerConfig::peer(layerp2p_proto::Policy::LayerP2P, LayerPlan::prototype(), Kbps(1)),
             ..spec.clone()
