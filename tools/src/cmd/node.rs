@@ -549,24 +549,8 @@ fn membership(protocol: &Protocol, m: &Member) -> Result<(LayerPlan, ContentAuth
     Ok((plan, auth))
 }
 
-/// Runs a relay or peer that joins `m.tracker`'s swarm; `tune` changes its
+/// The relay or peer that joins `m.tracker`'s swarm; `tune` changes its
 /// configuration (neighbour limits) before it starts.
-#[allow(clippy::too_many_arguments)]
-fn member(
-    role: Role,
-    m: &Member,
-    upload: u32,
-    tune: impl FnOnce(&mut PeerConfig) -> Result<(), String>,
-    shards: u64,
-    protocol: &Protocol,
-    output: Option<PathBuf>,
-    common: &Common,
-) -> Result<(), String> {
-    let spec = member_spec(role, m, upload, tune, shards, protocol, common)?;
-    node(spec, None, output, common)
-}
-
-/// The relay or peer that joins `m.tracker`'s swarm.
 fn member_spec(
     role: Role,
     m: &Member,
@@ -648,5 +632,6 @@ pub fn peer(args: PeerArgs) -> Result<(), String> {
         Upload::Kbps(k) => k,
         Upload::Auto => AUTO_UPLOAD_CEILING_KBPS,
     };
-    member(Role::Peer, &args.member, upload, tune, 1, &args.protocol, args.output, &args.common)
+    let spec = member_spec(Role::Peer, &args.member, upload, tune, 1, &args.protocol, &args.common)?;
+    node(spec, None, args.output, &args.common)
 }

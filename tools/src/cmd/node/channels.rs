@@ -245,6 +245,7 @@ impl Channels {
             match self.running.get(&p.id) {
                 Some(r) if r.key == p.key => kept.push((p.id.clone(), r.listen, r.channel)),
                 _ => {
+                    let _span = tracing::info_span!("channel", id = %p.id).entered();
                     let (spec, source) = p.args.node().map_err(|e| format!("channel `{}`: {e}", p.id))?;
                     spec.validate().map_err(|e| format!("channel `{}`: {e}", p.id))?;
                     kept.push((p.id.clone(), spec.listen, spec.peer.channel));
@@ -287,6 +288,7 @@ impl Channels {
         let handle = std::thread::Builder::new()
             .name(format!("channel-{id}"))
             .spawn(move || {
+                let _span = tracing::info_span!("channel", id = %name).entered();
                 let mut print = channel_printer(name, json);
                 run_node_observed(r.spec, r.source, None, flag, &m, &mut print).map_err(|e| e.to_string())
             })
