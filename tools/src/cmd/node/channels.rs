@@ -117,6 +117,8 @@ pub fn parse_spec(spec: &str, role: &Command) -> Result<(String, Vec<String>), C
 pub struct Planned<A> {
     pub id: String,
     pub args: A,
+    /// The channel gives its own `core`; else channels are spread over the cores.
+    pub pinned: bool,
     /// Its effective configuration: a channel whose key is unchanged by a reload runs on.
     pub key: toml::Table,
 }
@@ -145,7 +147,8 @@ pub fn plan_channels<A: FromArgMatches>(role: &Command, argv: &[OsString]) -> Re
         let args = A::from_arg_matches(&m).map_err(|e| bad(e.to_string()))?;
         let mut key = config_file::effective_table(role, &m);
         key.remove("channel");
-        planned.push(Planned { id, args, key });
+        let pinned = flags.iter().any(|f| f.starts_with("--core="));
+        planned.push(Planned { id, args, key, pinned });
     }
     Ok(planned)
 }
@@ -241,12 +244,17 @@ impl Channels {
     fn apply<A: ChannelRole>(&mut self, planned: Vec<Planned<A>>) -> Result<(), String> {
         let mut ready: BTreeMap<String, Ready> = BTreeMap::new();
         let mut kept: Vec<(String, SocketAddr, ChannelId)> = Vec::new();
-        for p in &planned {
+        for (index, p) in planned.iter().enumerate() {
             match self.running.get(&p.id) {
                 Some(r) if r.key == p.key => kept.push((p.id.clone(), r.listen, r.channel)),
                 _ => {
                     let _span = tracing::info_span!("channel", id = %p.id).entered();
-                    let (spec, source) = p.args.node().map_err(|e| format!("channel `{}`: {e}", p.id))?;
+                    let (mut spec, source) = p.args.node().map_err(|e| format!("channel `{}`: {e}", p.id))?;
+                    if !p.pinned {
+                        // Channel k starts k channels' worth of shards further on (modulo
+                        // the cores), so channels do not all crowd the first core.
+                        spec.first_core += index * spec.shards;
+                    }
                     spec.validate().map_err(|e| format!("channel `{}`: {e}", p.id))?;
                     kept.push((p.id.clone(), spec.listen, spec.peer.channel));
                     ready.insert(p.id.clone(), Ready { key: p.key.clone(), spec, source });
