@@ -27,6 +27,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod channels;
+
 /// Flags every role shares.
 #[derive(ClapArgs, Debug)]
 pub struct Common {
@@ -188,6 +190,14 @@ pub struct SeedArgs {
     /// LC. Without it content is not signed.
     #[arg(long)]
     key: Option<PathBuf>,
+    /// Serve several channels from this process, one per --channel (repeatable):
+    /// `id=NAME,KEY=VALUE,...` whose keys are this command's flags (`listen`, `plan`,
+    /// `n-max`, `upload-kbps`, ...), overriding the flags given outside for that
+    /// channel only. A config file lists them as `[[channel]]` tables; SIGHUP re-reads
+    /// it (new channels start, removed ones drain, changed ones restart, the others go
+    /// on untouched). See docs/OPERATIONS.md.
+    #[arg(long, value_name = "SPEC")]
+    channel: Vec<String>,
     #[command(flatten)]
     protocol: Protocol,
     #[command(flatten)]
@@ -236,6 +246,14 @@ pub struct RelayArgs {
     /// upstream peer on a private port fetches the stream and feeds them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     shards: u64,
+    /// Serve several channels from this process, one per --channel (repeatable):
+    /// `id=NAME,KEY=VALUE,...` whose keys are this command's flags (`listen`, `plan`,
+    /// `n-max`, `upload-kbps`, ...), overriding the flags given outside for that
+    /// channel only. A config file lists them as `[[channel]]` tables; SIGHUP re-reads
+    /// it (new channels start, removed ones drain, changed ones restart, the others go
+    /// on untouched). See docs/OPERATIONS.md.
+    #[arg(long, value_name = "SPEC")]
+    channel: Vec<String>,
     #[command(flatten)]
     protocol: Protocol,
     #[command(flatten)]
@@ -439,6 +457,15 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 
 pub fn seed(args: SeedArgs) -> Result<(), String> {
     args.common.ops.init_logs();
+    if !args.channel.is_empty() {
+        return channels::serve(&args);
+    }
+    let (spec, source) = seed_node(&args)?;
+    node(spec, Some(source), None, &args.common)
+}
+
+/// The seed `args` describe and the stream it ingests.
+fn seed_node(args: &SeedArgs) -> Result<(NodeSpec, Box<dyn LcSource>), String> {
     if args.tracker.is_none() && args.tracker_listen.port() == 0 {
         return Err(format!(
             "--tracker-listen {} has port 0: peers could not find the embedded tracker; give a port",
@@ -450,7 +477,7 @@ pub fn seed(args: SeedArgs) -> Result<(), String> {
         Some(path) => ContentAuth::Sign(channel::read_secret_key(path).map_err(|e| e.to_string())?),
         None => ContentAuth::Off,
     };
-    let source = seed_source(&args)?;
+    let source = seed_source(args)?;
     let plan = source.plan().clone();
     if let Some(given) = args.protocol.plan.as_ref().filter(|&p| *p != plan) {
         return Err(format!(
@@ -491,7 +518,7 @@ pub fn seed(args: SeedArgs) -> Result<(), String> {
             plan_text(&plan)
         ),
     }
-    node(spec, Some(source), None, &args.common)
+    Ok((spec, source))
 }
 
 /// `layerp2p keygen`: a new channel secret in a file, its public key on stdout.
@@ -522,19 +549,17 @@ fn membership(protocol: &Protocol, m: &Member) -> Result<(LayerPlan, ContentAuth
     Ok((plan, auth))
 }
 
-/// Runs a relay or peer that joins `m.tracker`'s swarm; `tune` changes its
+/// The relay or peer that joins `m.tracker`'s swarm; `tune` changes its
 /// configuration (neighbour limits) before it starts.
-#[allow(clippy::too_many_arguments)]
-fn member(
+fn member_spec(
     role: Role,
     m: &Member,
     upload: u32,
     tune: impl FnOnce(&mut PeerConfig) -> Result<(), String>,
     shards: u64,
     protocol: &Protocol,
-    output: Option<PathBuf>,
     common: &Common,
-) -> Result<(), String> {
+) -> Result<NodeSpec, String> {
     let (plan, auth) = membership(protocol, m)?;
     let mut peer = config(role, protocol, plan, auth, upload, Some(m.tracker));
     tune(&mut peer)?;
@@ -555,17 +580,26 @@ fn member(
         first_core: common.core,
         rng_seed: common.rng_seed,
     };
-    node(spec, None, output, common)
+    Ok(spec)
 }
 
 pub fn relay(args: RelayArgs) -> Result<(), String> {
     args.common.ops.init_logs();
+    if !args.channel.is_empty() {
+        return channels::serve(&args);
+    }
+    let spec = relay_spec(&args)?;
+    node(spec, None, None, &args.common)
+}
+
+/// The relay `args` describe.
+fn relay_spec(args: &RelayArgs) -> Result<NodeSpec, String> {
     let n_max = args.n_max as usize;
     let tune = |pc: &mut PeerConfig| {
         pc.n_max = n_max;
         Ok(())
     };
-    member(Role::Relay, &args.member, args.upload_kbps, tune, args.shards, &args.protocol, None, &args.common)
+    member_spec(Role::Relay, &args.member, args.upload_kbps, tune, args.shards, &args.protocol, &args.common)
 }
 
 /// `--upload-kbps`: a cap, or measured.
@@ -598,5 +632,6 @@ pub fn peer(args: PeerArgs) -> Result<(), String> {
         Upload::Kbps(k) => k,
         Upload::Auto => AUTO_UPLOAD_CEILING_KBPS,
     };
-    member(Role::Peer, &args.member, upload, tune, 1, &args.protocol, args.output, &args.common)
+    let spec = member_spec(Role::Peer, &args.member, upload, tune, 1, &args.protocol, &args.common)?;
+    node(spec, None, args.output, &args.common)
 }
