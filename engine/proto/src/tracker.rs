@@ -544,8 +544,13 @@ impl Tracker {
         if t.nat == NatType::Symmetric {
             return;
         }
+        // The target's own token (of the epoch it last heard from us in, so the one it
+        // holds) proves the introduction is ours: a forged one would make it punch
+        // anyone.
+        let echo = self.token(&target, Self::epoch(t.last_seen));
         self.stats.introductions += 1;
-        let packet = Packet { messages: vec![Message::Introduce { channel, addr: asker }] };
+        let messages = vec![Message::Introduce { channel, addr: asker }, Message::Token { nonce: 0, echo }];
+        let packet = Packet { messages };
         self.outbox.push_back(Transmit { dst: target, packet });
     }
 }
@@ -874,7 +879,8 @@ mod tests {
         };
         let tx = ask(&mut t, 1, 2).expect("introduced");
         assert_eq!(tx.dst, addr(2));
-        assert_eq!(tx.packet.messages, vec![Message::Introduce { channel: ChannelId(1), addr: addr(1) }]);
+        let echo = Message::Token { nonce: 0, echo: t.token(&addr(2), 0) };
+        assert_eq!(tx.packet.messages, vec![Message::Introduce { channel: ChannelId(1), addr: addr(1) }, echo]);
         assert!(ask(&mut t, 9, 2).is_none(), "an unregistered (maybe spoofed) asker");
         assert!(ask(&mut t, 1, 9).is_none(), "an unregistered target");
         assert!(ask(&mut t, 1, 3).is_none(), "a symmetric target cannot punch");

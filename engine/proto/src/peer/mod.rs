@@ -1145,7 +1145,7 @@ impl Peer {
                     self.report_nat();
                 }
             }
-            Message::Introduce { channel, addr } => self.on_introduce(now, from, channel, addr),
+            Message::Introduce { channel, addr } => self.on_introduce(now, from, channel, addr, token),
             Message::Punch => self.on_punch(now, from),
             Message::NatReport { .. } => {}
         }
@@ -1481,9 +1481,19 @@ impl Peer {
 
     /// The tracker says `asker` wants to reach us: a punch opens our NAT towards it.
     /// Small (smaller than the introduction), once per asker per period, and only with
-    /// room for a neighbour.
-    fn on_introduce(&mut self, now: Time, from: SocketAddr, channel: crate::wire::ChannelId, asker: SocketAddr) {
+    /// room for a neighbour. It must echo the token the tracker gave us: anyone can
+    /// forge the tracker's address.
+    fn on_introduce(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        channel: crate::wire::ChannelId,
+        asker: SocketAddr,
+        token: Option<(u64, u64)>,
+    ) {
         if Some(from) != self.cfg.tracker
+            || self.tracker_token == 0
+            || token.is_none_or(|(_, echo)| echo != self.tracker_token)
             || channel != self.cfg.channel
             || self.left
             || self.neighbours.validated_len() >= self.cfg.n_max
