@@ -6,7 +6,7 @@
 
 use common::net::{Net, ratio, seed_addr, tracker_addr, viewer_addr};
 use layerp2p_codec::{BufferMap, LayerWindow, Seq};
-use layerp2p_engine::wire::{BufferMapMsg, ChannelId, Message, PeerId, Reason, Role};
+use layerp2p_engine::wire::{BufferMapMsg, ChannelId, Message, NatType, PeerId, Reason, Role};
 use layerp2p_engine::{Time, TrackerConfig};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -203,6 +203,46 @@ fn forged_disconnects_cost_no_neighbour() {
         std::iter::once(1).chain(viewers.iter().copied()).map(|i| net.peer(i).stats().unauthenticated_control).sum();
     eprintln!("forged teardowns: {forged} sent, {ignored} ignored and counted");
     assert!(ignored > 0, "forged teardowns are counted");
+}
+
+/// Before the fix, NatReport and Introduce were taken from any source address: a
+/// forged "symmetric" report took a viewer out of every list, and forged
+/// introductions in its name made every peer punch towards it. Forged both ways:
+/// to the tracker in a registered viewer's name, and to viewers in the tracker's
+/// name (naming an outside victim).
+#[test]
+fn forged_nat_reports_and_introductions_cause_no_punch_storm() {
+    let (mut net, viewers) = swarm(4);
+    let (listed, victim) = (viewer_addr(0), outsider(7));
+    let others: Vec<SocketAddr> = std::iter::once(seed_addr()).chain((1..4).map(viewer_addr)).collect();
+    let before = snapshot(&net, &viewers);
+    let mut next = Time::from_secs(15);
+    let mut attack = |net: &mut Net| {
+        if net.now >= next {
+            next = net.now + Duration::from_millis(100);
+            net.inject(listed, tracker_addr(), vec![Message::NatReport { nat: NatType::Symmetric }]);
+            for &o in &others {
+                net.inject(listed, tracker_addr(), vec![Message::Introduce { channel: ChannelId(1), addr: o }]);
+                net.inject(tracker_addr(), o, vec![Message::Introduce { channel: ChannelId(1), addr: victim }]);
+            }
+        }
+    };
+    net.run_until(Time::from_secs(45), &mut attack);
+    assert_base(&net, &viewers, &before, "during forged NAT messages");
+    let t = net.tracker().stats();
+    eprintln!("tracker: {} introductions, {} forged NAT requests ignored", t.introductions, t.unvalidated_nat);
+    assert_eq!(t.introductions, 0, "no introduction made in a forged name");
+    let to_listed = net.punches.get(&listed).copied().unwrap_or(0);
+    let to_victim = net.punches.get(&victim).copied().unwrap_or(0);
+    let forged_to_peers: u64 = others.iter().map(|&o| net.sent(tracker_addr(), o)).sum();
+    let reflected: u64 = net.paths_to(victim).iter().map(|p| p.1).sum();
+    eprintln!(
+        "punches: {to_listed} at the listed viewer, {to_victim} at the victim ({reflected} bytes; {forged_to_peers} bytes forged)"
+    );
+    assert_eq!(to_listed, 0, "punches at the viewer named in forged introductions");
+    assert_eq!(to_victim, 0, "punches at the victim named in forged introductions");
+    assert_no_amplification(&net, victim);
+    assert!(net.tracker().is_listed(ChannelId(1), &listed), "the viewer is still listed");
 }
 
 /// Sybils that own their addresses (each in a /24 of its own, so no prefix limit

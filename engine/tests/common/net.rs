@@ -115,6 +115,8 @@ pub struct Net {
     inflight: VecDeque<(Time, SocketAddr, SocketAddr, Packet)>,
     /// Bytes sent per (from, to): by nodes, and injected in anyone's name.
     pub bytes: HashMap<(SocketAddr, SocketAddr), u64>,
+    /// Punches sent by nodes, per destination.
+    pub punches: HashMap<SocketAddr, u64>,
     source: SyntheticSource,
     lcs: Vec<layerp2p_codec::Lc>,
     seed: Option<usize>,
@@ -145,6 +147,7 @@ impl Net {
             by_addr: HashMap::new(),
             inflight: VecDeque::new(),
             bytes: HashMap::new(),
+            punches: HashMap::new(),
             source,
             lcs: Vec::new(),
             seed: None,
@@ -274,6 +277,9 @@ impl Net {
                 }
                 while let Some(t) = node_ref.poll_transmit(now) {
                     *self.bytes.entry((node.addr, t.dst)).or_default() += t.packet.wire_len() as u64;
+                    if t.packet.messages.iter().any(|m| matches!(m, Message::Punch)) {
+                        *self.punches.entry(t.dst).or_default() += 1;
+                    }
                     self.inflight.push_back((now + self.latency, node.addr, t.dst, t.packet));
                 }
                 if let Kind::Peer(p) = &mut node.kind {
