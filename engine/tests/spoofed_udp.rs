@@ -230,14 +230,14 @@ fn forged_udp_sources_neither_reflect_nor_squat() {
     while start.elapsed() < Duration::from_secs(ATTACK_SECS) {
         to_victim_name += raw.send(victim, v4(tracker), &join);
         for (k, &s) in squatters.iter().enumerate() {
-            if round % 10 == 0 {
+            if round.is_multiple_of(10) {
                 let connect = bytes_of(vec![
                     Message::Connect { channel: ChannelId(1), peer: PeerId(k as u64), role: Role::Peer },
                     Message::Token { nonce: 5, echo: 0 },
                 ]);
                 squatter_sent[k] += raw.send(s, v4(seed_listen), &connect);
             }
-            if round % 5 == 0 {
+            if round.is_multiple_of(5) {
                 squatter_sent[k] += raw.send(s, v4(seed_listen), &map);
             }
         }
