@@ -12,10 +12,10 @@
 mod common;
 
 use bytes::BytesMut;
-use common::roles::free_port;
+use common::roles::{free_port, run_for_observed};
 use layerp2p_codec::synthetic::{SyntheticConfig, SyntheticSource};
 use layerp2p_codec::{BufferMap, Kbps, LayerWindow, LcSource, MediaTime, Seq};
-use layerp2p_engine::runtime::role::{NodeSpec, run_node_playing};
+use layerp2p_engine::runtime::role::NodeSpec;
 use layerp2p_engine::runtime::status::NodeSummary;
 use layerp2p_engine::wire::{BufferMapMsg, ChannelId, Message, Packet, PeerId, Role, encode};
 use layerp2p_engine::{PeerConfig, Policy};
@@ -127,24 +127,14 @@ fn counting_socket(addr: SocketAddrV4, stop: Arc<AtomicBool>) -> (Arc<AtomicU64>
     (count, handle)
 }
 
-/// Runs `spec` for `secs`, recording (time, base LCs played, base LCs missed) at
-/// every status line.
+/// (time, base LCs played, base LCs missed) at every status line of a node.
 type Trace = Arc<Mutex<Vec<(Instant, u64, u64)>>>;
 
 fn run_node(spec: NodeSpec, source: Option<Box<dyn LcSource>>, secs: u64, trace: Trace) -> JoinHandle<NodeSummary> {
-    std::thread::spawn(move || {
-        let stop = Arc::new(AtomicBool::new(false));
-        let timer = stop.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs(secs));
-            timer.store(true, Ordering::Relaxed);
-        });
-        let mut record = |s: &layerp2p_engine::runtime::status::Status| {
-            let played = s.played_lcs.first().copied().unwrap_or(0);
-            let missed = s.missed_lcs.first().copied().unwrap_or(0);
-            trace.lock().expect("trace").push((Instant::now(), played, missed));
-        };
-        run_node_playing(spec, source, None, stop, &mut record).expect("node runs")
+    run_for_observed(spec, source, None, secs, move |s| {
+        let played = s.played_lcs.first().copied().unwrap_or(0);
+        let missed = s.missed_lcs.first().copied().unwrap_or(0);
+        trace.lock().expect("trace").push((Instant::now(), played, missed));
     })
 }
 

@@ -266,6 +266,8 @@ pub struct Peer {
     /// The seed's signer (only with `ContentAuth::Sign`).
     builder: Option<ManifestBuilder>,
     candidates: Vec<SocketAddr>,
+    /// Connects still to go, in list order, to the head of the latest tracker list.
+    head_tries: usize,
     store: store::Store,
     playback: Playback,
     supplier: Supplier,
@@ -328,6 +330,7 @@ impl Peer {
                 _ => None,
             },
             candidates: Vec::new(),
+            head_tries: 0,
             store: store::Store::new(layers),
             playback: Playback::new(layers, cfg.lag, now + cfg.startup),
             supplier: Supplier::new(cfg.policy.supplier(), cfg.max_queue),
@@ -715,12 +718,22 @@ impl Peer {
             && self.refused.get(addr).is_none_or(|&until| now >= until)
     }
 
-    /// Sends up to `count` establishment requests to candidates, in the tracker's
-    /// order: its lists are random but lead with the channel's longest-present peers,
-    /// which a flood of fresh identities cannot displace.
+    /// Sends up to `count` establishment requests to candidates: the first
+    /// `list_head_tries` after a new list in its order (a tracker leads its lists with
+    /// the channel's longest-present peers, which a flood of fresh identities cannot
+    /// displace), then random ones.
     fn connect_to_candidates(&mut self, now: Time, count: usize) {
         for _ in 0..count {
-            let Some(addr) = self.candidates.iter().copied().find(|a| self.is_contactable(now, a)) else {
+            let choices: Vec<SocketAddr> =
+                self.candidates.iter().copied().filter(|a| self.is_contactable(now, a)).collect();
+            let pick = match self.head_tries {
+                0 => choices.choose(&mut self.rng),
+                _ => {
+                    self.head_tries -= 1;
+                    choices.first()
+                }
+            };
+            let Some(&addr) = pick else {
                 self.ask_tracker(now);
                 return;
             };
@@ -1103,6 +1116,7 @@ impl Peer {
                 if Some(from) == self.cfg.tracker {
                     self.candidates = peers;
                     self.candidates.truncate(self.cfg.max_candidates);
+                    self.head_tries = self.cfg.list_head_tries;
                     self.seek(now);
                 }
             }
