@@ -480,7 +480,8 @@ impl<W: Write> StreamOutput<W> {
     }
 }
 
-fn write_unit(out: &mut impl Write, written: &mut u64, unit: &OutputUnit) -> std::io::Result<()> {
+/// Writes `unit` to `out` and counts it in `written`.
+pub fn write_unit(out: &mut impl Write, written: &mut u64, unit: &OutputUnit) -> std::io::Result<()> {
     out.write_all(&unit.data)?;
     out.flush()?;
     *written += 1;
