@@ -8,34 +8,18 @@
 //! says so and passes, unless `CI` is set. Every node is bounded by `--duration`
 //! besides being killed on drop; every external tool runs under a deadline.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{Node, free_tcp, free_udp, get, raw_http, strings};
+
 const BIN: &str = env!("CARGO_BIN_EXE_layerp2p");
-
-/// A running process, killed if the test ends early.
-struct Proc(Option<Child>);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("a free UDP port")
-}
-
-fn free_tcp() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("a free TCP port")
-}
 
 /// Runs `program` to completion, killed after `limit`.
 fn run_bounded(program: &str, args: &[&str], limit: Duration) -> Output {
@@ -73,7 +57,7 @@ fn available(tool: &str) -> bool {
 
 /// Starts the binary; stderr lines go to the returned channel (read on a thread so
 /// the pipe never fills).
-fn spawn(args: &[String]) -> (Proc, mpsc::Receiver<String>) {
+fn spawn(args: &[String]) -> (Node, mpsc::Receiver<String>) {
     let mut child = Command::new(BIN)
         .args(args)
         .stdin(Stdio::null())
@@ -88,28 +72,7 @@ fn spawn(args: &[String]) -> (Proc, mpsc::Receiver<String>) {
             let _ = tx.send(line);
         }
     });
-    (Proc(Some(child)), rx)
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
-}
-
-/// Sends `request` raw and returns (status, body); `None` if nothing answered.
-fn raw_http(addr: SocketAddr, request: &[u8]) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let _ = s.write_all(request);
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).ok()?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string());
-    Some((status, body))
-}
-
-fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    raw_http(addr, format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+    (Node(Some(child)), rx)
 }
 
 /// Polls `path` until it answers `status`, for at most `limit`.
@@ -122,6 +85,15 @@ fn wait_for(addr: SocketAddr, path: &str, status: u16, limit: Duration) -> Strin
         }
     }
     panic!("{addr}{path} never answered {status}");
+}
+
+/// A seed of `video` flags with its own tracker on `tracker`, for `duration_s`.
+fn seed(tracker: SocketAddr, video: &[&str], duration_s: &str) -> (Node, mpsc::Receiver<String>) {
+    let tracker = tracker.to_string();
+    let mut args = strings(&["seed", "--listen", "127.0.0.1:0", "--tracker-listen", &tracker, "--upload-kbps", "3000"]);
+    args.extend(strings(video));
+    args.extend(strings(&["--duration", duration_s]));
+    spawn(&args)
 }
 
 /// The seed's `--plan`, from the line it logs at start.
@@ -191,21 +163,7 @@ fn players_decode_the_stream_and_the_status_page_renders() {
 
     let tracker = free_udp();
     let http = free_tcp();
-    let (_seed, seed_log) = spawn(&strings(&[
-        "seed",
-        "--input",
-        clip.to_str().expect("utf-8"),
-        "--fps",
-        "25",
-        "--listen",
-        "127.0.0.1:0",
-        "--tracker-listen",
-        &tracker.to_string(),
-        "--upload-kbps",
-        "3000",
-        "--duration",
-        "45",
-    ]));
+    let (_seed, seed_log) = seed(tracker, &["--input", clip.to_str().expect("utf-8"), "--fps", "25"], "45");
     let plan = seed_plan(&seed_log);
     let (_peer, _peer_log) = spawn(&strings(&[
         "peer",
@@ -338,19 +296,7 @@ fn http_address_in_use_is_a_clear_error() {
 fn a_synthetic_channel_refuses_the_stream_clearly() {
     let tracker = free_udp();
     let http = free_tcp();
-    let (_seed, _seed_log) = spawn(&strings(&[
-        "seed",
-        "--video",
-        "simulation",
-        "--listen",
-        "127.0.0.1:0",
-        "--tracker-listen",
-        &tracker.to_string(),
-        "--upload-kbps",
-        "3000",
-        "--duration",
-        "30",
-    ]));
+    let (_seed, _seed_log) = seed(tracker, &["--video", "simulation"], "30");
     let (_peer, _peer_log) = spawn(&strings(&[
         "peer",
         "--video",
