@@ -126,9 +126,9 @@ fn players_decode_the_stream_and_the_status_page_renders() {
         return;
     }
     let dir = temp_dir("players");
-    let clip = dir.join("clip.h264");
-    // 40 s of the test pattern as baseline H.264 without B-frames (decode order is
-    // presentation order), an IDR a second.
+    let clip = dir.join("clip.y4m");
+    // 30 s of the test pattern; the seed encodes it live into 3 temporal layers of
+    // H.264 (P frames only: decode order is presentation order), an IDR every 32 frames.
     let made = run_bounded(
         "ffmpeg",
         &[
@@ -142,19 +142,11 @@ fn players_decode_the_stream_and_the_status_page_renders() {
             "-i",
             "testsrc2=size=320x240:rate=25",
             "-t",
-            "40",
-            "-c:v",
-            "libx264",
-            "-profile:v",
-            "baseline",
-            "-bf",
-            "0",
-            "-g",
-            "25",
+            "30",
             "-pix_fmt",
             "yuv420p",
             "-f",
-            "h264",
+            "yuv4mpegpipe",
             clip.to_str().expect("utf-8"),
         ],
         Duration::from_secs(60),
@@ -163,7 +155,7 @@ fn players_decode_the_stream_and_the_status_page_renders() {
 
     let tracker = free_udp();
     let http = free_tcp();
-    let (_seed, seed_log) = seed(tracker, &["--input", clip.to_str().expect("utf-8"), "--fps", "25"], "45");
+    let (_seed, seed_log) = seed(tracker, &["--input", clip.to_str().expect("utf-8"), "--intra-period", "32"], "40");
     let plan = seed_plan(&seed_log);
     let (_peer, _peer_log) = spawn(&strings(&[
         "peer",
@@ -180,7 +172,7 @@ fn players_decode_the_stream_and_the_status_page_renders() {
         "--http",
         &http.to_string(),
         "--duration",
-        "45",
+        "40",
     ]));
     wait_for(http, "/status.json", 200, Duration::from_secs(20));
     assert_eq!(get(http, "/nowhere").map(|r| r.0), Some(404));
@@ -255,7 +247,7 @@ fn render_page(http: SocketAddr, dir: &Path) {
     let png = dir.join("page.png");
     let shot_flag = format!("--screenshot={}", png.display());
     let mut shot_args = common.to_vec();
-    shot_args.extend(["--window-size=820,560", "--virtual-time-budget=4000", &shot_flag, &url]);
+    shot_args.extend(["--window-size=1000,580", "--virtual-time-budget=4000", &shot_flag, &url]);
     let shot = run_bounded("chromium", &shot_args, Duration::from_secs(60));
     let bytes = std::fs::read(&png)
         .unwrap_or_else(|e| panic!("no screenshot ({e}): {}", String::from_utf8_lossy(&shot.stderr)));
