@@ -15,6 +15,8 @@ use layerp2p_codec::{Kbps, LayerPlan, LcSource};
 use layerp2p_engine::channel::{self, channel_id, plan_text};
 use layerp2p_engine::integrity::ContentAuth;
 use layerp2p_engine::runtime::exposition::NodeMetrics;
+use layerp2p_engine::runtime::http::HttpServer;
+use layerp2p_engine::runtime::player::{Players, StatusBoard, player_routes};
 use layerp2p_engine::runtime::playout::Playout;
 use layerp2p_engine::runtime::role::{NodeSpec, run_node_observed, run_tracker_observed};
 use layerp2p_engine::runtime::status::{NodeSummary, Status};
@@ -280,6 +282,12 @@ pub struct PeerArgs {
     /// stream (a seed with --input or --video clip).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Serve what this peer plays to local players over HTTP on this address (e.g.
+    /// 127.0.0.1:8090): MPEG-TS at /stream.ts (`vlc http://ADDR/stream.ts`), a status
+    /// page at / and its numbers at /status.json. The stream needs H.264 video, as
+    /// --output does.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
     #[command(flatten)]
     neighbours: NeighbourArgs,
     #[command(flatten)]
@@ -366,29 +374,42 @@ fn config(
     pc
 }
 
-/// Runs `spec`; with `output`, what the node plays is written there as Annex B.
-fn node(
-    spec: NodeSpec,
-    source: Option<Box<dyn LcSource>>,
-    output: Option<PathBuf>,
-    common: &Common,
-) -> Result<(), String> {
-    let stdout_busy = output.as_deref().is_some_and(is_std);
+/// Where a viewer hands what it plays: `--output` (Annex B) and `--http` (players).
+#[derive(Debug, Default)]
+struct Playback {
+    file: Option<PathBuf>,
+    http: Option<SocketAddr>,
+}
+
+/// Runs `spec`; what the node plays goes where `playback` says.
+fn node(spec: NodeSpec, source: Option<Box<dyn LcSource>>, playback: Playback, common: &Common) -> Result<(), String> {
+    let stdout_busy = playback.file.as_deref().is_some_and(is_std);
     if stdout_busy && common.json {
         return Err("--json and --output - both want stdout: write the video to a file, or drop --json".into());
     }
-    let playout = match output {
-        Some(path) => {
-            Some(Playout::spawn(open_output(&path)?).map_err(|e| format!("cannot start the output writer: {e}"))?)
+    let board = StatusBoard::new();
+    let players = playback.http.map(|_| Players::new());
+    let _players_server = match (playback.http, &players) {
+        (Some(addr), Some(p)) => Some(serve_players(addr, p, &board)?),
+        _ => None,
+    };
+    let file = playback.file.as_deref().map(open_output).transpose()?;
+    let playout = match (file, players) {
+        (None, None) => None,
+        (file, players) => {
+            Some(Playout::spawn_to(file, players).map_err(|e| format!("cannot start the output writer: {e}"))?)
         }
-        None => None,
     };
     let (playout, sink) = playout.unzip();
     let metrics = spec.metrics();
     let _server = common.ops.serve_metrics(&metrics)?;
     let stop = drain_on_signals()?;
     let mut print = status_printer(common, stop.clone());
-    let summary = run_node_observed(spec, source, sink, stop, &metrics, &mut print).map_err(|e| e.to_string())?;
+    let mut observe = |s: &Status| {
+        board.update(s);
+        print(s)
+    };
+    let summary = run_node_observed(spec, source, sink, stop, &metrics, &mut observe).map_err(|e| e.to_string())?;
     if let Some(p) = playout {
         let report = p.finish().map_err(|e| format!("writing the output: {e}"))?;
         tracing::info!(
@@ -398,6 +419,15 @@ fn node(
         );
     }
     finish(common, summary, stdout_busy)
+}
+
+/// `--http`: the stream and status page of a viewer.
+fn serve_players(addr: SocketAddr, players: &Arc<Players>, board: &Arc<StatusBoard>) -> Result<HttpServer, String> {
+    let server =
+        HttpServer::bind(addr, player_routes(players.clone(), board.clone())).map_err(|e| format!("--http: {e}"))?;
+    let at = server.local_addr();
+    tracing::info!(addr = %at, "players: vlc http://{at}/stream.ts; status page at http://{at}/");
+    Ok(server)
 }
 
 /// `-` means stdin or stdout.
@@ -461,7 +491,7 @@ pub fn seed(args: SeedArgs) -> Result<(), String> {
         return channels::serve(&args);
     }
     let (spec, source) = seed_node(&args)?;
-    node(spec, Some(source), None, &args.common)
+    node(spec, Some(source), Playback::default(), &args.common)
 }
 
 /// The seed `args` describe and the stream it ingests.
@@ -589,7 +619,7 @@ pub fn relay(args: RelayArgs) -> Result<(), String> {
         return channels::serve(&args);
     }
     let spec = relay_spec(&args)?;
-    node(spec, None, None, &args.common)
+    node(spec, None, Playback::default(), &args.common)
 }
 
 /// The relay `args` describe.
@@ -633,5 +663,5 @@ pub fn peer(args: PeerArgs) -> Result<(), String> {
         Upload::Auto => AUTO_UPLOAD_CEILING_KBPS,
     };
     let spec = member_spec(Role::Peer, &args.member, upload, tune, 1, &args.protocol, &args.common)?;
-    node(spec, None, args.output, &args.common)
+    node(spec, None, Playback { file: args.output, http: args.http }, &args.common)
 }
