@@ -175,8 +175,23 @@ pub struct LoadReport {
     pub loadgen_cpu: Vec<f64>,
     /// Mean percent of time each shard waited for a core while runnable.
     pub loadgen_waiting: Vec<f64>,
+    /// The load generator's own CPU (all shards, whole run) per LC its peers
+    /// received, in microseconds: what one synthetic viewer costs the machine.
+    pub loadgen_cpu_us_per_lc: Option<f64>,
     pub timer_lag_ms: MeanMax,
     pub seconds: Vec<Second>,
+}
+
+/// CPU microseconds per LC received: the shards' CPU summed over `seconds` (each
+/// second's percent of a core times its length) over `lcs` LCs.
+pub fn cpu_us_per_lc(seconds: &[Second], lcs: u64) -> Option<f64> {
+    let mut cpu_s = 0.0;
+    let mut last = 0.0;
+    for s in seconds {
+        cpu_s += s.loadgen_cpu.iter().sum::<f64>() / 100.0 * (s.elapsed_s - last).max(0.0);
+        last = s.elapsed_s;
+    }
+    (lcs > 0 && cpu_s > 0.0).then(|| cpu_s * 1e6 / lcs as f64)
 }
 
 impl LoadReport {
@@ -197,6 +212,7 @@ impl LoadReport {
             peers_total.merge(&p.stats);
         }
         let latency = peers_total.latency.delivery.clone();
+        let loadgen_cpu_us_per_lc = cpu_us_per_lc(&seconds, peers_total.lcs_down);
         let ramp = cfg.peers.iter().map(|p| p.join).max().unwrap_or_default().as_secs_f64();
         // Steady: from a second after the last join; the whole run if that is empty.
         let steady: Vec<&Second> = {
@@ -253,6 +269,7 @@ impl LoadReport {
             loadgen_io: io,
             loadgen_cpu,
             loadgen_waiting,
+            loadgen_cpu_us_per_lc,
             timer_lag_ms: MeanMax::of(steady.iter().map(|s| s.timer_lag_ms)),
             seconds,
         }
@@ -341,13 +358,45 @@ impl LoadReport {
             .zip(&self.loadgen_waiting)
             .map(|(c, w)| format!("{c:.0}% (waiting for a core {w:.0}%)"))
             .collect();
+        let per_lc = self.loadgen_cpu_us_per_lc.map_or_else(|| "?".to_string(), |us| format!("{us:.2}"));
         let _ = writeln!(
             s,
-            "load generator: CPU {} per shard; timer lag {:.1} ms mean, {:.1} ms worst",
+            "load generator: CPU {} per shard, {per_lc} µs per LC received; timer lag {:.1} ms mean, {:.1} ms worst",
             cpu.join(" / "),
             self.timer_lag_ms.mean,
             self.timer_lag_ms.max
         );
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn second(elapsed_s: f64, loadgen_cpu: Vec<f64>) -> Second {
+        Second {
+            elapsed_s,
+            peers_up: 0,
+            on_target: 0,
+            neighbours_avg: 0.0,
+            target_lc_per_s: 0.0,
+            target_gbit_per_s: 0.0,
+            all_lc_per_s: 0.0,
+            target_cpu: None,
+            loadgen_cpu,
+            loadgen_waiting: vec![],
+            timer_lag_ms: 0.0,
+        }
+    }
+
+    #[test]
+    fn cpu_per_lc_sums_every_shard_over_each_seconds_length() {
+        // 1 s at 50 % + 30 %, then 2 s at 100 % + 0 %: 0.8 + 2.0 = 2.8 CPU seconds.
+        let seconds = [second(1.0, vec![50.0, 30.0]), second(3.0, vec![100.0, 0.0])];
+        let us = cpu_us_per_lc(&seconds, 1_400_000).expect("CPU and LCs");
+        assert!((us - 2.0).abs() < 1e-9, "{us}");
+        assert_eq!(cpu_us_per_lc(&seconds, 0), None);
+        assert_eq!(cpu_us_per_lc(&[second(1.0, vec![0.0])], 10), None);
     }
 }
