@@ -25,6 +25,8 @@ pub struct TraceRun<'a> {
     pub latency: Duration,
     /// Every viewer's downlink cap; `None`: unconstrained.
     pub download: Option<Kbps>,
+    /// Viewers behind home NATs (`Swarm::with_nats`); `None`: every viewer is open.
+    pub nat: Option<layerp2p_sim::nat::NatConfig>,
     pub seed: u64,
     /// Applied to the viewers' configuration template (incentive and neighbour overrides).
     pub configure: &'a (dyn Fn(&mut PeerConfig) -> Result<(), String> + Sync),
@@ -48,6 +50,8 @@ pub struct Speed {
     pub mean_concurrent: f64,
     /// LCs lost at full capped downlinks (0 when downlinks are unconstrained).
     pub downlink_drops: u64,
+    /// Datagrams the viewers' home NATs did not let in (0 without NATs).
+    pub nat_drops: u64,
     /// The process's peak resident memory when the run ended, in KiB (`VmHWM`; systems
     /// run side by side share one process, so then it covers all of them).
     pub peak_rss_kb: Option<u64>,
@@ -104,6 +108,9 @@ pub fn run_one(
     (run.configure)(&mut cfg.peer).map_err(LabError::Config)?;
     let parameters = cfg.peer.parameters();
     let mut swarm = Swarm::new(cfg)?;
+    if let Some(nat) = &run.nat {
+        swarm = swarm.with_nats(nat.clone());
+    }
     let started = Instant::now();
     let total = run.duration.as_secs().max(1);
     let (mut peak, mut sum, mut samples) = (0usize, 0usize, 0usize);
@@ -131,6 +138,7 @@ pub fn run_one(
     }
     let lc_deliveries = swarm.lc_deliveries;
     let downlink_drops = swarm.downlink_drops;
+    let nat_drops = swarm.nat_drops;
     let report = swarm.finish();
     let wall = started.elapsed().as_secs_f64();
     let simulated = run.duration.as_secs_f64();
@@ -143,6 +151,7 @@ pub fn run_one(
         peak_concurrent: peak,
         mean_concurrent: sum as f64 / samples.max(1) as f64,
         downlink_drops,
+        nat_drops,
         peak_rss_kb: peak_rss_kb(),
     };
     Ok(SystemRun { policy, report, speed, parameters })
@@ -216,6 +225,7 @@ mod tests {
             duration,
             latency: Duration::ZERO,
             download: None,
+            nat: None,
             seed: 3,
             configure: &configure,
         };
