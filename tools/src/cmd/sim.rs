@@ -110,7 +110,7 @@ pub struct Args {
     nat: Option<layerp2p_engine::sim::nat::NatShares>,
     /// NAT traversal (introductions and hole punching): `on` or `off` (only with --nat
     /// does it change anything).
-    #[arg(long, default_value = "on", value_parser = on_off)]
+    #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     nat_traversal: bool,
     /// Table II groups are also shown over the peers that played at least this many
     /// seconds (past the start-up transient); 0 turns that off.
