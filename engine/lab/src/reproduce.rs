@@ -239,6 +239,7 @@ fn run_job(plan: &Plan, job: Job) -> Result<SwarmReport, LabError> {
                 duration,
                 latency: Duration::ZERO,
                 download: None,
+                nat: None,
                 seed,
                 configure: &configure,
                 threads: None,

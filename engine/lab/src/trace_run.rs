@@ -26,6 +26,8 @@ pub struct TraceRun<'a> {
     pub latency: Duration,
     /// Every viewer's downlink cap; `None`: unconstrained.
     pub download: Option<Kbps>,
+    /// Viewers behind home NATs (`Swarm::with_nats`); `None`: every viewer is open.
+    pub nat: Option<layerp2p_sim::nat::NatConfig>,
     pub seed: u64,
     /// Applied to the viewers' configuration template (incentive and neighbour overrides).
     pub configure: &'a (dyn Fn(&mut PeerConfig) -> Result<(), String> + Sync),
@@ -65,6 +67,12 @@ impl Driver {
             Driver::Parallel(p) => p.downlink_drops(),
         }
     }
+    fn nat_drops(&self) -> u64 {
+        match self {
+            Driver::Sequential(s) => s.nat_drops,
+            Driver::Parallel(_) => 0,
+        }
+    }
     fn finish(self) -> SwarmReport {
         match self {
             Driver::Sequential(s) => s.finish(),
@@ -91,6 +99,8 @@ pub struct Speed {
     pub mean_concurrent: f64,
     /// LCs lost at full capped downlinks (0 when downlinks are unconstrained).
     pub downlink_drops: u64,
+    /// Datagrams the viewers' home NATs did not let in (0 without NATs).
+    pub nat_drops: u64,
     /// The process's peak resident memory when the run ended, in KiB (`VmHWM`; systems
     /// run side by side share one process, so then it covers all of them).
     pub peak_rss_kb: Option<u64>,
@@ -154,9 +164,12 @@ pub fn run_one(
     cfg.download = run.download;
     (run.configure)(&mut cfg.peer).map_err(LabError::Config)?;
     let parameters = cfg.peer.parameters();
-    let mut swarm = match run.threads {
-        None => Driver::Sequential(Box::new(Swarm::new(cfg)?)),
-        Some(n) => Driver::Parallel(ParallelSwarm::new(cfg, n)?),
+    let mut swarm = match (run.threads, &run.nat) {
+        (None, None) => Driver::Sequential(Box::new(Swarm::new(cfg)?)),
+        (None, Some(nat)) => Driver::Sequential(Box::new(Swarm::new(cfg)?.with_nats(nat.clone()))),
+        // A partition sends to routers it does not hold: NATs need the whole swarm.
+        (Some(_), Some(_)) => return Err(LabError::Config("NATs are simulated on one thread only".into())),
+        (Some(n), None) => Driver::Parallel(ParallelSwarm::new(cfg, n)?),
     };
     let started = Instant::now();
     let cpu = crate::loadgen::procfs::CpuSource::process("sim", std::process::id());
@@ -187,6 +200,7 @@ pub fn run_one(
     }
     let lc_deliveries = swarm.lc_deliveries();
     let downlink_drops = swarm.downlink_drops();
+    let nat_drops = swarm.nat_drops();
     let report = swarm.finish();
     let wall = started.elapsed().as_secs_f64();
     let simulated = run.duration.as_secs_f64();
@@ -199,6 +213,7 @@ pub fn run_one(
         peak_concurrent: peak,
         mean_concurrent: sum as f64 / samples.max(1) as f64,
         downlink_drops,
+        nat_drops,
         peak_rss_kb: peak_rss_kb(),
         cpu_secs: cpu.cpu_seconds().zip(cpu_before).map(|(after, before)| after - before),
         threads: run.threads.unwrap_or(1),
@@ -280,6 +295,7 @@ mod tests {
             duration,
             latency: Duration::ZERO,
             download: None,
+            nat: None,
             seed: 3,
             configure: &configure,
             threads: None,
@@ -314,6 +330,7 @@ mod tests {
             duration,
             latency: Duration::from_millis(20),
             download: None,
+            nat: None,
             seed: 5,
             configure: &configure,
             threads: Some(threads),

@@ -103,6 +103,10 @@ pub struct PeerConfig {
     /// Measure U(n) instead (`peer::uplink`): the rate where the uplink starts to
     /// queue; the token bucket and l_n follow it.
     pub upload_auto: bool,
+    /// NAT traversal (docs/PROTOCOL.md): ask the tracker to introduce a peer that did
+    /// not answer our Connect, and punch towards a peer it introduces. Off, a peer
+    /// behind a NAT reaches another NAT'd peer only by chance.
+    pub nat_traversal: bool,
     /// The access link's download capacity, when the user knows it; `None` takes it
     /// as no bottleneck, as DESIGN.md §6 does. See `threshold_layer`.
     pub download: Option<Kbps>,
@@ -192,6 +196,7 @@ impl PeerConfig {
             plan,
             upload,
             upload_auto: false,
+            nat_traversal: true,
             download: None,
             round: Duration::from_secs(1),
             lag: Duration::from_secs(30),
@@ -260,6 +265,7 @@ impl PeerConfig {
             "holder_choice": holder_choice,
             "seed_audit": i.seed_audit,
             "seed_push": i.seed_push,
+            "nat_traversal": self.nat_traversal,
         })
     }
 

@@ -17,6 +17,7 @@
 //! of seconds, everything arrives late, and the late LCs are asked for again.
 
 pub mod faults;
+pub mod nat;
 pub mod parallel;
 pub mod queue;
 pub mod scenario;
@@ -62,9 +63,12 @@ enum SimEvent {
         node: usize,
         generation: u64,
     },
+    /// `nat_port`: the public port it was sent to, when `to` is behind a NAT that
+    /// decides on arrival whether it gets in.
     Deliver {
         to: usize,
         from: SocketAddr,
+        nat_port: Option<u16>,
         packet: Packet,
     },
     /// An LC has crossed the sender's uplink and the network: it queues for the
@@ -72,6 +76,7 @@ enum SimEvent {
     Downlink {
         to: usize,
         from: SocketAddr,
+        nat_port: Option<u16>,
         packet: Packet,
     },
     Join {
@@ -99,6 +104,8 @@ struct SimNode {
     /// Downlink capacity, if capped, and when the downlink is next free.
     download: Option<Kbps>,
     downlink_free: Time,
+    /// The home router in front of it (`Swarm::with_nats`), if any.
+    nat: Option<nat::NatBox>,
     /// The scenario entry this viewer came from, if any.
     spec: Option<usize>,
     wake_at: Option<Time>,
@@ -122,6 +129,7 @@ impl SimNode {
             generation: 0,
             alive: false,
             scheduled: 0,
+            nat: None,
         }
     }
 }
@@ -141,16 +149,31 @@ pub const DOWNLINK_BUFFER: Duration = Duration::from_millis(250);
 const TRACKER: usize = 0;
 const SEED: usize = 1;
 const SOURCE_TICK: Duration = Duration::from_millis(20);
+/// Mixed into the run seed for the viewers' NAT draws.
+const NAT_DRAW: u64 = 0x4E41_5444_5241_5721;
 
 /// Simulated address of node `i` (never sent anywhere).
 pub fn sim_addr(i: usize) -> SocketAddr {
-    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(0x0A00_0000u32 + i as u32), 7000))
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(0x0A00_0000u32 + i as u32), SIM_PORT))
 }
 
-fn node_of(addr: &SocketAddr) -> Option<usize> {
-    match addr {
-        SocketAddr::V4(a) => (u32::from(*a.ip()).checked_sub(0x0A00_0000)).map(|i| i as usize),
-        SocketAddr::V6(_) => None,
+const SIM_PORT: u16 = 7000;
+/// Node addresses count up from here; the WAN addresses of home routers from `NAT_BASE`.
+const ADDR_BASE: u32 = 0x0A00_0000;
+const NAT_BASE: u32 = 0x0B00_0000;
+
+/// The WAN address of node `i`'s home router.
+fn nat_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::from(NAT_BASE + i as u32)
+}
+
+/// The node an address leads to, and whether it is its router's WAN address.
+fn node_of(addr: &SocketAddr) -> Option<(usize, bool)> {
+    let SocketAddr::V4(a) = addr else { return None };
+    let ip = u32::from(*a.ip());
+    match ip.checked_sub(NAT_BASE) {
+        Some(i) if i < NAT_BASE - ADDR_BASE => Some((i as usize, true)),
+        _ => ip.checked_sub(ADDR_BASE).map(|i| (i as usize, false)),
     }
 }
 
@@ -200,6 +223,10 @@ pub struct Swarm {
     pub downlink_drops: u64,
     /// Injected faults and adversaries (`with_faults`), if any.
     faults: Option<Box<faults::Faults>>,
+    /// The viewers' NATs (`with_nats`), if any.
+    nats: Option<nat::NatConfig>,
+    /// Datagrams a home router did not let in.
+    pub nat_drops: u64,
 }
 
 impl std::fmt::Debug for Swarm {
@@ -266,6 +293,8 @@ impl Swarm {
             messages_delivered: 0,
             downlink_drops: 0,
             faults: None,
+            nats: None,
+            nat_drops: 0,
             cfg,
         };
         if swarm.owns(TRACKER) {
@@ -308,6 +337,21 @@ impl Swarm {
         }
     }
 
+    /// Puts viewers that join from now on behind home routers as `nats` says.
+    pub fn with_nats(mut self, nats: nat::NatConfig) -> Swarm {
+        self.nats = Some(nats);
+        self
+    }
+
+    /// How many viewers that joined are behind each kind of NAT (open ones included).
+    pub fn nat_census(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        let mut census = std::collections::BTreeMap::new();
+        for n in self.nodes.iter().filter(|n| n.spec.is_some()) {
+            *census.entry(n.nat.as_ref().map_or(nat::NatKind::Open, |b| b.kind()).name()).or_default() += 1;
+        }
+        census
+    }
+
     pub fn now(&self) -> Time {
         self.now
     }
@@ -338,12 +382,23 @@ impl Swarm {
     /// Sends what node `i` has to send and re-arms its timer.
     fn after_activity(&mut self, i: usize) {
         let now = self.now;
-        let from = self.nodes[i].addr;
         let upload = self.nodes[i].upload;
         // Every viewer's downlink has the same cap; the tracker's and seed's none.
         let capped_downlinks = self.cfg.download.is_some();
+        let timeout = self.nats.as_ref().map_or(Duration::ZERO, |n| n.mapping_timeout);
         while let Some(mut tx) = self.node(i).and_then(|n| n.poll_transmit(now)) {
-            let Some(to) = node_of(&tx.dst) else { continue };
+            let Some((to, wan)) = node_of(&tx.dst) else { continue };
+            // A NAT'd node is reached at its router's WAN address only.
+            let nat_port = match self.nodes.get(to).map(|n| n.nat.is_some()) {
+                Some(true) if wan => Some(tx.dst.port()),
+                Some(true) => continue,
+                _ if wan => continue,
+                _ => None,
+            };
+            let from = match &mut self.nodes[i].nat {
+                Some(nat) => nat.outbound(now, tx.dst, timeout, SIM_PORT),
+                None => self.nodes[i].addr,
+            };
             let mut delay = self.cfg.latency;
             let lc = match tx.packet.messages.as_slice() {
                 [Message::Data(lc)] => Some(lc),
@@ -357,7 +412,11 @@ impl Swarm {
             // An LC to a capped downlink queues there first; everything else arrives.
             let capped = lc.is_some() && capped_downlinks && to > SEED;
             let arrive = |packet| {
-                if capped { SimEvent::Downlink { to, from, packet } } else { SimEvent::Deliver { to, from, packet } }
+                if capped {
+                    SimEvent::Downlink { to, from, nat_port, packet }
+                } else {
+                    SimEvent::Deliver { to, from, nat_port, packet }
+                }
             };
             match self.faults.as_mut() {
                 None => {
@@ -417,7 +476,19 @@ impl Swarm {
         let leave = p.leave;
         let i = self.join_index[spec];
         match Peer::new(cfg, node_seed(self.cfg.seed, i), self.now) {
-            Ok(peer) => {
+            Ok(mut peer) => {
+                let nat = self.nats.as_ref().map(|n| {
+                    // Its own draw, so the same viewer is behind the same NAT in every run.
+                    let u = (node_seed(self.cfg.seed ^ NAT_DRAW, spec) >> 11) as f64 / (1u64 << 53) as f64;
+                    n.shares.kind(u)
+                });
+                if nat.is_some() {
+                    // As a real socket does, the peer knows the address it is bound to.
+                    peer.set_local_addrs(vec![sim_addr(i)]);
+                }
+                // Behind its router before it sends anything.
+                self.nodes[i].nat =
+                    nat.filter(|k| *k != nat::NatKind::Open).map(|kind| nat::NatBox::new(kind, nat_ip(i)));
                 self.place_node(i, Role::Peer(Box::new(peer)), upload, self.cfg.download, Some(spec));
                 if let Some(t) = leave {
                     let order = self.order_of(i);
@@ -455,7 +526,11 @@ impl Swarm {
         let n = &self.nodes[i];
         let (Role::Peer(p), Some(spec)) = (&n.role, n.spec) else { return };
         let seconds = self.now.0.saturating_sub(p.counted_since().0) as f64 / 1e6;
-        let outcome = PeerOutcome { class: self.cfg.peers[spec].class, upload: n.upload, seconds, stats: p.stats() };
+        let mut class = self.cfg.peers[spec].class;
+        if n.nat.is_some() && self.nats.as_ref().is_some_and(|c| c.split_classes) {
+            class += self.cfg.classes.len();
+        }
+        let outcome = PeerOutcome { class, upload: n.upload, seconds, stats: p.stats() };
         self.outcomes.push((self.now, i, outcome));
     }
 
@@ -479,8 +554,11 @@ impl Swarm {
 
     /// An LC reached node `to`'s capped downlink: it crosses it after the LCs ahead
     /// of it, then arrives; lost if the backlog ahead is beyond `DOWNLINK_BUFFER`.
-    fn downlink(&mut self, to: usize, from: SocketAddr, packet: Packet) {
+    fn downlink(&mut self, to: usize, from: SocketAddr, nat_port: Option<u16>, packet: Packet) {
         let now = self.now;
+        if !self.admitted(to, from, nat_port) {
+            return;
+        }
         let Some(n) = self.nodes.get_mut(to).filter(|n| n.alive) else { return };
         if n.downlink_free.since(now) > DOWNLINK_BUFFER {
             self.downlink_drops += 1;
@@ -493,7 +571,21 @@ impl Swarm {
         let done = now.max(n.downlink_free) + crossing;
         n.downlink_free = done;
         let order = self.order_of(to);
-        self.route(to, done, order, SimEvent::Deliver { to, from, packet });
+        self.route(to, done, order, SimEvent::Deliver { to, from, nat_port: None, packet });
+    }
+
+    /// Whether a datagram from `from` to node `to`'s public `nat_port` passes its
+    /// home router now (always, for a node without one).
+    fn admitted(&mut self, to: usize, from: SocketAddr, nat_port: Option<u16>) -> bool {
+        let (Some(port), Some(cfg)) = (nat_port, &self.nats) else { return true };
+        let timeout = cfg.mapping_timeout;
+        let now = self.now;
+        let ok =
+            self.nodes.get_mut(to).and_then(|n| n.nat.as_mut()).is_some_and(|b| b.inbound(now, from, port, timeout));
+        if !ok {
+            self.nat_drops += 1;
+        }
+        ok
     }
 
     /// Runs events up to and including `until`.
@@ -512,8 +604,8 @@ impl Swarm {
                     }
                     self.after_activity(node);
                 }
-                SimEvent::Deliver { to, from, packet } => {
-                    if to >= self.nodes.len() || !self.nodes[to].alive {
+                SimEvent::Deliver { to, from, nat_port, packet } => {
+                    if to >= self.nodes.len() || !self.nodes[to].alive || !self.admitted(to, from, nat_port) {
                         continue;
                     }
                     self.messages_delivered += 1;
@@ -525,7 +617,7 @@ impl Swarm {
                     }
                     self.after_activity(to);
                 }
-                SimEvent::Downlink { to, from, packet } => self.downlink(to, from, packet),
+                SimEvent::Downlink { to, from, nat_port, packet } => self.downlink(to, from, nat_port, packet),
                 SimEvent::Join { spec } => self.join(spec),
                 SimEvent::Leave { node } => self.leave(node),
                 SimEvent::SourceTick => self.source_tick(),
@@ -556,7 +648,11 @@ impl Swarm {
     /// Records every viewer still present and builds the report.
     pub fn finish(mut self) -> SwarmReport {
         let outcomes = self.finish_outcomes().into_iter().map(|(_, _, o)| o).collect();
-        SwarmReport::new(self.cfg.classes.clone(), self.plan.clone(), outcomes, self.lc_deliveries)
+        let mut classes = self.cfg.classes.clone();
+        if self.nats.as_ref().is_some_and(|c| c.split_classes) {
+            classes.extend(self.cfg.classes.iter().map(|c| format!("{c}/NAT")));
+        }
+        SwarmReport::new(classes, self.plan.clone(), outcomes, self.lc_deliveries)
     }
 
     /// Records every viewer still present; every outcome, in the order recorded.

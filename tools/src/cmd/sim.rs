@@ -14,6 +14,7 @@ use layerp2p_engine::lab::trace_run::{
     RunProgress, SystemRecord, SystemRun, TraceRun, TraceRunFile, groups_with_settled, run_systems,
 };
 use layerp2p_engine::sim::DOWNLINK_BUFFER;
+use layerp2p_engine::sim::nat::{NatConfig, nat_groups};
 use layerp2p_engine::sim::scenario::ClassDraw;
 use layerp2p_engine::sim::trace::{DayTraceConfig, Trace, generate_day};
 use layerp2p_engine::swarm::Mix;
@@ -102,6 +103,15 @@ pub struct Args {
     /// limit a transfer).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     download_kbps: Option<u32>,
+    /// Put viewers behind home NATs: `default` (measured shares: 32 % cone, 32 %
+    /// port-restricted, 8 % symmetric) or e.g. `cone=0.25,port=0.25,symmetric=0.1`;
+    /// the rest are open. Results then also come per group and NAT (open / NAT).
+    #[arg(long)]
+    nat: Option<layerp2p_engine::sim::nat::NatShares>,
+    /// NAT traversal (introductions and hole punching): `on` or `off` (only with --nat
+    /// does it change anything).
+    #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
+    nat_traversal: bool,
     /// Table II groups are also shown over the peers that played at least this many
     /// seconds (past the start-up transient); 0 turns that off.
     #[arg(long, default_value_t = 300)]
@@ -283,6 +293,9 @@ pub fn run(args: Args) -> Result<(), String> {
             threads.unwrap_or(1)
         ));
     }
+    if threads.is_some() && args.nat.is_some() {
+        return Err("--nat is simulated on one thread only: drop --threads".into());
+    }
     let mix = mix_of(&args)?;
     let full = trace_of(&args)?;
     let stats = full.stats();
@@ -344,7 +357,17 @@ pub fn run(args: Args) -> Result<(), String> {
         && matches!(args.scenario, Scenario::Overloaded | Scenario::Underloaded);
     let jobs = args.jobs.map_or_else(layerp2p_engine::lab::parallel::default_jobs, |j| j as usize);
     let started = Instant::now();
+    if let Some(nat) = &args.nat {
+        println!(
+            "NATs: {:.0} % cone, {:.0} % port-restricted, {:.0} % symmetric, the rest open; traversal {}",
+            nat.cone * 100.0,
+            nat.port_restricted * 100.0,
+            nat.symmetric * 100.0,
+            if args.nat_traversal { "on" } else { "off" }
+        );
+    }
     let configure = |peer: &mut PeerConfig| {
+        peer.nat_traversal = args.nat_traversal;
         args.incentive.apply(&mut peer.incentive);
         args.neighbours.apply(peer)
     };
@@ -355,6 +378,7 @@ pub fn run(args: Args) -> Result<(), String> {
         duration,
         latency: Duration::from_millis(args.latency_ms),
         download: args.download_kbps.map(Kbps),
+        nat: args.nat.map(|shares| NatConfig { shares, ..NatConfig::default() }),
         seed: args.seed,
         configure: &configure,
         threads,
@@ -374,6 +398,11 @@ pub fn run(args: Args) -> Result<(), String> {
     for SystemRun { policy, report, speed, .. } in &outcomes {
         let groups = if table_two { groups_with_settled(report, args.settled_secs) } else { Vec::new() };
         println!("\n== {policy} ==\n{}", report.table_with_groups(&groups));
+        if args.nat.is_some() {
+            let by_nat = nat_groups(report, mix.classes.len(), args.settled_secs as f64);
+            println!("by NAT, peers that played {} s or more:\n{}", args.settled_secs, group_table(&by_nat));
+            println!("home NATs dropped {} datagrams", speed.nat_drops);
+        }
         println!(
             "concurrent viewers: peak {}, mean {:.0}; {} LC deliveries in {:.1} s wall: {:.0} LC/s, {:.1} s wall per simulated hour; peak RSS {}",
             speed.peak_concurrent,
@@ -438,4 +467,31 @@ pub fn run(args: Args) -> Result<(), String> {
         println!("wrote {} and {}", cdf.display(), alpha.display());
     }
     Ok(())
+}
+
+/// `on` / `off` as a flag value.
+fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("`{s}`: expected on or off")),
+    }
+}
+
+/// One row per group: peers, mean rate and the share of each layer played.
+fn group_table(groups: &[layerp2p_engine::swarm::ClassReport]) -> String {
+    let mut s = format!("{:<22} {:>5} {:>7}", "group", "peers", "R mean");
+    let layers = groups.first().map_or(0, |g| g.alpha.len());
+    for l in 1..=layers {
+        s += &format!(" {:>7}", format!("a(L{l})"));
+    }
+    s.push('\n');
+    for g in groups {
+        s += &format!("{:<22} {:>5} {:>7.0}", g.name, g.peers, g.rate_mean);
+        for a in &g.alpha {
+            s += &format!(" {:>6.1}%", a * 100.0);
+        }
+        s.push('\n');
+    }
+    s
 }

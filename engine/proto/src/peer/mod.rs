@@ -1447,7 +1447,10 @@ impl Peer {
         let sent_bps = self.stats.bytes_up.saturating_sub(*sent_before) as f64 * 8.0 / self.cfg.round.as_secs_f64();
         *sent_before = self.stats.bytes_up;
         let rate = Kbps((up.update(now, sent_bps) / 1000.0) as u32);
+        let pacing = Kbps((up.pacing_bps() / 1000.0) as u32);
         self.apply_upload(now, rate);
+        // The bucket sends near what demand took, so a surge cannot flood the uplink.
+        self.bucket.set_rate(now, pacing, self.cfg.burst, 2 * max_data_cost() as u64);
     }
 
     /// Uploads at `rate` from `now` on, and plays the layers it earns.
@@ -1482,7 +1485,7 @@ impl Peer {
     /// that dropped them. Our Connect opened our own binding towards it; the tracker
     /// now asks it to punch one towards us, and its punch makes us send again.
     fn introduce_unanswered(&mut self, now: Time) {
-        let Some(tracker) = self.cfg.tracker else { return };
+        let Some(tracker) = self.cfg.tracker.filter(|_| self.cfg.nat_traversal) else { return };
         let waiting: Vec<SocketAddr> =
             self.pending.iter().filter(|(_, (at, _))| now.since(*at) >= nat::PUNCH_AFTER).map(|(a, _)| *a).collect();
         for addr in waiting {
@@ -1508,6 +1511,7 @@ impl Peer {
         if Some(from) != self.cfg.tracker
             || self.tracker_token == 0
             || token.is_none_or(|(_, echo)| echo != self.tracker_token)
+            || !self.cfg.nat_traversal
             || channel != self.cfg.channel
             || self.left
             || self.neighbours.validated_len() >= self.cfg.n_max

@@ -13,12 +13,18 @@
 //! that so the queue drains back to the target; with the queue short and steady, it
 //! grows (more the further below the target the delay is). So it settles where the
 //! uplink just starts to queue, and other traffic that fills the queue makes it yield.
+//!
+//! The estimate (which sets l_n) and the pacing rate (which the token bucket gets)
+//! differ when the peer sends less than it could: pacing stays within one growth
+//! step of what was sent, so a sudden rise in demand cannot put more than a step's
+//! worth of excess into the uplink's queue before the next update sees it.
 
 use crate::time::Time;
 use std::time::Duration;
 
-/// Queueing delay the controller aims at (RFC 6817 allows at most 100 ms).
-pub const TARGET_DELAY: Duration = Duration::from_millis(50);
+/// Queueing delay the controller aims at (RFC 6817 allows at most 100 ms); low, as
+/// the controller sees an overload only an update interval after it starts.
+pub const TARGET_DELAY: Duration = Duration::from_millis(25);
 /// Growth per interval with an empty queue: this share of the rate, at least
 /// `MIN_GROWTH_BPS`.
 const GROWTH: f64 = 0.1;
@@ -30,6 +36,11 @@ const PROBE_GROWTH: f64 = 0.01;
 const PROBE_FROM: f64 = 0.9;
 /// After an overload the rate is cut at most to this share of what was sent.
 const LEAST_CUT: f64 = 0.7;
+/// Pacing may exceed what was sent by at least this share of the estimate (more
+/// while the estimate grows fast), so demand that varies a little is not choked.
+const LEAST_HEADROOM: f64 = 0.03;
+/// A queue above the target is drained within this share of an update interval.
+const DRAIN_WITHIN: f64 = 0.5;
 /// A delay growing slower than this (seconds per second) is noise, not an overload.
 const GROWING: f64 = 0.02;
 /// The rate never falls below this (control traffic and the first LCs must flow).
@@ -46,12 +57,17 @@ const MAX_SAMPLES: usize = 1024;
 #[derive(Clone, Debug)]
 pub struct Uplink {
     rate_bps: f64,
+    /// What the token bucket gets: at most the estimate, and near what was sent.
+    pacing_bps: f64,
     max_bps: f64,
     /// Queueing-delay samples since the last update: when, and microseconds.
     samples: Vec<(Time, u64)>,
     last_update: Option<Time>,
     /// What was sent when the queue last grew past the target.
     overload_bps: Option<f64>,
+    /// Whether the last interval's queue was above the target (then what is sent
+    /// while it drains says nothing about where the uplink starts to queue).
+    draining: bool,
     /// The last interval's queueing delay, for status.
     last_delay: Option<Duration>,
 }
@@ -61,10 +77,12 @@ impl Uplink {
     pub fn new(max_bps: f64) -> Uplink {
         Uplink {
             rate_bps: START_RATE_BPS.min(max_bps),
+            pacing_bps: START_RATE_BPS.min(max_bps),
             max_bps,
             samples: Vec::new(),
             last_update: None,
             overload_bps: None,
+            draining: false,
             last_delay: None,
         }
     }
@@ -72,6 +90,11 @@ impl Uplink {
     /// The estimated upload in bits per second.
     pub fn rate_bps(&self) -> f64 {
         self.rate_bps
+    }
+
+    /// The rate to pace uploads at: the estimate, or less while demand is below it.
+    pub fn pacing_bps(&self) -> f64 {
+        self.pacing_bps
     }
 
     /// Queueing delay measured over the last update interval.
@@ -87,11 +110,14 @@ impl Uplink {
     }
 
     /// Once per interval, at `now`: `sent_bps` is what was actually uploaded in it.
-    /// Returns the new rate.
+    /// Returns the new estimate (`pacing_bps` has the rate to send at).
     pub fn update(&mut self, now: Time, sent_bps: f64) -> f64 {
         let since = self.last_update.replace(now);
         let samples = std::mem::take(&mut self.samples);
-        let Some(since) = since.filter(|_| !samples.is_empty()) else { return self.rate_bps };
+        let Some(since) = since.filter(|_| !samples.is_empty()) else {
+            self.pacing_bps = self.pacing_bps.min(self.rate_bps);
+            return self.rate_bps;
+        };
         let mid = Time(since.0 + now.0.saturating_sub(since.0) / 2);
         let least = |early: bool| samples.iter().filter(|(t, _)| (*t < mid) == early).map(|&(_, d)| d).min();
         let (first, second) = (least(true), least(false));
@@ -103,22 +129,31 @@ impl Uplink {
         self.last_delay = Some(Duration::from_micros(delay_us));
         let target = TARGET_DELAY.as_micros() as f64;
         let excess_s = (delay_us as f64 - target).max(0.0) / 1e6;
+        let near_overload = self.overload_bps.is_some_and(|o| self.rate_bps >= PROBE_FROM * o);
+        let step =
+            if near_overload { PROBE_GROWTH * self.rate_bps } else { (GROWTH * self.rate_bps).max(MIN_GROWTH_BPS) };
         if slope > GROWING || excess_s > 0.0 {
-            // What the uplink carried, less enough to drain the excess in about a second.
-            let sent = sent_bps.min(self.rate_bps);
-            let carried = if slope > GROWING { sent / (1.0 + slope) } else { sent.max(self.rate_bps * 0.9) };
-            self.rate_bps = (carried * (1.0 - excess_s)).max(LEAST_CUT * sent);
-            if excess_s > 0.0 {
+            // What the uplink carried, less enough to drain the excess soon.
+            let sent = sent_bps.min(self.pacing_bps);
+            let carried = if slope > GROWING { sent / (1.0 + slope) } else { sent.max(self.pacing_bps * 0.9) };
+            let cut = (carried * (1.0 - excess_s / DRAIN_WITHIN)).max(LEAST_CUT * sent);
+            self.rate_bps = self.rate_bps.min(cut);
+            self.pacing_bps = cut;
+            if excess_s > 0.0 && !self.draining {
                 self.overload_bps = Some(sent);
             }
-        } else if sent_bps >= USED_TO_GROW * self.rate_bps {
-            let room = (target - delay_us as f64) / target;
-            let near_overload = self.overload_bps.is_some_and(|o| self.rate_bps >= PROBE_FROM * o);
-            let step =
-                if near_overload { PROBE_GROWTH * self.rate_bps } else { (GROWTH * self.rate_bps).max(MIN_GROWTH_BPS) };
-            self.rate_bps += step * room;
+        } else {
+            // Only an uplink used near the estimate says where it queues.
+            if sent_bps >= USED_TO_GROW * self.rate_bps {
+                let room = (target - delay_us as f64) / target;
+                self.rate_bps += step * room;
+            }
+            let headroom = step.max(LEAST_HEADROOM * self.rate_bps);
+            self.pacing_bps = self.rate_bps.min(sent_bps + headroom);
         }
+        self.draining = excess_s > 0.0;
         self.rate_bps = self.rate_bps.clamp(MIN_RATE_BPS, self.max_bps);
+        self.pacing_bps = self.pacing_bps.clamp(MIN_RATE_BPS.min(self.rate_bps), self.rate_bps);
         self.rate_bps
     }
 }
@@ -149,6 +184,11 @@ mod tests {
     /// Runs the controller for `secs` against `link`, ten round-trip samples a second
     /// (base 40 ms); returns the rate after each second and the worst delay after 60 s.
     fn run(link: &mut Bottleneck, secs: usize) -> (Vec<f64>, Duration) {
+        run_with_demand(link, secs, &|_| f64::INFINITY)
+    }
+
+    /// `run`, with the peer having only `demand(second)` to send.
+    fn run_with_demand(link: &mut Bottleneck, secs: usize, demand: &dyn Fn(usize) -> f64) -> (Vec<f64>, Duration) {
         let mut up = Uplink::new(100e6);
         let base = Duration::from_millis(40);
         let mut rates = Vec::new();
@@ -157,9 +197,10 @@ mod tests {
         for s in 0..secs {
             let mut sent = 0.0;
             for k in 0..10 {
-                let (_, delay) = link.step(up.rate_bps(), 0.1);
+                let offered = up.pacing_bps().min(demand(s));
+                let (_, delay) = link.step(offered, 0.1);
                 // What the peer counts: what it handed to the socket.
-                sent += up.rate_bps() * 0.1;
+                sent += offered * 0.1;
                 if s >= 20 {
                     worst = worst.max(delay);
                 }
@@ -181,6 +222,19 @@ mod tests {
             }
             assert!(worst < Duration::from_millis(150), "cap {cap}: added delay up to {worst:?}");
         }
+    }
+
+    #[test]
+    fn a_sudden_rise_in_demand_does_not_flood_the_queue() {
+        // Asked for a little less than the cap for a minute, the estimate may drift
+        // above it; then demand jumps: pacing kept near what was sent stops a flood.
+        let cap = 500_000.0;
+        let mut link = Bottleneck { cap_bps: cap, backlog_bits: 0.0, cross_bps: 0.0 };
+        let demand = |s: usize| if s < 60 || (70..80).contains(&s) { 0.9 * cap } else { 2.0 * cap };
+        let (rates, worst) = run_with_demand(&mut link, 120, &demand);
+        assert!(worst < Duration::from_millis(150), "added delay up to {worst:?} when demand rose");
+        let last = rates[rates.len() - 1];
+        assert!((last / cap - 1.0).abs() <= 0.2, "estimate {last:.0} at the end");
     }
 
     #[test]
