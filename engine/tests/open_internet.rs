@@ -4,9 +4,9 @@
 //! the base layer and that no address that never proved it receives gets more than
 //! 3x the bytes sent in its name.
 
-use common::net::{Net, ratio, seed_addr, tracker_addr};
+use common::net::{Net, ratio, seed_addr, tracker_addr, viewer_addr};
 use layerp2p_codec::{BufferMap, LayerWindow, Seq};
-use layerp2p_engine::wire::{BufferMapMsg, ChannelId, Message, PeerId, Role};
+use layerp2p_engine::wire::{BufferMapMsg, ChannelId, Message, NatType, PeerId, Reason, Role};
 use layerp2p_engine::{Time, TrackerConfig};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -162,6 +162,131 @@ fn join_flood_leaves_a_newcomer_playing_within_15_s() {
     for &s in sybils.iter().take(50) {
         assert_no_amplification(&net, s);
     }
+}
+
+/// Measured before the fix: a Disconnect in a neighbour's name (source address
+/// forged, nothing else known) ended the relationship, so forged Disconnects and
+/// Declines in the seed's and viewers' names kept every viewer off the seed.
+#[test]
+fn forged_disconnects_cost_no_neighbour() {
+    let (mut net, viewers) = swarm(4);
+    let addrs: Vec<SocketAddr> = std::iter::once(seed_addr()).chain((0..4).map(viewer_addr)).collect();
+    let before = snapshot(&net, &viewers);
+    let mut next = Time::from_secs(15);
+    let mut guess = 1u64;
+    let mut forged = 0u64;
+    let mut attack = |net: &mut Net| {
+        if net.now >= next {
+            next = net.now + Duration::from_millis(100);
+            for &from in &addrs {
+                for &to in &addrs {
+                    if from == to {
+                        continue;
+                    }
+                    guess = guess.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    let token = Message::Token { nonce: guess, echo: guess >> 7 };
+                    net.inject(from, to, vec![Message::Disconnect { reason: Reason::Leaving }, token.clone()]);
+                    net.inject(from, to, vec![Message::Decline { reason: Reason::Full }, token]);
+                    net.inject(from, to, vec![Message::Disconnect { reason: Reason::Refused }]);
+                    forged += 3;
+                }
+            }
+        }
+    };
+    net.run_until(Time::from_secs(45), &mut attack);
+    assert_base(&net, &viewers, &before, "during forged disconnects");
+    assert!(net.peer(1).neighbour_count() >= viewers.len(), "the seed keeps its viewers");
+    for &v in &viewers {
+        assert!(net.peer(v).neighbour_addrs().any(|a| a == seed_addr()), "viewer {v} keeps the seed");
+    }
+    let ignored: u64 =
+        std::iter::once(1).chain(viewers.iter().copied()).map(|i| net.peer(i).stats().unauthenticated_control).sum();
+    eprintln!("forged teardowns: {forged} sent, {ignored} ignored and counted");
+    assert!(ignored > 0, "forged teardowns are counted");
+}
+
+/// Before the fix, NatReport and Introduce were taken from any source address: a
+/// forged "symmetric" report took a viewer out of every list, and forged
+/// introductions in its name made every peer punch towards it. Forged both ways:
+/// to the tracker in a registered viewer's name, and to viewers in the tracker's
+/// name (naming an outside victim).
+#[test]
+fn forged_nat_reports_and_introductions_cause_no_punch_storm() {
+    let (mut net, viewers) = swarm(4);
+    let (listed, victim) = (viewer_addr(0), outsider(7));
+    let others: Vec<SocketAddr> = std::iter::once(seed_addr()).chain((1..4).map(viewer_addr)).collect();
+    let before = snapshot(&net, &viewers);
+    let mut next = Time::from_secs(15);
+    let mut attack = |net: &mut Net| {
+        if net.now >= next {
+            next = net.now + Duration::from_millis(100);
+            net.inject(listed, tracker_addr(), vec![Message::NatReport { nat: NatType::Symmetric }]);
+            for &o in &others {
+                net.inject(listed, tracker_addr(), vec![Message::Introduce { channel: ChannelId(1), addr: o }]);
+                net.inject(tracker_addr(), o, vec![Message::Introduce { channel: ChannelId(1), addr: victim }]);
+            }
+        }
+    };
+    net.run_until(Time::from_secs(45), &mut attack);
+    assert_base(&net, &viewers, &before, "during forged NAT messages");
+    let t = net.tracker().stats();
+    eprintln!("tracker: {} introductions, {} forged NAT requests ignored", t.introductions, t.unvalidated_nat);
+    assert_eq!(t.introductions, 0, "no introduction made in a forged name");
+    let to_listed = net.punches.get(&listed).copied().unwrap_or(0);
+    let to_victim = net.punches.get(&victim).copied().unwrap_or(0);
+    let forged_to_peers: u64 = others.iter().map(|&o| net.sent(tracker_addr(), o)).sum();
+    let reflected: u64 = net.paths_to(victim).iter().map(|p| p.1).sum();
+    eprintln!(
+        "punches: {to_listed} at the listed viewer, {to_victim} at the victim ({reflected} bytes; {forged_to_peers} bytes forged)"
+    );
+    assert_eq!(to_listed, 0, "punches at the viewer named in forged introductions");
+    assert_eq!(to_victim, 0, "punches at the victim named in forged introductions");
+    assert_no_amplification(&net, victim);
+    assert!(net.tracker().is_listed(ChannelId(1), &listed), "the viewer is still listed");
+}
+
+/// Sybils that own their addresses (each in a /24 of its own, so no prefix limit
+/// applies): they complete the token exchange, join and refresh from 5 s on, accept
+/// every Connect and keep it alive with empty buffer maps, and never upload. By the
+/// time the newcomer arrives they are veterans like the honest nodes.
+#[test]
+fn validated_sybils_leave_a_newcomer_playing_within_15_s() {
+    let (mut net, viewers) = swarm(4);
+    for i in 0..2000u32 {
+        let addr = SocketAddr::from(([100, 64 + (i >> 8) as u8, i as u8, 1], 9000));
+        net.add_sybil(addr, Time::from_secs(15) + Duration::from_millis(u64::from(i) % 2000));
+    }
+    net.run_until(Time::from_secs(90), &mut |_| {});
+    let listed = net.tracker().peer_count(ChannelId(1));
+    assert!(listed >= 2000, "the Sybils are listed: {listed}");
+    let before = snapshot(&net, &viewers);
+    let joined = net.now;
+    let newcomer = net.add_viewer(50);
+    let mut playing_at = None;
+    let counted_from = joined + Duration::from_secs(15);
+    let mut at_15 = (0, 0);
+    net.run_until(joined + Duration::from_secs(35), &mut |net| {
+        if playing_at.is_none() && net.peer(newcomer).stats().layers[0].played > 0 {
+            playing_at = Some(net.now);
+        }
+        if net.now == counted_from {
+            at_15 = net.base(newcomer);
+        }
+    });
+    let started = playing_at.map(|t| t.since(joined));
+    let newcomer_ratio = ratio(at_15, net.base(newcomer));
+    let sybil_neighbours = net.peer(newcomer).neighbour_addrs().filter(|a| a.port() == 9000).count();
+    eprintln!(
+        "newcomer playing after {started:?}, base from 15 s on {newcomer_ratio:?}, {} neighbours ({sybil_neighbours} Sybils)",
+        net.peer(newcomer).neighbour_count()
+    );
+    for &v in &viewers {
+        let sybils = net.peer(v).neighbour_addrs().filter(|a| a.port() == 9000).count();
+        eprintln!("viewer {v}: {} neighbours ({sybils} Sybils)", net.peer(v).neighbour_count());
+    }
+    assert_base(&net, &viewers, &before, "with validated Sybils");
+    assert!(started.is_some_and(|d| d <= Duration::from_secs(15)), "newcomer playing after {started:?}");
+    assert!(newcomer_ratio.is_some_and(|r| r >= 0.95), "newcomer base layer {newcomer_ratio:?}");
 }
 
 /// Runs a swarm whose seed stalls `stall_s` at 30 s; returns seconds from resume to

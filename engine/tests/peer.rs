@@ -336,6 +336,7 @@ fn stats_merge_adds_every_counter() {
         unverified: 1,
         bad_manifests: 1,
         neighbours_banned: 1,
+        unauthenticated_control: 1,
         latency: Default::default(),
     };
     let mut sum = one.clone();
@@ -493,10 +494,17 @@ fn adaptation_tries_further_candidates_while_they_decline() {
     let (giver, other, taker) = (addr(1), addr(2), addr(3));
     let candidates: Vec<SocketAddr> = (10..20).map(addr).collect();
     input(&mut p, Time::ZERO, tracker, vec![Message::PeerList { peers: candidates.clone() }]);
-    let connects = |out: Vec<Transmit>| -> Vec<SocketAddr> {
+    // (candidate, the token of our Connect, which its Decline echoes)
+    let connects = |out: Vec<Transmit>| -> Vec<(SocketAddr, u64)> {
         out.into_iter()
             .filter(|t| t.packet.messages.iter().any(|m| matches!(m, Message::Connect { .. })))
-            .map(|t| t.dst)
+            .map(|t| {
+                let nonce = t.packet.messages.iter().find_map(|m| match m {
+                    Message::Token { nonce, .. } => Some(*nonce),
+                    _ => None,
+                });
+                (t.dst, nonce.expect("a Connect carries a token"))
+            })
             .collect()
     };
     let (mut now, mut seq, mut asked) = (Time::ZERO, 0, Vec::new());
@@ -508,8 +516,13 @@ fn adaptation_tries_further_candidates_while_they_decline() {
     // Every candidate is full and declines; the peer asks the next until its tries
     // run out.
     loop {
-        let last = *asked.last().expect("asked");
-        input(&mut p, now, last, vec![Message::Decline { reason: Reason::Full }]);
+        let (last, nonce) = *asked.last().expect("asked");
+        input(
+            &mut p,
+            now,
+            last,
+            vec![Message::Decline { reason: Reason::Full }, Message::Token { nonce: 0, echo: nonce }],
+        );
         let next = connects(drain(&mut p, now));
         if next.is_empty() {
             break;
@@ -517,12 +530,30 @@ fn adaptation_tries_further_candidates_while_they_decline() {
         asked.extend(next);
     }
     assert_eq!(asked.len(), 1 + usize::from(REPLACEMENT_TRIES), "asked {asked:?}");
+    let asked: Vec<SocketAddr> = asked.into_iter().map(|(a, _)| a).collect();
     let mut distinct = asked.clone();
     distinct.sort();
     distinct.dedup();
     assert_eq!(distinct.len(), asked.len(), "a candidate that declined is not asked again: {asked:?}");
     assert!(asked.iter().all(|a| candidates.contains(a)));
     assert_eq!(p.neighbour_count(), 2, "the slot stays free for the next that asks");
+}
+
+/// Before the fix, a Decline or Disconnect in a neighbour's or candidate's name
+/// (source address forged) ended the relationship or refused the candidate for 60 s.
+#[test]
+fn teardowns_that_do_not_echo_our_token_are_ignored() {
+    // One short of N_min, so a list makes it ask a candidate.
+    let (tracker, mut p, _) = peer_with_three_neighbours(|cfg| cfg.n_min = 4);
+    let giver = addr(1);
+    let wrong = |echo| Message::Token { nonce: 1, echo };
+    input(&mut p, Time::ZERO, giver, vec![Message::Disconnect { reason: Reason::Leaving }]);
+    input(&mut p, Time::ZERO, giver, vec![Message::Disconnect { reason: Reason::Leaving }, wrong(12345)]);
+    assert_eq!(p.neighbour_count(), 3, "a forged Disconnect ends nothing");
+    input(&mut p, Time::ZERO, tracker, vec![Message::PeerList { peers: vec![addr(30)] }]);
+    assert!(drain(&mut p, Time::ZERO).iter().any(|t| t.dst == addr(30)), "the candidate is asked");
+    input(&mut p, Time::ZERO, addr(30), vec![Message::Decline { reason: Reason::Full }, wrong(999)]);
+    assert_eq!(p.stats().unauthenticated_control, 3);
 }
 
 /// A full seed (configured, then `tweak`ed) with a contributor and a free-rider as

@@ -2,43 +2,16 @@
 //! by `promtool`, health, bad input to the HTTP port, a config file, SIGTERM.
 //! Every node is bounded by `--duration` besides being killed on drop.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{Node, free_tcp, free_udp, get, raw_http, strings};
+
 const BIN: &str = env!("CARGO_BIN_EXE_layerp2p");
-
-/// A running node, killed if the test ends early.
-struct Node(Option<Child>);
-
-impl Node {
-    fn pid(&self) -> String {
-        self.0.as_ref().map_or(0, Child::id).to_string()
-    }
-
-    /// Waits for the node to exit and returns what it printed.
-    fn finish(mut self) -> Output {
-        self.0.take().expect("running").wait_with_output().expect("the node exits")
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("a free UDP port")
-}
-
-fn free_tcp() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("a free TCP port")
-}
 
 fn spawn(args: &[String]) -> Node {
     let child = Command::new(BIN)
@@ -49,28 +22,6 @@ fn spawn(args: &[String]) -> Node {
         .spawn()
         .expect("the binary starts");
     Node(Some(child))
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| s.to_string()).collect()
-}
-
-/// Sends `request` raw and returns (status, body); `None` if nothing answered.
-fn raw_http(addr: SocketAddr, request: &[u8]) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    // A refused request may be cut off mid-write: read the answer all the same.
-    let _ = s.write_all(request);
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).ok()?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string());
-    Some((status, body))
-}
-
-fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    raw_http(addr, format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
 }
 
 /// Waits until `addr` answers `path` with 200.
@@ -299,4 +250,179 @@ fn packaged_relay_config_is_accepted() {
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(printed.lines().any(|l| l == "metrics-listen = \"127.0.0.1:9102\""), "{printed}");
+    // Its channels example, uncommented, is accepted too.
+    let text = std::fs::read_to_string(path).expect("the example").replace("#! ", "").replace("#!", "");
+    let dir = std::env::temp_dir().join(format!("layerp2p-packaged-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let channels = dir.join("relay.toml");
+    std::fs::write(&channels, text).expect("write");
+    let out =
+        Command::new(BIN).args(["relay", "--config"]).arg(&channels).arg("--print-config").output().expect("runs");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        printed.contains("\"id=news,listen=0.0.0.0:7702,n-max=1000,plan=290,230,100,upload-kbps=50000\""),
+        "{printed}"
+    );
+}
+
+/// The plans of the three channels: a channel is its plan and key, so these differ.
+const CHANNEL_PLANS: [(&str, &str); 3] = [("a", "290,230,100"), ("b", "300,230,100"), ("c", "310,230,100")];
+
+/// A relay config file with the channels `ids` (each on its own port in `ports`).
+fn channels_config(tracker: SocketAddr, metrics: SocketAddr, ids: &[&str], ports: &[SocketAddr]) -> String {
+    let mut text = format!(
+        "tracker = \"{tracker}\"\nvideo = \"prototype\"\nupload-kbps = 3000\nn-max = 20\nlag = 6\n\
+         metrics-listen = \"{metrics}\"\nduration = 60\n"
+    );
+    for (id, port) in ids.iter().zip(ports) {
+        let plan = plan_of(id);
+        text += &format!("\n[[channel]]\nid = \"{id}\"\nlisten = \"{port}\"\nplan = [{plan}]\n");
+    }
+    text
+}
+
+/// A viewer of the channel with `plan`, printing a JSON status a second.
+fn viewer(tracker: SocketAddr, plan: &str, secs: u64) -> Node {
+    spawn(&strings(&[
+        "peer",
+        "--tracker",
+        &tracker.to_string(),
+        "--plan",
+        plan,
+        "--listen",
+        "127.0.0.1:0",
+        "--upload-kbps",
+        "700",
+        "--lag",
+        "6",
+        "--json",
+        "--duration",
+        &secs.to_string(),
+    ]))
+}
+
+/// A viewer's base-layer ratio in each second it counted, from its JSON status lines.
+fn base_per_second(out: &Output) -> Vec<f64> {
+    let base: Vec<(u64, u64)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some((v["played_lcs"][0].as_u64()?, v["missed_lcs"][0].as_u64()?)))
+        .collect();
+    base.windows(2)
+        .map(|w| (w[1].0 - w[0].0, w[1].1 - w[0].1))
+        .filter(|(played, missed)| played + missed > 0)
+        .map(|(played, missed)| played as f64 / (played + missed) as f64)
+        .collect()
+}
+
+/// The value of the one series that starts with `prefix` and has `channel="id"`.
+fn channel_value(text: &str, prefix: &str, id: &str) -> f64 {
+    let label = format!("channel=\"{id}\"");
+    text.lines()
+        .filter(|l| l.starts_with(prefix) && l.contains(&label))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+#[test]
+fn one_relay_serves_three_channels_and_a_reload_adds_one_without_touching_the_others() {
+    let dir = std::env::temp_dir().join(format!("layerp2p-channels-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let tracker = free_udp();
+    let (seed_metrics, relay_metrics) = (free_tcp(), free_tcp());
+    // One seed process with three inputs (synthetic, one plan each) and one tracker;
+    // two neighbours per channel, so viewers need the relay.
+    let mut seed_args = strings(&[
+        "seed",
+        "--video",
+        "prototype",
+        "--tracker-listen",
+        &tracker.to_string(),
+        "--upload-kbps",
+        "2000",
+        "--n-max",
+        "2",
+        "--lag",
+        "6",
+        "--metrics-listen",
+        &seed_metrics.to_string(),
+        "--duration",
+        "60",
+    ]);
+    for (id, plan) in CHANNEL_PLANS {
+        seed_args.extend(strings(&["--channel", &format!("id={id},listen={},plan={plan}", free_udp())]));
+    }
+    let seed = spawn(&seed_args);
+    wait_ready(seed_metrics, "/healthz");
+
+    let ports = [free_udp(), free_udp(), free_udp()];
+    let path = dir.join("relay.toml");
+    std::fs::write(&path, channels_config(tracker, relay_metrics, &["a", "b"], &ports)).expect("write");
+    let relay = spawn(&strings(&["relay", "--config", path.to_str().expect("utf-8")]));
+    wait_ready(relay_metrics, "/healthz");
+
+    const VIEW_SECS: u64 = 40;
+    const RELOAD_AFTER_SECS: u64 = 15;
+    let viewers_ab: Vec<Node> = ["a", "a", "b", "b"].iter().map(|id| viewer(tracker, plan_of(id), VIEW_SECS)).collect();
+    std::thread::sleep(Duration::from_secs(RELOAD_AFTER_SECS - 2));
+    let before = wait_ready(relay_metrics, "/metrics");
+
+    // A bad reload (a duplicate id) is refused and changes nothing; a good one adds c.
+    let bad = channels_config(tracker, relay_metrics, &["a", "b", "a"], &ports);
+    std::fs::write(&path, bad).expect("write");
+    assert!(Command::new("kill").args(["-HUP", &relay.pid()]).status().expect("kill runs").success());
+    std::thread::sleep(Duration::from_secs(2));
+    std::fs::write(&path, channels_config(tracker, relay_metrics, &["a", "b", "c"], &ports)).expect("write");
+    assert!(Command::new("kill").args(["-HUP", &relay.pid()]).status().expect("kill runs").success());
+    let viewers_c: Vec<Node> = (0..2).map(|_| viewer(tracker, plan_of("c"), VIEW_SECS - 16)).collect();
+
+    let ab: Vec<Output> = viewers_ab.into_iter().map(Node::finish).collect();
+    let c: Vec<Output> = viewers_c.into_iter().map(Node::finish).collect();
+    let relay_text = wait_ready(relay_metrics, "/metrics");
+    let seed_text = wait_ready(seed_metrics, "/metrics");
+    promtool_check(&relay_text);
+    promtool_check(&seed_text);
+    let relay_err = String::from_utf8_lossy(&relay.finish().stderr).into_owned();
+    drop(seed);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert!(relay_err.contains("reload refused") && relay_err.contains("channel `a` is given twice"), "{relay_err}");
+    let sent = "layerp2p_lcs_sent_total{role=\"relay\",";
+    let received = "layerp2p_lcs_received_total{role=\"relay\",";
+    for id in ["a", "b", "c"] {
+        let served = channel_value(&relay_text, sent, id);
+        eprintln!("relay channel {id}: {served} LCs sent");
+        assert!(served > 0.0, "the relay served nothing on channel {id}:\n{relay_text}");
+        assert!(channel_value(&seed_text, "layerp2p_lcs_sent_total{role=\"seed\",", id) > 0.0, "seed channel {id}");
+    }
+    for id in ["a", "b"] {
+        // Counters that went on growing: channels a and b were not restarted by the reload.
+        let (then, now) = (channel_value(&before, received, id), channel_value(&relay_text, received, id));
+        assert!(then > 0.0 && now > then, "channel {id}: LCs received {then} before the reload, {now} after");
+    }
+    assert_eq!(channel_value(&before, sent, "c"), 0.0, "channel c only after the reload");
+    for (name, outs, every_second) in [("a/b", &ab, true), ("c", &c, false)] {
+        for out in outs {
+            let seconds = base_per_second(out);
+            let worst = seconds.iter().copied().fold(1.0, f64::min);
+            let mean = seconds.iter().sum::<f64>() / seconds.len().max(1) as f64;
+            eprintln!("viewer {name}: {} s counted, base layer mean {mean:.3}, worst second {worst:.3}", seconds.len());
+            assert!(
+                seconds.len() >= 10,
+                "only {} seconds counted:\n{}",
+                seconds.len(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(mean >= 0.95, "viewer {name}: base layer {mean:.3}");
+            if every_second {
+                assert!(worst >= 0.95, "viewer {name}: a second with base layer {worst:.3} across the reload");
+            }
+        }
+    }
+}
+
+fn plan_of(id: &str) -> &'static str {
+    CHANNEL_PLANS.iter().find(|(c, _)| *c == id).expect("a known channel").1
 }

@@ -1,6 +1,7 @@
 //! Real layered video: raw pictures and Y4M, H.264 Annex B parsing and layer
 //! classification, the built-in procedural clip, OpenH264 encoding and decoding (the
-//! `h264` feature), an `LcSource` for seeds, reassembly of played LCs into a stream,
+//! `h264` feature), an `LcSource` for seeds, reassembly of played LCs into a stream
+//! (Annex B, or MPEG-TS for players over HTTP),
 //! and PSNR per layer.
 
 pub mod annexb;
@@ -11,6 +12,7 @@ pub mod decoder;
 pub mod droptest;
 #[cfg(feature = "h264")]
 pub mod encoder;
+pub mod mpegts;
 pub mod picture;
 pub mod quality;
 pub mod reassemble;

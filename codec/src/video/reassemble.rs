@@ -43,6 +43,8 @@ pub struct ReadyFrame {
     /// Unknown for a lost frame.
     pub layer: Option<LayerId>,
     pub state: FrameState,
+    /// Media time of the frame (its decode time); unknown for a lost frame.
+    pub time: Option<MediaTime>,
     /// Annex B bytes of the NAL units that arrived whole (empty when lost).
     pub data: Vec<u8>,
 }
@@ -231,7 +233,13 @@ impl Reassembler {
         if let Some(next) = self.next.filter(|&n| n < number) {
             self.next = Some(next + 1);
             self.stats.lost += 1;
-            return Some(ReadyFrame { number: next, layer: None, state: FrameState::Lost, data: Vec::new() });
+            return Some(ReadyFrame {
+                number: next,
+                layer: None,
+                state: FrameState::Lost,
+                time: None,
+                data: Vec::new(),
+            });
         }
         let (_, frame) = self.pending.pop_first()?;
         self.next = Some(number.wrapping_add(1));
@@ -240,7 +248,7 @@ impl Reassembler {
             FrameState::Complete => self.stats.complete += 1,
             _ => self.stats.partial += 1,
         }
-        Some(ReadyFrame { number, layer: Some(frame.layer), state, data: frame.assemble() })
+        Some(ReadyFrame { number, layer: Some(frame.layer), state, time: Some(frame.time), data: frame.assemble() })
     }
 }
 
@@ -249,35 +257,43 @@ impl Reassembler {
 /// first slice was lost into the frame before it.
 pub const ACCESS_UNIT_DELIMITER: [u8; 6] = [0, 0, 0, 1, 0x09, 0xF0];
 
-/// Writes released frames as an Annex B stream a player can open: every frame that
-/// holds a slice, from the first IDR whose parameter sets are known, each led by an
-/// access unit delimiter; the SPS/PPS seen so far before every IDR and again before
-/// the first frame after any of them changed; whole NAL units only (frames come from
-/// the reassembler, which keeps only those).
-#[derive(Debug)]
-pub struct AnnexBWriter<W> {
-    out: W,
+/// One access unit of the output stream, ready for a player: led by an access unit
+/// delimiter, with the SPS/PPS before every IDR, whole NAL units only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputUnit {
+    /// Frame number in decode order.
+    pub number: u32,
+    /// Media time of the frame (decode time).
+    pub time: MediaTime,
+    /// Starts with parameter sets and an IDR: a player can join here.
+    pub idr: bool,
+    /// Annex B bytes.
+    pub data: Vec<u8>,
+}
+
+/// Turns released frames into the access units of a stream a player can open: every
+/// frame that holds a slice, from the first IDR whose parameter sets are known, each
+/// led by an access unit delimiter; the SPS/PPS seen so far before every IDR and again
+/// before the first frame after any of them changed; whole NAL units only (frames come
+/// from the reassembler, which keeps only those).
+#[derive(Debug, Default)]
+pub struct OutputUnits {
     started: bool,
     /// Latest SPS and PPS by (type, id), as NAL units without start codes.
     parameter_sets: BTreeMap<(u8, u32), Bytes>,
     /// A parameter set changed since they were last written.
     parameters_changed: bool,
-    pub frames_written: u64,
+    /// Frames that held at least one slice.
+    frames_with_slices: u64,
 }
 
-impl<W: Write> AnnexBWriter<W> {
-    pub fn new(out: W) -> AnnexBWriter<W> {
-        AnnexBWriter {
-            out,
-            started: false,
-            parameter_sets: BTreeMap::new(),
-            parameters_changed: false,
-            frames_written: 0,
-        }
+impl OutputUnits {
+    pub fn new() -> OutputUnits {
+        OutputUnits::default()
     }
 
-    /// Writes `frame` if the stream has started; returns whether it was written.
-    pub fn write(&mut self, frame: &ReadyFrame) -> std::io::Result<bool> {
+    /// The access unit of `frame`, if the stream has started and it holds a slice.
+    pub fn unit(&mut self, frame: &ReadyFrame) -> Option<OutputUnit> {
         let data = &frame.data;
         let (mut slices, mut idr) = (false, false);
         for span in nal_spans(data) {
@@ -291,10 +307,11 @@ impl<W: Write> AnnexBWriter<W> {
                 _ => {}
             }
         }
+        self.frames_with_slices += u64::from(slices);
         let has = |t: NalType| self.parameter_sets.keys().any(|&(k, _)| k == t.0);
         self.started |= idr && has(NalType::SPS) && has(NalType::PPS);
         if !self.started || !slices {
-            return Ok(false);
+            return None;
         }
         let mut au = ACCESS_UNIT_DELIMITER.to_vec();
         if idr || self.parameters_changed {
@@ -313,10 +330,7 @@ impl<W: Write> AnnexBWriter<W> {
             au.extend_from_slice(&START_CODE);
             au.extend_from_slice(nal);
         }
-        self.out.write_all(&au)?;
-        self.out.flush()?;
-        self.frames_written += 1;
-        Ok(true)
+        Some(OutputUnit { number: frame.number, time: frame.time.unwrap_or_default(), idr, data: au })
     }
 
     fn keep_parameter_set(&mut self, t: NalType, nal: &[u8]) {
@@ -335,52 +349,143 @@ impl<W: Write> AnnexBWriter<W> {
         self.started
     }
 
+    /// Frames seen so far that held an H.264 slice (none: the stream is not H.264).
+    pub fn frames_with_slices(&self) -> u64 {
+        self.frames_with_slices
+    }
+}
+
+/// Writes released frames as an Annex B stream a player can open (see `OutputUnits`).
+#[derive(Debug)]
+pub struct AnnexBWriter<W> {
+    out: W,
+    units: OutputUnits,
+    pub frames_written: u64,
+}
+
+impl<W: Write> AnnexBWriter<W> {
+    pub fn new(out: W) -> AnnexBWriter<W> {
+        AnnexBWriter { out, units: OutputUnits::new(), frames_written: 0 }
+    }
+
+    /// Writes `frame` if the stream has started; returns whether it was written.
+    pub fn write(&mut self, frame: &ReadyFrame) -> std::io::Result<bool> {
+        let Some(unit) = self.units.unit(frame) else { return Ok(false) };
+        self.out.write_all(&unit.data)?;
+        self.out.flush()?;
+        self.frames_written += 1;
+        Ok(true)
+    }
+
+    pub fn started(&self) -> bool {
+        self.units.started()
+    }
+
     pub fn into_inner(self) -> W {
         self.out
     }
 }
 
-/// A viewer's `--output`: played LCs in, a playable Annex B stream out. Feed it every
-/// `Event::Played` LC as it comes; call `finish` when playback stops.
-#[derive(Debug)]
-pub struct StreamOutput<W> {
-    reassembler: Reassembler,
-    writer: AnnexBWriter<W>,
-}
-
 /// How long the output waits for a frame's stragglers: several play ticks.
 pub const OUTPUT_HOLD: std::time::Duration = std::time::Duration::from_millis(500);
 
-impl<W: Write> StreamOutput<W> {
-    pub fn new(out: W) -> StreamOutput<W> {
-        StreamOutput { reassembler: Reassembler::new(OUTPUT_HOLD), writer: AnnexBWriter::new(out) }
+/// Played LCs in, the access units of a playable stream out, in decode order: what a
+/// viewer's outputs (`--output`, `--http`) are made of. Feed it every `Event::Played`
+/// LC as it comes; call `finish` when playback stops.
+#[derive(Debug)]
+pub struct PlayedUnits {
+    reassembler: Reassembler,
+    units: OutputUnits,
+}
+
+impl Default for PlayedUnits {
+    fn default() -> PlayedUnits {
+        PlayedUnits { reassembler: Reassembler::new(OUTPUT_HOLD), units: OutputUnits::new() }
+    }
+}
+
+impl PlayedUnits {
+    pub fn new() -> PlayedUnits {
+        PlayedUnits::default()
     }
 
-    /// One played LC; writes every frame that became ready.
-    pub fn played(&mut self, lc: &Lc) -> std::io::Result<()> {
+    /// One played LC; hands `emit` every access unit that became ready.
+    pub fn played<E>(&mut self, lc: &Lc, mut emit: impl FnMut(OutputUnit) -> Result<(), E>) -> Result<(), E> {
         self.reassembler.push(lc);
         while let Some(f) = self.reassembler.pop() {
-            self.writer.write(&f)?;
+            if let Some(unit) = self.units.unit(&f) {
+                emit(unit)?;
+            }
         }
         Ok(())
     }
 
-    /// Writes what is still held; returns the output and the frames written in all.
-    pub fn finish(mut self) -> std::io::Result<(W, u64)> {
+    /// Hands `emit` what is still held.
+    pub fn finish<E>(&mut self, mut emit: impl FnMut(OutputUnit) -> Result<(), E>) -> Result<(), E> {
         for f in self.reassembler.flush() {
-            self.writer.write(&f)?;
+            if let Some(unit) = self.units.unit(&f) {
+                emit(unit)?;
+            }
         }
-        let frames = self.writer.frames_written;
-        Ok((self.writer.into_inner(), frames))
+        Ok(())
     }
 
     pub fn stats(&self) -> &ReassemblyStats {
         self.reassembler.stats()
     }
 
-    pub fn frames_written(&self) -> u64 {
-        self.writer.frames_written
+    /// Frames released so far, whatever they held.
+    pub fn frames_released(&self) -> u64 {
+        let s = self.reassembler.stats();
+        s.complete + s.partial + s.lost
     }
+
+    pub fn frames_with_slices(&self) -> u64 {
+        self.units.frames_with_slices()
+    }
+}
+
+/// A viewer's `--output` as one Annex B stream: played LCs in, bytes to `out`.
+#[derive(Debug)]
+pub struct StreamOutput<W> {
+    units: PlayedUnits,
+    out: W,
+    frames_written: u64,
+}
+
+impl<W: Write> StreamOutput<W> {
+    pub fn new(out: W) -> StreamOutput<W> {
+        StreamOutput { units: PlayedUnits::new(), out, frames_written: 0 }
+    }
+
+    /// One played LC; writes every frame that became ready.
+    pub fn played(&mut self, lc: &Lc) -> std::io::Result<()> {
+        let (out, n) = (&mut self.out, &mut self.frames_written);
+        self.units.played(lc, |u| write_unit(out, n, &u))
+    }
+
+    /// Writes what is still held; returns the output and the frames written in all.
+    pub fn finish(mut self) -> std::io::Result<(W, u64)> {
+        let (out, n) = (&mut self.out, &mut self.frames_written);
+        self.units.finish(|u| write_unit(out, n, &u))?;
+        Ok((self.out, self.frames_written))
+    }
+
+    pub fn stats(&self) -> &ReassemblyStats {
+        self.units.stats()
+    }
+
+    pub fn frames_written(&self) -> u64 {
+        self.frames_written
+    }
+}
+
+/// Writes `unit` to `out` and counts it in `written`.
+pub fn write_unit(out: &mut impl Write, written: &mut u64, unit: &OutputUnit) -> std::io::Result<()> {
+    out.write_all(&unit.data)?;
+    out.flush()?;
+    *written += 1;
+    Ok(())
 }
 
 #[cfg(test)]

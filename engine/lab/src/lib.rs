@@ -28,6 +28,8 @@ pub enum LabError {
     #[error(transparent)]
     Sim(#[from] layerp2p_sim::SimError),
     #[error(transparent)]
+    Parallel(#[from] layerp2p_sim::parallel::ParallelError),
+    #[error(transparent)]
     Pool(#[from] layerp2p_proto::swarm::report::PoolError),
     #[error("video: {0}")]
     Video(#[from] layerp2p_codec::video::CodecError),

@@ -241,6 +241,7 @@ fn run_job(plan: &Plan, job: Job) -> Result<SwarmReport, LabError> {
                 download: None,
                 seed,
                 configure: &configure,
+                threads: None,
             };
             Ok(run_one(&run, policy, &mut |_, _| {})?.report)
         }

@@ -9,6 +9,7 @@ use layerp2p_proto::swarm::mix::table_two_groups;
 use layerp2p_proto::swarm::{ClassReport, Mix, SwarmReport};
 use layerp2p_proto::{PeerConfig, Policy, Time};
 use layerp2p_sim::Swarm;
+use layerp2p_sim::parallel::ParallelSwarm;
 use layerp2p_sim::scenario::{ClassDraw, trace_driven};
 use layerp2p_sim::trace::Trace;
 use serde::Serialize;
@@ -28,6 +29,48 @@ pub struct TraceRun<'a> {
     pub seed: u64,
     /// Applied to the viewers' configuration template (incentive and neighbour overrides).
     pub configure: &'a (dyn Fn(&mut PeerConfig) -> Result<(), String> + Sync),
+    /// `Some(n)`: each system runs split over `n` threads (`layerp2p_sim::parallel`;
+    /// the same run at any `n`, not the sequential driver's); `None`: sequentially.
+    pub threads: Option<usize>,
+}
+
+/// The sequential driver or the parallel one, behind one interface for `run_one`.
+enum Driver {
+    Sequential(Box<Swarm>),
+    Parallel(ParallelSwarm),
+}
+
+impl Driver {
+    fn run_until(&mut self, t: Time) {
+        match self {
+            Driver::Sequential(s) => s.run_until(t),
+            Driver::Parallel(p) => p.run_until(t),
+        }
+    }
+    fn alive(&self) -> usize {
+        match self {
+            Driver::Sequential(s) => s.alive(),
+            Driver::Parallel(p) => p.alive(),
+        }
+    }
+    fn lc_deliveries(&self) -> u64 {
+        match self {
+            Driver::Sequential(s) => s.lc_deliveries,
+            Driver::Parallel(p) => p.lc_deliveries(),
+        }
+    }
+    fn downlink_drops(&self) -> u64 {
+        match self {
+            Driver::Sequential(s) => s.downlink_drops,
+            Driver::Parallel(p) => p.downlink_drops(),
+        }
+    }
+    fn finish(self) -> SwarmReport {
+        match self {
+            Driver::Sequential(s) => s.finish(),
+            Driver::Parallel(p) => p.finish(),
+        }
+    }
 }
 
 impl std::fmt::Debug for TraceRun<'_> {
@@ -51,6 +94,14 @@ pub struct Speed {
     /// The process's peak resident memory when the run ended, in KiB (`VmHWM`; systems
     /// run side by side share one process, so then it covers all of them).
     pub peak_rss_kb: Option<u64>,
+    /// CPU seconds (user + system) the process spent during the run (all threads;
+    /// systems run side by side are all counted).
+    pub cpu_secs: Option<f64>,
+    /// Threads the system was split over (`TraceRun::threads`; 1 when sequential).
+    pub threads: usize,
+    /// The machine's one-minute load average when the run ended (other work on a
+    /// shared machine slows wall time, not CPU time).
+    pub load_average: Option<f64>,
 }
 
 /// Where one system's run is, for a progress line.
@@ -103,8 +154,13 @@ pub fn run_one(
     cfg.download = run.download;
     (run.configure)(&mut cfg.peer).map_err(LabError::Config)?;
     let parameters = cfg.peer.parameters();
-    let mut swarm = Swarm::new(cfg)?;
+    let mut swarm = match run.threads {
+        None => Driver::Sequential(Box::new(Swarm::new(cfg)?)),
+        Some(n) => Driver::Parallel(ParallelSwarm::new(cfg, n)?),
+    };
     let started = Instant::now();
+    let cpu = crate::loadgen::procfs::CpuSource::process("sim", std::process::id());
+    let cpu_before = cpu.cpu_seconds();
     let total = run.duration.as_secs().max(1);
     let (mut peak, mut sum, mut samples) = (0usize, 0usize, 0usize);
     let step = 10;
@@ -124,13 +180,13 @@ pub fn run_one(
             simulated_h: t as f64 / 3600.0,
             total_h: total as f64 / 3600.0,
             viewers,
-            lcs: swarm.lc_deliveries,
+            lcs: swarm.lc_deliveries(),
             wall_secs: started.elapsed().as_secs_f64(),
         };
         progress(status, t == total);
     }
-    let lc_deliveries = swarm.lc_deliveries;
-    let downlink_drops = swarm.downlink_drops;
+    let lc_deliveries = swarm.lc_deliveries();
+    let downlink_drops = swarm.downlink_drops();
     let report = swarm.finish();
     let wall = started.elapsed().as_secs_f64();
     let simulated = run.duration.as_secs_f64();
@@ -144,6 +200,9 @@ pub fn run_one(
         mean_concurrent: sum as f64 / samples.max(1) as f64,
         downlink_drops,
         peak_rss_kb: peak_rss_kb(),
+        cpu_secs: cpu.cpu_seconds().zip(cpu_before).map(|(after, before)| after - before),
+        threads: run.threads.unwrap_or(1),
+        load_average: load_average(),
     };
     Ok(SystemRun { policy, report, speed, parameters })
 }
@@ -154,6 +213,11 @@ pub fn peak_rss_kb() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The one-minute load average (/proc/loadavg); `None` where there is no procfs.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 /// DESIGN.md §11's Table II groups over every counted peer, then (when `settled_secs`
@@ -218,6 +282,7 @@ mod tests {
             download: None,
             seed: 3,
             configure: &configure,
+            threads: None,
         };
         let quiet = |_, _, _| {};
         let one_by_one = run_systems(&run, &Policy::ALL, 1, &quiet).expect("runs");
@@ -232,5 +297,37 @@ mod tests {
         }
         // The systems differ, so the comparison above is not of three copies of one run.
         assert_ne!(one_by_one[0].report.lc_deliveries, one_by_one[2].report.lc_deliveries);
+    }
+
+    #[test]
+    fn a_run_split_over_two_threads_is_the_run_on_one() {
+        let mix = Mix::table_two(Load::Overloaded);
+        let full = generate_day(&DayTraceConfig { seed: 5, ..DayTraceConfig::default() });
+        let duration = Duration::from_secs(40);
+        let from = Time::from_secs(16 * 3600);
+        let trace = full.window(from, from + duration, Duration::from_secs(10)).thin(0.01, 5);
+        let configure = |_: &mut PeerConfig| Ok(());
+        let on = |threads| TraceRun {
+            mix: &mix,
+            trace: &trace,
+            draw: ClassDraw::Sessions,
+            duration,
+            latency: Duration::from_millis(20),
+            download: None,
+            seed: 5,
+            configure: &configure,
+            threads: Some(threads),
+        };
+        let run = |threads| run_one(&on(threads), Policy::LayerP2P, &mut |_, _| {}).expect("runs");
+        let (one, two) = (run(1), run(2));
+        assert!(one.report.lc_deliveries > 10_000, "{} LCs delivered", one.report.lc_deliveries);
+        let json = |r: &SwarmReport| serde_json::to_string(r).expect("serialises");
+        assert_eq!(json(&one.report), json(&two.report), "same report on one thread or two");
+        assert_eq!(one.speed.peak_concurrent, two.speed.peak_concurrent);
+        assert_eq!((one.speed.threads, two.speed.threads), (1, 2));
+        // Without a lookahead the windows cannot be formed: refused, not run.
+        let zero = TraceRun { latency: Duration::ZERO, ..on(2) };
+        let refused = run_one(&zero, Policy::LayerP2P, &mut |_, _| {}).expect_err("no lookahead");
+        assert!(refused.to_string().contains("latency of at least 1 ms"), "{refused}");
     }
 }

@@ -150,6 +150,11 @@ pub struct PeerConfig {
     pub max_queue: usize,
     /// Most addresses kept from tracker lists.
     pub max_candidates: usize,
+    /// Connects that go, in list order, to the head of each new tracker list (a
+    /// deployed tracker leads with the channel's longest-present peers,
+    /// `TrackerConfig::oldest_in_list`); the rest go to random candidates. 0 with the
+    /// simulator's tracker, whose lists are plain random samples.
+    pub list_head_tries: usize,
     /// Emit `Event::Played` / `Event::Missed` for each LC (for reassembly and output).
     pub emit_playback: bool,
     /// Content integrity: `Off` (the simulator's default, phantom payloads), or the
@@ -213,6 +218,7 @@ impl PeerConfig {
             tracker_refresh: Duration::from_secs(30),
             max_queue: 4096,
             max_candidates: 256,
+            list_head_tries: 5,
             emit_playback: false,
             content_auth: ContentAuth::Off,
             emit_received: false,

@@ -71,13 +71,15 @@ impl fmt::Display for Policy {
     }
 }
 
+/// A policy name that is none of the three systems.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown policy '{0}' (expected layerp2p, single-incent or single-layer)")]
+pub struct UnknownPolicy(pub String);
+
 impl FromStr for Policy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Policy, String> {
-        Policy::ALL
-            .into_iter()
-            .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown policy '{s}' (expected layerp2p, single-incent or single-layer)"))
+    type Err = UnknownPolicy;
+    fn from_str(s: &str) -> Result<Policy, UnknownPolicy> {
+        Policy::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| UnknownPolicy(s.to_string()))
     }
 }
 
@@ -90,7 +92,7 @@ mod tests {
         for p in Policy::ALL {
             assert_eq!(p.name().parse::<Policy>(), Ok(p));
         }
-        assert!("tft".parse::<Policy>().is_err());
+        assert_eq!("tft".parse::<Policy>(), Err(UnknownPolicy("tft".into())));
     }
 
     #[test]

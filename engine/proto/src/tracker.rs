@@ -16,7 +16,7 @@ use crate::time::Time;
 use crate::wire::{ChannelId, MAX_PEER_LIST, Message, NatType, Packet, Role};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -55,6 +55,9 @@ pub struct TrackerConfig {
     /// A peer registered and refreshing this long is a veteran: half of every list
     /// is drawn from veterans.
     pub veteran_age: Duration,
+    /// The channel's longest-present peers put at the head of every list (at most
+    /// half of it): Sybils that join after a channel formed cannot crowd them out.
+    pub oldest_in_list: usize,
 }
 
 impl Default for TrackerConfig {
@@ -68,14 +71,16 @@ impl Default for TrackerConfig {
             prefix_limit: Some(PrefixLimit { burst: 32, per_s: 1.0 }),
             max_prefixes: 1_000_000,
             veteran_age: Duration::from_secs(60),
+            oldest_in_list: 5,
         }
     }
 }
 
 impl TrackerConfig {
-    /// For swarms whose peers all share one prefix (the simulator, loopback).
+    /// For swarms whose peers all share one prefix (the simulator, loopback), and
+    /// face no Sybils: lists are drawn at random as DESIGN.md §4 has it.
     pub fn one_prefix() -> TrackerConfig {
-        TrackerConfig { prefix_limit: None, ..TrackerConfig::default() }
+        TrackerConfig { prefix_limit: None, oldest_in_list: 0, ..TrackerConfig::default() }
     }
 }
 
@@ -123,13 +128,16 @@ struct Channel {
     entries: HashMap<SocketAddr, Entry>,
     all: AddrSet,
     veterans: AddrSet,
+    /// Every entry by registration time: the longest present lead every list.
+    by_age: BTreeSet<(Time, SocketAddr)>,
 }
 
 impl Channel {
     fn remove(&mut self, addr: SocketAddr) -> bool {
-        if self.entries.remove(&addr).is_none() {
+        let Some(e) = self.entries.remove(&addr) else {
             return false;
-        }
+        };
+        self.by_age.remove(&(e.since, addr));
         self.all.remove(addr);
         self.veterans.remove(addr);
         true
@@ -185,6 +193,9 @@ pub struct TrackerStats {
     /// Joins and refreshes that did not echo a valid token: answered with one, not
     /// registered.
     pub unvalidated: u64,
+    /// NAT reports and introduction requests that did not echo a valid token:
+    /// ignored (anyone can forge them in a registered peer's name).
+    pub unvalidated_nat: u64,
     /// Registrations refused because the source prefix used up its join budget.
     pub prefix_limited: u64,
     /// Peers told to punch towards another (`Introduce`).
@@ -326,6 +337,7 @@ impl Tracker {
             Entry { last_seen: now, since: now, veteran: false, role: Role::Peer, nat: NatType::Unknown },
         );
         ch.all.insert(addr);
+        ch.by_age.insert((now, addr));
         self.peers += 1;
         self.stats.joins += 1;
         true
@@ -356,11 +368,11 @@ impl Tracker {
                 rand::seq::index::sample(&mut self.rng, ch.veterans.len(), over(veterans, ch.veterans.len()));
             let from_all = rand::seq::index::sample(&mut self.rng, ch.all.len(), over(want, ch.all.len()));
             let ok = |a: &SocketAddr| *a != to && ch.entries.get(a).is_some_and(|e| reachable(asker, to, *a, e));
-            let picks = from_veterans
-                .iter()
-                .map(|i| ch.veterans.items[i])
-                .filter(ok)
-                .take(veterans)
+            // The longest-present peers first: identities made after a channel
+            // formed, however many and however well-behaved, cannot crowd them out.
+            let oldest = ch.by_age.iter().map(|&(_, a)| a).filter(ok).take(self.cfg.oldest_in_list.min(want / 2));
+            let picks = oldest
+                .chain(from_veterans.iter().map(|i| ch.veterans.items[i]).filter(ok).take(veterans))
                 .chain(from_all.iter().map(|i| ch.all.items[i]).filter(ok));
             for a in picks {
                 if peers.len() >= want {
@@ -472,6 +484,11 @@ impl Tracker {
                     self.stats.leaves += 1;
                 }
             }
+            // Both act in `from`'s name (a punch towards it, its place in lists): only
+            // `from` itself may ask. Unvalidated, they get nothing back.
+            Message::Introduce { .. } | Message::NatReport { .. } if proof == Proof::None => {
+                self.stats.unvalidated_nat += 1;
+            }
             Message::Introduce { channel, addr } => self.introduce(channel, from, addr),
             Message::NatReport { nat } => self.set_nat(from, nat),
             // Everything else is for peers; a tracker ignores it.
@@ -527,8 +544,13 @@ impl Tracker {
         if t.nat == NatType::Symmetric {
             return;
         }
+        // The target's own token (of the epoch it last heard from us in, so the one it
+        // holds) proves the introduction is ours: a forged one would make it punch
+        // anyone.
+        let echo = self.token(&target, Self::epoch(t.last_seen));
         self.stats.introductions += 1;
-        let packet = Packet { messages: vec![Message::Introduce { channel, addr: asker }] };
+        let messages = vec![Message::Introduce { channel, addr: asker }, Message::Token { nonce: 0, echo }];
+        let packet = Packet { messages };
         self.outbox.push_back(Transmit { dst: target, packet });
     }
 }
@@ -753,6 +775,29 @@ mod tests {
         assert_eq!(veterans, 5, "every veteran is in a newcomer's list: {list:?}");
     }
 
+    /// Sybils that validate and become veterans too (each from a /24 of its own):
+    /// the longest-present peers still lead every list. Before, a newcomer's list held
+    /// each honest veteran with a chance of about 2 %.
+    #[test]
+    fn the_longest_present_lead_lists_through_a_validated_sybil_flood() {
+        let cfg = TrackerConfig { veteran_age: Duration::from_secs(2), ..TrackerConfig::default() };
+        let mut t = Tracker::new(cfg, 11);
+        let honest: Vec<SocketAddr> = (0..5u8).map(|i| SocketAddr::from(([203, 0, i, 1], 5000))).collect();
+        for &a in &honest {
+            join_at(&mut t, Time::ZERO, a);
+        }
+        for i in 0..2000u32 {
+            let a = SocketAddr::from(([100, (i >> 8) as u8, i as u8, 1], 6000));
+            join_at(&mut t, Time::from_secs(1), a);
+        }
+        t.handle_timeout(Time::from_secs(5));
+        for k in 0..20u8 {
+            let list = join_at(&mut t, Time::from_secs(5), SocketAddr::from(([203, 1, k, 1], 5000)));
+            let found = list.iter().filter(|a| honest.contains(a)).count();
+            assert_eq!(found, 5, "newcomer {k} got {found} of the 5 longest-present peers");
+        }
+    }
+
     #[test]
     fn silent_peers_expire_and_refreshing_ones_stay() {
         let mut t = Tracker::new(TrackerConfig::one_prefix(), 2);
@@ -773,8 +818,14 @@ mod tests {
         assert_eq!(t.poll_timeout(), None);
     }
 
+    /// The token `addr(i)` echoes (what a registered peer holds).
+    fn echo(t: &Tracker, i: u16) -> Message {
+        Message::Token { nonce: 0, echo: t.token(&addr(i), 0) }
+    }
+
     fn report(t: &mut Tracker, i: u16, nat: NatType) {
-        t.handle_input(Time::ZERO, addr(i), Packet { messages: vec![Message::NatReport { nat }] });
+        let messages = vec![Message::NatReport { nat }, echo(t, i)];
+        t.handle_input(Time::ZERO, addr(i), Packet { messages });
     }
 
     #[test]
@@ -816,7 +867,8 @@ mod tests {
         }
         report(&mut t, 3, NatType::Symmetric);
         let ask = |t: &mut Tracker, from: u16, to: u16| {
-            let p = Packet { messages: vec![Message::Introduce { channel: ChannelId(1), addr: addr(to) }] };
+            let introduce = Message::Introduce { channel: ChannelId(1), addr: addr(to) };
+            let p = Packet { messages: vec![introduce, echo(t, from)] };
             let sent = p.wire_len();
             t.handle_input(Time::ZERO, addr(from), p);
             let tx = t.poll_transmit(Time::ZERO);
@@ -827,11 +879,37 @@ mod tests {
         };
         let tx = ask(&mut t, 1, 2).expect("introduced");
         assert_eq!(tx.dst, addr(2));
-        assert_eq!(tx.packet.messages, vec![Message::Introduce { channel: ChannelId(1), addr: addr(1) }]);
+        let echo = Message::Token { nonce: 0, echo: t.token(&addr(2), 0) };
+        assert_eq!(tx.packet.messages, vec![Message::Introduce { channel: ChannelId(1), addr: addr(1) }, echo]);
         assert!(ask(&mut t, 9, 2).is_none(), "an unregistered (maybe spoofed) asker");
         assert!(ask(&mut t, 1, 9).is_none(), "an unregistered target");
         assert!(ask(&mut t, 1, 3).is_none(), "a symmetric target cannot punch");
         assert_eq!(t.stats().introductions, 1);
+    }
+
+    /// Before the fix, a NatReport or Introduce in a registered peer's name (source
+    /// forged) was acted on: a forged "symmetric" report took the peer out of every
+    /// list, and forged introductions made every peer punch towards it.
+    #[test]
+    fn forged_nat_reports_and_introductions_are_ignored() {
+        let mut t = Tracker::new(TrackerConfig::default(), 7);
+        for i in 1..=3 {
+            join(&mut t, Time::ZERO, i);
+        }
+        let forged = [
+            Message::NatReport { nat: NatType::Symmetric },
+            Message::Introduce { channel: ChannelId(1), addr: addr(2) },
+            Message::Introduce { channel: ChannelId(1), addr: addr(3) },
+        ];
+        for m in forged {
+            let wrong = Message::Token { nonce: 0, echo: t.token(&addr(2), 0) };
+            t.handle_input(Time::ZERO, addr(1), Packet { messages: vec![m.clone()] });
+            t.handle_input(Time::ZERO, addr(1), Packet { messages: vec![m, wrong] });
+        }
+        assert!(t.poll_transmit(Time::ZERO).is_none(), "nothing sent for forged requests");
+        assert_eq!(t.stats().unvalidated_nat, 6);
+        assert_eq!(t.stats().introductions, 0);
+        assert!(join(&mut t, Time::ZERO, 4).contains(&addr(1)), "peer 1 is still listed");
     }
 
     #[test]

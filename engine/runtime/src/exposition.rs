@@ -16,7 +16,7 @@ use super::status::Snapshot;
 use layerp2p_proto::metrics::Latency;
 use layerp2p_proto::wire::ChannelId;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,9 +77,16 @@ impl NodeMetrics {
         shards: usize,
         now: Instant,
     ) -> Arc<NodeMetrics> {
+        let label = channel.map_or_else(String::new, |c| format!("{:08x}", c.0));
+        NodeMetrics::labelled(role, label, shards, now)
+    }
+
+    /// A node whose `channel` label is `label` (an operator's channel name in a
+    /// multi-channel process) instead of the channel id in hex.
+    pub fn labelled(role: &'static str, label: String, shards: usize, now: Instant) -> Arc<NodeMetrics> {
         Arc::new(NodeMetrics {
             role,
-            channel: channel.map_or_else(String::new, |c| format!("{:08x}", c.0)),
+            channel: label,
             draining: AtomicBool::new(false),
             shards: Mutex::new((0..shards.max(1)).map(|_| ShardView { latest: None, seen: now }).collect()),
         })
@@ -123,31 +130,129 @@ impl NodeMetrics {
 
     /// The Prometheus text exposition of the latest snapshots.
     pub fn encode(&self) -> String {
-        let shards: Vec<Snapshot> = self.views().iter().filter_map(|v| v.latest.clone()).collect();
-        let labels = [("role", self.role.to_string()), ("channel", self.channel.clone())]
-            .into_iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| (k.into(), v.into()));
-        let mut registry = Registry::with_prefix_and_labels("layerp2p", labels);
-        registry.register_collector(Box::new(Scrape {
-            shards,
+        encode_nodes(&[self])
+    }
+
+    /// This node's part of a scrape: its snapshots, copied out of the lock.
+    fn scrape(&self) -> NodeScrape {
+        NodeScrape {
+            role: self.role,
+            channel: self.channel.clone(),
+            shards: self.views().iter().filter_map(|v| v.latest.clone()).collect(),
             draining: self.draining(),
-            tracker_only: self.role == "tracker",
-        }));
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
-        out
+        }
     }
 }
 
-/// One scrape's view: the snapshots, copied out of the lock.
+/// The text exposition of several nodes: each family once (HELP and TYPE), with a
+/// series per node told apart by its role and channel labels.
+fn encode_nodes(nodes: &[&NodeMetrics]) -> String {
+    let mut registry = Registry::with_prefix("layerp2p");
+    registry.register_collector(Box::new(Scrape { nodes: nodes.iter().map(|n| n.scrape()).collect() }));
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
+    out
+}
+
+/// What `/metrics` and `/healthz` serve: one node, or every channel of a process.
+pub trait Exposition: Send + Sync + 'static {
+    /// The Prometheus text exposition.
+    fn encode(&self) -> String;
+    /// Health at `now`.
+    fn health(&self, now: Instant) -> Health;
+}
+
+impl Exposition for NodeMetrics {
+    fn encode(&self) -> String {
+        NodeMetrics::encode(self)
+    }
+
+    fn health(&self, now: Instant) -> Health {
+        NodeMetrics::health(self, now)
+    }
+}
+
+/// The metrics of every node a process runs (a relay or seed serving several
+/// channels, a seed's tracker): nodes come and go as channels are added and removed.
+#[derive(Debug, Default)]
+pub struct MetricsSet {
+    nodes: Mutex<Vec<Arc<NodeMetrics>>>,
+    draining: AtomicBool,
+}
+
+impl MetricsSet {
+    pub fn new() -> Arc<MetricsSet> {
+        Arc::default()
+    }
+
+    fn nodes(&self) -> std::sync::MutexGuard<'_, Vec<Arc<NodeMetrics>>> {
+        self.nodes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds a node's metrics to every scrape from now on.
+    pub fn add(&self, node: Arc<NodeMetrics>) {
+        self.nodes().push(node);
+    }
+
+    /// Takes `node` out of the scrapes (its channel was removed).
+    pub fn remove(&self, node: &Arc<NodeMetrics>) {
+        self.nodes().retain(|n| !Arc::ptr_eq(n, node));
+    }
+
+    /// The whole process is leaving: `/healthz` fails.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Exposition for MetricsSet {
+    fn encode(&self) -> String {
+        let nodes = self.nodes().clone();
+        encode_nodes(&nodes.iter().map(Arc::as_ref).collect::<Vec<_>>())
+    }
+
+    /// Draining once the process drains; else stalled if any node that is not
+    /// leaving stalls (a channel being removed drains alone, the process stays healthy).
+    fn health(&self, now: Instant) -> Health {
+        if self.draining.load(Ordering::Relaxed) {
+            return Health::Draining;
+        }
+        let nodes = self.nodes().clone();
+        nodes.iter().map(|n| n.health(now)).find(|h| matches!(h, Health::Stalled { .. })).unwrap_or(Health::Ok)
+    }
+}
+
+/// One scrape's view of a node: its snapshots, copied out of the lock.
 #[derive(Debug)]
-struct Scrape {
+struct NodeScrape {
+    role: &'static str,
+    channel: String,
     shards: Vec<Snapshot>,
     draining: bool,
+}
+
+impl NodeScrape {
     /// A standalone tracker: no protocol counters.
-    tracker_only: bool,
+    fn tracker_only(&self) -> bool {
+        self.role == "tracker"
+    }
+
+    /// The node's labels (role, channel if any) followed by `more`.
+    fn labels<'a>(&'a self, more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut labels = vec![("role", self.role)];
+        if !self.channel.is_empty() {
+            labels.push(("channel", self.channel.as_str()));
+        }
+        labels.extend_from_slice(more);
+        labels
+    }
+}
+
+/// One scrape: every node's view.
+#[derive(Debug)]
+struct Scrape {
+    nodes: Vec<NodeScrape>,
 }
 
 type Fmt = Result<(), std::fmt::Error>;
@@ -227,16 +332,29 @@ const LATENCIES: &[LatencyFamily] = &[
 ];
 
 impl Scrape {
-    fn encode_values(&self, encoder: &mut DescriptorEncoder, table: &[Family<Snapshot>], kind: MetricType) -> Fmt {
+    /// The nodes that run the protocol (not a standalone tracker).
+    fn protocol_nodes(&self) -> impl Iterator<Item = &NodeScrape> + Clone {
+        self.nodes.iter().filter(|n| !n.tracker_only())
+    }
+
+    fn encode_values<'a>(
+        &'a self,
+        encoder: &mut DescriptorEncoder,
+        nodes: impl Iterator<Item = &'a NodeScrape> + Clone,
+        table: &[Family<Snapshot>],
+        kind: MetricType,
+    ) -> Fmt {
         for (name, help, value) in table {
             let mut family = encoder.encode_descriptor(name, help, None, kind)?;
-            for s in &self.shards {
-                let shard = s.shard.to_string();
-                let labels = [("shard", shard.as_str())];
-                let mut m = family.encode_family(&labels)?;
-                match kind {
-                    MetricType::Counter => m.encode_counter::<NoLabelSet, _, u64>(&value(s), None)?,
-                    _ => m.encode_gauge(&(value(s) as i64))?,
+            for n in nodes.clone() {
+                for s in &n.shards {
+                    let shard = s.shard.to_string();
+                    let labels = n.labels(&[("shard", shard.as_str())]);
+                    let mut m = family.encode_family(&labels)?;
+                    match kind {
+                        MetricType::Counter => m.encode_counter::<NoLabelSet, _, u64>(&value(s), None)?,
+                        _ => m.encode_gauge(&(value(s) as i64))?,
+                    }
                 }
             }
         }
@@ -246,11 +364,16 @@ impl Scrape {
 
 impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Fmt {
-        let draining = u64::from(self.draining) as i64;
-        let family = encoder.encode_descriptor("draining", "1 while the node is leaving.", None, MetricType::Gauge)?;
-        prometheus_client::metrics::gauge::ConstGauge::new(draining).encode(family)?;
-        let trackers: Vec<(&Snapshot, &layerp2p_proto::tracker::TrackerStats)> =
-            self.shards.iter().filter_map(|s| s.tracker.as_ref().map(|t| (s, t))).collect();
+        let mut family =
+            encoder.encode_descriptor("draining", "1 while the node is leaving.", None, MetricType::Gauge)?;
+        for n in &self.nodes {
+            family.encode_family(&n.labels(&[]))?.encode_gauge(&i64::from(n.draining))?;
+        }
+        let trackers: Vec<(&NodeScrape, &Snapshot, &layerp2p_proto::tracker::TrackerStats)> = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.shards.iter().filter_map(move |s| s.tracker.as_ref().map(|t| (n, s, t))))
+            .collect();
         if !trackers.is_empty() {
             let mut family = encoder.encode_descriptor(
                 "tracker_peers",
@@ -258,61 +381,65 @@ impl Collector for Scrape {
                 None,
                 MetricType::Gauge,
             )?;
-            for (s, _) in &trackers {
+            for (n, s, _) in &trackers {
                 let shard = s.shard.to_string();
                 let peers = s.tracker_peers.unwrap_or(0) as i64;
-                family.encode_family(&[("shard", shard.as_str())])?.encode_gauge(&peers)?;
+                family.encode_family(&n.labels(&[("shard", shard.as_str())]))?.encode_gauge(&peers)?;
             }
             for (name, help, value) in TRACKER_COUNTERS {
                 let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-                for (s, t) in &trackers {
+                for (n, s, t) in &trackers {
                     let shard = s.shard.to_string();
                     family
-                        .encode_family(&[("shard", shard.as_str())])?
+                        .encode_family(&n.labels(&[("shard", shard.as_str())]))?
                         .encode_counter::<NoLabelSet, _, u64>(&value(t), None)?;
                 }
             }
         }
-        self.encode_values(&mut encoder, SOCKET_COUNTERS, MetricType::Counter)?;
-        if self.tracker_only {
+        self.encode_values(&mut encoder, self.nodes.iter(), SOCKET_COUNTERS, MetricType::Counter)?;
+        if self.protocol_nodes().next().is_none() {
             return Ok(());
         }
-        self.encode_values(&mut encoder, COUNTERS, MetricType::Counter)?;
-        self.encode_values(&mut encoder, GAUGES, MetricType::Gauge)?;
+        self.encode_values(&mut encoder, self.protocol_nodes(), COUNTERS, MetricType::Counter)?;
+        self.encode_values(&mut encoder, self.protocol_nodes(), GAUGES, MetricType::Gauge)?;
         for (name, help, value) in LAYER_COUNTERS {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for s in &self.shards {
-                let shard = s.shard.to_string();
-                for (i, l) in s.stats.layers.iter().enumerate() {
-                    let layer = (i + 1).to_string();
-                    let labels = [("shard", shard.as_str()), ("layer", layer.as_str())];
-                    family.encode_family(&labels)?.encode_counter::<NoLabelSet, _, u64>(&value(l), None)?;
+            for n in self.protocol_nodes() {
+                for s in &n.shards {
+                    let shard = s.shard.to_string();
+                    for (i, l) in s.stats.layers.iter().enumerate() {
+                        let layer = (i + 1).to_string();
+                        let labels = n.labels(&[("shard", shard.as_str()), ("layer", layer.as_str())]);
+                        family.encode_family(&labels)?.encode_counter::<NoLabelSet, _, u64>(&value(l), None)?;
+                    }
                 }
             }
         }
         let bounds = LATENCY_BUCKETS_MS.map(Duration::from_millis);
         for (name, help, latency) in LATENCIES {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
-            for s in &self.shards {
-                let l = latency(s);
-                let cumulative = l.cumulative_counts(&bounds);
-                let mut previous = 0;
-                let buckets: Vec<(f64, u64)> = bounds
-                    .iter()
-                    .zip(&cumulative)
-                    .map(|(b, &c)| {
-                        let in_bucket = c - previous;
-                        previous = c;
-                        (b.as_secs_f64(), in_bucket)
-                    })
-                    .collect();
-                let shard = s.shard.to_string();
-                family.encode_family(&[("shard", shard.as_str())])?.encode_histogram::<NoLabelSet>(
-                    l.sum().as_secs_f64(),
-                    l.count(),
-                    &buckets,
-                    None,
-                )?;
+            for n in self.protocol_nodes() {
+                for s in &n.shards {
+                    let l = latency(s);
+                    let cumulative = l.cumulative_counts(&bounds);
+                    let mut previous = 0;
+                    let buckets: Vec<(f64, u64)> = bounds
+                        .iter()
+                        .zip(&cumulative)
+                        .map(|(b, &c)| {
+                            let in_bucket = c - previous;
+                            previous = c;
+                            (b.as_secs_f64(), in_bucket)
+                        })
+                        .collect();
+                    let shard = s.shard.to_string();
+                    family.encode_family(&n.labels(&[("shard", shard.as_str())]))?.encode_histogram::<NoLabelSet>(
+                        l.sum().as_secs_f64(),
+                        l.count(),
+                        &buckets,
+                        None,
+                    )?;
+                }
             }
         }
         Ok(())
@@ -386,5 +513,40 @@ mod tests {
         m.set_draining();
         assert_eq!(m.health(late), Health::Draining);
         assert!(m.encode().contains("layerp2p_draining{role=\"seed\"} 1"));
+    }
+
+    #[test]
+    fn a_set_of_channels_writes_each_family_once_with_a_series_per_channel() {
+        let t0 = Instant::now();
+        let set = MetricsSet::new();
+        let news = NodeMetrics::labelled("relay", "news".into(), 1, t0);
+        let sport = NodeMetrics::labelled("relay", "sport".into(), 1, t0);
+        let tracker = NodeMetrics::starting_at("tracker", None, 1, t0);
+        for (m, up) in [(&news, 11), (&sport, 22), (&tracker, 0)] {
+            m.record(snapshot(0, up), t0);
+            set.add(m.clone());
+        }
+        let text = set.encode();
+        assert_eq!(text.matches("# TYPE layerp2p_lcs_sent_total counter").count(), 1, "{text}");
+        for line in [
+            "layerp2p_lcs_sent_total{role=\"relay\",channel=\"news\",shard=\"0\"} 11",
+            "layerp2p_lcs_sent_total{role=\"relay\",channel=\"sport\",shard=\"0\"} 22",
+            "layerp2p_tracker_peers{role=\"tracker\",shard=\"0\"} 4",
+            "layerp2p_draining{role=\"relay\",channel=\"sport\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        assert!(!text.contains("lcs_sent_total{role=\"tracker\""), "{text}");
+        // A channel being removed drains alone; a stalled one fails the process.
+        let late = t0 + Duration::from_secs(5);
+        news.set_draining();
+        sport.record(snapshot(0, 23), late);
+        tracker.record(snapshot(0, 0), late);
+        assert_eq!(set.health(late), Health::Ok);
+        set.remove(&news);
+        assert!(!set.encode().contains("channel=\"news\""));
+        assert!(matches!(set.health(late + Duration::from_secs(4)), Health::Stalled { .. }));
+        set.set_draining();
+        assert_eq!(set.health(late), Health::Draining);
     }
 }

@@ -8,7 +8,7 @@
 //! can panic the server. Routing is the caller's: a `Handler` maps a request to a
 //! `Response`, either a whole body or a writer that streams until it returns.
 
-use super::exposition::{CONTENT_TYPE, Health, NodeMetrics};
+use super::exposition::{CONTENT_TYPE, Exposition, Health};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -240,6 +240,7 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        415 => "Unsupported Media Type",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         _ => "Unknown",
@@ -268,8 +269,8 @@ fn respond(stream: &mut TcpStream, response: Response) -> io::Result<()> {
     }
 }
 
-/// `/metrics` and `/healthz` of a node.
-pub fn metrics_routes(metrics: Arc<NodeMetrics>) -> impl Handler {
+/// `/metrics` and `/healthz` of a node (or of every channel of a process).
+pub fn metrics_routes<M: Exposition>(metrics: Arc<M>) -> impl Handler {
     move |req: &Request| match req.path.as_str() {
         "/metrics" => Response::Full { status: 200, content_type: CONTENT_TYPE, body: metrics.encode().into_bytes() },
         "/healthz" => match metrics.health(Instant::now()) {

@@ -16,6 +16,7 @@
 //! - `role`: tracker, seed, relay and peer as deployable processes; shard layout.
 //! - `exposition`: Prometheus metrics and health of a running node.
 //! - `http`: the small HTTP/1.1 server behind `--metrics-listen` and `--http`.
+//! - `player`: a viewer's `--http`: MPEG-TS to local players, the status page.
 //! - `status`: per-second snapshots, the live status line, the exit summary.
 //! - `local`: a whole swarm in one process (`layerp2p demo`, the runtime test).
 //! - `throughput`: the seed throughput benchmark (`layerp2p bench-node`).
@@ -26,6 +27,7 @@ pub mod http;
 pub mod ingest;
 pub mod link;
 pub mod local;
+pub mod player;
 pub mod playout;
 pub mod role;
 pub mod status;

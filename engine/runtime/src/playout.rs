@@ -1,10 +1,13 @@
-//! A viewer's `--output`: the LCs its core plays, written as a playable H.264 Annex B
-//! stream. Owns the writer thread and the bounded queue to it, so a slow reader (a
-//! player on a pipe) never blocks the executor: when the queue is full, played LCs are
-//! dropped and counted. Reassembly and the stream format stay in `codec::video`.
+//! A viewer's `--output` and `--http`: the LCs its core plays, made once into the
+//! access units of a playable H.264 stream, written as Annex B to the output and
+//! handed to the HTTP players (`player`). Owns the writer thread and the bounded queue
+//! to it, so a slow reader (a player on a pipe) never blocks the executor: when the
+//! queue is full, played LCs are dropped and counted. Reassembly and the stream
+//! formats stay in `codec::video`.
 
+use super::player::Players;
 use layerp2p_codec::Lc;
-use layerp2p_codec::video::reassemble::StreamOutput;
+use layerp2p_codec::video::reassemble::{OutputUnit, PlayedUnits, write_unit};
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,9 +51,19 @@ pub struct Playout {
 impl Playout {
     /// Starts a thread that writes every played LC sent to the returned sink to `out`.
     pub fn spawn(out: Box<dyn Write + Send>) -> io::Result<(Playout, PlayoutSink)> {
+        Playout::spawn_to(Some(out), None)
+    }
+
+    /// Starts a thread that writes every played LC sent to the returned sink to `out`
+    /// (Annex B) and to `players` (MPEG-TS over HTTP), each if given.
+    pub fn spawn_to(
+        out: Option<Box<dyn Write + Send>>,
+        players: Option<Arc<Players>>,
+    ) -> io::Result<(Playout, PlayoutSink)> {
         let (tx, rx) = sync_channel(PLAYOUT_QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
-        let handle = std::thread::Builder::new().name("layerp2p-output".into()).spawn(move || write_all(rx, out))?;
+        let handle =
+            std::thread::Builder::new().name("layerp2p-output".into()).spawn(move || write_all(rx, out, players))?;
         Ok((Playout { handle, dropped: dropped.clone() }, PlayoutSink { tx, dropped }))
     }
 
@@ -61,13 +74,41 @@ impl Playout {
     }
 }
 
-fn write_all(rx: Receiver<Lc>, out: Box<dyn Write + Send>) -> io::Result<u64> {
-    let mut stream = StreamOutput::new(out);
-    while let Ok(lc) = rx.recv() {
-        stream.played(&lc)?;
+fn write_all(
+    rx: Receiver<Lc>,
+    mut out: Option<Box<dyn Write + Send>>,
+    players: Option<Arc<Players>>,
+) -> io::Result<u64> {
+    let mut units = PlayedUnits::new();
+    let mut frames = 0;
+    let result = (|| {
+        let mut deliver = |unit: OutputUnit| {
+            if let Some(p) = &players {
+                p.unit(&unit);
+            }
+            match out.as_mut() {
+                Some(out) => write_unit(out, &mut frames, &unit),
+                None => {
+                    frames += 1;
+                    Ok(())
+                }
+            }
+        };
+        while let Ok(lc) = rx.recv() {
+            units.played(&lc, &mut deliver)?;
+            if let Some(p) = &players {
+                p.frames(units.frames_released(), units.frames_with_slices());
+            }
+        }
+        // Counted after the final flush: the frames still held at the end are written by `finish`.
+        units.finish(&mut deliver)
+    })();
+    if let Some(p) = &players {
+        p.close();
     }
-    // Counted after the final flush: the frames still held at the end are written by `finish`.
-    let (mut out, frames) = stream.finish()?;
-    out.flush()?;
+    result?;
+    if let Some(out) = out.as_mut() {
+        out.flush()?;
+    }
     Ok(frames)
 }

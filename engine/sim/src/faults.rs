@@ -280,7 +280,7 @@ impl Swarm {
     /// This run with faults injected (scheduled events are queued now).
     pub fn with_faults(mut self, cfg: FaultConfig) -> Swarm {
         for (k, (at, _)) in cfg.events.iter().enumerate() {
-            self.queue.push(*at, SimEvent::Fault(k));
+            self.route(TRACKER, *at, super::FAULT_ORDER + k as u64, SimEvent::Fault(k));
         }
         self.faults = Some(Box::new(Faults::new(cfg, self.cfg.seed)));
         self

@@ -17,6 +17,7 @@
 //! of seconds, everything arrives late, and the late LCs are asked for again.
 
 pub mod faults;
+pub mod parallel;
 pub mod queue;
 pub mod scenario;
 pub mod trace;
@@ -87,6 +88,8 @@ enum SimEvent {
 enum Role {
     Tracker(Box<Tracker>),
     Peer(Box<Peer>),
+    /// Not joined yet, gone, or run by another partition (`parallel`).
+    Absent,
 }
 
 struct SimNode {
@@ -101,7 +104,36 @@ struct SimNode {
     wake_at: Option<Time>,
     generation: u64,
     alive: bool,
+    /// Events this node has scheduled: with `Swarm::parts`, an event's order among
+    /// those of the same instant is (scheduling node, this count).
+    scheduled: u64,
 }
+
+impl SimNode {
+    fn absent(i: usize) -> SimNode {
+        SimNode {
+            role: Role::Absent,
+            addr: sim_addr(i),
+            upload: Kbps(0),
+            download: None,
+            downlink_free: Time::ZERO,
+            spec: None,
+            wake_at: None,
+            generation: 0,
+            alive: false,
+            scheduled: 0,
+        }
+    }
+}
+
+/// An event for a node of another partition: (time, order, event).
+type Routed = (Time, u64, SimEvent);
+
+/// Orders of events scheduled by the run itself (joins, faults) sort below those
+/// scheduled by node `i`, which start at `(i + 1) << NODE_ORDER_SHIFT`.
+const NODE_ORDER_SHIFT: u32 = 40;
+/// Order of scheduled fault `k`: after every join of the same instant.
+const FAULT_ORDER: u64 = 1 << (NODE_ORDER_SHIFT - 1);
 
 /// Most backlog a capped downlink holds (drop-tail): a quarter second at its rate.
 pub const DOWNLINK_BUFFER: Duration = Duration::from_millis(250);
@@ -147,7 +179,18 @@ pub struct Swarm {
     source: Box<dyn LcSource>,
     plan: LayerPlan,
     source_buf: Vec<Lc>,
-    outcomes: Vec<PeerOutcome>,
+    /// Each recorded viewer's outcome, with when and which node it was recorded.
+    outcomes: Vec<(Time, usize, PeerOutcome)>,
+    /// Node index of each `SwarmConfig::peers` entry: the order of joins (by time,
+    /// then entry), after the tracker and the seed.
+    join_index: Vec<usize>,
+    /// This swarm runs the nodes `i` with `i % parts == part` (`parallel`); other
+    /// nodes' events go to `outbox`. `parts == 0`: the sequential driver, where
+    /// events at one instant run in the order they were scheduled.
+    part: usize,
+    parts: usize,
+    /// Per partition, events for its nodes scheduled here since the last exchange.
+    outbox: Vec<Vec<Routed>>,
     /// Per node, the LCs it played as `(frame, part)`, for viewers with `emit_playback`.
     played: std::collections::HashMap<usize, Vec<(u32, u16)>>,
     /// LCs delivered so far (for speed reports).
@@ -183,6 +226,12 @@ impl Swarm {
     /// A swarm whose seed ingests `source` instead of `cfg.source`; its plan is the
     /// source's (viewers should be configured with it too).
     pub fn with_source(cfg: SwarmConfig, source: Box<dyn LcSource>) -> Result<Swarm, SimError> {
+        Swarm::partition(cfg, source, 0, 0)
+    }
+
+    /// Partition `part` of `parts` (`parallel`), or with `parts == 0` the whole run
+    /// in scheduling order.
+    fn partition(cfg: SwarmConfig, source: Box<dyn LcSource>, part: usize, parts: usize) -> Result<Swarm, SimError> {
         let plan = source.plan().clone();
         let mut seed_cfg = PeerConfig::seed(cfg.peer.policy, plan.clone(), cfg.seed_upload);
         seed_cfg.tracker = Some(sim_addr(TRACKER));
@@ -194,14 +243,24 @@ impl Swarm {
         seed_cfg.content_auth = cfg.peer.content_auth.clone();
         let seed = Peer::new(seed_cfg, node_seed(cfg.seed, SEED), Time::ZERO)?;
         let tracker = Tracker::new(TrackerConfig::one_prefix(), node_seed(cfg.seed, TRACKER));
+        let mut joins: Vec<usize> = (0..cfg.peers.len()).collect();
+        joins.sort_by_key(|&s| (cfg.peers[s].join, s));
+        let mut join_index = vec![0; cfg.peers.len()];
+        for (rank, &s) in joins.iter().enumerate() {
+            join_index[s] = SEED + 1 + rank;
+        }
         let mut swarm = Swarm {
             now: Time::ZERO,
             queue: EventQueue::default(),
-            nodes: Vec::with_capacity(cfg.peers.len() + 2),
+            nodes: (0..cfg.peers.len() + 2).map(SimNode::absent).collect(),
             source,
             plan,
             source_buf: Vec::new(),
             outcomes: Vec::new(),
+            join_index,
+            part,
+            parts,
+            outbox: (0..parts).map(|_| Vec::new()).collect(),
             played: Default::default(),
             lc_deliveries: 0,
             messages_delivered: 0,
@@ -209,13 +268,44 @@ impl Swarm {
             faults: None,
             cfg,
         };
-        swarm.add_node(Role::Tracker(Box::new(tracker)), Kbps(1_000_000), None, None);
-        swarm.add_node(Role::Peer(Box::new(seed)), swarm.cfg.seed_upload, None, None);
-        swarm.queue.push(Time::ZERO, SimEvent::SourceTick);
-        for (i, p) in swarm.cfg.peers.iter().enumerate() {
-            swarm.queue.push(p.join, SimEvent::Join { spec: i });
+        if swarm.owns(TRACKER) {
+            swarm.place_node(TRACKER, Role::Tracker(Box::new(tracker)), Kbps(1_000_000), None, None);
+        }
+        if swarm.owns(SEED) {
+            swarm.place_node(SEED, Role::Peer(Box::new(seed)), swarm.cfg.seed_upload, None, None);
+            let order = swarm.order_of(SEED);
+            swarm.route(SEED, Time::ZERO, order, SimEvent::SourceTick);
+        }
+        for spec in 0..swarm.cfg.peers.len() {
+            let i = swarm.join_index[spec];
+            if swarm.owns(i) {
+                swarm.route(i, swarm.cfg.peers[spec].join, spec as u64, SimEvent::Join { spec });
+            }
         }
         Ok(swarm)
+    }
+
+    /// Whether this swarm runs node `i`.
+    fn owns(&self, i: usize) -> bool {
+        self.parts == 0 || i % self.parts == self.part
+    }
+
+    /// The order of the next event node `i` schedules.
+    fn order_of(&mut self, i: usize) -> u64 {
+        let n = &mut self.nodes[i];
+        n.scheduled += 1;
+        ((i as u64 + 1) << NODE_ORDER_SHIFT) | n.scheduled
+    }
+
+    /// Queues `event` for node `to` at `at`: here, or in the outbox of its partition.
+    fn route(&mut self, to: usize, at: Time, order: u64, event: SimEvent) {
+        if self.parts == 0 {
+            self.queue.push(at, event);
+        } else if self.owns(to) {
+            self.queue.push_ordered(at, order, event);
+        } else {
+            self.outbox[to % self.parts].push((at, order, event));
+        }
     }
 
     pub fn now(&self) -> Time {
@@ -227,28 +317,21 @@ impl Swarm {
         self.nodes.iter().filter(|n| n.alive).count()
     }
 
-    fn add_node(&mut self, role: Role, upload: Kbps, download: Option<Kbps>, spec: Option<usize>) -> usize {
-        let i = self.nodes.len();
-        let node = SimNode {
-            role,
-            addr: sim_addr(i),
-            upload,
-            download,
-            downlink_free: Time::ZERO,
-            spec,
-            wake_at: None,
-            generation: 0,
-            alive: true,
-        };
-        self.nodes.push(node);
+    fn place_node(&mut self, i: usize, role: Role, upload: Kbps, download: Option<Kbps>, spec: Option<usize>) {
+        let n = &mut self.nodes[i];
+        n.role = role;
+        n.upload = upload;
+        n.download = download;
+        n.spec = spec;
+        n.alive = true;
         self.after_activity(i);
-        i
     }
 
-    fn node(&mut self, i: usize) -> &mut dyn Node {
+    fn node(&mut self, i: usize) -> Option<&mut dyn Node> {
         match &mut self.nodes[i].role {
-            Role::Tracker(t) => t.as_mut(),
-            Role::Peer(p) => p.as_mut(),
+            Role::Tracker(t) => Some(t.as_mut()),
+            Role::Peer(p) => Some(p.as_mut()),
+            Role::Absent => None,
         }
     }
 
@@ -257,7 +340,9 @@ impl Swarm {
         let now = self.now;
         let from = self.nodes[i].addr;
         let upload = self.nodes[i].upload;
-        while let Some(mut tx) = self.node(i).poll_transmit(now) {
+        // Every viewer's downlink has the same cap; the tracker's and seed's none.
+        let capped_downlinks = self.cfg.download.is_some();
+        while let Some(mut tx) = self.node(i).and_then(|n| n.poll_transmit(now)) {
             let Some(to) = node_of(&tx.dst) else { continue };
             let mut delay = self.cfg.latency;
             let lc = match tx.packet.messages.as_slice() {
@@ -270,15 +355,19 @@ impl Swarm {
                 delay += transfer_time(lc, upload);
             }
             // An LC to a capped downlink queues there first; everything else arrives.
-            let capped = lc.is_some() && self.nodes.get(to).is_some_and(|n| n.download.is_some());
+            let capped = lc.is_some() && capped_downlinks && to > SEED;
             let arrive = |packet| {
                 if capped { SimEvent::Downlink { to, from, packet } } else { SimEvent::Deliver { to, from, packet } }
             };
             match self.faults.as_mut() {
-                None => self.queue.push(now + delay, arrive(tx.packet)),
+                None => {
+                    let order = self.order_of(i);
+                    self.route(to, now + delay, order, arrive(tx.packet));
+                }
                 Some(f) => {
                     for d in f.transmit(self.nodes[i].spec, to == SEED, &mut tx.packet, delay) {
-                        self.queue.push(now + d, arrive(tx.packet.clone()));
+                        let order = self.order_of(i);
+                        self.route(to, now + d, order, arrive(tx.packet.clone()));
                     }
                 }
             }
@@ -299,14 +388,15 @@ impl Swarm {
                 }
             }
         }
-        let wake = self.node(i).poll_timeout();
+        let wake = self.node(i).and_then(|n| n.poll_timeout());
         let n = &mut self.nodes[i];
         if wake != n.wake_at {
             n.generation += 1;
             n.wake_at = wake;
             if let Some(t) = wake {
                 let generation = n.generation;
-                self.queue.push(t.max(now), SimEvent::Wake { node: i, generation });
+                let order = self.order_of(i);
+                self.route(i, t.max(now), order, SimEvent::Wake { node: i, generation });
             }
         }
     }
@@ -325,12 +415,13 @@ impl Swarm {
         }
         let upload = p.upload;
         let leave = p.leave;
-        let index = self.nodes.len();
-        match Peer::new(cfg, node_seed(self.cfg.seed, index), self.now) {
+        let i = self.join_index[spec];
+        match Peer::new(cfg, node_seed(self.cfg.seed, i), self.now) {
             Ok(peer) => {
-                let i = self.add_node(Role::Peer(Box::new(peer)), upload, self.cfg.download, Some(spec));
+                self.place_node(i, Role::Peer(Box::new(peer)), upload, self.cfg.download, Some(spec));
                 if let Some(t) = leave {
-                    self.queue.push(t, SimEvent::Leave { node: i });
+                    let order = self.order_of(i);
+                    self.route(i, t, order, SimEvent::Leave { node: i });
                 }
             }
             Err(e) => panic!("scenario peer config is invalid: {e}"),
@@ -356,7 +447,7 @@ impl Swarm {
         self.record(i);
         self.nodes[i].alive = false;
         // Free the state machine's memory; the outcome is recorded.
-        self.nodes[i].role = Role::Tracker(Box::new(Tracker::new(TrackerConfig::one_prefix(), 0)));
+        self.nodes[i].role = Role::Absent;
         self.nodes[i].wake_at = None;
     }
 
@@ -364,12 +455,8 @@ impl Swarm {
         let n = &self.nodes[i];
         let (Role::Peer(p), Some(spec)) = (&n.role, n.spec) else { return };
         let seconds = self.now.0.saturating_sub(p.counted_since().0) as f64 / 1e6;
-        self.outcomes.push(PeerOutcome {
-            class: self.cfg.peers[spec].class,
-            upload: n.upload,
-            seconds,
-            stats: p.stats(),
-        });
+        let outcome = PeerOutcome { class: self.cfg.peers[spec].class, upload: n.upload, seconds, stats: p.stats() };
+        self.outcomes.push((self.now, i, outcome));
     }
 
     fn source_tick(&mut self) {
@@ -386,7 +473,8 @@ impl Swarm {
             }
         }
         self.after_activity(SEED);
-        self.queue.push(now + SOURCE_TICK, SimEvent::SourceTick);
+        let order = self.order_of(SEED);
+        self.route(SEED, now + SOURCE_TICK, order, SimEvent::SourceTick);
     }
 
     /// An LC reached node `to`'s capped downlink: it crosses it after the LCs ahead
@@ -404,7 +492,8 @@ impl Swarm {
         };
         let done = now.max(n.downlink_free) + crossing;
         n.downlink_free = done;
-        self.queue.push(done, SimEvent::Deliver { to, from, packet });
+        let order = self.order_of(to);
+        self.route(to, done, order, SimEvent::Deliver { to, from, packet });
     }
 
     /// Runs events up to and including `until`.
@@ -418,7 +507,9 @@ impl Swarm {
                         continue;
                     }
                     n.wake_at = None;
-                    self.node(node).handle_timeout(at);
+                    if let Some(n) = self.node(node) {
+                        n.handle_timeout(at);
+                    }
                     self.after_activity(node);
                 }
                 SimEvent::Deliver { to, from, packet } => {
@@ -429,7 +520,9 @@ impl Swarm {
                     if matches!(packet.messages.as_slice(), [Message::Data(_)]) {
                         self.lc_deliveries += 1;
                     }
-                    self.node(to).handle_input(at, from, packet);
+                    if let Some(n) = self.node(to) {
+                        n.handle_input(at, from, packet);
+                    }
                     self.after_activity(to);
                 }
                 SimEvent::Downlink { to, from, packet } => self.downlink(to, from, packet),
@@ -462,16 +555,17 @@ impl Swarm {
 
     /// Records every viewer still present and builds the report.
     pub fn finish(mut self) -> SwarmReport {
+        let outcomes = self.finish_outcomes().into_iter().map(|(_, _, o)| o).collect();
+        SwarmReport::new(self.cfg.classes.clone(), self.plan.clone(), outcomes, self.lc_deliveries)
+    }
+
+    /// Records every viewer still present; every outcome, in the order recorded.
+    fn finish_outcomes(&mut self) -> Vec<(Time, usize, PeerOutcome)> {
         // Each node is freed as soon as its outcome is recorded, so the end of a big
         // run does not hold every viewer's state and its outcome at once.
         for i in 0..self.nodes.len() {
             self.remove(i);
         }
-        SwarmReport::new(
-            self.cfg.classes.clone(),
-            self.plan.clone(),
-            std::mem::take(&mut self.outcomes),
-            self.lc_deliveries,
-        )
+        std::mem::take(&mut self.outcomes)
     }
 }

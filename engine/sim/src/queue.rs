@@ -80,7 +80,18 @@ impl<E> Default for EventQueue<E> {
 }
 
 impl<E> EventQueue<E> {
+    /// Queues `event` at `at`, after every event already queued for the same instant.
     pub fn push(&mut self, at: Time, event: E) {
+        let order = self.next_order;
+        self.next_order += 1;
+        self.push_ordered(at, order, event);
+    }
+
+    /// Queues `event` at `at`, ordered among events of the same instant by `order`
+    /// (lowest first); the caller keeps orders unique. The parallel driver orders by
+    /// who scheduled an event, which does not depend on how nodes share threads.
+    /// Not to be mixed with `push` in one queue.
+    pub fn push_ordered(&mut self, at: Time, order: u64, event: E) {
         let slot = match self.free.pop() {
             Some(s) => {
                 self.slab[s as usize] = Some(event);
@@ -92,13 +103,12 @@ impl<E> EventQueue<E> {
                 u32::try_from(self.slab.len() - 1).unwrap_or_else(|_| unreachable!("event slab beyond u32"))
             }
         };
-        let key = Key { at, order: self.next_order, slot };
-        self.next_order += 1;
+        let key = Key { at, order, slot };
         self.len += 1;
         if at.0 < self.current_start + BUCKET_WIDTH {
-            // Keys are in descending order: the new one goes before the first key
-            // that comes after it (its order is the largest yet).
-            let i = self.current.partition_point(|k| k.at > at);
+            // Keys are in descending order (`Key`'s reversed `Ord`): the new one goes
+            // after every key that comes later than it.
+            let i = self.current.partition_point(|k| *k < key);
             self.current.insert(i, key);
         } else if at.0 < self.current_start + BUCKET_WIDTH * BUCKETS as u64 {
             self.ring[bucket_of(at.0)].push(key);

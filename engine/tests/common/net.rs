@@ -4,8 +4,9 @@
 //! a node can be frozen (a stalled process: it neither runs nor receives).
 
 use layerp2p_codec::synthetic::{SyntheticConfig, SyntheticSource};
+use layerp2p_codec::{BufferMap, LayerWindow, Seq};
 use layerp2p_codec::{Kbps, MediaTime};
-use layerp2p_engine::wire::{Message, Packet};
+use layerp2p_engine::wire::{BufferMapMsg, ChannelId, Message, Packet, PeerId, Role};
 use layerp2p_engine::{Node, Peer, PeerConfig, Policy, Time, Tracker, TrackerConfig};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -17,6 +18,87 @@ const TICK: Duration = Duration::from_millis(5);
 pub enum Kind {
     Tracker(Box<Tracker>),
     Peer(Box<Peer>),
+    Sybil(Box<Sybil>),
+}
+
+/// Most neighbours a Sybil keeps alive.
+const SYBIL_NEIGHBOURS: usize = 64;
+
+/// A validated Sybil: it owns its address (echoes the tracker's token), joins and
+/// refreshes like a peer, accepts every Connect and keeps each neighbour alive with
+/// an empty buffer map every second, but never uploads.
+pub struct Sybil {
+    tracker_token: u64,
+    next_join: Time,
+    next_map: Time,
+    /// (neighbour, the token it gave us, ours).
+    neighbours: Vec<(SocketAddr, u64, u64)>,
+    outbox: Vec<(SocketAddr, Packet)>,
+    id: u64,
+}
+
+impl Sybil {
+    fn new(id: u64, first_join: Time) -> Sybil {
+        Sybil {
+            tracker_token: 0,
+            next_join: first_join,
+            next_map: first_join,
+            neighbours: Vec::new(),
+            outbox: Vec::new(),
+            id,
+        }
+    }
+
+    fn handle_input(&mut self, from: SocketAddr, packet: Packet) {
+        let token = packet.messages.iter().find_map(|m| match m {
+            Message::Token { nonce, .. } => Some(*nonce),
+            _ => None,
+        });
+        if from == tracker_addr() {
+            if let Some(t) = token.filter(|&t| t != 0) {
+                self.tracker_token = t;
+            }
+            return;
+        }
+        let connect = packet.messages.iter().any(|m| matches!(m, Message::Connect { .. }));
+        if let (true, Some(theirs)) = (connect, token) {
+            let ours = self.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            if !self.neighbours.iter().any(|n| n.0 == from) && self.neighbours.len() < SYBIL_NEIGHBOURS {
+                self.neighbours.push((from, theirs, ours));
+            }
+            let accept = Message::Accept { peer: PeerId(self.id), role: Role::Peer };
+            self.outbox.push((from, Packet { messages: vec![accept, Message::Token { nonce: ours, echo: theirs }] }));
+        }
+        if packet.messages.iter().any(|m| matches!(m, Message::Disconnect { .. })) {
+            self.neighbours.retain(|n| n.0 != from);
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Time, layers: usize) {
+        if now >= self.next_join {
+            self.next_join = now + Duration::from_secs(20);
+            let join = Message::Join { channel: ChannelId(1), peer: PeerId(self.id), role: Role::Peer };
+            let mut messages = vec![join, Message::Padding { len: 1000 }];
+            if self.tracker_token != 0 {
+                messages.push(Message::Token { nonce: 0, echo: self.tracker_token });
+            }
+            self.outbox.push((tracker_addr(), Packet { messages }));
+        }
+        if now >= self.next_map && !self.neighbours.is_empty() {
+            self.next_map = now + Duration::from_secs(1);
+            let map = BufferMap::from_layers(vec![LayerWindow::new(Seq(0)); layers]);
+            for &(addr, theirs, ours) in &self.neighbours {
+                let map = Message::BufferMap(BufferMapMsg {
+                    head_time: MediaTime(0),
+                    sent_at: now.0,
+                    echo: 0,
+                    echo_delay: 0,
+                    map: map.clone(),
+                });
+                self.outbox.push((addr, Packet { messages: vec![map, Message::Token { nonce: ours, echo: theirs }] }));
+            }
+        }
+    }
 }
 
 struct NetNode {
@@ -33,6 +115,8 @@ pub struct Net {
     inflight: VecDeque<(Time, SocketAddr, SocketAddr, Packet)>,
     /// Bytes sent per (from, to): by nodes, and injected in anyone's name.
     pub bytes: HashMap<(SocketAddr, SocketAddr), u64>,
+    /// Punches sent by nodes, per destination.
+    pub punches: HashMap<SocketAddr, u64>,
     source: SyntheticSource,
     lcs: Vec<layerp2p_codec::Lc>,
     seed: Option<usize>,
@@ -63,6 +147,7 @@ impl Net {
             by_addr: HashMap::new(),
             inflight: VecDeque::new(),
             bytes: HashMap::new(),
+            punches: HashMap::new(),
             source,
             lcs: Vec::new(),
             seed: None,
@@ -95,17 +180,23 @@ impl Net {
         self.add(viewer_addr(i), Kind::Peer(Box::new(peer)))
     }
 
+    /// A validated Sybil at `addr` (see `Sybil`), first joining at `first_join`.
+    pub fn add_sybil(&mut self, addr: SocketAddr, first_join: Time) -> usize {
+        let id = 1_000_000 + self.nodes.len() as u64;
+        self.add(addr, Kind::Sybil(Box::new(Sybil::new(id, first_join))))
+    }
+
     pub fn peer(&self, i: usize) -> &Peer {
         match &self.nodes[i].kind {
             Kind::Peer(p) => p,
-            Kind::Tracker(_) => panic!("node {i} is the tracker"),
+            _ => panic!("node {i} is not a peer"),
         }
     }
 
     pub fn tracker(&self) -> &Tracker {
         match &self.nodes[TRACKER].kind {
             Kind::Tracker(t) => t,
-            Kind::Peer(_) => panic!("node 0 is a peer"),
+            _ => panic!("node 0 is not the tracker"),
         }
     }
 
@@ -150,6 +241,7 @@ impl Net {
                 match &mut node.kind {
                     Kind::Tracker(t) => t.handle_input(now, from, packet),
                     Kind::Peer(p) => p.handle_input(now, from, packet),
+                    Kind::Sybil(s) => s.handle_input(from, packet),
                 }
             }
             if let Some(s) = self.seed.filter(|&s| !self.nodes[s].frozen) {
@@ -161,20 +253,33 @@ impl Net {
                     }
                 }
             }
+            let layers = self.source.plan().layers();
             for i in 0..self.nodes.len() {
                 let node = &mut self.nodes[i];
                 if node.frozen {
                     continue;
                 }
+                if let Kind::Sybil(s) = &mut node.kind {
+                    s.handle_timeout(now, layers);
+                    for (dst, packet) in s.outbox.drain(..) {
+                        *self.bytes.entry((node.addr, dst)).or_default() += packet.wire_len() as u64;
+                        self.inflight.push_back((now + self.latency, node.addr, dst, packet));
+                    }
+                    continue;
+                }
                 let node_ref: &mut dyn Node = match &mut node.kind {
                     Kind::Tracker(t) => t.as_mut(),
                     Kind::Peer(p) => p.as_mut(),
+                    Kind::Sybil(_) => continue,
                 };
                 if node_ref.poll_timeout().is_some_and(|t| t <= now) {
                     node_ref.handle_timeout(now);
                 }
                 while let Some(t) = node_ref.poll_transmit(now) {
                     *self.bytes.entry((node.addr, t.dst)).or_default() += t.packet.wire_len() as u64;
+                    if t.packet.messages.iter().any(|m| matches!(m, Message::Punch)) {
+                        *self.punches.entry(t.dst).or_default() += 1;
+                    }
                     self.inflight.push_back((now + self.latency, node.addr, t.dst, t.packet));
                 }
                 if let Kind::Peer(p) = &mut node.kind {

@@ -3,7 +3,7 @@
 use layerp2p_codec::LcSource;
 use layerp2p_engine::runtime::playout::PlayoutSink;
 use layerp2p_engine::runtime::role::{NodeSpec, run_node_playing};
-use layerp2p_engine::runtime::status::NodeSummary;
+use layerp2p_engine::runtime::status::{NodeSummary, Status};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +24,17 @@ pub fn run_for(
     output: Option<PlayoutSink>,
     secs: u64,
 ) -> JoinHandle<NodeSummary> {
+    run_for_observed(spec, source, output, secs, |_| {})
+}
+
+/// `run_for`, calling `on_status` at every status line (once a second).
+pub fn run_for_observed(
+    spec: NodeSpec,
+    source: Option<Box<dyn LcSource>>,
+    output: Option<PlayoutSink>,
+    secs: u64,
+    mut on_status: impl FnMut(&Status) + Send + 'static,
+) -> JoinHandle<NodeSummary> {
     std::thread::spawn(move || {
         let stop = Arc::new(AtomicBool::new(false));
         let timer = stop.clone();
@@ -31,6 +42,6 @@ pub fn run_for(
             std::thread::sleep(Duration::from_secs(secs));
             timer.store(true, Ordering::Relaxed);
         });
-        run_node_playing(spec, source, output, stop, &mut |_| {}).expect("node runs")
+        run_node_playing(spec, source, output, stop, &mut on_status).expect("node runs")
     })
 }

@@ -97,6 +97,19 @@ pub fn flags_from_toml(text: &str, path: &Path, role: &Command) -> Result<Vec<St
                 }
             }
             _ if switch => return Err(bad("a switch takes true or false")),
+            // A repeatable flag (`--channel`): one flag per item; a table (`[[channel]]`)
+            // becomes its `key=value,...` form.
+            toml::Value::Array(items) if matches!(arg.get_action(), ArgAction::Append) => {
+                for item in items {
+                    let value = match item {
+                        toml::Value::Table(t) => {
+                            table_spec(t).ok_or_else(|| bad("a table holds numbers, strings or arrays of them"))?
+                        }
+                        v => scalar(v).ok_or_else(|| bad("expected numbers, strings or tables"))?,
+                    };
+                    flags.push(format!("--{flag}={value}"));
+                }
+            }
             toml::Value::Array(items) => {
                 let parts: Result<Vec<String>, ConfigError> =
                     items.iter().map(|v| scalar(v).ok_or_else(|| bad("arrays hold numbers or strings"))).collect();
@@ -106,6 +119,20 @@ pub fn flags_from_toml(text: &str, path: &Path, role: &Command) -> Result<Vec<St
         }
     }
     Ok(flags)
+}
+
+/// A table as `key=value,key=value` (arrays joined with commas), the form of a
+/// repeatable flag such as `--channel`; `None` if it nests tables.
+fn table_spec(table: &toml::Table) -> Option<String> {
+    let mut parts = Vec::new();
+    for (key, value) in table {
+        let value = match value {
+            toml::Value::Array(items) => items.iter().map(scalar).collect::<Option<Vec<String>>>()?.join(","),
+            v => scalar(v)?,
+        };
+        parts.push(format!("{key}={value}"));
+    }
+    Some(parts.join(","))
 }
 
 fn scalar(v: &toml::Value) -> Option<String> {
@@ -121,6 +148,11 @@ fn scalar(v: &toml::Value) -> Option<String> {
 /// The effective configuration of a role as TOML a `--config` file accepts: every flag
 /// that has a value (given, from the file, or a default).
 pub fn effective(role: &Command, matches: &ArgMatches) -> String {
+    toml::to_string(&effective_table(role, matches)).unwrap_or_default()
+}
+
+/// `effective` as a table: what a node of `role` runs with.
+pub fn effective_table(role: &Command, matches: &ArgMatches) -> toml::Table {
     let mut table = toml::Table::new();
     for arg in role.get_arguments() {
         let Some(long) = arg.get_long() else { continue };
@@ -132,6 +164,9 @@ pub fn effective(role: &Command, matches: &ArgMatches) -> String {
             ArgAction::SetTrue | ArgAction::SetFalse => {
                 matches.try_get_one::<bool>(id).ok().flatten().map(|b| toml::Value::Boolean(*b))
             }
+            ArgAction::Append => matches.get_raw(id).map(|raw| {
+                toml::Value::Array(raw.map(|v| toml::Value::String(v.to_string_lossy().into_owned())).collect())
+            }),
             _ => matches.get_raw(id).map(|raw| {
                 let parts: Vec<String> = raw.map(|v| v.to_string_lossy().into_owned()).collect();
                 let joined = parts.join(",");
@@ -145,7 +180,7 @@ pub fn effective(role: &Command, matches: &ArgMatches) -> String {
             table.insert(long.to_string(), v);
         }
     }
-    toml::to_string(&table).unwrap_or_default()
+    table
 }
 
 /// Every node role accepts a flag given twice, the later winning: that is how the
@@ -212,5 +247,23 @@ mod tests {
         std::fs::write(&path, "upload_kbps = \n").expect("write");
         assert!(matches!(expand(argv(&["layerp2p", "relay", "--config", p]), &cli), Err(ConfigError::Parse { .. })));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn channel_tables_become_one_repeated_flag_each() {
+        let relay = Command::new("relay")
+            .arg(Arg::new("n_max").long("n-max"))
+            .arg(Arg::new("channel").long("channel").action(ArgAction::Append));
+        let text = "n-max = 40\n[[channel]]\nid = \"news\"\nplan = [290, 230, 100]\n[[channel]]\nid = \"sport\"\n";
+        let flags = flags_from_toml(text, Path::new("relay.toml"), &relay).expect("valid");
+        assert_eq!(flags, ["--channel=id=news,plan=290,230,100", "--channel=id=sport", "--n-max=40"]);
+        let m = overridable(Command::new("layerp2p").subcommand(relay.clone()))
+            .try_get_matches_from(["layerp2p", "relay", "--channel=id=a", "--channel=id=b"])
+            .expect("clap accepts it");
+        let (_, sub) = m.subcommand().expect("relay");
+        let table = effective_table(&relay, sub);
+        assert_eq!(table.get("channel").map(ToString::to_string).as_deref(), Some("[\"id=a\", \"id=b\"]"));
+        let nested = "[[channel]]\nid = \"x\"\n[channel.inner]\na = 1\n";
+        assert!(matches!(flags_from_toml(nested, Path::new("r.toml"), &relay), Err(ConfigError::BadValue { .. })));
     }
 }

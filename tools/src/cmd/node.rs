@@ -15,6 +15,8 @@ use layerp2p_codec::{Kbps, LayerPlan, LcSource};
 use layerp2p_engine::channel::{self, channel_id, plan_text};
 use layerp2p_engine::integrity::ContentAuth;
 use layerp2p_engine::runtime::exposition::NodeMetrics;
+use layerp2p_engine::runtime::http::HttpServer;
+use layerp2p_engine::runtime::player::{Players, StatusBoard, player_routes};
 use layerp2p_engine::runtime::playout::Playout;
 use layerp2p_engine::runtime::role::{NodeSpec, run_node_observed, run_tracker_observed};
 use layerp2p_engine::runtime::status::{NodeSummary, Status};
@@ -26,6 +28,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+mod channels;
 
 /// Flags every role shares.
 #[derive(ClapArgs, Debug)]
@@ -188,6 +192,14 @@ pub struct SeedArgs {
     /// LC. Without it content is not signed.
     #[arg(long)]
     key: Option<PathBuf>,
+    /// Serve several channels from this process, one per --channel (repeatable):
+    /// `id=NAME,KEY=VALUE,...` whose keys are this command's flags (`listen`, `plan`,
+    /// `n-max`, `upload-kbps`, ...), overriding the flags given outside for that
+    /// channel only. A config file lists them as `[[channel]]` tables; SIGHUP re-reads
+    /// it (new channels start, removed ones drain, changed ones restart, the others go
+    /// on untouched). See docs/OPERATIONS.md.
+    #[arg(long, value_name = "SPEC")]
+    channel: Vec<String>,
     #[command(flatten)]
     protocol: Protocol,
     #[command(flatten)]
@@ -236,6 +248,14 @@ pub struct RelayArgs {
     /// upstream peer on a private port fetches the stream and feeds them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     shards: u64,
+    /// Serve several channels from this process, one per --channel (repeatable):
+    /// `id=NAME,KEY=VALUE,...` whose keys are this command's flags (`listen`, `plan`,
+    /// `n-max`, `upload-kbps`, ...), overriding the flags given outside for that
+    /// channel only. A config file lists them as `[[channel]]` tables; SIGHUP re-reads
+    /// it (new channels start, removed ones drain, changed ones restart, the others go
+    /// on untouched). See docs/OPERATIONS.md.
+    #[arg(long, value_name = "SPEC")]
+    channel: Vec<String>,
     #[command(flatten)]
     protocol: Protocol,
     #[command(flatten)]
@@ -262,6 +282,12 @@ pub struct PeerArgs {
     /// stream (a seed with --input or --video clip).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Serve what this peer plays to local players over HTTP on this address (e.g.
+    /// 127.0.0.1:8090): MPEG-TS at /stream.ts (`vlc http://ADDR/stream.ts`), a status
+    /// page at / and its numbers at /status.json. The stream needs H.264 video, as
+    /// --output does.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
     #[command(flatten)]
     neighbours: NeighbourArgs,
     #[command(flatten)]
@@ -348,29 +374,42 @@ fn config(
     pc
 }
 
-/// Runs `spec`; with `output`, what the node plays is written there as Annex B.
-fn node(
-    spec: NodeSpec,
-    source: Option<Box<dyn LcSource>>,
-    output: Option<PathBuf>,
-    common: &Common,
-) -> Result<(), String> {
-    let stdout_busy = output.as_deref().is_some_and(is_std);
+/// Where a viewer hands what it plays: `--output` (Annex B) and `--http` (players).
+#[derive(Debug, Default)]
+struct Playback {
+    file: Option<PathBuf>,
+    http: Option<SocketAddr>,
+}
+
+/// Runs `spec`; what the node plays goes where `playback` says.
+fn node(spec: NodeSpec, source: Option<Box<dyn LcSource>>, playback: Playback, common: &Common) -> Result<(), String> {
+    let stdout_busy = playback.file.as_deref().is_some_and(is_std);
     if stdout_busy && common.json {
         return Err("--json and --output - both want stdout: write the video to a file, or drop --json".into());
     }
-    let playout = match output {
-        Some(path) => {
-            Some(Playout::spawn(open_output(&path)?).map_err(|e| format!("cannot start the output writer: {e}"))?)
+    let board = StatusBoard::new();
+    let players = playback.http.map(|_| Players::new());
+    let _players_server = match (playback.http, &players) {
+        (Some(addr), Some(p)) => Some(serve_players(addr, p, &board)?),
+        _ => None,
+    };
+    let file = playback.file.as_deref().map(open_output).transpose()?;
+    let playout = match (file, players) {
+        (None, None) => None,
+        (file, players) => {
+            Some(Playout::spawn_to(file, players).map_err(|e| format!("cannot start the output writer: {e}"))?)
         }
-        None => None,
     };
     let (playout, sink) = playout.unzip();
     let metrics = spec.metrics();
     let _server = common.ops.serve_metrics(&metrics)?;
     let stop = drain_on_signals()?;
     let mut print = status_printer(common, stop.clone());
-    let summary = run_node_observed(spec, source, sink, stop, &metrics, &mut print).map_err(|e| e.to_string())?;
+    let mut observe = |s: &Status| {
+        board.update(s);
+        print(s)
+    };
+    let summary = run_node_observed(spec, source, sink, stop, &metrics, &mut observe).map_err(|e| e.to_string())?;
     if let Some(p) = playout {
         let report = p.finish().map_err(|e| format!("writing the output: {e}"))?;
         tracing::info!(
@@ -380,6 +419,15 @@ fn node(
         );
     }
     finish(common, summary, stdout_busy)
+}
+
+/// `--http`: the stream and status page of a viewer.
+fn serve_players(addr: SocketAddr, players: &Arc<Players>, board: &Arc<StatusBoard>) -> Result<HttpServer, String> {
+    let server =
+        HttpServer::bind(addr, player_routes(players.clone(), board.clone())).map_err(|e| format!("--http: {e}"))?;
+    let at = server.local_addr();
+    tracing::info!(addr = %at, "players: vlc http://{at}/stream.ts; status page at http://{at}/");
+    Ok(server)
 }
 
 /// `-` means stdin or stdout.
@@ -439,6 +487,15 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 
 pub fn seed(args: SeedArgs) -> Result<(), String> {
     args.common.ops.init_logs();
+    if !args.channel.is_empty() {
+        return channels::serve(&args);
+    }
+    let (spec, source) = seed_node(&args)?;
+    node(spec, Some(source), Playback::default(), &args.common)
+}
+
+/// The seed `args` describe and the stream it ingests.
+fn seed_node(args: &SeedArgs) -> Result<(NodeSpec, Box<dyn LcSource>), String> {
     if args.tracker.is_none() && args.tracker_listen.port() == 0 {
         return Err(format!(
             "--tracker-listen {} has port 0: peers could not find the embedded tracker; give a port",
@@ -450,7 +507,7 @@ pub fn seed(args: SeedArgs) -> Result<(), String> {
         Some(path) => ContentAuth::Sign(channel::read_secret_key(path).map_err(|e| e.to_string())?),
         None => ContentAuth::Off,
     };
-    let source = seed_source(&args)?;
+    let source = seed_source(args)?;
     let plan = source.plan().clone();
     if let Some(given) = args.protocol.plan.as_ref().filter(|&p| *p != plan) {
         return Err(format!(
@@ -491,7 +548,7 @@ pub fn seed(args: SeedArgs) -> Result<(), String> {
             plan_text(&plan)
         ),
     }
-    node(spec, Some(source), None, &args.common)
+    Ok((spec, source))
 }
 
 /// `layerp2p keygen`: a new channel secret in a file, its public key on stdout.
@@ -522,19 +579,17 @@ fn membership(protocol: &Protocol, m: &Member) -> Result<(LayerPlan, ContentAuth
     Ok((plan, auth))
 }
 
-/// Runs a relay or peer that joins `m.tracker`'s swarm; `tune` changes its
+/// The relay or peer that joins `m.tracker`'s swarm; `tune` changes its
 /// configuration (neighbour limits) before it starts.
-#[allow(clippy::too_many_arguments)]
-fn member(
+fn member_spec(
     role: Role,
     m: &Member,
     upload: u32,
     tune: impl FnOnce(&mut PeerConfig) -> Result<(), String>,
     shards: u64,
     protocol: &Protocol,
-    output: Option<PathBuf>,
     common: &Common,
-) -> Result<(), String> {
+) -> Result<NodeSpec, String> {
     let (plan, auth) = membership(protocol, m)?;
     let mut peer = config(role, protocol, plan, auth, upload, Some(m.tracker));
     tune(&mut peer)?;
@@ -555,17 +610,26 @@ fn member(
         first_core: common.core,
         rng_seed: common.rng_seed,
     };
-    node(spec, None, output, common)
+    Ok(spec)
 }
 
 pub fn relay(args: RelayArgs) -> Result<(), String> {
     args.common.ops.init_logs();
+    if !args.channel.is_empty() {
+        return channels::serve(&args);
+    }
+    let spec = relay_spec(&args)?;
+    node(spec, None, Playback::default(), &args.common)
+}
+
+/// The relay `args` describe.
+fn relay_spec(args: &RelayArgs) -> Result<NodeSpec, String> {
     let n_max = args.n_max as usize;
     let tune = |pc: &mut PeerConfig| {
         pc.n_max = n_max;
         Ok(())
     };
-    member(Role::Relay, &args.member, args.upload_kbps, tune, args.shards, &args.protocol, None, &args.common)
+    member_spec(Role::Relay, &args.member, args.upload_kbps, tune, args.shards, &args.protocol, &args.common)
 }
 
 /// `--upload-kbps`: a cap, or measured.
@@ -598,5 +662,6 @@ pub fn peer(args: PeerArgs) -> Result<(), String> {
         Upload::Kbps(k) => k,
         Upload::Auto => AUTO_UPLOAD_CEILING_KBPS,
     };
-    member(Role::Peer, &args.member, upload, tune, 1, &args.protocol, args.output, &args.common)
+    let spec = member_spec(Role::Peer, &args.member, upload, tune, 1, &args.protocol, &args.common)?;
+    node(spec, None, Playback { file: args.output, http: args.http }, &args.common)
 }

@@ -3,7 +3,7 @@
 //! `--config`/`--print-config` (read by `config_file` before clap parses), and the
 //! signal handling of a graceful drain. Wiring only; the engine does the work.
 
-use layerp2p_engine::runtime::exposition::NodeMetrics;
+use layerp2p_engine::runtime::exposition::Exposition;
 use layerp2p_engine::runtime::http::{HttpServer, metrics_routes};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,7 +56,7 @@ impl Ops {
     }
 
     /// Serves `metrics` on `--metrics-listen`, if given; the server stops when dropped.
-    pub fn serve_metrics(&self, metrics: &Arc<NodeMetrics>) -> Result<Option<HttpServer>, String> {
+    pub fn serve_metrics<M: Exposition>(&self, metrics: &Arc<M>) -> Result<Option<HttpServer>, String> {
         let Some(addr) = self.metrics_listen else { return Ok(None) };
         let server =
             HttpServer::bind(addr, metrics_routes(metrics.clone())).map_err(|e| format!("--metrics-listen: {e}"))?;

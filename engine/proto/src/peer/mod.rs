@@ -156,6 +156,9 @@ pub struct PeerStats {
     pub bad_manifests: u64,
     /// Neighbours dropped and refused for forging.
     pub neighbours_banned: u64,
+    /// Disconnects and Declines ignored because they did not echo the token we gave
+    /// their claimed sender (forged teardowns).
+    pub unauthenticated_control: u64,
     /// Request-to-send (supplier) and request-to-arrival (receiver) latencies.
     pub latency: Latencies,
 }
@@ -195,6 +198,7 @@ impl PeerStats {
             unverified,
             bad_manifests,
             neighbours_banned,
+            unauthenticated_control,
             latency,
         } = other;
         if self.layers.len() < layers.len() {
@@ -226,6 +230,7 @@ impl PeerStats {
         self.unverified += unverified;
         self.bad_manifests += bad_manifests;
         self.neighbours_banned += neighbours_banned;
+        self.unauthenticated_control += unauthenticated_control;
         self.latency.merge(latency);
     }
 
@@ -261,6 +266,8 @@ pub struct Peer {
     /// The seed's signer (only with `ContentAuth::Sign`).
     builder: Option<ManifestBuilder>,
     candidates: Vec<SocketAddr>,
+    /// Connects still to go, in list order, to the head of the latest tracker list.
+    head_tries: usize,
     store: store::Store,
     playback: Playback,
     supplier: Supplier,
@@ -323,6 +330,7 @@ impl Peer {
                 _ => None,
             },
             candidates: Vec::new(),
+            head_tries: 0,
             store: store::Store::new(layers),
             playback: Playback::new(layers, cfg.lag, now + cfg.startup),
             supplier: Supplier::new(cfg.policy.supplier(), cfg.max_queue),
@@ -471,7 +479,7 @@ impl Peer {
         }
         let addrs: Vec<SocketAddr> = self.neighbours.iter().map(|(_, n)| n.addr).collect();
         for addr in addrs {
-            self.send(addr, vec![Message::Disconnect { reason: Reason::Leaving }]);
+            self.disconnect(addr, Reason::Leaving);
         }
         if let Some(tracker) = self.cfg.tracker {
             let leave = self.to_tracker(Message::Leave { channel: self.cfg.channel, peer: self.id });
@@ -541,6 +549,32 @@ impl Peer {
 
     fn token_for(&self, slot: usize) -> Option<Message> {
         self.neighbours.get(slot).map(|n| Message::Token { nonce: n.token_out, echo: n.token_in })
+    }
+
+    /// Tells neighbour `addr` the relationship is over, echoing its token: only a
+    /// Disconnect that proves it comes from the neighbour is acted on.
+    fn disconnect(&mut self, addr: SocketAddr, reason: Reason) {
+        let mut messages = vec![Message::Disconnect { reason }];
+        messages.extend(self.neighbours.slot_of(&addr).and_then(|slot| self.token_for(slot)));
+        self.send(addr, messages);
+    }
+
+    /// A Disconnect or Decline from `from` counts only if it echoes the token we
+    /// gave `from` (as a neighbour, or in our pending Connect): anyone can forge a
+    /// source address, only the real party knows the token. A mismatch is counted.
+    fn authentic_teardown(&mut self, from: SocketAddr, token: Option<(u64, u64)>) -> bool {
+        let expected = match self.neighbours.slot_of(&from).and_then(|slot| self.neighbours.get(slot)) {
+            Some(n) => n.token_out,
+            None => match self.pending.get(&from) {
+                Some(&(_, nonce)) => nonce,
+                None => return false,
+            },
+        };
+        let authentic = token.is_some_and(|(_, echo)| echo == expected);
+        if !authentic {
+            self.stats.unauthenticated_control += 1;
+        }
+        authentic
     }
 
     fn event(&mut self, e: Event) {
@@ -670,7 +704,7 @@ impl Peer {
 
     /// Drops a neighbour caught forging and refuses it for `BAN_FOR`.
     fn ban(&mut self, now: Time, addr: SocketAddr) {
-        self.send(addr, vec![Message::Disconnect { reason: Reason::Refused }]);
+        self.disconnect(addr, Reason::Refused);
         self.remove_neighbour(&addr);
         self.pending.remove(&addr);
         self.stats.neighbours_banned += 1;
@@ -684,12 +718,22 @@ impl Peer {
             && self.refused.get(addr).is_none_or(|&until| now >= until)
     }
 
-    /// Sends up to `count` establishment requests to random candidates.
+    /// Sends up to `count` establishment requests to candidates: the first
+    /// `list_head_tries` after a new list in its order (a tracker leads its lists with
+    /// the channel's longest-present peers, which a flood of fresh identities cannot
+    /// displace), then random ones.
     fn connect_to_candidates(&mut self, now: Time, count: usize) {
         for _ in 0..count {
             let choices: Vec<SocketAddr> =
                 self.candidates.iter().copied().filter(|a| self.is_contactable(now, a)).collect();
-            let Some(&addr) = choices.choose(&mut self.rng) else {
+            let pick = match self.head_tries {
+                0 => choices.choose(&mut self.rng),
+                _ => {
+                    self.head_tries -= 1;
+                    choices.first()
+                }
+            };
+            let Some(&addr) = pick else {
                 self.ask_tracker(now);
                 return;
             };
@@ -738,23 +782,25 @@ impl Peer {
         if (self.cfg.role == Role::Seed && !seed_adapts) || have < self.cfg.n_min.max(1) {
             return;
         }
-        let eligible: Vec<(SocketAddr, u64)> = self
+        // Among equal contributors, one that never advertised any LC goes first: it
+        // has nothing to give (a neighbour that only keeps its slot warm).
+        let eligible: Vec<(SocketAddr, u64, bool)> = self
             .neighbours
             .iter()
             .filter(|(_, n)| n.validated && now.since(n.since) >= self.cfg.adaptation)
-            .map(|(_, n)| (n.addr, n.rate.bits_per_sec()))
+            .map(|(_, n)| (n.addr, n.rate.bits_per_sec(), n.head_offset.is_some()))
             .collect();
         let victim = match self.cfg.policy.supplier() {
-            SupplierPolicy::TitForTat => eligible.iter().min_by_key(|(_, rate)| *rate),
+            SupplierPolicy::TitForTat => eligible.iter().min_by_key(|(_, rate, holds)| (*rate, *holds)),
             SupplierPolicy::RoundRobin => eligible.choose(&mut self.rng),
         };
         // A seed only drops a neighbour that gave nothing back (below eps): any
         // contributor is worth its slot, and a contributor dropped would lose its best
         // supplier.
         let eps = self.cfg.incentive.epsilon.bits_per_sec();
-        let victim = victim.filter(|&&(_, rate)| self.cfg.role != Role::Seed || rate < eps);
-        if let Some(&(addr, _)) = victim {
-            self.send(addr, vec![Message::Disconnect { reason: Reason::Adaptation }]);
+        let victim = victim.filter(|&&(_, rate, _)| self.cfg.role != Role::Seed || rate < eps);
+        if let Some(&(addr, ..)) = victim {
+            self.disconnect(addr, Reason::Adaptation);
             self.remove_neighbour(&addr);
             self.refused.insert(addr, now + self.cfg.adaptation);
             self.shun(now, addr, self.cfg.adaptation);
@@ -777,7 +823,7 @@ impl Peer {
         received: u64,
     ) {
         if channel != self.cfg.channel || self.left || self.is_shunned(now, &from) {
-            self.send(from, vec![Message::Decline { reason: Reason::Refused }]);
+            self.decline(from, Reason::Refused, token);
             return;
         }
         if let Some(slot) = self.neighbours.slot_of(&from) {
@@ -787,7 +833,7 @@ impl Peer {
             return;
         }
         if self.neighbours.validated_len() >= self.cfg.n_max {
-            self.send(from, vec![Message::Decline { reason: Reason::Full }]);
+            self.decline(from, Reason::Full, token);
             return;
         }
         // Handshakes have their own small table; the oldest gives way.
@@ -803,6 +849,14 @@ impl Peer {
         let accept = self.accept(from);
         let token_out = self.rng.random::<u64>() | 1;
         self.add_neighbour(now, from, id, role, false, (token_out, token_in), received, accept);
+    }
+
+    /// Declines a Connect, echoing its token so the initiator knows the Decline is
+    /// ours (smaller than the Connect, so no amplification).
+    fn decline(&mut self, to: SocketAddr, reason: Reason, token: Option<(u64, u64)>) {
+        let mut messages = vec![Message::Decline { reason }];
+        messages.extend(token.map(|(nonce, _)| Message::Token { nonce: 0, echo: nonce }));
+        self.send(to, messages);
     }
 
     /// An Accept for `to`; a seed or relay (a public meeting point) also says where it
@@ -828,7 +882,10 @@ impl Peer {
         self.pending.remove(&from);
         self.nat.attempt_done(&from);
         if self.neighbours.validated_len() >= self.cfg.n_max {
-            self.send(from, vec![Message::Disconnect { reason: Reason::Full }]);
+            self.send(
+                from,
+                vec![Message::Disconnect { reason: Reason::Full }, Message::Token { nonce, echo: their_token }],
+            );
             return;
         }
         // Our token stays the one the Connect carried: the receptor echoes that one.
@@ -851,10 +908,13 @@ impl Peer {
         })
     }
 
-    fn on_buffer_map(&mut self, now: Time, from: SocketAddr, m: BufferMapMsg) {
+    fn on_buffer_map(&mut self, now: Time, from: SocketAddr, m: BufferMapMsg, token: Option<(u64, u64)>) {
         let Some((_, n)) = self.neighbours.by_addr_mut(&from) else {
-            // They think we are neighbours; we are not (e.g. a lost Disconnect).
-            self.send(from, vec![Message::Disconnect { reason: Reason::Refused }]);
+            // They think we are neighbours; we are not (e.g. a lost Disconnect). The
+            // echo of their token lets them believe us (smaller than the map).
+            let mut messages = vec![Message::Disconnect { reason: Reason::Refused }];
+            messages.extend(token.map(|(nonce, _)| Message::Token { nonce: 0, echo: nonce }));
+            self.send(from, messages);
             return;
         };
         // Until it proves its address, nothing it says counts or keeps it alive.
@@ -1057,6 +1117,7 @@ impl Peer {
                 if Some(from) == self.cfg.tracker {
                     self.candidates = peers;
                     self.candidates.truncate(self.cfg.max_candidates);
+                    self.head_tries = self.cfg.list_head_tries;
                     self.seek(now);
                 }
             }
@@ -1065,7 +1126,8 @@ impl Peer {
             }
             Message::Accept { peer, role } => self.on_accept(now, from, peer, role, token),
             Message::Decline { .. } => {
-                if self.pending.remove(&from).is_some() {
+                if self.pending.contains_key(&from) && self.authentic_teardown(from, token) {
+                    self.pending.remove(&from);
                     self.nat.attempt_done(&from);
                     self.refused.insert(from, now + REFUSED_FOR);
                     // A replacement for an adaptation's drop: ask the next candidate
@@ -1079,10 +1141,12 @@ impl Peer {
                 }
             }
             Message::Disconnect { .. } => {
-                self.pending.remove(&from);
-                self.remove_neighbour(&from);
+                if self.authentic_teardown(from, token) {
+                    self.pending.remove(&from);
+                    self.remove_neighbour(&from);
+                }
             }
-            Message::BufferMap(m) => self.on_buffer_map(now, from, m),
+            Message::BufferMap(m) => self.on_buffer_map(now, from, m, token),
             Message::Request { ttl_ms, ids } => self.on_request(now, from, ttl_ms, ids),
             Message::Data(lc) => self.on_data(now, from, lc),
             Message::Manifest(m) => self.on_manifest(now, from, m),
@@ -1096,7 +1160,7 @@ impl Peer {
                     self.report_nat();
                 }
             }
-            Message::Introduce { channel, addr } => self.on_introduce(now, from, channel, addr),
+            Message::Introduce { channel, addr } => self.on_introduce(now, from, channel, addr, token),
             Message::Punch => self.on_punch(now, from),
             Message::NatReport { .. } => {}
         }
@@ -1413,7 +1477,8 @@ impl Peer {
 
     fn report_nat(&mut self) {
         if let (Some(tracker), Some(nat)) = (self.cfg.tracker, self.nat.report()) {
-            self.send(tracker, vec![Message::NatReport { nat }]);
+            let report = self.to_tracker(Message::NatReport { nat });
+            self.send(tracker, report);
         }
     }
 
@@ -1426,16 +1491,27 @@ impl Peer {
             self.pending.iter().filter(|(_, (at, _))| now.since(*at) >= nat::PUNCH_AFTER).map(|(a, _)| *a).collect();
         for addr in waiting {
             if self.nat.should_introduce(addr) {
-                self.send(tracker, vec![Message::Introduce { channel: self.cfg.channel, addr }]);
+                let introduce = self.to_tracker(Message::Introduce { channel: self.cfg.channel, addr });
+                self.send(tracker, introduce);
             }
         }
     }
 
     /// The tracker says `asker` wants to reach us: a punch opens our NAT towards it.
     /// Small (smaller than the introduction), once per asker per period, and only with
-    /// room for a neighbour.
-    fn on_introduce(&mut self, now: Time, from: SocketAddr, channel: crate::wire::ChannelId, asker: SocketAddr) {
+    /// room for a neighbour. It must echo the token the tracker gave us: anyone can
+    /// forge the tracker's address.
+    fn on_introduce(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        channel: crate::wire::ChannelId,
+        asker: SocketAddr,
+        token: Option<(u64, u64)>,
+    ) {
         if Some(from) != self.cfg.tracker
+            || self.tracker_token == 0
+            || token.is_none_or(|(_, echo)| echo != self.tracker_token)
             || channel != self.cfg.channel
             || self.left
             || self.neighbours.validated_len() >= self.cfg.n_max
@@ -1508,7 +1584,7 @@ impl Node for Peer {
         if newly_validated {
             if self.neighbours.validated_len() > self.cfg.n_max {
                 // Validated while the others filled every slot.
-                self.send(from, vec![Message::Disconnect { reason: Reason::Full }]);
+                self.disconnect(from, Reason::Full);
                 self.remove_neighbour(&from);
                 return;
             }
