@@ -4,11 +4,15 @@
 //! (`peer --output`); then ffmpeg decodes every output. Asserted: the access units
 //! written decode, every NAL unit written is one the seed sent, whole, ffmpeg finds
 //! nothing malformed, and every contributor's PSNR (a frame not shown counts as the
-//! last one shown, frozen) is well above the free-rider's.
+//! last one shown, frozen) is well above the free-rider's. Printed, to see where
+//! quality comes from: each node's summary (α per layer), what each viewer sent to
+//! and got from each neighbour (who serves whom, the seed's share), and each
+//! viewer's PSNR per second of the clip.
 //!
 //! ffmpeg must be on PATH (.ci/run installs it); without it the test says so and
 //! passes, unless `CI` is set. `video_psnr_follows_upload_on_your_clip` (ignored) runs
-//! the same on any clip: LAYERP2P_CLIP=path.y4m LAYERP2P_LAG_S=30.
+//! the same on any clip: LAYERP2P_CLIP=path.y4m LAYERP2P_LAG_S=30. With
+//! LAYERP2P_BY_SERVED set, viewers draw holders by served share (decision 0007).
 
 mod common;
 
@@ -180,6 +184,9 @@ fn stream(clip: &Clip, seed_kbps: u32, lag: Duration, dir: &Path) -> Vec<PathBuf
         let mut pc = PeerConfig::peer(Policy::LayerP2P, plan.clone(), Kbps(upload));
         pc.tracker = Some(tracker);
         pc.lag = lag;
+        if std::env::var_os("LAYERP2P_BY_SERVED").is_some() {
+            pc.incentive.holder_choice = layerp2p_engine::HolderChoice::ByServed;
+        }
         viewers.push((run_for(spec(pc, None, 10 + i as u64), None, Some(sink), secs), playout, path));
     }
     let mut paths = Vec::new();
@@ -187,10 +194,11 @@ fn stream(clip: &Clip, seed_kbps: u32, lag: Duration, dir: &Path) -> Vec<PathBuf
         let summary = node.join().expect("viewer ran");
         let report = playout.finish().expect("output written");
         eprint!("{}", summary.text());
+        eprintln!("  neighbours (bytes up/down): {:?}", summary.neighbours);
         eprintln!("output {}: {report:?}", path.display());
         paths.push(path);
     }
-    seed.join().expect("seed ran");
+    eprint!("{}", seed.join().expect("seed ran").text());
     paths
 }
 
@@ -275,14 +283,22 @@ fn judge(clip: &Clip, upload: u32, path: &Path, from: usize) -> Judged {
     let gray = Picture::filled(res, 128);
     let mut on_screen: Option<Picture> = None;
     let mut total = 0.0;
+    let mut per_second = Vec::new();
     for (n, original) in clip.originals.iter().enumerate() {
         if let Some(k) = shown[n] {
             on_screen = Picture::from_i420(res, pictures[k * size..(k + 1) * size].to_vec());
         }
+        let db = psnr(original, on_screen.as_ref().unwrap_or(&gray)).expect("same size").min(100.0);
         if n >= from {
-            total += psnr(original, on_screen.as_ref().unwrap_or(&gray)).expect("same size").min(100.0);
+            total += db;
         }
+        per_second.push(db);
     }
+    let secs: Vec<String> = per_second
+        .chunks(clip.rate.as_f64() as usize)
+        .map(|c| format!("{:.0}", c.iter().sum::<f64>() / c.len() as f64))
+        .collect();
+    eprintln!("{upload} kbps, dB per second: {}", secs.join(" "));
     let scored = clip.originals.len().saturating_sub(from).max(1);
     Judged {
         upload,

@@ -29,6 +29,14 @@ pub enum HolderChoice {
         /// Weight every holder gets on top of its d(n,k), so none drops to zero.
         floor: Kbps,
     },
+    /// At random with weight the share of our requests the holder served lately
+    /// (`Neighbour::served_permille`) plus 5 %: a holder that served all we asked has
+    /// upload we left unused (a work-conserving supplier gives it to whoever asks,
+    /// free-riders included); one that served little is busy or never serves. Not
+    /// the default: in `tests/freeriders.rs` free-riders lose more and contributors
+    /// gain, but low contributors gain so much that `tests/trace_sim.rs`'s "high above
+    /// low" fails (docs/decisions/0007).
+    ByServed,
 }
 
 /// The incentive parameters (DESIGN.md §4-§6, §8: eps, d_l, d_s are ours to choose) and
@@ -248,6 +256,7 @@ impl PeerConfig {
         let holder_choice = match i.holder_choice {
             HolderChoice::Uniform => serde_json::json!("uniform"),
             HolderChoice::ByRate { floor } => serde_json::json!({ "by_rate_floor_kbps": floor.0 }),
+            HolderChoice::ByServed => serde_json::json!("by_served"),
         };
         serde_json::json!({
             "policy": self.policy.name(),

@@ -116,6 +116,10 @@ pub struct IncentiveArgs {
     /// (DESIGN.md §6, the default). An experiment, not adopted: see docs/EXPERIMENTS.md.
     #[arg(long, value_name = "KBPS", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub holder_floor_kbps: Option<u32>,
+    /// Ask each LC of a holder drawn with weight the share of our requests it served
+    /// lately, instead of uniformly. An experiment, not adopted: docs/decisions/0007.
+    #[arg(long, conflicts_with = "holder_floor_kbps")]
+    pub holder_by_served: bool,
     /// The seed no longer asks each neighbour for one LC a round: it serves every
     /// neighbour alike, never drops one and pushes nothing (the paper's seed; see
     /// docs/decisions/0002-seed-audit-and-push.md).
@@ -205,6 +209,9 @@ impl IncentiveArgs {
         }
         if let Some(v) = self.first_lc_credit_kbps {
             cfg.first_lc_credit = Kbps(v);
+        }
+        if self.holder_by_served {
+            cfg.holder_choice = layerp2p_engine::HolderChoice::ByServed;
         }
         if let Some(v) = self.holder_floor_kbps {
             cfg.holder_choice = layerp2p_engine::HolderChoice::ByRate { floor: Kbps(v) };

@@ -997,6 +997,7 @@ impl Peer {
         };
         n.last_heard = now;
         n.rate.add_bytes(cost);
+        n.answered = n.answered.saturating_add(1);
         // Their first LC earns the one-off credit (`Incentive::first_lc_credit`).
         if n.bytes_down == 0 {
             n.rate.credit(first_lc_credit);
@@ -1303,6 +1304,9 @@ impl Peer {
             let ttl = self.cfg.round.saturating_sub(rtt).max(self.cfg.round / 4);
             let ttl_ms = ttl.as_millis().min(u16::MAX as u128) as u16;
             let ids = self.requests.get_mut(slot).map(std::mem::take).unwrap_or_default();
+            if let Some(n) = self.neighbours.get_mut(slot) {
+                n.end_request_round(ids.len() as u32);
+            }
             for &id in &ids {
                 self.requested.requested(id, now);
             }

@@ -69,6 +69,13 @@ pub struct Neighbour {
     pub map: Option<BufferMap>,
     /// d(n,k).
     pub rate: RateEstimator,
+    /// Requests we sent it in the latest round.
+    pub asked: u32,
+    /// LCs it sent us since then.
+    pub answered: u32,
+    /// Share of our requests it served, per mille, smoothed over rounds
+    /// (`Neighbour::end_request_round`); it starts at all of them.
+    pub served_permille: u32,
     /// Smoothed round-trip time from buffer-map echoes; `None` until one is measured.
     pub rtt: Option<Duration>,
     /// The least round trip measured (the path without queues), for `uplink`.
@@ -103,6 +110,17 @@ pub struct Neighbour {
 pub const MANIFESTS_SENT_MEMORY: usize = 64;
 
 impl Neighbour {
+    /// Folds the round's answered share of what we asked into `served_permille` (half
+    /// old, half new) and starts counting the next round's `asked` requests.
+    pub fn end_request_round(&mut self, asked: u32) {
+        if self.asked > 0 {
+            let share = (u64::from(self.answered) * 1000 / u64::from(self.asked)).min(1000) as u32;
+            self.served_permille = (self.served_permille + share) / 2;
+        }
+        self.asked = asked;
+        self.answered = 0;
+    }
+
     /// A fresh, unvalidated relationship credited with `initial` as d(n,k).
     pub fn new(addr: SocketAddr, id: PeerId, role: Role, initiator: bool, now: Time, initial: Kbps) -> Neighbour {
         Neighbour {
@@ -114,6 +132,9 @@ impl Neighbour {
             last_heard: now,
             map: None,
             rate: RateEstimator::new(initial),
+            asked: 0,
+            answered: 0,
+            served_permille: 1000,
             rtt: None,
             base_rtt: None,
             echo: None,

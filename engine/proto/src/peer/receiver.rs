@@ -5,6 +5,9 @@
 //! together (regular requests), then each higher layer shuffled on its own, lowest
 //! first (probing requests). The baselines shuffle everything together. Requests
 //! keep that order per supplier, because each supplier serves its queue FIFO.
+//!
+//! `HolderChoice::ByServed` draws the holder with weight the share of our requests
+//! it served lately instead (docs/decisions/0007).
 
 use crate::config::HolderChoice;
 use crate::peer::neighbours::Neighbours;
@@ -55,8 +58,9 @@ pub fn schedule(
             if !store.is_placed(layer) {
                 continue;
             }
-            let drawn =
-                choice == HolderChoice::Uniform && collect_layer_uniform(layer, store, neighbours, rng, scratch);
+            let by_served = choice == HolderChoice::ByServed;
+            let drawn = (choice == HolderChoice::Uniform || by_served)
+                && collect_layer_uniform(layer, by_served, store, neighbours, rng, scratch);
             if !drawn {
                 collect_layer(layer, choice, store, neighbours, rng, scratch);
             }
@@ -101,6 +105,7 @@ const MAX_MASKED_HOLDERS: usize = 64;
 /// reservoir sampling takes, and a few instructions per (holder, LC) pair.
 fn collect_layer_uniform(
     layer: LayerId,
+    by_served: bool,
     store: &Store,
     neighbours: &Neighbours,
     rng: &mut impl Rng,
@@ -109,6 +114,7 @@ fn collect_layer_uniform(
     let own = store.window(layer);
     let mut windows = [own; MAX_MASKED_HOLDERS];
     let mut slots = [0u32; MAX_MASKED_HOLDERS];
+    let mut weights = [0u64; MAX_MASKED_HOLDERS];
     let mut holders = 0;
     let mut end = 0;
     for (slot, n) in neighbours.iter() {
@@ -118,6 +124,7 @@ fn collect_layer_uniform(
         }
         windows[holders] = theirs;
         slots[holders] = slot as u32;
+        weights[holders] = served_weight(n);
         holders += 1;
         end = end.max(theirs.word_range().end);
     }
@@ -159,12 +166,49 @@ fn collect_layer_uniform(
             bits &= bits - 1;
             let mask = std::mem::take(&mut masks[b]);
             let count = mask.count_ones();
-            let pick = if count == 1 { 0 } else { rng.random_range(0..count) };
+            let holder = if count == 1 {
+                mask.trailing_zeros() as usize
+            } else if by_served {
+                weighted_set_bit(mask, &weights, rng)
+            } else {
+                nth_set_bit(mask, rng.random_range(0..count))
+            };
             let id = LcId { layer, seq: layerp2p_codec::Seq(abs * 64 + b as u32) };
-            s.layer.push((id, slots[nth_set_bit(mask, pick)]));
+            s.layer.push((id, slots[holder]));
         }
     }
     true
+}
+
+/// Weight of a holder under `HolderChoice::ByServed`: the share of our requests it served, per
+/// mille, plus a floor so that one that served nothing lately is still tried now
+/// and then (it may have been busy).
+fn served_weight(n: &crate::peer::neighbours::Neighbour) -> u64 {
+    u64::from(n.served_permille) + SERVED_FLOOR_PERMILLE
+}
+
+/// Floor of [`served_weight`], per mille.
+const SERVED_FLOOR_PERMILLE: u64 = 50;
+
+/// Index of a set bit of `mask` drawn with probability proportional to `weights[bit]`.
+fn weighted_set_bit(mask: u64, weights: &[u64; MAX_MASKED_HOLDERS], rng: &mut impl Rng) -> usize {
+    let mut bits = mask;
+    let mut total = 0u64;
+    while bits != 0 {
+        total += weights[bits.trailing_zeros() as usize];
+        bits &= bits - 1;
+    }
+    let mut at = rng.random_range(0..total.max(1));
+    let mut bits = mask;
+    while bits != 0 {
+        let k = bits.trailing_zeros() as usize;
+        if at < weights[k] {
+            return k;
+        }
+        at -= weights[k];
+        bits &= bits - 1;
+    }
+    mask.trailing_zeros() as usize
 }
 
 /// Index of the `n`-th (from 0) set bit of `mask`, which has more than `n` set bits.
@@ -193,6 +237,7 @@ fn collect_layer(
         let Some(theirs) = n.map.as_ref().and_then(|m| m.layer(layer)) else { continue };
         let weight = match choice {
             HolderChoice::Uniform => 1,
+            HolderChoice::ByServed => served_weight(n),
             HolderChoice::ByRate { floor } => (n.rate.bits_per_sec() / 1000).saturating_add(floor.0.max(1) as u64),
         };
         for seq in own.wanted_from(theirs) {
@@ -409,6 +454,43 @@ mod tests {
         }
         asked.sort_unstable();
         assert_eq!(asked, (5..200).filter(|&s| s != 130).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_holder_that_served_little_is_asked_little() {
+        // Two holders of 2,000 LCs: the first served all we asked, the second
+        // (a free-rider advertising what it holds) nothing, over a few rounds.
+        let lcs = 2_000;
+        let mut store = Store::new(1);
+        store.place(LayerId::BASE, Seq(0));
+        let mut neighbours = Neighbours::default();
+        for (k, answered) in [100, 0].into_iter().enumerate() {
+            let mut w = LayerWindow::new(Seq(0));
+            for s in 0..lcs {
+                w.insert(Seq(s)).expect("within the window");
+            }
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + k as u16));
+            let mut n = Neighbour::new(addr, PeerId(k as u64), Role::Peer, true, Time::ZERO, Kbps(0));
+            n.map = Some(BufferMap::from_layers(vec![w]));
+            for _ in 0..4 {
+                n.end_request_round(100);
+                n.answered = answered;
+            }
+            n.end_request_round(100);
+            neighbours.insert(n);
+        }
+        let mut per_slot = Vec::new();
+        let mut rng = ChaCha8Rng::seed_from_u64(17);
+        let policy = ReceiverPolicy::Prioritized;
+        let choice = HolderChoice::ByServed;
+        schedule(policy, 1, choice, &store, &neighbours, &mut rng, &mut per_slot);
+        let share = per_slot[1].len() as f64 / lcs as f64;
+        // 1000 + 50 against 62 + 50 per mille: about a tenth.
+        assert!(share < 0.15, "the holder that served nothing got {share}");
+        // The default draws uniformly (DESIGN.md §6).
+        schedule(policy, 1, HolderChoice::Uniform, &store, &neighbours, &mut rng, &mut per_slot);
+        let share = per_slot[1].len() as f64 / lcs as f64;
+        assert!((share - 0.5).abs() < 0.05, "{share}");
     }
 
     #[test]
