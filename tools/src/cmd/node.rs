@@ -222,8 +222,9 @@ pub struct Member {
     /// The swarm's tracker: HOST:PORT, a name or an address (`[2001:db8::1]:7700`).
     /// Behind a NAT nothing else is needed: the peer learns its public address and
     /// NAT type and punches holes through the tracker's introductions.
+    /// Required (a relay's `--channel` may give it per channel instead).
     #[arg(long, value_parser = parse_host_port)]
-    tracker: SocketAddr,
+    tracker: Option<SocketAddr>,
     /// The channel's public key, 64 hex digits (what the seed and `layerp2p keygen`
     /// print): every LC is checked against manifests it signed. Without it nothing is
     /// checked (a warning says so) and only a seed without --key is found.
@@ -590,8 +591,9 @@ fn member_spec(
     protocol: &Protocol,
     common: &Common,
 ) -> Result<NodeSpec, String> {
+    let tracker = m.tracker.ok_or("--tracker HOST:PORT is required: the tracker of the swarm to join")?;
     let (plan, auth) = membership(protocol, m)?;
-    let mut peer = config(role, protocol, plan, auth, upload, Some(m.tracker));
+    let mut peer = config(role, protocol, plan, auth, upload, Some(tracker));
     tune(&mut peer)?;
     if role == Role::Peer {
         let (l_n, layers) = (peer.threshold_layer(), peer.plan.layers());

@@ -498,6 +498,24 @@ mod tests {
     }
 
     #[test]
+    fn each_channel_may_name_its_own_tracker_and_one_without_any_is_refused() {
+        let planned: Vec<Planned<RelayArgs>> = plan_channels(
+            &relay(),
+            &argv(&["--channel=id=a,tracker=127.0.0.1:7700", "--channel=id=b,tracker=127.0.0.1:7710"]),
+        )
+        .expect("no tracker outside the channels is needed");
+        let trackers: Vec<Option<SocketAddr>> =
+            planned.iter().map(|p| super::super::relay_spec(&p.args).expect("spec").peer.tracker).collect();
+        assert_eq!(
+            trackers,
+            [Some("127.0.0.1:7700".parse().expect("addr")), Some("127.0.0.1:7710".parse().expect("addr"))]
+        );
+        let planned: Vec<Planned<RelayArgs>> = plan_channels(&relay(), &argv(&["--channel=id=a"])).expect("planned");
+        let err = super::super::relay_spec(&planned[0].args).expect_err("no tracker");
+        assert!(err.contains("--tracker HOST:PORT is required"), "{err}");
+    }
+
+    #[test]
     fn ports_shared_by_two_channels_are_refused() {
         let at = |s: &str| s.parse::<SocketAddr>().expect("addr");
         assert!(same_port(at("0.0.0.0:7801"), at("127.0.0.1:7801")));
