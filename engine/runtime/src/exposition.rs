@@ -289,6 +289,9 @@ const COUNTERS: &[Family<Snapshot>] = &[
     ("forged_lcs", "LCs whose hash contradicts a verified manifest.", |s| s.stats.forged),
     ("unverified_lcs", "LCs dropped because no verified manifest covered them yet.", |s| s.stats.unverified),
     ("bad_manifests", "Manifests with a bad signature.", |s| s.stats.bad_manifests),
+    ("unauthenticated_control", "Disconnects and Declines ignored: they did not echo our token.", |s| {
+        s.stats.unauthenticated_control
+    }),
 ];
 
 /// Socket counters, every role (a tracker has no others).
@@ -314,6 +317,14 @@ const TRACKER_COUNTERS: &[Family<layerp2p_proto::tracker::TrackerStats>] = &[
     ("tracker_expired", "Registrations the tracker expired.", |t| t.expired),
     ("tracker_lists_sent", "Peer lists the tracker sent.", |t| t.lists_sent),
     ("tracker_refused", "Joins the tracker refused.", |t| t.refused),
+    ("tracker_unvalidated", "Joins and refreshes without a valid token: answered, not registered.", |t| t.unvalidated),
+    ("tracker_unvalidated_nat", "NAT reports and introduction requests without a valid token: ignored.", |t| {
+        t.unvalidated_nat
+    }),
+    ("tracker_prefix_limited", "Registrations refused: the source prefix used up its join budget.", |t| {
+        t.prefix_limited
+    }),
+    ("tracker_introductions", "Peers told to punch towards another (Introduce).", |t| t.introductions),
 ];
 
 /// Per-layer counters of what a viewer played: name, help, value.
