@@ -909,7 +909,7 @@ impl Peer {
     }
 
     fn on_buffer_map(&mut self, now: Time, from: SocketAddr, m: BufferMapMsg, token: Option<(u64, u64)>) {
-        let Some((_, n)) = self.neighbours.by_addr_mut(&from) else {
+        let Some((slot, n)) = self.neighbours.by_addr_mut(&from) else {
             // They think we are neighbours; we are not (e.g. a lost Disconnect). The
             // echo of their token lets them believe us (smaller than the map).
             let mut messages = vec![Message::Disconnect { reason: Reason::Refused }];
@@ -931,7 +931,7 @@ impl Peer {
                 let base = n.base_rtt.map_or(sample, |b| b.min(sample));
                 n.base_rtt = Some(base);
                 if let Some((up, _)) = &mut self.uplink {
-                    up.on_sample(now, sample, base);
+                    up.on_sample(now, sample, base, slot);
                 }
             }
         }

@@ -5,9 +5,11 @@
 //!
 //! Every round-trip sample (buffer-map echoes, one per neighbour per round) includes
 //! the time our packets waited in our own uplink's queue. The sample minus the least
-//! round trip ever seen to that neighbour is the added (queueing) delay; the least
-//! such value in each half of an interval, across neighbours, is the part they share:
-//! our uplink's. A queue that grows over the interval means we send faster than the
+//! round trip ever seen to that neighbour is the added (queueing) delay; each
+//! neighbour's least in each half of an interval, and the median of those across
+//! neighbours, is the part they share: our uplink's. (Not the least across them: a
+//! neighbour met while the queue was already long takes that queue for its base and
+//! would hide it.) A queue that grows over the interval means we send faster than the
 //! uplink drains, and by how much: at rate r with the delay growing s seconds per
 //! second, the uplink carries r / (1 + s). The controller then sends a little below
 //! that so the queue drains back to the target; with the queue short and steady, it
@@ -60,10 +62,12 @@ pub struct Uplink {
     /// What the token bucket gets: at most the estimate, and near what was sent.
     pacing_bps: f64,
     max_bps: f64,
-    /// Queueing-delay samples since the last update: when, and microseconds.
-    samples: Vec<(Time, u64)>,
+    /// Queueing-delay samples since the last update: when, microseconds, and from
+    /// which neighbour.
+    samples: Vec<(Time, u64, usize)>,
     last_update: Option<Time>,
-    /// What was sent when the queue last grew past the target.
+    /// What the uplink carried when the queue last grew past the target (not what
+    /// was sent: that was already above the cap, and probing would start past it).
     overload_bps: Option<f64>,
     /// Whether the last interval's queue was above the target (then what is sent
     /// while it drains says nothing about where the uplink starts to queue).
@@ -102,10 +106,11 @@ impl Uplink {
         self.last_delay
     }
 
-    /// A round trip `rtt` measured at `now` to a neighbour whose least is `base`.
-    pub fn on_sample(&mut self, now: Time, rtt: Duration, base: Duration) {
+    /// A round trip `rtt` measured at `now` to `neighbour` (any stable key), whose
+    /// least is `base`.
+    pub fn on_sample(&mut self, now: Time, rtt: Duration, base: Duration, neighbour: usize) {
         if self.samples.len() < MAX_SAMPLES {
-            self.samples.push((now, rtt.saturating_sub(base).as_micros() as u64));
+            self.samples.push((now, rtt.saturating_sub(base).as_micros() as u64, neighbour));
         }
     }
 
@@ -119,7 +124,7 @@ impl Uplink {
             return self.rate_bps;
         };
         let mid = Time(since.0 + now.0.saturating_sub(since.0) / 2);
-        let least = |early: bool| samples.iter().filter(|(t, _)| (*t < mid) == early).map(|&(_, d)| d).min();
+        let least = |early: bool| shared_delay(samples.iter().filter(|(t, _, _)| (*t < mid) == early));
         let (first, second) = (least(true), least(false));
         let delay_us = second.or(first).unwrap_or(0);
         let slope = match (first, second) {
@@ -140,7 +145,7 @@ impl Uplink {
             self.rate_bps = self.rate_bps.min(cut);
             self.pacing_bps = cut;
             if excess_s > 0.0 && !self.draining {
-                self.overload_bps = Some(sent);
+                self.overload_bps = Some(carried);
             }
         } else {
             // Only an uplink used near the estimate says where it queues.
@@ -156,6 +161,20 @@ impl Uplink {
         self.pacing_bps = self.pacing_bps.clamp(MIN_RATE_BPS.min(self.rate_bps), self.rate_bps);
         self.rate_bps
     }
+}
+
+/// The median over neighbours of each one's least delay sample.
+fn shared_delay<'a>(samples: impl Iterator<Item = &'a (Time, u64, usize)>) -> Option<u64> {
+    let mut least: Vec<(usize, u64)> = Vec::new();
+    for &(_, d, n) in samples {
+        match least.iter_mut().find(|(k, _)| *k == n) {
+            Some((_, l)) => *l = (*l).min(d),
+            None => least.push((n, d)),
+        }
+    }
+    let mut delays: Vec<u64> = least.into_iter().map(|(_, d)| d).collect();
+    delays.sort_unstable();
+    delays.get(delays.len().saturating_sub(1) / 2).copied()
 }
 
 #[cfg(test)]
@@ -189,6 +208,17 @@ mod tests {
 
     /// `run`, with the peer having only `demand(second)` to send.
     fn run_with_demand(link: &mut Bottleneck, secs: usize, demand: &dyn Fn(usize) -> f64) -> (Vec<f64>, Duration) {
+        run_seen_by(link, secs, demand, false)
+    }
+
+    /// `run_with_demand`; with `hidden_queue`, one neighbour of three always takes the
+    /// current queue for its base (it sees no delay at all).
+    fn run_seen_by(
+        link: &mut Bottleneck,
+        secs: usize,
+        demand: &dyn Fn(usize) -> f64,
+        hidden_queue: bool,
+    ) -> (Vec<f64>, Duration) {
         let mut up = Uplink::new(100e6);
         let base = Duration::from_millis(40);
         let mut rates = Vec::new();
@@ -204,7 +234,12 @@ mod tests {
                 if s >= 20 {
                     worst = worst.max(delay);
                 }
-                up.on_sample(Time::from_millis(s as u64 * 1000 + k * 100 + 50), base + delay, base);
+                // Three neighbours; the third was met late, with the queue in its base.
+                let (neighbour, base_of) = match k % 3 {
+                    2 if hidden_queue => (2, base + delay),
+                    n => (n as usize, base),
+                };
+                up.on_sample(Time::from_millis(s as u64 * 1000 + k * 100 + 50), base + delay, base_of, neighbour);
             }
             up.update(Time::from_secs(s as u64 + 1), sent);
             rates.push(up.rate_bps());
@@ -238,6 +273,16 @@ mod tests {
     }
 
     #[test]
+    fn a_neighbour_that_took_the_queue_for_its_base_does_not_hide_it() {
+        let cap = 500_000.0;
+        let mut link = Bottleneck { cap_bps: cap, backlog_bits: 0.0, cross_bps: 0.0 };
+        let (rates, worst) = run_seen_by(&mut link, 90, &|_| f64::INFINITY, true);
+        assert!(worst < Duration::from_millis(150), "added delay up to {worst:?}");
+        let last = rates[rates.len() - 1];
+        assert!((last / cap - 1.0).abs() <= 0.2, "estimate {last:.0} at the end");
+    }
+
+    #[test]
     fn yields_to_other_traffic_on_the_uplink() {
         let cap = 1_500_000.0;
         let mut link = Bottleneck { cap_bps: cap, backlog_bits: 0.0, cross_bps: 1_000_000.0 };
@@ -250,7 +295,7 @@ mod tests {
     fn an_idle_uplink_does_not_grow_the_estimate() {
         let mut up = Uplink::new(10e6);
         for s in 0..30 {
-            up.on_sample(Time::from_secs(s), Duration::from_millis(40), Duration::from_millis(40));
+            up.on_sample(Time::from_secs(s), Duration::from_millis(40), Duration::from_millis(40), 0);
             up.update(Time::from_secs(s + 1), 0.0);
         }
         assert_eq!(up.rate_bps(), START_RATE_BPS);
