@@ -60,8 +60,8 @@ fn overloaded_layerp2p_ranks_by_contribution_and_protects_base_layer() {
     // The upload buys the upper layers: low contributors are held near their
     // threshold layer, high ones play them all.
     assert!(high.rate_mean > low.rate_mean + 25.0, "high {} vs low {}", high.rate_mean, low.rate_mean);
-    // The margin was 0.1 before tracker tokens and veteran-biased lists moved this
-    // seeded window; why low contributors now get more of layer 3 is still open.
+    // One window is one draw: over trace seeds 5-8 this gap is 0.10-0.12 (newcomers
+    // starved at eps, spare upload to anyone: docs/EXPERIMENTS.md "CI size").
     assert!(high.alpha[2] > low.alpha[2] + 0.08, "top layer: high {:.3} vs low {:.3}", high.alpha[2], low.alpha[2]);
     assert!(low.rate_mean > free.rate_mean + 100.0, "low {} vs free-riders {}", low.rate_mean, free.rate_mean);
     for l in 0..3 {
