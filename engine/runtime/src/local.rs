@@ -232,6 +232,10 @@ async fn run_shard(
         pc.content_auth = channel_auth(&cfg).for_viewer();
         pc.upload = spec.upload;
         pc.tracker = Some(tracker_addr);
+        // The local tracker's lists have no head of longest-present peers to try first
+        // (`TrackerConfig::one_prefix`, as in the simulator): its first entries are only
+        // its veterans, and trying them in order sends every newcomer to full peers.
+        pc.list_head_tries = 0;
         let watched = watch.peers.contains(&index);
         pc.emit_playback = watched && watch.playback;
         let stop = stop.clone();

@@ -467,6 +467,9 @@ impl Swarm {
         // A viewer knows its own downlink, so its threshold layer accounts for it.
         cfg.download = self.cfg.download;
         cfg.tracker = Some(sim_addr(TRACKER));
+        // This tracker's lists have no head of longest-present peers to try first
+        // (`TrackerConfig::one_prefix`): its first entries are only its veterans.
+        cfg.list_head_tries = 0;
         // Viewers hold only the public half of the channel key.
         cfg.content_auth = cfg.content_auth.for_viewer();
         if let Some(f) = &self.faults {
