@@ -255,14 +255,20 @@ fn tit_for_tat_serves_contributors_first() {
     assert!(to(good) > 5 * to(bad).max(1), "good {} vs bad {}", to(good), to(bad));
 }
 
-#[test]
-fn playback_counts_in_time_and_missed_lcs() {
+/// A viewer playing 5 s behind the source from the start, with one neighbour.
+fn playing_with_one_neighbour() -> (Peer, SocketAddr) {
     let mut cfg = config(Policy::LayerP2P, 500);
     cfg.startup = Duration::ZERO;
     cfg.lag = Duration::from_secs(5);
     let mut p = Peer::new(cfg, 7, Time::ZERO).expect("valid");
     let nb = addr(1);
     connect(&mut p, Time::ZERO, nb);
+    (p, nb)
+}
+
+#[test]
+fn playback_counts_in_time_and_missed_lcs() {
+    let (mut p, nb) = playing_with_one_neighbour();
     // The neighbour holds 0..10 of each layer; the source is at media time 1 s.
     input(&mut p, Time::ZERO, nb, vec![full_map(3, 10, MediaTime::from_secs_f64(1.0))]);
     // We receive layer-1 LCs 0..5 and 7; 5 and 6 are missing. LC i has media time i*0.1 s.
@@ -293,12 +299,7 @@ fn playback_counts_in_time_and_missed_lcs() {
 /// arrives again (before, a stalled viewer showed `missed [0,0,0]`).
 #[test]
 fn missed_lcs_are_counted_when_their_deadline_passes_while_nothing_arrives() {
-    let mut cfg = config(Policy::LayerP2P, 500);
-    cfg.startup = Duration::ZERO;
-    cfg.lag = Duration::from_secs(5);
-    let mut p = Peer::new(cfg, 7, Time::ZERO).expect("valid");
-    let nb = addr(1);
-    connect(&mut p, Time::ZERO, nb);
+    let (mut p, nb) = playing_with_one_neighbour();
     input(&mut p, Time::ZERO, nb, vec![full_map(3, 40, MediaTime::from_secs_f64(4.0))]);
     for s in 0..40 {
         input(&mut p, Time::ZERO, nb, vec![Message::Data(lc(1, s, MediaTime(s as u64 * 100_000)))]);

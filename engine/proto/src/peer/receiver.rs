@@ -367,6 +367,18 @@ mod tests {
         }
     }
 
+    /// Neighbour `k`, holding LCs `0..lcs` of the base layer.
+    fn holder_of(k: usize, lcs: u32) -> Neighbour {
+        let mut w = LayerWindow::new(Seq(0));
+        for s in 0..lcs {
+            w.insert(Seq(s)).expect("within the window");
+        }
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + k as u16));
+        let mut n = Neighbour::new(addr, PeerId(k as u64), Role::Peer, true, Time::ZERO, Kbps(0));
+        n.map = Some(BufferMap::from_layers(vec![w]));
+        n
+    }
+
     /// Per slot, requests of one round over `holders` neighbours that all hold LCs
     /// `0..lcs` of one layer, with the uniform holder choice.
     fn uniform_round_over(holders: usize, lcs: u32) -> Vec<Vec<LcId>> {
@@ -374,14 +386,7 @@ mod tests {
         store.place(LayerId::BASE, Seq(0));
         let mut neighbours = Neighbours::default();
         for k in 0..holders {
-            let mut w = LayerWindow::new(Seq(0));
-            for s in 0..lcs {
-                w.insert(Seq(s)).expect("within the window");
-            }
-            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + k as u16));
-            let mut n = Neighbour::new(addr, PeerId(k as u64), Role::Peer, true, Time::ZERO, Kbps(0));
-            n.map = Some(BufferMap::from_layers(vec![w]));
-            neighbours.insert(n);
+            neighbours.insert(holder_of(k, lcs));
         }
         let mut per_slot = Vec::new();
         schedule(
@@ -465,13 +470,7 @@ mod tests {
         store.place(LayerId::BASE, Seq(0));
         let mut neighbours = Neighbours::default();
         for (k, answered) in [100, 0].into_iter().enumerate() {
-            let mut w = LayerWindow::new(Seq(0));
-            for s in 0..lcs {
-                w.insert(Seq(s)).expect("within the window");
-            }
-            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + k as u16));
-            let mut n = Neighbour::new(addr, PeerId(k as u64), Role::Peer, true, Time::ZERO, Kbps(0));
-            n.map = Some(BufferMap::from_layers(vec![w]));
+            let mut n = holder_of(k, lcs);
             for _ in 0..4 {
                 n.end_request_round(100);
                 n.answered = answered;
