@@ -283,6 +283,20 @@ fn channels_config(tracker: SocketAddr, metrics: SocketAddr, ids: &[&str], ports
     text
 }
 
+/// Waits until the relay has a neighbour (the seed: no viewer runs yet) on each channel.
+fn wait_for_seed(metrics: SocketAddr, ids: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        text = wait_ready(metrics, "/metrics");
+        if ids.iter().all(|id| channel_value(&text, "layerp2p_neighbours{role=\"relay\",", id) >= 1.0) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the relay never reached the seed on {ids:?}:\n{text}");
+}
+
 /// A viewer of the channel with `plan`, printing a JSON status a second.
 fn viewer(tracker: SocketAddr, plan: &str, secs: u64) -> Node {
     spawn(&strings(&[
@@ -333,7 +347,8 @@ fn one_relay_serves_three_channels_and_a_reload_adds_one_without_touching_the_ot
     let tracker = free_udp();
     let (seed_metrics, relay_metrics) = (free_tcp(), free_tcp());
     // One seed process with three inputs (synthetic, one plan each) and one tracker;
-    // two neighbours per channel, so viewers need the relay.
+    // one neighbour per channel, which the relay takes before any viewer starts (an
+    // auditing seed keeps a neighbour that serves its audits), so viewers need the relay.
     let mut seed_args = strings(&[
         "seed",
         "--video",
@@ -343,7 +358,7 @@ fn one_relay_serves_three_channels_and_a_reload_adds_one_without_touching_the_ot
         "--upload-kbps",
         "2000",
         "--n-max",
-        "2",
+        "1",
         "--lag",
         "6",
         "--metrics-listen",
@@ -362,6 +377,7 @@ fn one_relay_serves_three_channels_and_a_reload_adds_one_without_touching_the_ot
     std::fs::write(&path, channels_config(tracker, relay_metrics, &["a", "b"], &ports)).expect("write");
     let relay = spawn(&strings(&["relay", "--config", path.to_str().expect("utf-8")]));
     wait_ready(relay_metrics, "/healthz");
+    wait_for_seed(relay_metrics, &["a", "b"]);
 
     const VIEW_SECS: u64 = 40;
     const RELOAD_AFTER_SECS: u64 = 15;
@@ -376,6 +392,7 @@ fn one_relay_serves_three_channels_and_a_reload_adds_one_without_touching_the_ot
     std::thread::sleep(Duration::from_secs(2));
     std::fs::write(&path, channels_config(tracker, relay_metrics, &["a", "b", "c"], &ports)).expect("write");
     assert!(Command::new("kill").args(["-HUP", &relay.pid()]).status().expect("kill runs").success());
+    wait_for_seed(relay_metrics, &["c"]);
     let viewers_c: Vec<Node> = (0..2).map(|_| viewer(tracker, plan_of("c"), VIEW_SECS - 16)).collect();
 
     let ab: Vec<Output> = viewers_ab.into_iter().map(Node::finish).collect();
