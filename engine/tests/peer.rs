@@ -685,3 +685,30 @@ fn seed_without_tit_for_tat_or_audit_asks_nothing_and_keeps_everyone() {
         assert_eq!((seed.neighbour_count(), dropped), (2, None), "{policy:?} audit {audit}");
     }
 }
+
+/// The Pongs in `out`: to whom, echoing what.
+fn pongs(out: &[Transmit]) -> Vec<(SocketAddr, u64)> {
+    let pong = |m: &Message| if let Message::Pong { echo } = m { Some(*echo) } else { None };
+    out.iter().flat_map(|t| t.packet.messages.iter().filter_map(pong).map(|e| (t.dst, e))).collect()
+}
+
+#[test]
+fn only_a_measuring_peer_pings_and_only_neighbours_get_a_pong() {
+    let (mut p, nb) = playing_with_one_neighbour();
+    let out = run_timers(&mut p, Time::ZERO, Time::from_secs(3));
+    let pings = out.iter().flat_map(|t| &t.packet.messages).filter(|m| matches!(m, Message::Ping { .. }));
+    assert_eq!(pings.count(), 0, "a declared upload needs no pings");
+    input(&mut p, Time::from_secs(3), nb, vec![Message::Ping { sent_at: 77 }]);
+    input(&mut p, Time::from_secs(3), addr(40), vec![Message::Ping { sent_at: 78 }]);
+    assert_eq!(pongs(&drain(&mut p, Time::from_secs(3))), vec![(nb, 77)], "a stranger's Ping is not answered");
+
+    let mut cfg = config(Policy::LayerP2P, 500);
+    cfg.upload_auto = true;
+    let mut measuring = Peer::new(cfg, 7, Time::ZERO).expect("valid");
+    connect(&mut measuring, Time::ZERO, nb);
+    let out = run_timers(&mut measuring, Time::ZERO, Time::from_secs(3));
+    let has = |t: &Transmit, what: fn(&Message) -> bool| t.packet.messages.iter().any(what);
+    let pinged: Vec<&Transmit> = out.iter().filter(|t| has(t, |m| matches!(m, Message::Ping { .. }))).collect();
+    assert!(pinged.len() >= 2 && pinged.iter().all(|t| t.dst == nb), "a Ping to the neighbour each round");
+    assert!(pinged.iter().all(|t| has(t, |m| matches!(m, Message::BufferMap(_)))), "with the round's buffer map");
+}

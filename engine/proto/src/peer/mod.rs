@@ -909,7 +909,7 @@ impl Peer {
     }
 
     fn on_buffer_map(&mut self, now: Time, from: SocketAddr, m: BufferMapMsg, token: Option<(u64, u64)>) {
-        let Some((slot, n)) = self.neighbours.by_addr_mut(&from) else {
+        let Some((_, n)) = self.neighbours.by_addr_mut(&from) else {
             // They think we are neighbours; we are not (e.g. a lost Disconnect). The
             // echo of their token lets them believe us (smaller than the map).
             let mut messages = vec![Message::Disconnect { reason: Reason::Refused }];
@@ -928,11 +928,7 @@ impl Peer {
             if rtt < 10_000_000 {
                 let sample = Duration::from_micros(rtt);
                 n.rtt = Some(n.rtt.map_or(sample, |r| (r * 7 + sample) / 8));
-                let base = n.base_rtt.map_or(sample, |b| b.min(sample));
-                n.base_rtt = Some(base);
-                if let Some((up, _)) = &mut self.uplink {
-                    up.on_sample(now, sample, base, slot);
-                }
+                n.base_rtt = Some(n.base_rtt.map_or(sample, |b| b.min(sample)));
             }
         }
         if m.map.layers().len() != self.cfg.plan.layers() {
@@ -1153,6 +1149,12 @@ impl Peer {
             // Tokens are read per packet in `handle_input`; tracker-bound messages and
             // padding are not for us.
             Message::Token { .. } | Message::Padding { .. } => {}
+            Message::Ping { sent_at } => {
+                if let Some(slot) = self.validated_slot(&from) {
+                    self.send_to_neighbour(slot, vec![Message::Pong { echo: sent_at }]);
+                }
+            }
+            Message::Pong { echo } => self.on_pong(now, from, echo),
             Message::Join { .. } | Message::Refresh { .. } | Message::Leave { .. } => {}
             Message::Observed { addr } => {
                 if trusted_observer {
@@ -1310,9 +1312,12 @@ impl Peer {
             for &id in &ids {
                 self.requested.requested(id, now);
             }
-            let mut messages = Vec::with_capacity(2 + ids.len().div_ceil(MAX_REQUEST_IDS));
+            let mut messages = Vec::with_capacity(3 + ids.len().div_ceil(MAX_REQUEST_IDS));
             messages.push(map);
             messages.extend(self.token_for(slot));
+            if self.uplink.is_some() {
+                messages.push(Message::Ping { sent_at: now.0 });
+            }
             if ids.len() <= MAX_REQUEST_IDS {
                 // The common case: the list (allocated at its exact size by the
                 // scheduler) becomes the message, uncopied.
@@ -1444,6 +1449,27 @@ impl Peer {
 }
 
 impl Peer {
+    /// A neighbour answered the `Ping` sent with our buffer map at `echo`: the round
+    /// trip, less the least seen to it, is our uplink's queue at that moment.
+    fn on_pong(&mut self, now: Time, from: SocketAddr, echo: u64) {
+        let Some(slot) = self.validated_slot(&from) else { return };
+        let Some(n) = self.neighbours.get_mut(slot) else { return };
+        let Some((up, _)) = &mut self.uplink else { return };
+        let rtt = now.0.checked_sub(echo).filter(|&rtt| rtt < 10_000_000);
+        let Some(sample) = rtt.map(Duration::from_micros) else { return };
+        let base = n.base_rtt.map_or(sample, |b| b.min(sample));
+        n.base_rtt = Some(base);
+        if up.on_sample(now, sample, base, slot) {
+            let pacing = Kbps((up.pacing_bps() / 1000.0) as u32);
+            self.bucket.set_rate(now, pacing, self.cfg.burst, 2 * max_data_cost() as u64);
+        }
+    }
+
+    /// The slot of `addr` if it is a neighbour that proved its address.
+    fn validated_slot(&self, addr: &SocketAddr) -> Option<usize> {
+        self.neighbours.slot_of(addr).filter(|&s| self.neighbours.get(s).is_some_and(|n| n.validated))
+    }
+
     /// With a measured upload: the round's rate goes to the token bucket, and l_n
     /// follows it (DESIGN.md §6 with U(n) measured).
     fn follow_uplink(&mut self, now: Time) {
