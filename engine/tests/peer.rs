@@ -686,9 +686,9 @@ fn seed_without_tit_for_tat_or_audit_asks_nothing_and_keeps_everyone() {
     }
 }
 
-/// The Pongs in `out`: to whom, echoing what.
+/// The Pongs in `out`: to whom, with what one-way delay.
 fn pongs(out: &[Transmit]) -> Vec<(SocketAddr, u64)> {
-    let pong = |m: &Message| if let Message::Pong { echo } = m { Some(*echo) } else { None };
+    let pong = |m: &Message| if let Message::Pong { one_way } = m { Some(*one_way) } else { None };
     out.iter().flat_map(|t| t.packet.messages.iter().filter_map(pong).map(|e| (t.dst, e))).collect()
 }
 
@@ -700,7 +700,9 @@ fn only_a_measuring_peer_pings_and_only_neighbours_get_a_pong() {
     assert_eq!(pings.count(), 0, "a declared upload needs no pings");
     input(&mut p, Time::from_secs(3), nb, vec![Message::Ping { sent_at: 77 }]);
     input(&mut p, Time::from_secs(3), addr(40), vec![Message::Ping { sent_at: 78 }]);
-    assert_eq!(pongs(&drain(&mut p, Time::from_secs(3))), vec![(nb, 77)], "a stranger's Ping is not answered");
+    // At once, with our clock at arrival less the sender's at sending.
+    let answered = pongs(&drain(&mut p, Time::from_secs(3)));
+    assert_eq!(answered, vec![(nb, 3_000_000 - 77)], "a stranger's Ping is not answered");
 
     let mut cfg = config(Policy::LayerP2P, 500);
     cfg.upload_auto = true;
@@ -710,5 +712,9 @@ fn only_a_measuring_peer_pings_and_only_neighbours_get_a_pong() {
     let has = |t: &Transmit, what: fn(&Message) -> bool| t.packet.messages.iter().any(what);
     let pinged: Vec<&Transmit> = out.iter().filter(|t| has(t, |m| matches!(m, Message::Ping { .. }))).collect();
     assert!(pinged.len() >= 2 && pinged.iter().all(|t| t.dst == nb), "a Ping to the neighbour each round");
-    assert!(pinged.iter().all(|t| has(t, |m| matches!(m, Message::BufferMap(_)))), "with the round's buffer map");
+    // Alone, ahead of the round's map: it measures the queue before the round's burst.
+    assert!(pinged.iter().all(|t| t.packet.messages.len() == 1), "a Ping in its own datagram");
+    let first_map = out.iter().position(|t| has(t, |m| matches!(m, Message::BufferMap(_))) && t.dst == nb);
+    let first_ping = out.iter().position(|t| has(t, |m| matches!(m, Message::Ping { .. })));
+    assert!(first_ping.is_some() && first_map.is_some());
 }

@@ -684,6 +684,9 @@ impl Peer {
     fn remove_neighbour(&mut self, addr: &SocketAddr) {
         if let Some((slot, _)) = self.neighbours.remove(addr) {
             self.supplier.clear(slot);
+            if let Some((up, _)) = &mut self.uplink {
+                up.forget(slot);
+            }
             self.stats.neighbours_removed += 1;
             self.event(Event::NeighbourDown { addr: *addr });
         }
@@ -1151,10 +1154,10 @@ impl Peer {
             Message::Token { .. } | Message::Padding { .. } => {}
             Message::Ping { sent_at } => {
                 if let Some(slot) = self.validated_slot(&from) {
-                    self.send_to_neighbour(slot, vec![Message::Pong { echo: sent_at }]);
+                    self.send_to_neighbour(slot, vec![Message::Pong { one_way: now.0.wrapping_sub(sent_at) }]);
                 }
             }
-            Message::Pong { echo } => self.on_pong(now, from, echo),
+            Message::Pong { one_way } => self.on_pong(now, from, one_way),
             Message::Join { .. } | Message::Refresh { .. } | Message::Leave { .. } => {}
             Message::Observed { addr } => {
                 if trusted_observer {
@@ -1298,6 +1301,13 @@ impl Peer {
         self.requested.prune(now - self.cfg.round * 2);
         // Handshakes get nothing until validated (their first buffer map follows then).
         let slots: Vec<usize> = self.neighbours.iter().filter(|(_, n)| n.validated).map(|(s, _)| s).collect();
+        if self.uplink.is_some() {
+            // Pings go ahead of the round's burst of maps and requests: they measure
+            // the queue the uplink kept, not the one this burst is about to make.
+            for &slot in &slots {
+                self.send_to_neighbour(slot, vec![Message::Ping { sent_at: now.0 }]);
+            }
+        }
         for slot in slots {
             let map = self.buffer_map_for(now, slot);
             let Some(n) = self.neighbours.get(slot) else { continue };
@@ -1312,12 +1322,9 @@ impl Peer {
             for &id in &ids {
                 self.requested.requested(id, now);
             }
-            let mut messages = Vec::with_capacity(3 + ids.len().div_ceil(MAX_REQUEST_IDS));
+            let mut messages = Vec::with_capacity(2 + ids.len().div_ceil(MAX_REQUEST_IDS));
             messages.push(map);
             messages.extend(self.token_for(slot));
-            if self.uplink.is_some() {
-                messages.push(Message::Ping { sent_at: now.0 });
-            }
             if ids.len() <= MAX_REQUEST_IDS {
                 // The common case: the list (allocated at its exact size by the
                 // scheduler) becomes the message, uncopied.
@@ -1449,17 +1456,12 @@ impl Peer {
 }
 
 impl Peer {
-    /// A neighbour answered the `Ping` sent with our buffer map at `echo`: the round
-    /// trip, less the least seen to it, is our uplink's queue at that moment.
-    fn on_pong(&mut self, now: Time, from: SocketAddr, echo: u64) {
+    /// A neighbour answered the `Ping` sent with our buffer map: `one_way` (its
+    /// clock offset included) less the least it gave is our uplink's queue then.
+    fn on_pong(&mut self, now: Time, from: SocketAddr, one_way: u64) {
         let Some(slot) = self.validated_slot(&from) else { return };
-        let Some(n) = self.neighbours.get_mut(slot) else { return };
         let Some((up, _)) = &mut self.uplink else { return };
-        let rtt = now.0.checked_sub(echo).filter(|&rtt| rtt < 10_000_000);
-        let Some(sample) = rtt.map(Duration::from_micros) else { return };
-        let base = n.base_rtt.map_or(sample, |b| b.min(sample));
-        n.base_rtt = Some(base);
-        if up.on_sample(now, sample, base, slot) {
+        if up.on_one_way(now, one_way, slot) {
             let pacing = Kbps((up.pacing_bps() / 1000.0) as u32);
             self.bucket.set_rate(now, pacing, self.cfg.burst, 2 * max_data_cost() as u64);
         }

@@ -28,17 +28,25 @@ use crate::time::Time;
 use std::time::Duration;
 
 /// Queueing delay the controller aims at (RFC 6817 allows at most 100 ms); low, as
-/// the controller sees an overload only a round after it starts.
+/// the controller sees an overload only a round after it starts. A slow uplink aims
+/// at `TARGET_PACKETS` largest datagrams' time instead, if longer: a ping that
+/// follows one LC already waits that LC's time there.
 pub const TARGET_DELAY: Duration = Duration::from_millis(25);
+const TARGET_PACKETS: f64 = 2.0;
+/// Bits of the largest datagram (an LC of 1250 bytes with its headers).
+const LARGEST_DATAGRAM_BITS: f64 = 1300.0 * 8.0;
 /// Growth per interval with an empty queue: this share of the rate, at least
 /// `MIN_GROWTH_BPS`.
 const GROWTH: f64 = 0.1;
 const MIN_GROWTH_BPS: f64 = 40_000.0;
 /// Near the rate of the last overload the rate grows only by this share per interval:
 /// a deep uplink buffer fills within one interval once the rate is past the cap.
-const PROBE_GROWTH: f64 = 0.01;
+const PROBE_GROWTH: f64 = 0.02;
 /// Where that slow probing starts, as a share of the last overload's rate.
 const PROBE_FROM: f64 = 0.9;
+/// Where it ends: past this share of the last overload's rate without a queue, the
+/// uplink (or the traffic sharing it) has changed, and the rate grows fast again.
+const PROBE_UNTIL: f64 = 1.1;
 /// After an overload the rate is cut at most to this share of what was sent.
 const LEAST_CUT: f64 = 0.7;
 /// Pacing may exceed what was sent by at least this share of the estimate (more
@@ -57,6 +65,11 @@ pub const START_RATE_BPS: f64 = 300_000.0;
 const USED_TO_GROW: f64 = 0.8;
 /// Most delay samples kept per interval (a round brings one per neighbour).
 const MAX_SAMPLES: usize = 1024;
+/// A neighbour's least one-way delay is the least of the current and the previous
+/// window this long, so it follows two clocks that drift apart.
+const BASE_WINDOW: Duration = Duration::from_secs(60);
+/// Most neighbours whose least one-way delay is kept.
+const MAX_BASES: usize = 512;
 
 /// The delay-based upload estimate.
 #[derive(Clone, Debug)]
@@ -84,6 +97,28 @@ pub struct Uplink {
     /// Whether the last update raised the rate: its samples were taken before the
     /// raise could show in the queue, so the next update holds the rate.
     raised: bool,
+    /// Each neighbour's least one-way delay (clock offset included).
+    bases: Vec<Base>,
+}
+
+/// The least one-way delay to one neighbour, over two windows of `BASE_WINDOW`.
+#[derive(Clone, Copy, Debug)]
+struct Base {
+    neighbour: usize,
+    window_start: Time,
+    current: i64,
+    previous: i64,
+}
+
+impl Base {
+    /// Takes in `one_way` at `now` and returns the least.
+    fn least(&mut self, now: Time, one_way: i64) -> i64 {
+        if now.since(self.window_start) >= BASE_WINDOW {
+            (self.previous, self.current, self.window_start) = (self.current, one_way, now);
+        }
+        self.current = self.current.min(one_way);
+        self.current.min(self.previous)
+    }
 }
 
 /// One update interval as the next one sees it.
@@ -117,6 +152,7 @@ impl Uplink {
             last_interval: None,
             cut_early_at_bps: None,
             raised: false,
+            bases: Vec::new(),
         }
     }
 
@@ -135,14 +171,28 @@ impl Uplink {
         self.last_interval.map(|i| Duration::from_micros(i.delay_us))
     }
 
-    /// A round trip `rtt` measured at `now` to `neighbour` (any stable key), whose
-    /// least is `base`. Returns true when it changed the pacing rate: once most
-    /// neighbours have reported a queue that grew since the last interval, the rate
-    /// is cut at once rather than when the interval ends, since each interval the
-    /// queue keeps growing adds to it what the sender sends above the uplink's rate.
-    pub fn on_sample(&mut self, now: Time, rtt: Duration, base: Duration, neighbour: usize) -> bool {
+    /// A one-way delay measured at `now` by `neighbour` (any stable key): its clock
+    /// when our Ping arrived minus ours when we sent it, in microseconds (wrapping;
+    /// the clocks' offset cancels against its least). Returns true when it changed
+    /// the pacing rate: once most neighbours have reported a queue that grew since the
+    /// last interval, the rate is cut at once rather than when the interval ends,
+    /// since each interval the queue keeps growing adds to it what the sender sends
+    /// above the uplink's rate.
+    pub fn on_one_way(&mut self, now: Time, one_way: u64, neighbour: usize) -> bool {
+        let one_way = one_way as i64;
+        let base = match self.bases.iter_mut().find(|b| b.neighbour == neighbour) {
+            Some(b) => b.least(now, one_way),
+            None => {
+                if self.bases.len() >= MAX_BASES {
+                    self.bases.remove(0);
+                }
+                self.bases.push(Base { neighbour, window_start: now, current: one_way, previous: one_way });
+                one_way
+            }
+        };
+        let queue_us = one_way.wrapping_sub(base).max(0) as u64;
         if self.samples.len() < MAX_SAMPLES {
-            self.samples.push((now, rtt.saturating_sub(base).as_micros() as u64, neighbour));
+            self.samples.push((now, queue_us, neighbour));
         }
         let Some(last) = self.last_interval.filter(|_| self.cut_early_at_bps.is_none()) else { return false };
         let (delay_us, heard) = shared_delay(self.samples.iter());
@@ -153,6 +203,11 @@ impl Uplink {
         }
         self.cut_early_at_bps = Some(self.react(delay_us, slope, last.sent_bps));
         true
+    }
+
+    /// `neighbour` is gone: the key may come back for another, with another clock.
+    pub fn forget(&mut self, neighbour: usize) {
+        self.bases.retain(|b| b.neighbour != neighbour);
     }
 
     /// Once per interval, at `now`: `sent_bps` is what was actually uploaded in it.
@@ -171,8 +226,11 @@ impl Uplink {
         let delay_us = delay_us.unwrap_or(0);
         let slope = self.last_interval.map_or(0.0, |last| last.slope(delay_us));
         self.last_interval = Some(Interval { secs: now.since(since).as_secs_f64(), sent_bps, delay_us, neighbours });
-        let target = TARGET_DELAY.as_micros() as f64;
+        let target = self.target_us();
         let excess_s = (delay_us as f64 - target).max(0.0) / 1e6;
+        if self.overload_bps.is_some_and(|o| self.rate_bps > PROBE_UNTIL * o) {
+            self.overload_bps = None;
+        }
         let near_overload = self.overload_bps.is_some_and(|o| self.rate_bps >= PROBE_FROM * o);
         let step =
             if near_overload { PROBE_GROWTH * self.rate_bps } else { (GROWTH * self.rate_bps).max(MIN_GROWTH_BPS) };
@@ -205,7 +263,7 @@ impl Uplink {
     /// (`delay_us`) while `sent_bps` is sent: cuts the rate to what the uplink
     /// carried, less enough to drain the excess soon. Returns what it carried.
     fn react(&mut self, delay_us: u64, slope: f64, sent_bps: f64) -> f64 {
-        let excess_s = (delay_us as f64 - TARGET_DELAY.as_micros() as f64).max(0.0) / 1e6;
+        let excess_s = (delay_us as f64 - self.target_us()).max(0.0) / 1e6;
         let sent = sent_bps.min(self.pacing_bps);
         let carried = if slope > GROWING { sent / (1.0 + slope) } else { sent.max(self.pacing_bps * 0.9) };
         let cut = (carried * (1.0 - excess_s / DRAIN_WITHIN)).max(LEAST_CUT * sent);
@@ -216,6 +274,12 @@ impl Uplink {
         }
         self.clamp();
         carried
+    }
+
+    /// The queueing delay aimed at, in microseconds, at the current rate.
+    fn target_us(&self) -> f64 {
+        let packets_us = TARGET_PACKETS * LARGEST_DATAGRAM_BITS / self.rate_bps * 1e6;
+        (TARGET_DELAY.as_micros() as f64).max(packets_us)
     }
 
     fn clamp(&mut self) {
@@ -274,8 +338,8 @@ mod tests {
         run_seen_by(link, secs, demand, false)
     }
 
-    /// `run_with_demand`; with `hidden_queue`, one neighbour always takes the current
-    /// queue for its base (it sees no delay at all).
+    /// `run_with_demand`; with `hidden_queue`, one neighbour is new each round, so it
+    /// takes the current queue for its base (it sees no delay at all).
     fn run_seen_by(
         link: &mut Bottleneck,
         secs: usize,
@@ -308,9 +372,15 @@ mod tests {
                 if arrives < step_end && arrives + Duration::from_millis(100) >= step_end {
                     // Ten neighbours; the last was met late, with the queue in its base.
                     for n in 0..10 {
-                        let base_of = if hidden_queue && n == 9 { base + queue_at_start } else { base };
                         let now = Time::from_millis(s as u64 * 1000) + arrives + Duration::from_millis(n);
-                        up.on_sample(now, base + queue_at_start, base_of, n as usize);
+                        // Each neighbour's clock is off ours by its own amount, some behind.
+                        let offset = (n as i64 - 5) * 3_600_000_000;
+                        let one_way = (base + queue_at_start).as_micros() as i64 + offset;
+                        if hidden_queue && n == 9 {
+                            // Met anew each round: it takes the current queue for its base.
+                            up.forget(9);
+                        }
+                        up.on_one_way(now, one_way as u64, n as usize);
                     }
                 }
             }
@@ -371,7 +441,7 @@ mod tests {
     fn an_idle_uplink_does_not_grow_the_estimate() {
         let mut up = Uplink::new(10e6);
         for s in 0..30 {
-            up.on_sample(Time::from_secs(s), Duration::from_millis(40), Duration::from_millis(40), 0);
+            up.on_one_way(Time::from_secs(s), 40_000, 0);
             up.update(Time::from_secs(s + 1), 0.0);
         }
         assert_eq!(up.rate_bps(), START_RATE_BPS);

@@ -407,7 +407,7 @@ fn put_body(out: &mut BytesMut, m: &Message) {
             out.put_u64(*nonce);
             out.put_u64(*echo);
         }
-        Message::Ping { sent_at: at } | Message::Pong { echo: at } => out.put_u64(*at),
+        Message::Ping { sent_at: at } | Message::Pong { one_way: at } => out.put_u64(*at),
         Message::Padding { len } => out.put_bytes(0, usize::from(*len)),
         Message::Manifest(m) => {
             out.put_u8(m.layer.get());
@@ -648,7 +648,7 @@ fn decode_body(r: &mut Reader<'_>, ty: u8) -> Result<Message, WireError> {
         }
         code::TOKEN => Message::Token { nonce: r.u64("token nonce")?, echo: r.u64("token echo")? },
         code::PING => Message::Ping { sent_at: r.u64("ping time")? },
-        code::PONG => Message::Pong { echo: r.u64("pong echo")? },
+        code::PONG => Message::Pong { one_way: r.u64("pong one-way delay")? },
         code::PADDING => {
             // Padding is zeros, so a packet re-encodes to the bytes it came from.
             let n = r.remaining();
@@ -779,7 +779,7 @@ mod tests {
             Message::Accept { peer: PeerId(5), role: Role::Peer },
             Message::Token { nonce: 0x0123_4567_89AB_CDEF, echo: u64::MAX },
             Message::Ping { sent_at: 42 },
-            Message::Pong { echo: u64::MAX },
+            Message::Pong { one_way: u64::MAX },
             Message::Padding { len: 0 },
             Message::Padding { len: 1150 },
             Message::Decline { reason: Reason::Full },
@@ -1206,7 +1206,7 @@ mod tests {
             (any::<u64>(), arb_role()).prop_map(|(p, role)| Message::Accept { peer: PeerId(p), role }),
             (any::<u64>(), any::<u64>()).prop_map(|(nonce, echo)| Message::Token { nonce, echo }),
             any::<u64>().prop_map(|sent_at| Message::Ping { sent_at }),
-            any::<u64>().prop_map(|echo| Message::Pong { echo }),
+            any::<u64>().prop_map(|one_way| Message::Pong { one_way }),
             (0u16..2000).prop_map(|len| Message::Padding { len }),
             arb_addr().prop_map(|addr| Message::Observed { addr }),
             (any::<u32>(), arb_addr()).prop_map(|(c, addr)| Message::Introduce { channel: ChannelId(c), addr }),

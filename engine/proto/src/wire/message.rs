@@ -200,8 +200,11 @@ pub enum Message {
     },
     /// The answer to a `Ping`, sent at once.
     Pong {
-        /// The `sent_at` of the `Ping` answered.
-        echo: u64,
+        /// The answerer's clock when the Ping arrived minus the Ping's `sent_at`
+        /// (microseconds, wrapping): the one-way delay plus the clocks' offset, which
+        /// cancels against the least such value. One way, so the answerer's own
+        /// uplink queue, which the Pong crosses, does not count.
+        one_way: u64,
     },
     /// `len` zero bytes: pads handshakes so replies stay within 3x of requests.
     Padding {
