@@ -1,23 +1,26 @@
 //! The upload a peer can actually sustain, measured rather than declared
 //! (`--upload-kbps auto`): a delay-based controller in the spirit of LEDBAT
 //! (RFC 6817). It owns the sending rate and the delay history; it never reads a clock
-//! or touches a socket — `Peer` feeds it round-trip samples and updates it once a
+//! or touches a socket — `Peer` feeds it one-way delay samples and updates it once a
 //! round.
 //!
-//! Each round the peer sends every neighbour a `Ping` with its buffer map, through
-//! its uplink's queue, and the neighbour answers at once: the round trip minus the
-//! least ever seen to that neighbour is the queue at the round's start. The median
-//! across neighbours of each one's least sample is the part they share: our uplink's
-//! (not the least across them: a neighbour met while the queue was already long takes
-//! that queue for its base and would hide it). A queue that grew since the last round
-//! means we send faster than the uplink drains, and by how much: at rate r with the
-//! delay growing s seconds per second, the uplink carries r / (1 + s). As soon as most
-//! neighbours have answered, such growth cuts the rate to a little below that, so the
-//! queue drains back to the target; that is a round trip into the round, not at its
-//! end. With the queue short and steady the rate grows (more the further below the
-//! target the delay is), every other round, because the round after a raise measured
-//! the queue before the raise could show in it. So it settles where the uplink just
-//! starts to queue, and other traffic that fills the queue makes it yield.
+//! At the start of each round the peer sends every neighbour a `Ping`, alone and
+//! ahead of the round's maps and requests, through its uplink's queue; the neighbour
+//! answers at once with its clock at arrival minus our clock at sending. That less
+//! the least such value from the same neighbour (the clocks' offset cancels) is the
+//! queue at the round's start; one way, so the neighbour's own uplink queue, which
+//! the answer crosses, does not count. The median across neighbours of each one's
+//! least sample is the part they share: our uplink's (not the least across them: a
+//! neighbour met while the queue was already long takes that queue for its base and
+//! would hide it). A queue that grew since the last round means we send faster than
+//! the uplink drains, and by how much: at rate r with the delay growing s seconds per
+//! second, the uplink carries r / (1 + s). As soon as most neighbours have answered,
+//! such growth cuts the rate to a little below that, so the queue drains back to the
+//! target; that is a round trip into the round, not at its end. With the queue short
+//! and steady the rate grows (more the further below the target the delay is), every
+//! other round, because the round after a raise measured the queue before the raise
+//! could show in it. So it settles where the uplink just starts to queue, and other
+//! traffic that fills the queue makes it yield.
 //!
 //! The estimate (which sets l_n) and the pacing rate (which the token bucket gets)
 //! differ when the peer sends less than it could: pacing stays within one growth
