@@ -8,6 +8,7 @@ pub mod nat;
 pub mod neighbours;
 pub mod playback;
 pub mod receiver;
+pub mod spread;
 pub mod store;
 pub mod supplier;
 pub mod uplink;
@@ -278,6 +279,10 @@ pub struct Peer {
     outbox: VecDeque<Transmit>,
     /// A seed's newly ingested LCs still to be pushed once each (`Peer::push_target`).
     fresh: VecDeque<LcId>,
+    /// A seed's pushed LCs, followed to credit whoever forwards them (`spread`).
+    spread: spread::Spread,
+    /// Scratch for `credit_spread`.
+    spread_due: Vec<spread::Due>,
     events: VecDeque<Event>,
     next_round: Time,
     next_play: Time,
@@ -338,6 +343,8 @@ impl Peer {
             requests: Vec::new(),
             outbox: VecDeque::new(),
             fresh: VecDeque::new(),
+            spread: spread::Spread::default(),
+            spread_due: Vec::new(),
             events: VecDeque::new(),
             next_round,
             next_play: now + cfg.play_tick,
@@ -1284,6 +1291,7 @@ impl Peer {
         self.swarm_positions();
 
         if self.audits() {
+            self.credit_spread(now);
             self.audit();
         } else if self.cfg.role != Role::Seed {
             receiver::schedule(
@@ -1365,6 +1373,32 @@ impl Peer {
             let seq = layerp2p_codec::Seq(w.head().0 - 1);
             self.requests[slot].push(LcId { layer, seq });
         }
+    }
+
+    /// Credits each neighbour a pushed LC went to with the copies other neighbours
+    /// got since, the seed's own sends aside, as if they had been sent to the seed
+    /// (`spread`): d(seed,k) then follows what k forwards, not only the audit.
+    fn credit_spread(&mut self, now: Time) {
+        if !self.cfg.incentive.seed_spread_credit {
+            return;
+        }
+        // Long enough for a pushed LC to spread, short of its being played.
+        let delay = (self.cfg.round * 3).min(self.cfg.lag / 2);
+        let mut due = std::mem::take(&mut self.spread_due);
+        self.spread.take_due(now - delay, &mut due);
+        for d in &due {
+            let Some(lc) = self.store.get(d.id) else { continue };
+            let cost = data_cost(lc.payload.len());
+            let holds =
+                |n: &Neighbour| n.validated && n.addr != d.to && n.map.as_ref().is_some_and(|m| m.contains(d.id));
+            let copies = self.neighbours.iter().filter(|(_, n)| holds(n)).count().saturating_sub(d.served as usize);
+            if copies > 0
+                && let Some((_, n)) = self.neighbours.by_addr_mut(&d.to)
+            {
+                n.rate.add_bytes(copies * cost);
+            }
+        }
+        self.spread_due = due;
     }
 
     /// Whether the first fresh LC can be pushed now. A signing seed waits until a
@@ -1675,6 +1709,11 @@ impl Node for Peer {
                 && let Some(t) = self.send_lc(now, slot, id)
             {
                 self.stats.lcs_pushed += 1;
+                if self.cfg.incentive.seed_spread_credit
+                    && let Some(n) = self.neighbours.get(slot)
+                {
+                    self.spread.pushed(id, n.addr, now);
+                }
                 return Some(t);
             }
         }
@@ -1686,6 +1725,7 @@ impl Node for Peer {
             self.stats.requests_overflowed = self.supplier.overflowed;
             if let Some(t) = self.send_lc(now, slot, id) {
                 self.stats.latency.request_to_send.record(now.since(arrived));
+                self.spread.served(id);
                 return Some(t);
             }
         }
