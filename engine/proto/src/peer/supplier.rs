@@ -72,6 +72,7 @@ impl Queue {
                 fit = false;
                 break;
             }
+            grow_by_a_quarter(&mut self.ids);
             self.ids.push_back(id.into());
         }
         let added = (self.ids.len() - before) as u32;
@@ -124,6 +125,14 @@ impl Queue {
 
     fn capacity(&self) -> usize {
         self.ids.capacity()
+    }
+}
+
+/// Makes room for one more element, growing storage by a quarter rather than
+/// doubling: a queue stays near its peak, so doubling left up to half of it unused.
+fn grow_by_a_quarter<T>(q: &mut VecDeque<T>) {
+    if q.len() == q.capacity() {
+        q.reserve_exact((q.capacity() / 4).max(KEPT_QUEUE_CAPACITY / 4));
     }
 }
 
