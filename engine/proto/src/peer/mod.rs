@@ -1307,8 +1307,10 @@ impl Peer {
             if let Some(n) = self.neighbours.get_mut(slot) {
                 n.end_request_round(ids.len() as u32);
             }
-            for &id in &ids {
-                self.requested.requested(id, now);
+            if self.cfg.record_latency {
+                for &id in &ids {
+                    self.requested.requested(id, now);
+                }
             }
             let mut messages = Vec::with_capacity(2 + ids.len().div_ceil(MAX_REQUEST_IDS));
             messages.push(map);
@@ -1657,7 +1659,9 @@ impl Node for Peer {
             self.stats.requests_expired = self.supplier.expired;
             self.stats.requests_overflowed = self.supplier.overflowed;
             if let Some(t) = self.send_lc(now, slot, id) {
-                self.stats.latency.request_to_send.record(now.since(arrived));
+                if self.cfg.record_latency {
+                    self.stats.latency.request_to_send.record(now.since(arrived));
+                }
                 return Some(t);
             }
         }
