@@ -685,3 +685,104 @@ fn seed_without_tit_for_tat_or_audit_asks_nothing_and_keeps_everyone() {
         assert_eq!((seed.neighbour_count(), dropped), (2, None), "{policy:?} audit {audit}");
     }
 }
+
+/// The Pongs in `out`: to whom, with what one-way delay.
+fn pongs(out: &[Transmit]) -> Vec<(SocketAddr, u64)> {
+    let pong = |m: &Message| if let Message::Pong { one_way } = m { Some(*one_way) } else { None };
+    out.iter().flat_map(|t| t.packet.messages.iter().filter_map(pong).map(|e| (t.dst, e))).collect()
+}
+
+#[test]
+fn only_a_measuring_peer_pings_and_only_neighbours_get_a_pong() {
+    let (mut p, nb) = playing_with_one_neighbour();
+    let out = run_timers(&mut p, Time::ZERO, Time::from_secs(3));
+    let pings = out.iter().flat_map(|t| &t.packet.messages).filter(|m| matches!(m, Message::Ping { .. }));
+    assert_eq!(pings.count(), 0, "a declared upload needs no pings");
+    input(&mut p, Time::from_secs(3), nb, vec![Message::Ping { sent_at: 77 }]);
+    input(&mut p, Time::from_secs(3), addr(40), vec![Message::Ping { sent_at: 78 }]);
+    // At once, with our clock at arrival less the sender's at sending.
+    let answered = pongs(&drain(&mut p, Time::from_secs(3)));
+    assert_eq!(answered, vec![(nb, 3_000_000 - 77)], "a stranger's Ping is not answered");
+
+    let mut cfg = config(Policy::LayerP2P, 500);
+    cfg.upload_auto = true;
+    let mut measuring = Peer::new(cfg, 7, Time::ZERO).expect("valid");
+    connect(&mut measuring, Time::ZERO, nb);
+    let out = run_timers(&mut measuring, Time::ZERO, Time::from_secs(3));
+    let has = |t: &Transmit, what: fn(&Message) -> bool| t.packet.messages.iter().any(what);
+    let pinged: Vec<&Transmit> = out.iter().filter(|t| has(t, |m| matches!(m, Message::Ping { .. }))).collect();
+    assert!(pinged.len() >= 2 && pinged.iter().all(|t| t.dst == nb), "a Ping to the neighbour each round");
+    // Alone, ahead of the round's map: it measures the queue before the round's burst.
+    assert!(pinged.iter().all(|t| t.packet.messages.len() == 1), "a Ping in its own datagram");
+    let to_nb: Vec<&Transmit> = out.iter().filter(|t| t.dst == nb).collect();
+    for (i, _) in to_nb.iter().enumerate().filter(|(_, t)| has(t, |m| matches!(m, Message::Ping { .. }))) {
+        let next = to_nb.get(i + 1).expect("the round's map follows its Ping");
+        assert!(has(next, |m| matches!(m, Message::BufferMap(_))), "the Ping goes just before the map");
+    }
+}
+
+/// d(seed,k) of neighbours `addr(1..=3)` after 20 s in which the seed ingests 20 LCs
+/// a second and every neighbour answers its audit; LCs pushed to `addr(1)` then show
+/// up in every neighbour's map (it forwards them), those pushed to the others only in
+/// their own.
+fn rates_after_pushes(spread_credit: bool) -> [u32; 3] {
+    let addrs = [addr(1), addr(2), addr(3)];
+    let mut cfg = PeerConfig::seed(Policy::LayerP2P, LayerPlan::prototype(), Kbps(2000));
+    cfg.incentive.seed_spread_credit = spread_credit;
+    let mut seed = Peer::new(cfg, 9, Time::ZERO).expect("valid");
+    for a in addrs {
+        connect(&mut seed, Time::ZERO, a);
+    }
+    drain(&mut seed, Time::ZERO);
+    // Each neighbour's map: all of 0..400 of every layer, plus base LCs pushed since.
+    let mut maps: Vec<BufferMap> = (0..3)
+        .map(|_| match full_map(3, 400, MediaTime(0)) {
+            Message::BufferMap(m) => m.map,
+            _ => unreachable!("a buffer map"),
+        })
+        .collect();
+    let (mut next, mut now) = (400u32, Time::ZERO);
+    while now < Time::from_secs(20) {
+        now = now + Duration::from_millis(500);
+        for _ in 0..10 {
+            seed.push_lc(now, lc(1, next, MediaTime(u64::from(next) * 1000))).expect("fits");
+            next += 1;
+        }
+        for (a, map) in addrs.iter().zip(&maps) {
+            let head = MediaTime(u64::from(next) * 1000);
+            let m = BufferMapMsg { head_time: head, sent_at: 1, echo: 0, echo_delay: 0, map: map.clone() };
+            input(&mut seed, now, *a, vec![Message::BufferMap(m)]);
+        }
+        seed.handle_timeout(now);
+        for t in drain(&mut seed, now) {
+            let Some(k) = addrs.iter().position(|&a| a == t.dst) else { continue };
+            for m in &t.packet.messages {
+                match m {
+                    Message::Request { ids, .. } => {
+                        let answers = ids.iter().map(|id| Message::Data(lc(id.layer.get(), id.seq.0, MediaTime(0))));
+                        input(&mut seed, now, t.dst, answers.collect());
+                    }
+                    Message::Data(pushed) => {
+                        let to = if k == 0 { 0..3 } else { k..k + 1 };
+                        for map in &mut maps[to] {
+                            let w = map.layer_mut(pushed.header.id.layer).expect("layer");
+                            w.insert(pushed.header.id.seq).expect("in window");
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    addrs.map(|a| seed.download_rate_from(&a).expect("neighbour").0)
+}
+
+#[test]
+fn seed_credits_the_neighbour_whose_pushed_lcs_spread() {
+    // Each answers one audit LC a round (~10 kbps); what `addr(1)` forwards counts too.
+    let [forwarder, b, c] = rates_after_pushes(true);
+    assert!(forwarder > 3 * b.max(c), "forwarder {forwarder} kbps, others {b} and {c}");
+    // Without the credit the audit alone rates them alike.
+    let [forwarder, b, c] = rates_after_pushes(false);
+    assert!(forwarder < 2 * b.min(c), "forwarder {forwarder} kbps, others {b} and {c}");
+}

@@ -3,8 +3,9 @@
 //! free-rider and peers uploading 300, 700 and 1000 kbps, each writing what it plays
 //! (`peer --output`); then ffmpeg decodes every output. Asserted: the access units
 //! written decode, every NAL unit written is one the seed sent, whole, ffmpeg finds
-//! nothing malformed, and every contributor's PSNR (a frame not shown counts as the
-//! last one shown, frozen) is well above the free-rider's. Printed, to see where
+//! nothing malformed, every contributor's PSNR (a frame not shown counts as the last
+//! one shown, frozen) is well above the free-rider's, and PSNR rises with upload
+//! among contributors, within a margin. Printed, to see where
 //! quality comes from: each node's summary (α per layer), what each viewer sent to
 //! and got from each neighbour (who serves whom, the seed's share), and each
 //! viewer's PSNR per second of the clip.
@@ -12,7 +13,8 @@
 //! ffmpeg must be on PATH (.ci/run installs it); without it the test says so and
 //! passes, unless `CI` is set. `video_psnr_follows_upload_on_your_clip` (ignored) runs
 //! the same on any clip: LAYERP2P_CLIP=path.y4m LAYERP2P_LAG_S=30. With
-//! LAYERP2P_BY_SERVED set, viewers draw holders by served share (decision 0007).
+//! LAYERP2P_BY_SERVED set, viewers draw holders by served share (decision 0007);
+//! LAYERP2P_KEEP keeps the outputs and ffmpeg's logs.
 
 mod common;
 
@@ -337,27 +339,38 @@ fn ffmpeg_decodes_every_viewers_output_and_contributors_see_better_video() {
     }
     let dir = temp_dir("video-ffmpeg");
     let clip_path = dir.join("clip.y4m");
-    // The issue's test pattern, 16 s: 640x360 at QP 26 is ~1.5 Mbps, so a 2 Mbps seed and
-    // the viewers' 2 Mbps are short of the 6 Mbps four full-rate viewers need.
-    let generate = "-v error -f lavfi -i testsrc2=size=640x360:rate=25 -t 16 -pix_fmt yuv420p -f yuv4mpegpipe";
+    // The issue's test pattern at the issue's length, 30 s: 640x360 at QP 26 is ~1.5 Mbps,
+    // so a 2 Mbps seed and the viewers' 2 Mbps are short of the 6 Mbps four full-rate
+    // viewers need. Shorter, the first seconds (nobody has a d(n,k) yet, the seed
+    // splits alike) weigh as much as the rest.
+    let generate = "-v error -f lavfi -i testsrc2=size=640x360:rate=25 -t 30 -pix_fmt yuv420p -f yuv4mpegpipe";
     let mut args: Vec<&str> = generate.split(' ').collect();
     args.push(clip_path.to_str().expect("utf-8"));
     ffmpeg(&args);
     let clip = load_clip(&clip_path, 26);
     let judged = run_and_judge(&clip, 2000, Duration::from_secs(5), &dir);
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("LAYERP2P_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     for j in &judged {
         assert!(j.written > 0, "{j:?}");
         assert_eq!(j.foreign_nals, 0, "every NAL unit written is one the seed sent, whole: {j:?}");
         assert_eq!(j.malformed, 0, "{j:?}");
-        assert!(j.decoded as f64 >= 0.97 * j.written as f64, "{j:?}");
+        // A free-rider misses whole IDR frames; ffmpeg then drops the frames after
+        // one, up to the next, as out of order ("no picture ooo"). Measured: 92-96 %
+        // of its access units decoded, every contributor's all.
+        let share = if j.upload == 0 { 0.85 } else { 0.97 };
+        assert!(j.decoded as f64 >= share * j.written as f64, "{j:?}");
     }
     let db: Vec<f64> = judged.iter().map(|j| j.psnr).collect();
-    assert!(db[1..].iter().all(|&c| c > db[0] + 2.0), "every contributor well above the free-rider: {db:?}");
-    // Among contributors PSNR does not follow upload yet: at a 5 s lag the 1000 kbps
-    // viewer gets less of every layer than the 700 kbps one (docs/VIDEO.md, decision
-    // 0007); printed, not asserted.
     eprintln!("PSNR by upload 0/300/700/1000 kbps: {db:.2?}");
+    assert!(db[1..].iter().all(|&c| c > db[0] + 8.0), "every contributor well above the free-rider: {db:?}");
+    // Quality follows upload (issue #32: 1000 >= 700 >= 300 kbps, less 0.5 dB). The
+    // margin is CI's: two runs here gave 1000 - 700 kbps +1.2 and +4.8 dB, 700 - 300
+    // +0.2 and +3.8 dB, and a viewer's PSNR moves about 2 dB from run to run (0007).
+    // Without the seed's spread credit (one run) the contributors were within 1.1 dB
+    // of one another and 2.7-3.8 dB above the free-rider (decision 0015).
+    assert!(db[3] >= db[2] - 2.0 && db[2] >= db[1] - 2.0, "PSNR follows upload among contributors: {db:?}");
 }
 
 #[test]

@@ -240,6 +240,7 @@ fn run_job(plan: &Plan, job: Job) -> Result<SwarmReport, LabError> {
                 latency: Duration::ZERO,
                 download: None,
                 nat: None,
+                measured_uploads: false,
                 seed,
                 configure: &configure,
                 threads: None,

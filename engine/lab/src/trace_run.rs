@@ -28,6 +28,9 @@ pub struct TraceRun<'a> {
     pub download: Option<Kbps>,
     /// Viewers behind home NATs (`Swarm::with_nats`); `None`: every viewer is open.
     pub nat: Option<layerp2p_sim::nat::NatConfig>,
+    /// Viewers measure their uploads behind uplinks of their class's rate
+    /// (`Swarm::with_measured_uploads`).
+    pub measured_uploads: bool,
     pub seed: u64,
     /// Applied to the viewers' configuration template (incentive and neighbour overrides).
     pub configure: &'a (dyn Fn(&mut PeerConfig) -> Result<(), String> + Sync),
@@ -164,12 +167,22 @@ pub fn run_one(
     cfg.download = run.download;
     (run.configure)(&mut cfg.peer).map_err(LabError::Config)?;
     let parameters = cfg.peer.parameters();
-    let mut swarm = match (run.threads, &run.nat) {
-        (None, None) => Driver::Sequential(Box::new(Swarm::new(cfg)?)),
-        (None, Some(nat)) => Driver::Sequential(Box::new(Swarm::new(cfg)?.with_nats(nat.clone()))),
+    let mut swarm = match run.threads {
         // A partition sends to routers it does not hold: NATs need the whole swarm.
-        (Some(_), Some(_)) => return Err(LabError::Config("NATs are simulated on one thread only".into())),
-        (Some(n), None) => Driver::Parallel(ParallelSwarm::new(cfg, n)?),
+        Some(_) if run.nat.is_some() || run.measured_uploads => {
+            return Err(LabError::Config("NATs and measured uploads are simulated on one thread only".into()));
+        }
+        Some(n) => Driver::Parallel(ParallelSwarm::new(cfg, n)?),
+        None => {
+            let mut swarm = Swarm::new(cfg)?;
+            if let Some(nat) = &run.nat {
+                swarm = swarm.with_nats(nat.clone());
+            }
+            if run.measured_uploads {
+                swarm = swarm.with_measured_uploads();
+            }
+            Driver::Sequential(Box::new(swarm))
+        }
     };
     let started = Instant::now();
     let cpu = crate::loadgen::procfs::CpuSource::process("sim", std::process::id());
@@ -296,6 +309,7 @@ mod tests {
             latency: Duration::ZERO,
             download: None,
             nat: None,
+            measured_uploads: false,
             seed: 3,
             configure: &configure,
             threads: None,
@@ -331,6 +345,7 @@ mod tests {
             latency: Duration::from_millis(20),
             download: None,
             nat: None,
+            measured_uploads: false,
             seed: 5,
             configure: &configure,
             threads: Some(threads),

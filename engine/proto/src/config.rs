@@ -78,6 +78,11 @@ pub struct Incentive {
     /// chosen with weight d(seed,k), before it serves requests (`Peer::push_target`):
     /// every LC of every layer enters the swarm at once, at a contributor.
     pub seed_push: bool,
+    /// A pushing seed credits d(seed,k) with the copies of the LCs it pushed to k
+    /// that its other neighbours got, not from the seed, a few rounds later
+    /// (`peer::spread`): the audit alone rates every contributor alike, so the seed
+    /// split its upload evenly whatever each forwards (docs/decisions/0015).
+    pub seed_spread_credit: bool,
 }
 
 impl Default for Incentive {
@@ -90,6 +95,7 @@ impl Default for Incentive {
             holder_choice: HolderChoice::Uniform,
             seed_audit: true,
             seed_push: true,
+            seed_spread_credit: true,
         }
     }
 }
@@ -280,6 +286,7 @@ impl PeerConfig {
             "holder_choice": holder_choice,
             "seed_audit": i.seed_audit,
             "seed_push": i.seed_push,
+            "seed_spread_credit": i.seed_spread_credit,
             "nat_traversal": self.nat_traversal,
         })
     }

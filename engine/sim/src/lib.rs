@@ -15,6 +15,11 @@
 //! for it again next round). Without the bound a receiver that asks for more than
 //! its downlink carries (DESIGN.md §6 asks every missing LC every round) builds a backlog
 //! of seconds, everything arrives late, and the late LCs are asked for again.
+//!
+//! With `Swarm::with_measured_uploads`, viewers are not told their upload: each that
+//! has one runs `--upload-kbps auto`, and its scenario upload is the rate of its uplink, a
+//! first-come first-served queue every datagram it sends crosses (`UPLINK_BUFFER`
+//! deep, drop-tail, like a home router's), so sending above it queues.
 
 pub mod faults;
 pub mod nat;
@@ -106,6 +111,10 @@ struct SimNode {
     downlink_free: Time,
     /// The home router in front of it (`Swarm::with_nats`), if any.
     nat: Option<nat::NatBox>,
+    /// With a measured upload (`Swarm::with_measured_uploads`): the uplink's rate, and
+    /// when it is next free.
+    uplink: Option<Kbps>,
+    uplink_free: Time,
     /// The scenario entry this viewer came from, if any.
     spec: Option<usize>,
     wake_at: Option<Time>,
@@ -130,6 +139,8 @@ impl SimNode {
             alive: false,
             scheduled: 0,
             nat: None,
+            uplink: None,
+            uplink_free: Time::ZERO,
         }
     }
 }
@@ -145,6 +156,13 @@ const FAULT_ORDER: u64 = 1 << (NODE_ORDER_SHIFT - 1);
 
 /// Most backlog a capped downlink holds (drop-tail): a quarter second at its rate.
 pub const DOWNLINK_BUFFER: Duration = Duration::from_millis(250);
+/// Most backlog a measured viewer's uplink holds (drop-tail): a home router's deep
+/// buffer, which the upload controller must keep short.
+pub const UPLINK_BUFFER: Duration = Duration::from_millis(400);
+/// IPv4 and UDP headers: what a datagram costs on a link beyond its payload.
+const IP_UDP_HEADERS: usize = 28;
+/// Highest upload a measured viewer may estimate (its controller's ceiling).
+const MEASURED_CEILING: Kbps = Kbps(100_000);
 
 const TRACKER: usize = 0;
 const SEED: usize = 1;
@@ -227,6 +245,10 @@ pub struct Swarm {
     nats: Option<nat::NatConfig>,
     /// Datagrams a home router did not let in.
     pub nat_drops: u64,
+    /// Whether viewers measure their upload (`with_measured_uploads`).
+    measured_uploads: bool,
+    /// Datagrams lost at a full uplink (`with_measured_uploads`).
+    pub uplink_drops: u64,
 }
 
 impl std::fmt::Debug for Swarm {
@@ -295,6 +317,8 @@ impl Swarm {
             faults: None,
             nats: None,
             nat_drops: 0,
+            measured_uploads: false,
+            uplink_drops: 0,
             cfg,
         };
         if swarm.owns(TRACKER) {
@@ -341,6 +365,25 @@ impl Swarm {
     pub fn with_nats(mut self, nats: nat::NatConfig) -> Swarm {
         self.nats = Some(nats);
         self
+    }
+
+    /// Viewers that join from now on measure their upload (`--upload-kbps auto`)
+    /// instead of being told it; their scenario upload becomes their uplink's rate.
+    pub fn with_measured_uploads(mut self) -> Swarm {
+        self.measured_uploads = true;
+        self
+    }
+
+    /// Each live measured viewer's uplink rate, its estimate of it and the queueing
+    /// delay it last measured: `(spec, uplink, estimate, delay)`.
+    pub fn upload_estimates(&self) -> Vec<(usize, Kbps, Kbps, Option<Duration>)> {
+        let estimate = |n: &SimNode| match (&n.role, n.spec, n.uplink) {
+            (Role::Peer(p), Some(spec), Some(uplink)) => {
+                p.upload_estimate().map(|(kbps, delay)| (spec, uplink, kbps, delay))
+            }
+            _ => None,
+        };
+        self.nodes.iter().filter(|n| n.alive).filter_map(estimate).collect()
     }
 
     /// How many viewers that joined are behind each kind of NAT (open ones included).
@@ -404,7 +447,18 @@ impl Swarm {
                 [Message::Data(lc)] => Some(lc),
                 _ => None,
             };
-            if let Some(lc) = lc
+            if let Some(rate) = self.nodes[i].uplink {
+                // Every datagram queues for the measured viewer's uplink.
+                let n = &mut self.nodes[i];
+                let start = n.uplink_free.max(now);
+                if start.since(now) > UPLINK_BUFFER {
+                    self.uplink_drops += 1;
+                    continue;
+                }
+                let bits = (tx.packet.wire_len() + IP_UDP_HEADERS) as u64 * 8;
+                n.uplink_free = start + Duration::from_micros(bits * 1000 / u64::from(rate.0).max(1));
+                delay += n.uplink_free.since(now);
+            } else if let Some(lc) = lc
                 && upload.0 > 0
             {
                 delay += transfer_time(lc, upload);
@@ -470,6 +524,12 @@ impl Swarm {
         let p = &self.cfg.peers[spec];
         let mut cfg = self.cfg.peer.clone();
         cfg.upload = p.upload;
+        // A free-rider (upload 0) uploads nothing whatever its uplink: it measures nothing.
+        let measured = self.measured_uploads && p.upload.0 > 0;
+        if measured {
+            cfg.upload = MEASURED_CEILING;
+            cfg.upload_auto = true;
+        }
         // A viewer knows its own downlink, so its threshold layer accounts for it.
         cfg.download = self.cfg.download;
         cfg.tracker = Some(sim_addr(TRACKER));
@@ -499,6 +559,7 @@ impl Swarm {
                 self.nodes[i].nat =
                     nat.filter(|k| *k != nat::NatKind::Open).map(|kind| nat::NatBox::new(kind, nat_ip(i)));
                 self.place_node(i, Role::Peer(Box::new(peer)), upload, self.cfg.download, Some(spec));
+                self.nodes[i].uplink = measured.then_some(upload);
                 if let Some(t) = leave {
                     let order = self.order_of(i);
                     self.route(i, t, order, SimEvent::Leave { node: i });

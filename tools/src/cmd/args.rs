@@ -129,6 +129,11 @@ pub struct IncentiveArgs {
     /// serving requests (see docs/decisions/0002-seed-audit-and-push.md).
     #[arg(long)]
     pub no_seed_push: bool,
+    /// The pushing seed no longer credits a neighbour with the copies of what it
+    /// pushed there that reached its other neighbours: it rates contributors by
+    /// its audit alone, all alike (see docs/decisions/0015-seed-spread-credit.md).
+    #[arg(long)]
+    pub no_seed_spread_credit: bool,
 }
 
 /// The neighbour-management parameters of DESIGN.md §4 and §8 (paper: 10 / 20 neighbours,
@@ -221,6 +226,9 @@ impl IncentiveArgs {
         }
         if self.no_seed_push {
             cfg.seed_push = false;
+        }
+        if self.no_seed_spread_credit {
+            cfg.seed_spread_credit = false;
         }
     }
 }

@@ -269,7 +269,8 @@ pub struct PeerArgs {
     member: Member,
     /// Upload cap in kbps; 0 makes a free-rider. `auto` (the default) measures it: a
     /// delay-based controller (LEDBAT, RFC 6817) finds the rate at which the uplink
-    /// starts to queue and keeps the added delay near 50 ms; l_n follows it.
+    /// starts to queue and keeps the added delay near 25 ms (more on a slow uplink:
+    /// two full datagrams' time); l_n follows it. See docs/PROTOCOL.md.
     #[arg(long, default_value = "auto", value_parser = parse_upload)]
     upload_kbps: Upload,
     /// Download capacity of this peer's access link in kbps, if below its upload:

@@ -112,6 +112,12 @@ pub struct Args {
     /// does it change anything).
     #[arg(long, default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     nat_traversal: bool,
+    /// Viewers measure their upload (`--upload-kbps auto`) instead of being told it:
+    /// each class's upload becomes the rate of its viewers' uplinks, drop-tail queues
+    /// 400 ms deep that every datagram they send crosses. Free-riders upload nothing
+    /// either way.
+    #[arg(long)]
+    measured_upload: bool,
     /// Table II groups are also shown over the peers that played at least this many
     /// seconds (past the start-up transient); 0 turns that off.
     #[arg(long, default_value_t = 300)]
@@ -296,6 +302,9 @@ pub fn run(args: Args) -> Result<(), String> {
     if threads.is_some() && args.nat.is_some() {
         return Err("--nat is simulated on one thread only: drop --threads".into());
     }
+    if threads.is_some() && args.measured_upload {
+        return Err("--measured-upload is simulated on one thread only: drop --threads".into());
+    }
     let mix = mix_of(&args)?;
     let full = trace_of(&args)?;
     let stats = full.stats();
@@ -379,6 +388,7 @@ pub fn run(args: Args) -> Result<(), String> {
         latency: Duration::from_millis(args.latency_ms),
         download: args.download_kbps.map(Kbps),
         nat: args.nat.map(|shares| NatConfig { shares, ..NatConfig::default() }),
+        measured_uploads: args.measured_upload,
         seed: args.seed,
         configure: &configure,
         threads,

@@ -8,6 +8,7 @@ pub mod nat;
 pub mod neighbours;
 pub mod playback;
 pub mod receiver;
+pub mod spread;
 pub mod store;
 pub mod supplier;
 pub mod uplink;
@@ -278,6 +279,10 @@ pub struct Peer {
     outbox: VecDeque<Transmit>,
     /// A seed's newly ingested LCs still to be pushed once each (`Peer::push_target`).
     fresh: VecDeque<LcId>,
+    /// A seed's pushed LCs, followed to credit whoever forwards them (`spread`).
+    spread: spread::Spread,
+    /// Scratch for `credit_spread`.
+    spread_due: Vec<spread::Due>,
     events: VecDeque<Event>,
     next_round: Time,
     next_play: Time,
@@ -338,6 +343,8 @@ impl Peer {
             requests: Vec::new(),
             outbox: VecDeque::new(),
             fresh: VecDeque::new(),
+            spread: spread::Spread::default(),
+            spread_due: Vec::new(),
             events: VecDeque::new(),
             next_round,
             next_play: now + cfg.play_tick,
@@ -684,6 +691,9 @@ impl Peer {
     fn remove_neighbour(&mut self, addr: &SocketAddr) {
         if let Some((slot, _)) = self.neighbours.remove(addr) {
             self.supplier.clear(slot);
+            if let Some((up, _)) = &mut self.uplink {
+                up.forget(slot);
+            }
             self.stats.neighbours_removed += 1;
             self.event(Event::NeighbourDown { addr: *addr });
         }
@@ -909,7 +919,7 @@ impl Peer {
     }
 
     fn on_buffer_map(&mut self, now: Time, from: SocketAddr, m: BufferMapMsg, token: Option<(u64, u64)>) {
-        let Some((slot, n)) = self.neighbours.by_addr_mut(&from) else {
+        let Some((_, n)) = self.neighbours.by_addr_mut(&from) else {
             // They think we are neighbours; we are not (e.g. a lost Disconnect). The
             // echo of their token lets them believe us (smaller than the map).
             let mut messages = vec![Message::Disconnect { reason: Reason::Refused }];
@@ -928,11 +938,7 @@ impl Peer {
             if rtt < 10_000_000 {
                 let sample = Duration::from_micros(rtt);
                 n.rtt = Some(n.rtt.map_or(sample, |r| (r * 7 + sample) / 8));
-                let base = n.base_rtt.map_or(sample, |b| b.min(sample));
-                n.base_rtt = Some(base);
-                if let Some((up, _)) = &mut self.uplink {
-                    up.on_sample(now, sample, base, slot);
-                }
+                n.base_rtt = Some(n.base_rtt.map_or(sample, |b| b.min(sample)));
             }
         }
         if m.map.layers().len() != self.cfg.plan.layers() {
@@ -1153,6 +1159,12 @@ impl Peer {
             // Tokens are read per packet in `handle_input`; tracker-bound messages and
             // padding are not for us.
             Message::Token { .. } | Message::Padding { .. } => {}
+            Message::Ping { sent_at } => {
+                if let Some(slot) = self.validated_slot(&from) {
+                    self.send_to_neighbour(slot, vec![Message::Pong { one_way: now.0.wrapping_sub(sent_at) }]);
+                }
+            }
+            Message::Pong { one_way } => self.on_pong(now, from, one_way),
             Message::Join { .. } | Message::Refresh { .. } | Message::Leave { .. } => {}
             Message::Observed { addr } => {
                 if trusted_observer {
@@ -1279,6 +1291,7 @@ impl Peer {
         self.swarm_positions();
 
         if self.audits() {
+            self.credit_spread(now);
             self.audit();
         } else if self.cfg.role != Role::Seed {
             receiver::schedule(
@@ -1296,6 +1309,13 @@ impl Peer {
         self.requested.prune(now - self.cfg.round * 2);
         // Handshakes get nothing until validated (their first buffer map follows then).
         let slots: Vec<usize> = self.neighbours.iter().filter(|(_, n)| n.validated).map(|(s, _)| s).collect();
+        if self.uplink.is_some() {
+            // Pings go ahead of the round's burst of maps and requests: they measure
+            // the queue the uplink kept, not the one this burst is about to make.
+            for &slot in &slots {
+                self.send_to_neighbour(slot, vec![Message::Ping { sent_at: now.0 }]);
+            }
+        }
         for slot in slots {
             let map = self.buffer_map_for(now, slot);
             let Some(n) = self.neighbours.get(slot) else { continue };
@@ -1355,6 +1375,32 @@ impl Peer {
             let seq = layerp2p_codec::Seq(w.head().0 - 1);
             self.requests[slot].push(LcId { layer, seq });
         }
+    }
+
+    /// Credits each neighbour a pushed LC went to with the copies other neighbours
+    /// got since, the seed's own sends aside, as if they had been sent to the seed
+    /// (`spread`): d(seed,k) then follows what k forwards, not only the audit.
+    fn credit_spread(&mut self, now: Time) {
+        if !self.cfg.incentive.seed_spread_credit {
+            return;
+        }
+        // Long enough for a pushed LC to spread, short of its being played.
+        let delay = (self.cfg.round * 3).min(self.cfg.lag / 2);
+        let mut due = std::mem::take(&mut self.spread_due);
+        self.spread.take_due(now - delay, &mut due);
+        for d in &due {
+            let Some(lc) = self.store.get(d.id) else { continue };
+            let cost = data_cost(lc.payload.len());
+            let holds =
+                |n: &Neighbour| n.validated && n.addr != d.to && n.map.as_ref().is_some_and(|m| m.contains(d.id));
+            let copies = self.neighbours.iter().filter(|(_, n)| holds(n)).count().saturating_sub(d.served as usize);
+            if copies > 0
+                && let Some((_, n)) = self.neighbours.by_addr_mut(&d.to)
+            {
+                n.rate.add_bytes(copies * cost);
+            }
+        }
+        self.spread_due = due;
     }
 
     /// Whether the first fresh LC can be pushed now. A signing seed waits until a
@@ -1446,6 +1492,22 @@ impl Peer {
 }
 
 impl Peer {
+    /// A neighbour answered the `Ping` sent with our buffer map: `one_way` (its
+    /// clock offset included) less the least it gave is our uplink's queue then.
+    fn on_pong(&mut self, now: Time, from: SocketAddr, one_way: u64) {
+        let Some(slot) = self.validated_slot(&from) else { return };
+        let Some((up, _)) = &mut self.uplink else { return };
+        if up.on_one_way(now, one_way, slot) {
+            let pacing = Kbps((up.pacing_bps() / 1000.0) as u32);
+            self.bucket.set_rate(now, pacing, self.cfg.burst, 2 * max_data_cost() as u64);
+        }
+    }
+
+    /// The slot of `addr` if it is a neighbour that proved its address.
+    fn validated_slot(&self, addr: &SocketAddr) -> Option<usize> {
+        self.neighbours.slot_of(addr).filter(|&s| self.neighbours.get(s).is_some_and(|n| n.validated))
+    }
+
     /// With a measured upload: the round's rate goes to the token bucket, and l_n
     /// follows it (DESIGN.md §6 with U(n) measured).
     fn follow_uplink(&mut self, now: Time) {
@@ -1649,6 +1711,11 @@ impl Node for Peer {
                 && let Some(t) = self.send_lc(now, slot, id)
             {
                 self.stats.lcs_pushed += 1;
+                if self.cfg.incentive.seed_spread_credit
+                    && let Some(n) = self.neighbours.get(slot)
+                {
+                    self.spread.pushed(id, n.addr, now);
+                }
                 return Some(t);
             }
         }
@@ -1662,6 +1729,7 @@ impl Node for Peer {
                 if self.cfg.record_latency {
                     self.stats.latency.request_to_send.record(now.since(arrived));
                 }
+                self.spread.served(id);
                 return Some(t);
             }
         }

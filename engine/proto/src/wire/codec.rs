@@ -90,6 +90,10 @@ pub mod code {
     pub const PADDING: u8 = 13;
     /// Signed LC hashes: `Message::Manifest`.
     pub const MANIFEST: u8 = 14;
+    /// `Message::Ping`.
+    pub const PING: u8 = 15;
+    /// `Message::Pong`.
+    pub const PONG: u8 = 16;
     // NAT traversal: codes from 20 on, so other new messages can take 15-19.
     /// `Message::Observed`.
     pub const OBSERVED: u8 = 20;
@@ -198,6 +202,7 @@ fn body_len(m: &Message) -> usize {
         Message::Request { ids, .. } => REQUEST_FIXED + ids.len() * ID_LEN,
         Message::Data(lc) => LC_HEADER_LEN + lc.payload.len(),
         Message::Token { .. } => 8 + 8,
+        Message::Ping { .. } | Message::Pong { .. } => 8,
         Message::Padding { len } => usize::from(*len),
         Message::Manifest(m) => MANIFEST_FIXED + m.hashes.len() * HASH_LEN,
         Message::Observed { addr } => addr_len(addr),
@@ -264,6 +269,8 @@ fn type_code(m: &Message) -> u8 {
         Message::Request { .. } => code::REQUEST,
         Message::Data(_) => code::DATA,
         Message::Token { .. } => code::TOKEN,
+        Message::Ping { .. } => code::PING,
+        Message::Pong { .. } => code::PONG,
         Message::Padding { .. } => code::PADDING,
         Message::Manifest(_) => code::MANIFEST,
         Message::Observed { .. } => code::OBSERVED,
@@ -400,6 +407,7 @@ fn put_body(out: &mut BytesMut, m: &Message) {
             out.put_u64(*nonce);
             out.put_u64(*echo);
         }
+        Message::Ping { sent_at: at } | Message::Pong { one_way: at } => out.put_u64(*at),
         Message::Padding { len } => out.put_bytes(0, usize::from(*len)),
         Message::Manifest(m) => {
             out.put_u8(m.layer.get());
@@ -639,6 +647,8 @@ fn decode_body(r: &mut Reader<'_>, ty: u8) -> Result<Message, WireError> {
             Message::Data(Lc { header, payload: r.rest() })
         }
         code::TOKEN => Message::Token { nonce: r.u64("token nonce")?, echo: r.u64("token echo")? },
+        code::PING => Message::Ping { sent_at: r.u64("ping time")? },
+        code::PONG => Message::Pong { one_way: r.u64("pong one-way delay")? },
         code::PADDING => {
             // Padding is zeros, so a packet re-encodes to the bytes it came from.
             let n = r.remaining();
@@ -768,6 +778,8 @@ mod tests {
             Message::Connect { channel: ChannelId(1), peer: PeerId(4), role: Role::Relay },
             Message::Accept { peer: PeerId(5), role: Role::Peer },
             Message::Token { nonce: 0x0123_4567_89AB_CDEF, echo: u64::MAX },
+            Message::Ping { sent_at: 42 },
+            Message::Pong { one_way: u64::MAX },
             Message::Padding { len: 0 },
             Message::Padding { len: 1150 },
             Message::Decline { reason: Reason::Full },
@@ -971,7 +983,8 @@ mod tests {
             ("body cut", Bytes::from([&header(1)[..], &[7, 0, 5, 0]].concat()), truncated("message body", 4)),
             ("trailing after last", Bytes::from(plus(&[0])), WireError::TrailingBytes(1)),
             ("unknown type 0", with_body(0, &[]), WireError::UnknownType(0)),
-            ("unknown type 15", with_body(15, &[1]), WireError::UnknownType(15)),
+            ("unknown type 17", with_body(17, &[1]), WireError::UnknownType(17)),
+            ("ping cut", with_body(code::PING, &[0; 7]), truncated("ping time", 1)),
             ("nat type 4", with_body(code::NAT_REPORT, &[4]), bad("nat type", 4)),
             ("observed family 5", with_body(code::OBSERVED, &[5, 0, 0]), bad("address family", 5)),
             ("punch with a body", with_body(code::PUNCH, &[0]), WireError::BodyTooLong(code::PUNCH, 1)),
@@ -1192,6 +1205,8 @@ mod tests {
             }),
             (any::<u64>(), arb_role()).prop_map(|(p, role)| Message::Accept { peer: PeerId(p), role }),
             (any::<u64>(), any::<u64>()).prop_map(|(nonce, echo)| Message::Token { nonce, echo }),
+            any::<u64>().prop_map(|sent_at| Message::Ping { sent_at }),
+            any::<u64>().prop_map(|one_way| Message::Pong { one_way }),
             (0u16..2000).prop_map(|len| Message::Padding { len }),
             arb_addr().prop_map(|addr| Message::Observed { addr }),
             (any::<u32>(), arb_addr()).prop_map(|(c, addr)| Message::Introduce { channel: ChannelId(c), addr }),

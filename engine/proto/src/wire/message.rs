@@ -191,6 +191,21 @@ pub enum Message {
         /// The addressee's last token, or 0 if none was received yet.
         echo: u64,
     },
+    /// Asks a neighbour for an immediate `Pong`: a peer measuring its upload sends one
+    /// with each buffer map, so the round trip tells its uplink's queue within a round
+    /// trip rather than when the neighbour's next buffer map echoes it.
+    Ping {
+        /// Sender's local clock when sending, in microseconds (opaque to the receiver).
+        sent_at: u64,
+    },
+    /// The answer to a `Ping`, sent at once.
+    Pong {
+        /// The answerer's clock when the Ping arrived minus the Ping's `sent_at`
+        /// (microseconds, wrapping): the one-way delay plus the clocks' offset, which
+        /// cancels against the least such value. One way, so the answerer's own
+        /// uplink queue, which the Pong crosses, does not count.
+        one_way: u64,
+    },
     /// `len` zero bytes: pads handshakes so replies stay within 3x of requests.
     Padding {
         /// Number of zero bytes that follow.
