@@ -1554,8 +1554,11 @@ impl Peer {
     /// now asks it to punch one towards us, and its punch makes us send again.
     fn introduce_unanswered(&mut self, now: Time) {
         let Some(tracker) = self.cfg.tracker.filter(|_| self.cfg.nat_traversal) else { return };
-        let waiting: Vec<SocketAddr> =
+        let mut waiting: Vec<SocketAddr> =
             self.pending.iter().filter(|(_, (at, _))| now.since(*at) >= nat::PUNCH_AFTER).map(|(a, _)| *a).collect();
+        // `pending` iterates in a per-process random order; the introductions go out
+        // in address order so a seeded run is the same run every time.
+        waiting.sort_unstable();
         for addr in waiting {
             if self.nat.should_introduce(addr) {
                 let introduce = self.to_tracker(Message::Introduce { channel: self.cfg.channel, addr });
