@@ -37,3 +37,18 @@ fn latencies_are_recorded_within_protocol_bounds_and_deterministic() {
     assert_eq!(again.request_to_send.summary(), send);
     assert_eq!(again.delivery.summary(), delivery);
 }
+
+#[test]
+fn a_viewer_configured_not_to_record_latency_records_none() {
+    let mut cfg =
+        prototype(Policy::LayerP2P, &Mix::overloaded(), 20, Duration::from_secs(10), Duration::from_secs(30), 4);
+    cfg.peer.record_latency = false;
+    let report = Swarm::new(cfg).expect("valid scenario").run();
+    let viewers: Vec<_> = report.peers.iter().collect();
+    assert!(viewers.iter().map(|p| p.stats.lcs_down).sum::<u64>() > 0, "the viewers exchanged LCs");
+    for p in viewers {
+        let l = &p.stats.latency;
+        assert_eq!((l.request_to_send.count(), l.delivery.count()), (0, 0));
+        assert_eq!(l.request_to_send.heap_bytes() + l.delivery.heap_bytes(), 0);
+    }
+}

@@ -173,6 +173,11 @@ pub struct PeerConfig {
     /// Emit `Event::Received` for each new LC (a sharded relay's upstream fans them
     /// out to its serving shards).
     pub emit_received: bool,
+    /// Record the request-to-send and delivery latencies (`PeerStats::latency`). Off
+    /// in the trace-driven simulator, whose reports do not show them: the two
+    /// histograms and the table of request send times were ~20 KB of a simulated
+    /// viewer's ~90 KB (docs/decisions/0016-simulated-viewer-memory.md).
+    pub record_latency: bool,
 }
 
 /// A researcher's changes to the neighbour parameters of DESIGN.md §4 and §8 (N_min,
@@ -233,6 +238,7 @@ impl PeerConfig {
             emit_playback: false,
             content_auth: ContentAuth::Off,
             emit_received: false,
+            record_latency: true,
         }
     }
 

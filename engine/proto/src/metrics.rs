@@ -171,23 +171,30 @@ impl Latencies {
 /// indexed by sequence (requests are a window's missing LCs, so they are dense). A
 /// hash map keyed by LC cost a hash insert per request id, re-asked every round (~6 %
 /// of a simulation's instructions), and more memory than the run. A run spans at most
-/// [`MAX_TRACKED_REQUESTS`] sequences per layer; requests beyond go untracked.
+/// [`MAX_TRACKED_REQUESTS`] sequences per layer; requests beyond go untracked. Times
+/// are 32-bit offsets from an epoch the prune moves up (a request lives a few rounds),
+/// half the memory of absolute times.
 #[derive(Debug, Default)]
 pub struct RequestTimes {
     layers: Vec<SentRun>,
     /// Requests sent before this were dropped by their suppliers: not counted.
     horizon: Time,
+    /// What the stored times count from (µs).
+    epoch: u64,
 }
 
-/// Send times (µs) of sequences `base..base + times.len()` of one layer; `NOT_SENT`
-/// where there is none.
+/// Send times (µs after the epoch) of sequences `base..base + times.len()` of one
+/// layer; `NOT_SENT` where there is none.
 #[derive(Debug, Default)]
 struct SentRun {
     base: u32,
-    times: VecDeque<u64>,
+    times: VecDeque<u32>,
 }
 
-const NOT_SENT: u64 = u64::MAX;
+const NOT_SENT: u32 = u32::MAX;
+/// The epoch moves up once the horizon is this far past it (µs, ~36 min), leaving
+/// as much room again before an offset would not fit.
+const EPOCH_SPAN: u64 = 1 << 31;
 
 impl SentRun {
     #[inline]
@@ -202,19 +209,46 @@ impl RequestTimes {
     /// more than [`MAX_TRACKED_REQUESTS`] sequences).
     #[inline]
     pub fn requested(&mut self, id: LcId, now: Time) {
+        let at = self.offset(now);
         // Mostly an LC asked again, within the run: one store.
         if let Some(run) = self.layers.get_mut(id.layer.index())
             && let Some(i) = run.index(id.seq.0)
         {
-            run.times[i] = now.0;
+            run.times[i] = at;
             return;
         }
-        self.requested_outside(id, now);
+        self.requested_outside(id, at);
+    }
+
+    /// `now` as an offset from the epoch, moving the epoch up if it is too far behind
+    /// (a driver that did not prune for half an hour: older requests are forgotten).
+    #[inline]
+    fn offset(&mut self, now: Time) -> u32 {
+        match now.0.checked_sub(self.epoch).map(u32::try_from) {
+            Some(Ok(at)) if at != NOT_SENT => at,
+            _ => {
+                self.rebase(now.0.saturating_sub(EPOCH_SPAN).max(self.horizon.0).min(now.0));
+                (now.0 - self.epoch) as u32
+            }
+        }
+    }
+
+    /// Moves the epoch to `epoch`, forgetting the requests sent before it.
+    fn rebase(&mut self, epoch: u64) {
+        let old = self.epoch;
+        for t in self.layers.iter_mut().flat_map(|r| r.times.iter_mut()) {
+            let at = old + u64::from(*t);
+            *t = match at.checked_sub(epoch).map(u32::try_from) {
+                Some(Ok(kept)) if *t != NOT_SENT && kept != NOT_SENT => kept,
+                _ => NOT_SENT,
+            };
+        }
+        self.epoch = epoch;
     }
 
     /// [`RequestTimes::requested`] for an LC outside its layer's run: grows the run.
     #[inline(never)]
-    fn requested_outside(&mut self, id: LcId, now: Time) {
+    fn requested_outside(&mut self, id: LcId, at: u32) {
         let li = id.layer.index();
         if li >= self.layers.len() {
             self.layers.resize_with(li + 1, SentRun::default);
@@ -237,7 +271,12 @@ impl RequestTimes {
         if i >= run.times.len() {
             run.times.resize(i + 1, NOT_SENT);
         }
-        run.times[i] = now.0;
+        run.times[i] = at;
+    }
+
+    /// Is a stored time a request sent at or after the horizon?
+    fn live(&self, t: u32) -> bool {
+        t != NOT_SENT && self.epoch + u64::from(t) >= self.horizon.0
     }
 
     /// The time `id` was requested, forgetting it; `None` if it was never tracked or
@@ -246,14 +285,18 @@ impl RequestTimes {
         let run = self.layers.get_mut(id.layer.index())?;
         let i = run.index(id.seq.0)?;
         let t = std::mem::replace(&mut run.times[i], NOT_SENT);
-        (t != NOT_SENT && t >= self.horizon.0).then_some(Time(t))
+        self.live(t).then_some(Time(self.epoch + u64::from(t)))
     }
 
     /// Forgets requests sent before `horizon` (their suppliers have dropped them), and
     /// gives back memory a burst (a start-up request of a whole window) left behind.
     pub fn prune(&mut self, horizon: Time) {
         self.horizon = horizon;
-        let dead = |t: &u64| *t == NOT_SENT || *t < horizon.0;
+        if horizon.0.saturating_sub(self.epoch) > EPOCH_SPAN {
+            self.rebase(horizon.0);
+        }
+        let (epoch, horizon) = (self.epoch, horizon.0);
+        let dead = |t: &u32| *t == NOT_SENT || epoch + u64::from(*t) < horizon;
         for run in &mut self.layers {
             while run.times.front().is_some_and(dead) {
                 run.times.pop_front();
@@ -276,8 +319,7 @@ impl RequestTimes {
 
     /// Requests tracked (sent at or after the last prune's horizon, not yet arrived).
     pub fn len(&self) -> usize {
-        let live = |t: &&u64| **t != NOT_SENT && **t >= self.horizon.0;
-        self.layers.iter().map(|r| r.times.iter().filter(live).count()).sum()
+        self.layers.iter().map(|r| r.times.iter().filter(|t| self.live(**t)).count()).sum()
     }
 
     /// True if no request is tracked.
@@ -369,5 +411,31 @@ mod tests {
         assert_eq!(t.arrived(id(2, 500)), None);
         assert_eq!(t.arrived(id(0, 90)), Some(Time(20)));
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn request_times_stay_exact_over_hours_of_rounds() {
+        let id = |seq| LcId { layer: LayerId::BASE, seq: Seq(seq) };
+        let mut t = RequestTimes::default();
+        let second = 1_000_000;
+        // A request a second, pruned to two seconds back, for three hours: the epoch
+        // moves up several times and every time comes back to the microsecond.
+        for s in 0..3 * 3600u64 {
+            let now = Time(s * second + 7);
+            t.prune(Time(now.0.saturating_sub(2 * second)));
+            t.requested(id(s as u32), now);
+            if s > 0 {
+                assert_eq!(t.arrived(id(s as u32 - 1)), Some(Time(now.0 - second)));
+            }
+        }
+        assert!(t.epoch > 0 && t.capacity() <= 64);
+        // No prune for two hours: older requests are forgotten, the new one is exact.
+        let late = Time(5 * 3600 * second + 3);
+        t.requested(id(20_000), late);
+        assert_eq!(t.arrived(id(3 * 3600 - 1)), None);
+        assert_eq!(t.arrived(id(20_000)), Some(late));
+        // A clock that goes back does not panic; the request is before the horizon.
+        t.requested(id(20_001), Time(1));
+        assert_eq!(t.arrived(id(20_001)), None);
     }
 }

@@ -501,6 +501,12 @@ impl Swarm {
                 }
             }
         }
+        // Events nobody read (no faults, no playback log): left queued, each viewer's
+        // neighbour changes piled up towards the core's bound for a driver that never
+        // polls (65,536 events), the one per-viewer table that grew with simulated time.
+        if let Role::Peer(p) = &mut self.nodes[i].role {
+            while p.poll_event().is_some() {}
+        }
         let wake = self.node(i).and_then(|n| n.poll_timeout());
         let n = &mut self.nodes[i];
         if wake != n.wake_at {

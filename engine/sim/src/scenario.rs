@@ -67,8 +67,13 @@ pub fn trace_driven(
     seed: u64,
 ) -> SwarmConfig {
     let source = SyntheticConfig { payload: PayloadKind::Phantom, seed, ..SyntheticConfig::simulation() };
-    // The simulator's tracker lists plain random samples (`TrackerConfig::one_prefix`).
-    let peer = PeerConfig { list_head_tries: 0, ..PeerConfig::peer(policy, source.plan.clone(), Kbps(0)) };
+    // The simulator's tracker lists plain random samples (`TrackerConfig::one_prefix`);
+    // its reports show no latencies, so its viewers record none (memory per viewer).
+    let peer = PeerConfig {
+        list_head_tries: 0,
+        record_latency: false,
+        ..PeerConfig::peer(policy, source.plan.clone(), Kbps(0))
+    };
     let end = Time(duration.as_micros() as u64);
     let sessions: Vec<_> = trace.sessions.iter().filter(|s| s.arrival < end).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x006d_6978);

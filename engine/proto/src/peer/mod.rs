@@ -1327,8 +1327,10 @@ impl Peer {
             if let Some(n) = self.neighbours.get_mut(slot) {
                 n.end_request_round(ids.len() as u32);
             }
-            for &id in &ids {
-                self.requested.requested(id, now);
+            if self.cfg.record_latency {
+                for &id in &ids {
+                    self.requested.requested(id, now);
+                }
             }
             let mut messages = Vec::with_capacity(2 + ids.len().div_ceil(MAX_REQUEST_IDS));
             messages.push(map);
@@ -1552,8 +1554,11 @@ impl Peer {
     /// now asks it to punch one towards us, and its punch makes us send again.
     fn introduce_unanswered(&mut self, now: Time) {
         let Some(tracker) = self.cfg.tracker.filter(|_| self.cfg.nat_traversal) else { return };
-        let waiting: Vec<SocketAddr> =
+        let mut waiting: Vec<SocketAddr> =
             self.pending.iter().filter(|(_, (at, _))| now.since(*at) >= nat::PUNCH_AFTER).map(|(a, _)| *a).collect();
+        // `pending` iterates in a per-process random order; the introductions go out
+        // in address order so a seeded run is the same run every time.
+        waiting.sort_unstable();
         for addr in waiting {
             if self.nat.should_introduce(addr) {
                 let introduce = self.to_tracker(Message::Introduce { channel: self.cfg.channel, addr });
@@ -1724,7 +1729,9 @@ impl Node for Peer {
             self.stats.requests_expired = self.supplier.expired;
             self.stats.requests_overflowed = self.supplier.overflowed;
             if let Some(t) = self.send_lc(now, slot, id) {
-                self.stats.latency.request_to_send.record(now.since(arrived));
+                if self.cfg.record_latency {
+                    self.stats.latency.request_to_send.record(now.since(arrived));
+                }
                 self.spread.served(id);
                 return Some(t);
             }

@@ -206,6 +206,11 @@ impl Neighbours {
                 s
             }
             None => {
+                // Grow by a quarter, not double: a slot is a few hundred bytes and a
+                // viewer's table stays near its peak (N_max plus handshakes).
+                if self.slots.len() == self.slots.capacity() {
+                    self.slots.reserve_exact((self.slots.len() / 4).max(4));
+                }
                 self.slots.push(Some(n));
                 self.slots.len() - 1
             }

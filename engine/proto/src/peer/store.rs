@@ -1,11 +1,14 @@
 //! The LCs a peer holds: per layer, a buffer-map window and the LCs themselves,
 //! aligned so that slot `i` holds sequence `start + i`. Bounded by the window limit.
 //!
-//! A slot is compact (24 bytes, not an `Option<Lc>`'s 56): the LC id is implied by
-//! the slot's position, and the payload by its length when it is phantom (the
-//! simulator's); a real payload waits in a side table keyed by sequence. The store is
-//! the largest table a viewer holds (a window of ~600 slots per layer), so this sets
-//! how many simulated viewers fit in memory. LCs are rebuilt exactly on the way out.
+//! A slot is compact (12 bytes, not an `Option<Lc>`'s 56): the LC id is implied by
+//! the slot's position, the payload by its length when it is phantom (the
+//! simulator's), and the media time and frame are offsets from a per-layer base (a
+//! window spans seconds, so they fit in 32 and 16 bits). A real payload, and the
+//! time and frame of an LC too far from the base, wait in side tables keyed by
+//! sequence. The store is the largest table a viewer holds (a window of ~600 slots
+//! per layer), so this sets how many simulated viewers fit in memory. LCs are rebuilt
+//! exactly on the way out.
 
 use crate::peer::fasthash::FastMap;
 use bytes::Bytes;
@@ -15,59 +18,97 @@ use layerp2p_codec::{
 };
 use std::collections::VecDeque;
 
-/// What a slot holds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What a slot holds (two bits of `Slot::meta`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     /// No LC.
-    #[default]
-    Empty,
-    /// An LC with a phantom payload of `Slot::len` bytes.
-    Phantom,
+    Empty = 0,
+    /// An LC with a phantom payload of `Slot::len()` bytes.
+    Phantom = 1,
     /// An LC whose payload is in the store's side table.
-    Real,
+    Real = 2,
 }
 
-/// One slot of a layer's window: an LC without its id (implied by the position).
-#[derive(Clone, Debug, Default)]
-struct Slot {
+/// `Slot::meta`: the phantom payload's length in the low bits (a phantom payload is
+/// at most `MAX_LC_PAYLOAD` bytes), the kind above it, and the wide flag on top.
+const LEN_BITS: u16 = 0x1FFF;
+const KIND_SHIFT: u16 = 13;
+/// The slot's time and frame are in the wide side table, not offsets.
+const WIDE: u16 = 0x8000;
+
+/// Time and frame of an LC whose offsets from its layer's base do not fit a slot.
+#[derive(Clone, Copy, Debug)]
+struct Wide {
     time: MediaTime,
     frame: u32,
+}
+
+/// One slot of a layer's window: an LC without its id (implied by the position),
+/// its time and frame as offsets from the layer's [`Base`].
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    time: u32,
+    frame: u16,
     part: u16,
     parts: u16,
-    len: u16,
-    kind: Kind,
+    meta: u16,
+}
+
+/// What slot offsets of one layer count from.
+#[derive(Clone, Copy, Debug, Default)]
+struct Base {
+    time: u64,
+    frame: u32,
+}
+
+impl Base {
+    /// The offsets of `(time, frame)` from this base, if they fit a slot.
+    fn offsets(&self, time: MediaTime, frame: u32) -> Option<(u32, u16)> {
+        let t = u32::try_from(time.0.checked_sub(self.time)?).ok()?;
+        let f = u16::try_from(frame.checked_sub(self.frame)?).ok()?;
+        Some((t, f))
+    }
 }
 
 impl Slot {
-    /// The slot for `lc`, and its payload when that is real (to keep aside).
-    fn of(lc: Lc) -> (Slot, Option<Bytes>) {
-        let h = lc.header;
-        let phantom = is_phantom(&lc.payload);
-        let kind = if phantom { Kind::Phantom } else { Kind::Real };
-        let slot =
-            Slot { time: h.time, frame: h.frame, part: h.part, parts: h.parts, len: lc.payload.len() as u16, kind };
-        (slot, (!phantom).then_some(lc.payload))
+    fn kind(&self) -> Kind {
+        match (self.meta >> KIND_SHIFT) & 3 {
+            1 => Kind::Phantom,
+            2 => Kind::Real,
+            _ => Kind::Empty,
+        }
     }
 
     fn is_held(&self) -> bool {
-        self.kind != Kind::Empty
+        self.kind() != Kind::Empty
+    }
+
+    fn is_wide(&self) -> bool {
+        self.meta & WIDE != 0
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.meta & LEN_BITS)
+    }
+
+    /// Media time and frame of this (held) slot; `wide` is its side-table entry when
+    /// it is wide.
+    fn time_frame(&self, base: Base, wide: Option<&Wide>) -> Option<(MediaTime, u32)> {
+        if self.is_wide() {
+            return wide.map(|w| (w.time, w.frame));
+        }
+        Some((MediaTime(base.time + u64::from(self.time)), base.frame + u32::from(self.frame)))
     }
 
     /// The LC in this slot, which holds sequence `seq` of `layer`; `real` is its
     /// payload from the side table when it is real.
-    fn lc(&self, layer: LayerId, seq: Seq, real: Option<Bytes>) -> Option<Lc> {
-        let payload = match self.kind {
+    fn lc(&self, layer: LayerId, seq: Seq, (time, frame): (MediaTime, u32), real: Option<Bytes>) -> Option<Lc> {
+        let payload = match self.kind() {
             Kind::Empty => return None,
-            Kind::Phantom => phantom_payload(self.len as usize),
+            Kind::Phantom => phantom_payload(self.len()),
             Kind::Real => real?,
         };
-        let header = LcHeader {
-            id: LcId { layer, seq },
-            frame: self.frame,
-            part: self.part,
-            parts: self.parts,
-            time: self.time,
-        };
+        let header = LcHeader { id: LcId { layer, seq }, frame, part: self.part, parts: self.parts, time };
         Some(Lc { header, payload })
     }
 }
@@ -83,16 +124,71 @@ fn grow_to(slots: &mut VecDeque<Slot>, len: usize) {
     slots.resize_with(len, Slot::default);
 }
 
+/// The held LCs of one layer.
+#[derive(Debug, Default)]
+struct LayerStore {
+    slots: VecDeque<Slot>,
+    /// Real payloads of held LCs by sequence (empty in a simulation with phantom payloads).
+    real: FastMap<u32, Bytes>,
+    /// Time and frame of held LCs by sequence, where they do not fit a slot's offsets.
+    wide: FastMap<u32, Wide>,
+    base: Base,
+    /// Has the window start been placed yet?
+    placed: bool,
+}
+
+impl LayerStore {
+    fn clear(&mut self) {
+        self.slots.clear();
+        self.real.clear();
+        self.wide.clear();
+    }
+
+    /// Time and frame of `slot`, which holds sequence `seq`.
+    fn time_frame(&self, slot: &Slot, seq: u32) -> Option<(MediaTime, u32)> {
+        let wide = if slot.is_wide() { self.wide.get(&seq) } else { None };
+        slot.time_frame(self.base, wide)
+    }
+
+    /// Forgets the side-table entries of `slot`, which held sequence `seq` and left.
+    fn forget(&mut self, slot: &Slot, seq: u32) {
+        if slot.kind() == Kind::Real {
+            self.real.remove(&seq);
+        }
+        if slot.is_wide() {
+            self.wide.remove(&seq);
+        }
+    }
+
+    /// Moves the base to the least time and frame held (with `time` and `frame`
+    /// among them) and gives the offsets of `time` and `frame` from it; `None`, the
+    /// base unchanged, when the held LCs span more than a slot's offsets reach. Runs
+    /// when an LC falls outside the current base's reach: about once an hour of media.
+    fn rebase(&mut self, time: MediaTime, frame: u32) -> Option<(u32, u16)> {
+        let (mut lo, mut hi) = ((time.0, frame), (time.0, frame));
+        for s in self.slots.iter().filter(|s| s.is_held() && !s.is_wide()) {
+            let (t, f) = s.time_frame(self.base, None)?;
+            lo = (lo.0.min(t.0), lo.1.min(f));
+            hi = (hi.0.max(t.0), hi.1.max(f));
+        }
+        if hi.0 - lo.0 > u64::from(u32::MAX) || hi.1 - lo.1 > u32::from(u16::MAX) {
+            return None;
+        }
+        let (old, new) = (self.base, Base { time: lo.0, frame: lo.1 });
+        for s in self.slots.iter_mut().filter(|s| s.is_held() && !s.is_wide()) {
+            let (t, f) = s.time_frame(old, None)?;
+            (s.time, s.frame) = new.offsets(t, f)?;
+        }
+        self.base = new;
+        new.offsets(time, frame)
+    }
+}
+
 /// The LCs one node holds, per layer, with the buffer map it advertises.
 #[derive(Debug)]
 pub struct Store {
     map: BufferMap,
-    lcs: Vec<VecDeque<Slot>>,
-    /// Per layer, the real payloads of held LCs by sequence (empty in a simulation
-    /// with phantom payloads).
-    real: Vec<FastMap<u32, Bytes>>,
-    /// Per layer: has the window start been placed yet?
-    placed: Vec<bool>,
+    layers: Vec<LayerStore>,
     newest: MediaTime,
 }
 
@@ -101,9 +197,7 @@ impl Store {
     pub fn new(layers: usize) -> Store {
         Store {
             map: BufferMap::new(layers, Seq(0)),
-            lcs: vec![VecDeque::new(); layers],
-            real: vec![FastMap::default(); layers],
-            placed: vec![false; layers],
+            layers: (0..layers).map(|_| LayerStore::default()).collect(),
             newest: MediaTime(0),
         }
     }
@@ -120,7 +214,7 @@ impl Store {
 
     /// Number of layers stored.
     pub fn layers(&self) -> usize {
-        self.lcs.len()
+        self.layers.len()
     }
 
     /// Media time of the newest LC ever stored.
@@ -130,19 +224,18 @@ impl Store {
 
     /// True once `layer`'s window start has been placed (by `place` or the first LC inserted).
     pub fn is_placed(&self, layer: LayerId) -> bool {
-        self.placed[layer.index()]
+        self.layers[layer.index()].placed
     }
 
     /// Places the window start of a layer that holds nothing yet.
     pub fn place(&mut self, layer: LayerId, start: Seq) {
-        let i = layer.index();
-        if !self.placed[i] {
-            self.placed[i] = true;
+        let l = &mut self.layers[layer.index()];
+        if !l.placed {
+            l.placed = true;
             if let Some(w) = self.map.layer_mut(layer) {
                 *w = LayerWindow::new(start);
             }
-            self.lcs[i].clear();
-            self.real[i].clear();
+            l.clear();
         }
     }
 
@@ -158,27 +251,40 @@ impl Store {
         let start = window.start().0;
         let result = window.insert(seq)?;
         if result == Insert::New {
-            let slots = &mut self.lcs[layer.index()];
+            let l = &mut self.layers[layer.index()];
             let idx = (seq.0 - start) as usize;
-            if idx >= slots.len() {
-                grow_to(slots, idx + 1);
+            if idx >= l.slots.len() {
+                grow_to(&mut l.slots, idx + 1);
             }
-            self.newest = self.newest.max(lc.header.time);
-            let (slot, real) = Slot::of(lc);
-            slots[idx] = slot;
-            if let Some(payload) = real {
-                self.real[layer.index()].insert(seq.0, payload);
+            let h = lc.header;
+            self.newest = self.newest.max(h.time);
+            let (time, frame, wide) = match l.base.offsets(h.time, h.frame).or_else(|| l.rebase(h.time, h.frame)) {
+                Some((time, frame)) => (time, frame, 0),
+                None => {
+                    l.wide.insert(seq.0, Wide { time: h.time, frame: h.frame });
+                    (0, 0, WIDE)
+                }
+            };
+            let phantom = is_phantom(&lc.payload);
+            let (kind, len) =
+                if phantom { (Kind::Phantom, lc.payload.len() as u16 & LEN_BITS) } else { (Kind::Real, 0) };
+            let meta = len | (kind as u16) << KIND_SHIFT | wide;
+            l.slots[idx] = Slot { time, frame, part: h.part, parts: h.parts, meta };
+            if !phantom {
+                l.real.insert(seq.0, lc.payload);
             }
         }
         Ok(result)
     }
 
-    fn slot(&self, id: LcId) -> Option<&Slot> {
+    /// The layer of `id` and its slot, if `id` is held.
+    fn slot(&self, id: LcId) -> Option<(&LayerStore, &Slot)> {
         let w = self.map.layer(id.layer)?;
         if !w.contains(id.seq) {
             return None;
         }
-        self.lcs[id.layer.index()].get((id.seq.0 - w.start().0) as usize).filter(|s| s.is_held())
+        let l = &self.layers[id.layer.index()];
+        l.slots.get((id.seq.0 - w.start().0) as usize).filter(|s| s.is_held()).map(|s| (l, s))
     }
 
     /// Is `id` held?
@@ -188,25 +294,25 @@ impl Store {
 
     /// The LC `id`, if held.
     pub fn get(&self, id: LcId) -> Option<Lc> {
-        let slot = self.slot(id)?;
-        let real = (slot.kind == Kind::Real).then(|| self.real[id.layer.index()].get(&id.seq.0).cloned()).flatten();
-        slot.lc(id.layer, id.seq, real)
+        let (l, slot) = self.slot(id)?;
+        let real = (slot.kind() == Kind::Real).then(|| l.real.get(&id.seq.0).cloned()).flatten();
+        slot.lc(id.layer, id.seq, l.time_frame(slot, id.seq.0)?, real)
     }
 
     /// Media time of the LC at the window start of `layer`, if held.
     pub fn front_time(&self, layer: LayerId) -> Option<MediaTime> {
-        self.lcs[layer.index()].front().filter(|s| s.is_held()).map(|s| s.time)
+        let l = &self.layers[layer.index()];
+        let start = self.window(layer).start().0;
+        l.slots.front().filter(|s| s.is_held()).and_then(|s| l.time_frame(s, start)).map(|(t, _)| t)
     }
 
     /// Sequence and media time of the first held LC after the window start of `layer`.
     pub fn next_held_after_front(&self, layer: LayerId) -> Option<(Seq, MediaTime)> {
+        let l = &self.layers[layer.index()];
         let start = self.window(layer).start().0;
-        self.lcs[layer.index()]
-            .iter()
-            .enumerate()
-            .skip(1)
-            .find(|(_, s)| s.is_held())
-            .map(|(i, s)| (Seq(start + i as u32), s.time))
+        let (i, s) = l.slots.iter().enumerate().skip(1).find(|(_, s)| s.is_held())?;
+        let seq = start.wrapping_add(i as u32);
+        l.time_frame(s, seq).map(|(t, _)| (Seq(seq), t))
     }
 
     /// Drops every LC of `layer` below `to` (given up) in one step, however far `to` is.
@@ -215,12 +321,12 @@ impl Store {
         let start = w.start().0;
         let gap = to.0.saturating_sub(start) as usize;
         w.advance(to);
-        let (slots, real) = (&mut self.lcs[layer.index()], &mut self.real[layer.index()]);
-        for (k, slot) in slots.drain(..gap.min(slots.len())).enumerate() {
-            if slot.kind == Kind::Real {
-                real.remove(&start.wrapping_add(k as u32));
-            }
+        let l = &mut self.layers[layer.index()];
+        let mut gone = std::mem::take(&mut l.slots);
+        for (k, slot) in gone.drain(..gap.min(gone.len())).enumerate() {
+            l.forget(&slot, start.wrapping_add(k as u32));
         }
+        l.slots = gone;
     }
 
     /// Drops the window start of `layer` (played or given up) and returns it.
@@ -228,12 +334,16 @@ impl Store {
         let w = self.map.layer_mut(layer).expect("layer in plan");
         let seq = w.start();
         w.advance(seq.next());
-        let slot = self.lcs[layer.index()].pop_front()?;
-        let real = if slot.kind == Kind::Real { self.real[layer.index()].remove(&seq.0) } else { None };
-        slot.lc(layer, seq, real)
+        let l = &mut self.layers[layer.index()];
+        let slot = l.slots.pop_front()?;
+        let time_frame = l.time_frame(&slot, seq.0);
+        let real = if slot.kind() == Kind::Real { l.real.remove(&seq.0) } else { None };
+        if slot.is_wide() {
+            l.wide.remove(&seq.0);
+        }
+        slot.lc(layer, seq, time_frame?, real)
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,7 +383,7 @@ mod tests {
         for seq in 0..1000 {
             assert_eq!(s.insert(lc(1, seq)), Ok(Insert::New));
         }
-        let cap = s.lcs[0].capacity();
+        let cap = s.layers[0].slots.capacity();
         assert!((1000..1250).contains(&cap), "capacity {cap} for 1000 slots");
     }
 
@@ -289,16 +399,53 @@ mod tests {
         // Zeros that are not the phantom buffer keep their own bytes.
         assert!(!is_phantom(&s.get(zeros.id()).expect("held").payload));
         assert_eq!(s.pop_front(LayerId::BASE), Some(real));
-        assert!(std::mem::size_of::<Slot>() <= 24, "slot is {} bytes", std::mem::size_of::<Slot>());
+        assert!(std::mem::size_of::<Slot>() <= 12, "slot is {} bytes", std::mem::size_of::<Slot>());
         // What leaves the window leaves the side table: popped, skipped or replaced.
-        assert_eq!(s.real[0].len(), 1, "only the zeros are still held");
+        assert_eq!(s.layers[0].real.len(), 1, "only the zeros are still held");
         let later = Lc { payload: Bytes::from(vec![7u8; 9]), ..lc(1, 8) };
         assert_eq!(s.insert(later.clone()), Ok(Insert::New));
         s.skip_to(LayerId::BASE, Seq(6));
-        assert_eq!(s.real[0].len(), 1, "the skipped zeros went with their slot");
+        assert_eq!(s.layers[0].real.len(), 1, "the skipped zeros went with their slot");
         assert_eq!(s.get(later.id()), Some(later));
         s.skip_to(LayerId::BASE, Seq(100));
-        assert!(s.real[0].is_empty());
+        assert!(s.layers[0].real.is_empty());
+    }
+
+    #[test]
+    fn times_and_frames_far_from_the_base_come_back_exactly() {
+        let mut s = Store::new(1);
+        let at = |seq: u32, time: u64, frame: u32| Lc {
+            header: LcHeader { time: MediaTime(time), frame, ..lc(1, seq).header },
+            ..lc(1, seq)
+        };
+        let hour = 3_600_000_000;
+        let lcs = [
+            at(0, 10 * hour, 500),
+            at(1, 12 * hour, 501),      // 2 h after the held one: wide
+            at(2, 10 * hour - 7, 499),  // below the base: rebased down
+            at(3, 10 * hour, u32::MAX), // frame beyond 16 bits of the others: wide
+        ];
+        for l in &lcs {
+            assert_eq!(s.insert(l.clone()), Ok(Insert::New));
+        }
+        assert_eq!(s.layers[0].wide.len(), 2);
+        for l in &lcs {
+            assert_eq!(s.get(l.id()), Some(l.clone()));
+        }
+        assert_eq!(s.pop_front(LayerId::BASE), Some(lcs[0].clone()));
+        // Once the old LCs have left, an LC hours later moves the base rather than going wide.
+        s.skip_to(LayerId::BASE, Seq(3));
+        assert_eq!(s.layers[0].wide.len(), 1);
+        let later = at(4, 12 * hour, 600);
+        assert_eq!(s.insert(later.clone()), Ok(Insert::New));
+        assert_eq!(s.layers[0].wide.len(), 1, "rebased, not wide");
+        assert_eq!(s.layers[0].base.time, 12 * hour);
+        assert_eq!(s.get(later.id()), Some(later.clone()));
+        assert_eq!(s.front_time(LayerId::BASE), Some(MediaTime(10 * hour)));
+        assert_eq!(s.pop_front(LayerId::BASE), Some(lcs[3].clone()));
+        assert_eq!(s.next_held_after_front(LayerId::BASE), None);
+        assert_eq!(s.pop_front(LayerId::BASE), Some(later));
+        assert!(s.layers[0].wide.is_empty(), "wide entries leave with their slots");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use crate::policy::SupplierPolicy;
 use crate::sampler::Sampler;
 use crate::time::Time;
-use layerp2p_codec::LcId;
+use layerp2p_codec::{LayerId, LcId, Seq};
 use rand::Rng;
 use std::collections::VecDeque;
 
@@ -24,12 +24,32 @@ struct Batch {
     expires: Time,
 }
 
-/// One receiver's FIFO of requests: 8 bytes per LC plus one [`Batch`] per request
+/// A queued request's LC in 5 bytes, not an `LcId`'s 8 (its padding): the queues
+/// hold hundreds of requests per viewer in an overloaded swarm.
+#[derive(Copy, Clone, Debug)]
+struct QueuedId {
+    layer: u8,
+    seq: [u8; 4],
+}
+
+impl From<LcId> for QueuedId {
+    fn from(id: LcId) -> QueuedId {
+        QueuedId { layer: id.layer.index() as u8, seq: id.seq.0.to_le_bytes() }
+    }
+}
+
+impl From<QueuedId> for LcId {
+    fn from(q: QueuedId) -> LcId {
+        LcId { layer: LayerId::from_index(usize::from(q.layer)), seq: Seq(u32::from_le_bytes(q.seq)) }
+    }
+}
+
+/// One receiver's FIFO of requests: 5 bytes per LC plus one [`Batch`] per request
 /// message, the time fields shared by the batch: in a busy swarm these queues are a
 /// viewer's largest table.
 #[derive(Debug, Default)]
 struct Queue {
-    ids: VecDeque<LcId>,
+    ids: VecDeque<QueuedId>,
     batches: VecDeque<Batch>,
 }
 
@@ -52,7 +72,8 @@ impl Queue {
                 fit = false;
                 break;
             }
-            self.ids.push_back(id);
+            grow_by_a_quarter(&mut self.ids);
+            self.ids.push_back(id.into());
         }
         let added = (self.ids.len() - before) as u32;
         match self.batches.back_mut() {
@@ -79,7 +100,7 @@ impl Queue {
 
     /// The first request: its LC, arrival time and deadline.
     fn pop_front(&mut self) -> Option<(LcId, Time, Time)> {
-        let id = self.ids.pop_front()?;
+        let id = self.ids.pop_front()?.into();
         let b = self.batches.front_mut()?;
         let (arrived, expires) = (b.arrived, b.expires);
         b.len -= 1;
@@ -104,6 +125,14 @@ impl Queue {
 
     fn capacity(&self) -> usize {
         self.ids.capacity()
+    }
+}
+
+/// Makes room for one more element, growing storage by a quarter rather than
+/// doubling: a queue stays near its peak, so doubling left up to half of it unused.
+fn grow_by_a_quarter<T>(q: &mut VecDeque<T>) {
+    if q.len() == q.capacity() {
+        q.reserve_exact((q.capacity() / 4).max(KEPT_QUEUE_CAPACITY / 4));
     }
 }
 
@@ -285,6 +314,16 @@ mod tests {
 
     fn id(seq: u32) -> LcId {
         LcId { layer: LayerId::BASE, seq: Seq(seq) }
+    }
+
+    #[test]
+    fn queued_ids_are_five_bytes_and_round_trip() {
+        assert_eq!(std::mem::size_of::<QueuedId>(), 5);
+        for id in
+            [id(0), id(u32::MAX), LcId { layer: LayerId::from_index(layerp2p_codec::MAX_LAYERS - 1), seq: Seq(7) }]
+        {
+            assert_eq!(LcId::from(QueuedId::from(id)), id);
+        }
     }
 
     #[test]
