@@ -159,8 +159,6 @@ pub const DOWNLINK_BUFFER: Duration = Duration::from_millis(250);
 /// Most backlog a measured viewer's uplink holds (drop-tail): a home router's deep
 /// buffer, which the upload controller must keep short.
 pub const UPLINK_BUFFER: Duration = Duration::from_millis(400);
-/// IPv4 and UDP headers: what a datagram costs on a link beyond its payload.
-const IP_UDP_HEADERS: usize = 28;
 /// Highest upload a measured viewer may estimate (its controller's ceiling).
 const MEASURED_CEILING: Kbps = Kbps(100_000);
 
@@ -455,7 +453,7 @@ impl Swarm {
                     self.uplink_drops += 1;
                     continue;
                 }
-                let bits = (tx.packet.wire_len() + IP_UDP_HEADERS) as u64 * 8;
+                let bits = (tx.packet.wire_len() + layerp2p_proto::wire::IPV4_UDP_HEADER_LEN) as u64 * 8;
                 n.uplink_free = start + Duration::from_micros(bits * 1000 / u64::from(rate.0).max(1));
                 delay += n.uplink_free.since(now);
             } else if let Some(lc) = lc

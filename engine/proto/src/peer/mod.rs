@@ -1060,9 +1060,10 @@ impl Peer {
     fn on_manifest(&mut self, now: Time, from: SocketAddr, m: ManifestMsg) {
         let Some(key) = self.content_key else { return };
         let layer = m.layer;
-        let validated =
-            self.neighbours.slot_of(&from).and_then(|s| self.neighbours.get(s)).is_some_and(|n| n.validated);
-        if !validated || layer.index() >= self.cfg.plan.layers() || self.manifests.contains(&m) {
+        if self.validated_slot(&from).is_none()
+            || layer.index() >= self.cfg.plan.layers()
+            || self.manifests.contains(&m)
+        {
             return;
         }
         if self.store.is_placed(layer) {
@@ -1492,14 +1493,14 @@ impl Peer {
 }
 
 impl Peer {
-    /// A neighbour answered the `Ping` sent with our buffer map: `one_way` (its
+    /// A neighbour answered the `Ping` sent at the start of the round: `one_way` (its
     /// clock offset included) less the least it gave is our uplink's queue then.
     fn on_pong(&mut self, now: Time, from: SocketAddr, one_way: u64) {
         let Some(slot) = self.validated_slot(&from) else { return };
         let Some((up, _)) = &mut self.uplink else { return };
         if up.on_one_way(now, one_way, slot) {
             let pacing = Kbps((up.pacing_bps() / 1000.0) as u32);
-            self.bucket.set_rate(now, pacing, self.cfg.burst, 2 * max_data_cost() as u64);
+            self.pace(now, pacing);
         }
     }
 
@@ -1516,14 +1517,24 @@ impl Peer {
         *sent_before = self.stats.bytes_up;
         let rate = Kbps((up.update(now, sent_bps) / 1000.0) as u32);
         let pacing = Kbps((up.pacing_bps() / 1000.0) as u32);
-        self.apply_upload(now, rate);
+        self.earn_layers(rate);
         // The bucket sends near what demand took, so a surge cannot flood the uplink.
-        self.bucket.set_rate(now, pacing, self.cfg.burst, 2 * max_data_cost() as u64);
+        self.pace(now, pacing);
     }
 
     /// Uploads at `rate` from `now` on, and plays the layers it earns.
     fn apply_upload(&mut self, now: Time, rate: Kbps) {
+        self.pace(now, rate);
+        self.earn_layers(rate);
+    }
+
+    /// The token bucket sends at `rate` from `now` on.
+    fn pace(&mut self, now: Time, rate: Kbps) {
         self.bucket.set_rate(now, rate, self.cfg.burst, 2 * max_data_cost() as u64);
+    }
+
+    /// The playback threshold l_n for an upload of `rate` (and our downlink).
+    fn earn_layers(&mut self, rate: Kbps) {
         let expected = self.cfg.download.map_or(rate, |d| d.min(rate));
         self.threshold = self.cfg.plan.threshold_layer(expected);
     }

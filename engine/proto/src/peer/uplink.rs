@@ -224,7 +224,7 @@ impl Uplink {
             return self.rate_bps;
         };
         // Every sample of an interval measured the queue at its start, when the pings
-        // left with the buffer maps: the queue grew by the difference since the last.
+        // left: the queue grew by the difference since the last interval's.
         let (delay_us, neighbours) = shared_delay(samples.iter());
         let delay_us = delay_us.unwrap_or(0);
         let slope = self.last_interval.map_or(0.0, |last| last.slope(delay_us));
@@ -354,8 +354,8 @@ mod tests {
         let mut rates = Vec::new();
         let mut worst = Duration::ZERO;
         up.update(Time::ZERO, 0.0);
-        // Pings leave with the buffer maps at the start of each round, through the
-        // queue; each neighbour's pong comes back a round trip later.
+        // Pings leave at the start of each round, through the queue; each
+        // neighbour's pong comes back a round trip later.
         let mut queue_at_start = Duration::ZERO;
         let mut trace = Vec::new();
         for s in 0..secs {

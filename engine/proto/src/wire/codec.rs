@@ -21,6 +21,8 @@ pub const MAGIC: u16 = 0x4C50; // "LP"
 pub const VERSION: u8 = 1;
 /// magic (2) + version (1) + message count (1).
 pub const PACKET_HEADER_LEN: usize = 4;
+/// IPv4 (20) + UDP (8): what a datagram costs on a link beyond its packet.
+pub const IPV4_UDP_HEADER_LEN: usize = 28;
 /// type (1) + body length (2).
 pub const MESSAGE_HEADER_LEN: usize = 3;
 /// layer (1) + seq (4) + frame (4) + part (2) + parts (2) + media time (8).

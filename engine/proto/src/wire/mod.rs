@@ -4,5 +4,5 @@
 pub mod codec;
 pub mod message;
 
-pub use codec::{PACKET_HEADER_LEN, WireError, data_wire_len, decode, encode};
+pub use codec::{IPV4_UDP_HEADER_LEN, PACKET_HEADER_LEN, WireError, data_wire_len, decode, encode};
 pub use message::*;
