@@ -332,6 +332,7 @@ fn stats_merge_adds_every_counter() {
         neighbours_removed: 1,
         control_dropped: 1,
         unvalidated_requests: 1,
+        requests_withheld: 1,
         amplification_limited: 1,
         forged: 1,
         unverified: 1,
@@ -785,4 +786,68 @@ fn seed_credits_the_neighbour_whose_pushed_lcs_spread() {
     // Without the credit the audit alone rates them alike.
     let [forwarder, b, c] = rates_after_pushes(false);
     assert!(forwarder < 2 * b.min(c), "forwarder {forwarder} kbps, others {b} and {c}");
+}
+
+/// What a LayerP2P peer with spare upload sends, per layer, to a neighbour that
+/// served what it asked and to one that served nothing, when both then ask for all
+/// three layers of the 40 LCs it holds of each.
+fn served_by_layer(window: Option<Duration>) -> [[usize; 3]; 2] {
+    let mut cfg = config(Policy::LayerP2P, 5000);
+    cfg.startup = Duration::ZERO;
+    cfg.incentive.upper_layers_window = window;
+    let mut p = Peer::new(cfg, 4, Time::ZERO).expect("valid");
+    for s in 0..40 {
+        for l in 1..=3 {
+            p.push_lc(Time::ZERO, lc(l, s, MediaTime(s as u64 * 1000))).expect("fits");
+        }
+    }
+    let (server, taker) = (addr(1), addr(2));
+    for n in [server, taker] {
+        connect(&mut p, Time::ZERO, n);
+    }
+    drain(&mut p, Time::ZERO);
+    // Five rounds in which both hold LCs we lack: we ask each for some;
+    // `server` sends what it is asked, `taker` nothing.
+    let mut now = Time::ZERO;
+    for round in 0..5u32 {
+        for n in [server, taker] {
+            input(&mut p, now, n, vec![full_map(3, 40 + 20 * (round + 1), MediaTime(0))]);
+        }
+        let out = run_timers(&mut p, now, now + Duration::from_millis(1000));
+        now = now + Duration::from_millis(1001);
+        for id in requests(&out, server) {
+            input(
+                &mut p,
+                now,
+                server,
+                vec![Message::Data(lc(id.layer.get(), id.seq.0, MediaTime(id.seq.0 as u64 * 1000)))],
+            );
+        }
+    }
+    let all = || (1..=3).flat_map(|l| (0..40).map(move |s| LcId { layer: layer(l), seq: Seq(s) })).collect();
+    for n in [server, taker] {
+        input(&mut p, now, n, vec![Message::Request { ttl_ms: 900, ids: all() }]);
+    }
+    let out = run_timers(&mut p, now, now + Duration::from_millis(900));
+    [server, taker].map(|to| {
+        let mut by_layer = [0; 3];
+        for t in out.iter().filter(|t| t.dst == to) {
+            for m in &t.packet.messages {
+                if let Message::Data(lc) = m {
+                    by_layer[lc.header.id.layer.index()] += 1;
+                }
+            }
+        }
+        by_layer
+    })
+}
+
+#[test]
+fn only_a_neighbour_that_serves_us_gets_layers_above_the_base() {
+    let [server, taker] = served_by_layer(Some(Duration::from_secs(10)));
+    assert_eq!(server, [40, 40, 40], "the server asked for everything and upload was spare");
+    assert_eq!(taker, [40, 0, 0], "a neighbour that served none of our requests gets the base layer only");
+    // Without the rule the spare upload goes to whoever asks.
+    let [_, taker] = served_by_layer(None);
+    assert_eq!(taker, [40, 40, 40]);
 }

@@ -58,13 +58,12 @@ fn overloaded(policy: Policy) -> &'static [ClassReport; 3] {
 fn overloaded_layerp2p_ranks_by_contribution_and_protects_base_layer() {
     let [free, low, high] = overloaded(Policy::LayerP2P);
     // The upload buys the upper layers: low contributors are held near their
-    // threshold layer, high ones play them all. One window is one draw: over trace
-    // seeds 5-8 the rate gap is -12..+24 kbps, high contributors near the full rate
-    // (91-98 % of every layer), so the ranking shows in the top layer, where the gap
-    // is 0.03-0.10 (newcomers starved at eps, spare upload to anyone:
-    // docs/EXPERIMENTS.md "CI size"; decision 0015).
+    // threshold layer, high ones play them all. One window is one draw: high
+    // contributors are near the full rate, so the ranking shows in the top layer,
+    // by a few hundredths, more or less by trace seed (newcomers starved at eps:
+    // docs/EXPERIMENTS.md "CI size"; decisions 0015 and 0018).
     assert!(high.rate_mean > low.rate_mean, "high {} vs low {}", high.rate_mean, low.rate_mean);
-    assert!(high.alpha[2] > low.alpha[2] + 0.08, "top layer: high {:.3} vs low {:.3}", high.alpha[2], low.alpha[2]);
+    assert!(high.alpha[2] > low.alpha[2] + 0.04, "top layer: high {:.3} vs low {:.3}", high.alpha[2], low.alpha[2]);
     assert!(low.rate_mean > free.rate_mean + 100.0, "low {} vs free-riders {}", low.rate_mean, free.rate_mean);
     for l in 0..3 {
         assert!(high.alpha[l] > 0.8, "high contributors layer {} ratio {:.3}", l + 1, high.alpha[l]);

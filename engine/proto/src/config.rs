@@ -83,6 +83,14 @@ pub struct Incentive {
     /// (`peer::spread`): the audit alone rates every contributor alike, so the seed
     /// split its upload evenly whatever each forwards (docs/decisions/0015).
     pub seed_spread_credit: bool,
+    /// Under LayerP2P a supplier queues requests for layers above the base only from
+    /// neighbours that sent it an LC within this window, when it can tell: an
+    /// auditing seed always (every contributor answers its audit), a peer while its
+    /// upload is spare (`Peer::serves_upper_layers`). `None` serves every layer to
+    /// every neighbour. The supplier is work-conserving, so without it a viewer that
+    /// uploads nothing plays the whole video whenever upload is spare
+    /// (docs/decisions/0018-upper-layers-for-uploaders.md).
+    pub upper_layers_window: Option<Duration>,
 }
 
 impl Default for Incentive {
@@ -96,6 +104,7 @@ impl Default for Incentive {
             seed_audit: true,
             seed_push: true,
             seed_spread_credit: true,
+            upper_layers_window: Some(Duration::from_secs(30)),
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::config::PeerConfig;
 use crate::integrity::{self, ContentAuth, ManifestBuilder, Manifests, Verdict};
 use crate::metrics::{Latencies, RequestTimes};
 use crate::node::{Node, Transmit};
-use crate::policy::SupplierPolicy;
+use crate::policy::{Policy, SupplierPolicy};
 use crate::time::Time;
 use crate::wire::{BufferMapMsg, MAX_REQUEST_IDS, ManifestMsg, Message, Packet, PeerId, Reason, Role};
 use ed25519_dalek::VerifyingKey;
@@ -66,6 +66,11 @@ pub const MAX_HANDSHAKES: usize = 16;
 pub const SILENT_KEPT_FOR: Duration = Duration::from_secs(120);
 /// Most silent neighbours remembered.
 const MAX_SILENT: usize = 64;
+/// Below this share of its upload in use by neighbours that upload, a peer has upload
+/// to spare and keeps its upper layers for them (`Peer::serves_upper_layers`). Lower,
+/// peers in overloaded swarms withhold from contributors downstream of them; higher,
+/// a free-rider's own take hides the spare.
+const SPARE_UPLOAD_USE: f64 = 0.7;
 /// How long a peer that declined or did not answer is skipped.
 const REFUSED_FOR: Duration = Duration::from_secs(60);
 /// How long a neighbour caught forging content (or signing falsely) is refused.
@@ -147,6 +152,9 @@ pub struct PeerStats {
     pub control_dropped: u64,
     /// Requests ignored because their sender had not proven its address.
     pub unvalidated_requests: u64,
+    /// Requests above the base layer not queued because their sender had not
+    /// uploaded to us lately (`Incentive::upper_layers_window`).
+    pub requests_withheld: u64,
     /// Packets withheld from an unvalidated address to respect the 3x limit.
     pub amplification_limited: u64,
     /// LCs whose hash contradicts a verified manifest (their sender is banned).
@@ -194,6 +202,7 @@ impl PeerStats {
             neighbours_removed,
             control_dropped,
             unvalidated_requests,
+            requests_withheld,
             amplification_limited,
             forged,
             unverified,
@@ -226,6 +235,7 @@ impl PeerStats {
         self.neighbours_removed += neighbours_removed;
         self.control_dropped += control_dropped;
         self.unvalidated_requests += unvalidated_requests;
+        self.requests_withheld += requests_withheld;
         self.amplification_limited += amplification_limited;
         self.forged += forged;
         self.unverified += unverified;
@@ -252,6 +262,13 @@ pub struct Peer {
     rng: ChaCha8Rng,
     left: bool,
     threshold: usize,
+    /// Share of the bucket's rate that went to neighbours that upload, averaged over
+    /// `rate_window`: below `SPARE_UPLOAD_USE`, upper layers are kept for them
+    /// (`serves_upper_layers`). What the others take does not count, or a free-rider
+    /// asking for everything would make the upload look used and keep it coming.
+    upload_use: f64,
+    /// LC bytes sent this round to neighbours that uploaded to us lately.
+    bytes_up_to_uploaders: u64,
     neighbours: Neighbours,
     /// Connects sent: when, and the token we handed out.
     pending: HashMap<SocketAddr, (Time, u64)>,
@@ -322,6 +339,8 @@ impl Peer {
         let next_adapt = now + cfg.adaptation + phase(&mut rng, cfg.adaptation);
         let mut peer = Peer {
             threshold: cfg.threshold_layer(),
+            upload_use: 1.0,
+            bytes_up_to_uploaders: 0,
             id,
             left: false,
             neighbours: Neighbours::default(),
@@ -990,8 +1009,43 @@ impl Peer {
         let ttl = Duration::from_millis(ttl_ms as u64).min(self.cfg.round);
         let expires = now + ttl;
         self.stats.requests_received += ids.len() as u64;
+        let base_only = !self.serves_upper_layers(now, slot);
+        let mut withheld = 0;
         let store = &self.store;
-        self.supplier.enqueue_all(slot, ids.into_iter().filter(|&id| store.holds(id)), now, expires);
+        let wanted = ids.into_iter().filter(|&id| {
+            let upper = base_only && id.layer.index() > 0;
+            withheld += u64::from(upper);
+            !upper && store.holds(id)
+        });
+        self.supplier.enqueue_all(slot, wanted, now, expires);
+        self.stats.requests_withheld += withheld;
+    }
+
+    /// Whether neighbour `slot` may have layers above the base from us: under
+    /// LayerP2P, when we can tell, only if it sent us an LC lately
+    /// (`Incentive::upper_layers_window`). An auditing seed can always tell: every
+    /// contributor answers its audits. A peer judges only while its upload is spare:
+    /// a contributor downstream of it may have had nothing to send it, and while
+    /// uploaders keep our upload busy the swarm is short of what withholding would
+    /// idle, so we serve everyone by d(n,k) + eps as DESIGN.md §5 says. A relay, or a
+    /// seed that asks nothing back, cannot tell uploaders apart.
+    fn serves_upper_layers(&self, now: Time, slot: usize) -> bool {
+        let Some(window) = self.cfg.incentive.upper_layers_window else { return true };
+        if self.cfg.policy != Policy::LayerP2P {
+            return true;
+        }
+        let spare = self.upload_use < SPARE_UPLOAD_USE;
+        let judges = self.audits() || (self.cfg.role == Role::Peer && spare);
+        !judges || self.neighbours.get(slot).is_some_and(|n| n.uploaded_within(now, window))
+    }
+
+    /// Folds the round's share of the allowed upload into `upload_use`.
+    fn note_upload_use(&mut self) {
+        let sent_bits = (std::mem::take(&mut self.bytes_up_to_uploaders) * 8) as f64;
+        let allowed_bits = self.bucket.rate().bits_per_sec() as f64 * self.cfg.round.as_secs_f64();
+        let used = if allowed_bits > 0.0 { (sent_bits / allowed_bits).min(1.0) } else { 1.0 };
+        let w = (self.cfg.round.as_secs_f64() / self.cfg.rate_window.as_secs_f64()).min(1.0);
+        self.upload_use += w * (used - self.upload_use);
     }
 
     fn on_data(&mut self, now: Time, from: SocketAddr, lc: Lc) {
@@ -1009,6 +1063,7 @@ impl Peer {
             n.rate.credit(first_lc_credit);
         }
         n.bytes_down += cost as u64;
+        n.last_lc = Some(now);
         self.stats.bytes_down += cost as u64;
         self.stats.lcs_down += 1;
         let layer = lc.header.id.layer;
@@ -1282,6 +1337,7 @@ impl Peer {
         self.silent.retain(|_, s| now < s.until);
 
         self.follow_uplink(now);
+        self.note_upload_use();
         // d(n,k) for the round just ended drives the supplier's weights.
         let eps = self.cfg.incentive.epsilon.bits_per_sec();
         for (slot, n) in self.neighbours.iter_mut() {
@@ -1445,6 +1501,9 @@ impl Peer {
         let cost = data_cost(lc.payload.len());
         self.bucket.take(cost);
         n.bytes_up += cost as u64;
+        if self.cfg.incentive.upper_layers_window.is_some_and(|w| n.uploaded_within(now, w)) {
+            self.bytes_up_to_uploaders += cost as u64;
+        }
         self.stats.bytes_up += cost as u64;
         self.stats.lcs_up += 1;
         let data = Transmit { dst: n.addr, packet: Packet { messages: vec![Message::Data(lc)] } };

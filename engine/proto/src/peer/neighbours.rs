@@ -84,6 +84,8 @@ pub struct Neighbour {
     pub echo: Option<(u64, Time)>,
     /// LC data bytes received from it (payload + LC header).
     pub bytes_down: u64,
+    /// When it last sent us an LC (`Incentive::upper_layers_window`).
+    pub last_lc: Option<Time>,
     /// LC data bytes sent to it (payload + LC header).
     pub bytes_up: u64,
     /// Our token for them; they prove their address by echoing it.
@@ -110,6 +112,11 @@ pub struct Neighbour {
 pub const MANIFESTS_SENT_MEMORY: usize = 64;
 
 impl Neighbour {
+    /// It sent us an LC within `window` before `now`.
+    pub fn uploaded_within(&self, now: Time, window: Duration) -> bool {
+        self.last_lc.is_some_and(|at| now.since(at) <= window)
+    }
+
     /// Folds the round's answered share of what we asked into `served_permille` (half
     /// old, half new) and starts counting the next round's `asked` requests.
     pub fn end_request_round(&mut self, asked: u32) {
@@ -139,6 +146,7 @@ impl Neighbour {
             base_rtt: None,
             echo: None,
             bytes_down: 0,
+            last_lc: None,
             bytes_up: 0,
             token_out: 0,
             token_in: 0,
