@@ -14,8 +14,8 @@
 //! whose media time is the decode time (ours) that is a play tick.
 
 use super::annexb::{MAX_PARAMETER_SETS, NalType, START_CODE, nal_header, parameter_set_id};
-use crate::chunk::{Lc, MAX_LC_PAYLOAD, MediaTime};
-use crate::layer::LayerId;
+use crate::chunk::{Lc, MAX_LC_PAYLOAD, MediaTime, Seq};
+use crate::layer::{LayerId, MAX_LAYERS};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -42,6 +42,10 @@ pub struct ReadyFrame {
     pub number: u32,
     /// Unknown for a lost frame.
     pub layer: Option<LayerId>,
+    /// The lowest layer the frame may be of: its layer; for a lost frame, the lowest
+    /// layer whose LC numbering leaves room for it (`Reassembler`), `None` if none
+    /// does (no frame had that number).
+    pub lowest_layer: Option<LayerId>,
     pub state: FrameState,
     /// Media time of the frame (its decode time); unknown for a lost frame.
     pub time: Option<MediaTime>,
@@ -86,6 +90,8 @@ struct Pending {
     layer: LayerId,
     time: MediaTime,
     parts: u16,
+    /// Sequence number of its layer's LC that carries part 0.
+    first_seq: Seq,
     got: BTreeMap<u16, Bytes>,
 }
 
@@ -171,6 +177,8 @@ pub struct Reassembler {
     hold_us: u64,
     newest: MediaTime,
     stats: ReassemblyStats,
+    /// Per layer, the sequence number right after the LCs of its last released frame.
+    seq_end: [Option<Seq>; MAX_LAYERS],
 }
 
 impl Reassembler {
@@ -182,6 +190,7 @@ impl Reassembler {
             hold_us: hold.as_micros() as u64,
             newest: MediaTime(0),
             stats: Default::default(),
+            seq_end: [None; MAX_LAYERS],
         }
     }
 
@@ -202,6 +211,7 @@ impl Reassembler {
             layer: h.id.layer,
             time: h.time,
             parts: h.parts,
+            first_seq: Seq(h.id.seq.0.wrapping_sub(u32::from(h.part))),
             got: BTreeMap::new(),
         });
         if frame.parts != h.parts || frame.layer != h.id.layer || frame.got.contains_key(&h.part) {
@@ -236,6 +246,7 @@ impl Reassembler {
             return Some(ReadyFrame {
                 number: next,
                 layer: None,
+                lowest_layer: self.lowest_layer_lost(),
                 state: FrameState::Lost,
                 time: None,
                 data: Vec::new(),
@@ -243,12 +254,33 @@ impl Reassembler {
         }
         let (_, frame) = self.pending.pop_first()?;
         self.next = Some(number.wrapping_add(1));
+        self.seq_end[frame.layer.index()] = Some(Seq(frame.first_seq.0.wrapping_add(u32::from(frame.parts))));
         let state = frame.state();
         match state {
             FrameState::Complete => self.stats.complete += 1,
             _ => self.stats.partial += 1,
         }
-        Some(ReadyFrame { number, layer: Some(frame.layer), state, time: Some(frame.time), data: frame.assemble() })
+        Some(ReadyFrame {
+            number,
+            layer: Some(frame.layer),
+            lowest_layer: Some(frame.layer),
+            state,
+            time: Some(frame.time),
+            data: frame.assemble(),
+        })
+    }
+
+    /// The lowest layer a frame lost now (every frame before it released, every held
+    /// one after it) may have been of. The packetizer numbers each layer's LCs in
+    /// decode order without gaps, from 0, so a layer whose last released frame (or 0)
+    /// ends right where its next held frame begins had no frame in between. A layer
+    /// with no held frame to compare may have had.
+    fn lowest_layer_lost(&self) -> Option<LayerId> {
+        (0..MAX_LAYERS).map(LayerId::from_index).find(|layer| {
+            let next = self.pending.values().find(|p| p.layer == *layer).map(|p| p.first_seq);
+            // Each layer's numbering starts at 0.
+            next.is_none_or(|next| self.seq_end[layer.index()].unwrap_or(Seq(0)) != next)
+        })
     }
 }
 
@@ -271,11 +303,32 @@ pub struct OutputUnit {
     pub data: Vec<u8>,
 }
 
-/// Turns released frames into the access units of a stream a player can open: every
-/// frame that holds a slice, from the first IDR whose parameter sets are known, each
-/// led by an access unit delimiter; the SPS/PPS seen so far before every IDR and again
-/// before the first frame after any of them changed; whole NAL units only (frames come
-/// from the reassembler, which keeps only those).
+/// Frames that held a slice but were not written: a decoder could not decode them.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedFrames {
+    /// Before the first IDR whose parameter sets had arrived.
+    pub before_start: u64,
+    /// Predicted from a frame that was lost (see `OutputUnits`).
+    pub reference_lost: u64,
+}
+
+/// Turns released frames into the access units of a stream a player can open: from
+/// the first IDR whose parameter sets are known, every frame that holds a slice and
+/// whose reference frames arrived, each led by an access unit delimiter; the SPS/PPS
+/// seen so far before every IDR and again before the first frame after any of them
+/// changed; whole NAL units only (frames come from the reassembler, which keeps only
+/// those).
+///
+/// A frame is skipped when a frame it may be predicted from was lost (no slice of it
+/// arrived): a decoder would drop it or decode it from the wrong picture, and a player
+/// shows the last picture instead, frozen rather than broken. Layers are temporal
+/// (DESIGN.md §3): a frame of layer k is predicted only from frames of layers <= k,
+/// the base layer from the base layer back to its IDR, and an upper layer only from
+/// frames since the last base-layer frame (hierarchical P or B). So after a lost
+/// frame of layer k, frames of layers >= k are skipped until the next IDR (k = 1), or
+/// until a frame of a layer below k is written (k > 1). A layer whose frames all had
+/// `nal_ref_idc` 0 is never predicted from, and its losses skip nothing. A frame that
+/// arrived in part is written: the decoder conceals its missing slices.
 #[derive(Debug, Default)]
 pub struct OutputUnits {
     started: bool,
@@ -285,6 +338,13 @@ pub struct OutputUnits {
     parameters_changed: bool,
     /// Frames that held at least one slice.
     frames_with_slices: u64,
+    /// Lowest layer a lost frame left without its references: frames of this layer
+    /// and above are skipped.
+    broken_from: Option<LayerId>,
+    /// Per layer: a frame of it was seen, and one was a reference (`nal_ref_idc` != 0).
+    layer_seen: [bool; MAX_LAYERS],
+    layer_referenced: [bool; MAX_LAYERS],
+    skipped: SkippedFrames,
 }
 
 impl OutputUnits {
@@ -292,26 +352,53 @@ impl OutputUnits {
         OutputUnits::default()
     }
 
-    /// The access unit of `frame`, if the stream has started and it holds a slice.
+    /// The access unit of `frame`, if the stream has started, it holds a slice and a
+    /// decoder can decode it.
     pub fn unit(&mut self, frame: &ReadyFrame) -> Option<OutputUnit> {
         let data = &frame.data;
-        let (mut slices, mut idr) = (false, false);
+        let (mut slices, mut idr, mut reference) = (false, false, false);
         for span in nal_spans(data) {
             let nal = &data[span];
-            match nal_type(nal) {
-                Some(t @ (NalType::SPS | NalType::PPS)) => self.keep_parameter_set(t, nal),
-                Some(t) if t.is_vcl() => {
+            match nal_header(nal, 0).map(|h| (h.nal_type, h.ref_idc)) {
+                Ok((t @ (NalType::SPS | NalType::PPS), _)) => self.keep_parameter_set(t, nal),
+                Ok((t, ref_idc)) if t.is_vcl() => {
                     slices = true;
                     idr |= t == NalType::IDR;
+                    reference |= ref_idc != 0;
                 }
                 _ => {}
             }
         }
         self.frames_with_slices += u64::from(slices);
+        if let Some(layer) = frame.layer.filter(|_| slices) {
+            self.layer_seen[layer.index()] = true;
+            self.layer_referenced[layer.index()] |= reference;
+        }
         let has = |t: NalType| self.parameter_sets.keys().any(|&(k, _)| k == t.0);
-        self.started |= idr && has(NalType::SPS) && has(NalType::PPS);
-        if !self.started || !slices {
+        if idr && has(NalType::SPS) && has(NalType::PPS) {
+            self.started = true;
+            self.broken_from = None;
+        }
+        if !slices {
+            self.lost(frame.lowest_layer);
             return None;
+        }
+        if !self.started {
+            self.skipped.before_start += 1;
+            return None;
+        }
+        if !idr {
+            // Slices arrived, so the layer is the LC header's.
+            let layer = frame.layer.unwrap_or(LayerId::BASE);
+            match self.broken_from {
+                Some(broken) if layer >= broken => {
+                    self.skipped.reference_lost += 1;
+                    return None;
+                }
+                // A layer below the broken one: frames above it are predicted from this one on.
+                Some(_) => self.broken_from = None,
+                None => {}
+            }
         }
         let mut au = ACCESS_UNIT_DELIMITER.to_vec();
         if idr || self.parameters_changed {
@@ -345,8 +432,23 @@ impl OutputUnits {
         self.parameters_changed = true;
     }
 
+    /// A frame with no slice, of `layer` at the lowest: frames predicted from it lose
+    /// their reference, unless its layer is known to hold none.
+    fn lost(&mut self, layer: Option<LayerId>) {
+        let Some(layer) = layer.filter(|_| self.started) else { return };
+        let (seen, referenced) = (self.layer_seen[layer.index()], self.layer_referenced[layer.index()]);
+        if referenced || !seen {
+            self.broken_from = Some(self.broken_from.map_or(layer, |b| b.min(layer)));
+        }
+    }
+
     pub fn started(&self) -> bool {
         self.started
+    }
+
+    /// Frames that held a slice and were not written.
+    pub fn skipped(&self) -> SkippedFrames {
+        self.skipped
     }
 
     /// Frames seen so far that held an H.264 slice (none: the stream is not H.264).
@@ -379,6 +481,11 @@ impl<W: Write> AnnexBWriter<W> {
 
     pub fn started(&self) -> bool {
         self.units.started()
+    }
+
+    /// Frames that held a slice and were not written.
+    pub fn skipped(&self) -> SkippedFrames {
+        self.units.skipped()
     }
 
     pub fn into_inner(self) -> W {
@@ -443,6 +550,11 @@ impl PlayedUnits {
     pub fn frames_with_slices(&self) -> u64 {
         self.units.frames_with_slices()
     }
+
+    /// Frames that held a slice and were not written.
+    pub fn skipped(&self) -> SkippedFrames {
+        self.units.skipped()
+    }
 }
 
 /// A viewer's `--output` as one Annex B stream: played LCs in, bytes to `out`.
@@ -477,6 +589,11 @@ impl<W: Write> StreamOutput<W> {
 
     pub fn frames_written(&self) -> u64 {
         self.frames_written
+    }
+
+    /// Frames that held a slice and were not written.
+    pub fn skipped(&self) -> SkippedFrames {
+        self.units.skipped()
     }
 }
 
@@ -616,7 +733,7 @@ mod tests {
             (1, vec![nal(5, 40, 2)]),                           // IDR, parameter sets unknown: skipped
             (1, vec![sps.clone(), pps.clone(), nal(5, 40, 3)]), // starts the stream
             (3, vec![nal(1, 40, 4)]),
-            (1, vec![sps2.clone()]),  // slices lost: not a frame, but kept
+            (3, vec![sps2.clone()]), // slices lost: not a frame, but kept; layer 2 does not need it
             (2, vec![nal(1, 40, 5)]), // written after the changed SPS
             (1, vec![nal(5, 40, 6)]), // IDR without its SPS/PPS: re-sent
         ];
@@ -635,6 +752,151 @@ mod tests {
             written(&out),
             vec![aud, sps_t, pps_t, (5, 3), aud, (1, 4), aud, (7, 0x4D), pps_t, (1, 5), aud, (7, 0x4D), pps_t, (5, 6),]
         );
+    }
+
+    /// `frames` frames of a 3-layer hierarchical GOP (`L1 L3 L2 L3`, layer 3 not a
+    /// reference), an IDR with SPS/PPS every 16, as LCs; frame n's slice body is n.
+    fn gop_lcs(frames: u32) -> Vec<Lc> {
+        let (sps, pps) = (nal_with(7, &[0x42, 0, 0x1E, 0x80], 9), nal_with(8, &[0xCE], 6));
+        let list: Vec<(u8, Vec<Bytes>)> = (0..frames)
+            .map(|n| {
+                let layer = [1, 3, 2, 3][n as usize % 4];
+                let slice = |t: u8, ref_idc: u8| {
+                    let mut v = nal_with(t, &[n as u8], 40).to_vec();
+                    v[4] = (ref_idc << 5) | t;
+                    Bytes::from(v)
+                };
+                match (n % 16, layer) {
+                    (0, _) => (1, vec![sps.clone(), pps.clone(), slice(5, 3)]),
+                    (_, 3) => (3, vec![slice(1, 0)]),
+                    (_, layer) => (layer, vec![slice(1, 2)]),
+                }
+            })
+            .collect();
+        lcs(&list)
+    }
+
+    /// The frame numbers `OutputUnits` writes of `gop_lcs(49)` when the LCs for which
+    /// `lost` holds are lost, and what it skipped.
+    fn written_frames(lost: impl Fn(&Lc) -> bool) -> (Vec<u32>, SkippedFrames) {
+        let mut r = Reassembler::new(Duration::ZERO);
+        gop_lcs(49).iter().filter(|lc| !lost(lc)).for_each(|lc| r.push(lc));
+        let mut units = OutputUnits::new();
+        let written = r.flush().iter().filter_map(|f| units.unit(f)).map(|u| u.number).collect();
+        (written, units.skipped())
+    }
+
+    /// Frames 0 to 48 but those of `gone`.
+    fn except(gone: std::ops::Range<u32>) -> Vec<u32> {
+        (0..49).filter(|n| !gone.contains(n)).collect()
+    }
+
+    #[test]
+    fn a_lost_idr_writes_nothing_until_the_next_idr() {
+        let (written, skipped) = written_frames(|lc| lc.header.frame == 16);
+        assert_eq!(written, except(16..32));
+        assert_eq!(skipped, SkippedFrames { before_start: 0, reference_lost: 15 });
+        // The same when only its slice is lost and its parameter sets arrive.
+        let (written, _) = written_frames(|lc| lc.header.frame == 16 && lc.payload.len() > 30);
+        assert_eq!(written, except(16..32));
+    }
+
+    #[test]
+    fn a_lost_base_frame_skips_every_layer_until_the_next_idr() {
+        let (written, skipped) = written_frames(|lc| lc.header.frame == 20);
+        assert_eq!(written, except(20..32));
+        assert_eq!(skipped.reference_lost, 11);
+    }
+
+    #[test]
+    fn a_lost_reference_of_an_upper_layer_skips_that_layer_and_above_until_a_lower_frame() {
+        // Frame 22 (layer 2) is the reference of frame 23 (layer 3); frame 24 (layer 1)
+        // renews the references of both layers.
+        let (written, skipped) = written_frames(|lc| lc.header.frame == 22);
+        assert_eq!(written, except(22..24));
+        assert_eq!(skipped.reference_lost, 1);
+        // A lost layer-3 frame is nobody's reference.
+        let (written, skipped) = written_frames(|lc| lc.header.frame == 21);
+        assert_eq!(written, except(21..22));
+        assert_eq!(skipped.reference_lost, 0);
+    }
+
+    #[test]
+    fn a_base_layer_only_viewer_writes_every_base_frame() {
+        let (written, skipped) = written_frames(|lc| lc.header.id.layer > LayerId::BASE);
+        assert_eq!(written, (0..49).step_by(4).collect::<Vec<_>>());
+        assert_eq!(skipped, SkippedFrames::default());
+        // And with layer 2 too: the layer-3 frames go, nothing else.
+        let (written, _) = written_frames(|lc| lc.header.id.layer == l(3));
+        assert_eq!(written, (0..49).step_by(2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_viewer_joining_mid_gop_starts_at_the_next_idr_and_counts_what_it_skipped() {
+        let (written, skipped) = written_frames(|lc| lc.header.frame < 5);
+        assert_eq!(written, except(0..16));
+        assert_eq!(skipped, SkippedFrames { before_start: 11, reference_lost: 0 });
+    }
+
+    #[test]
+    fn a_lost_frame_is_placed_in_the_lowest_layer_whose_numbering_has_room_for_it() {
+        let mut r = Reassembler::new(Duration::ZERO);
+        gop_lcs(28).iter().filter(|lc| ![6, 11, 20].contains(&lc.header.frame)).for_each(|lc| r.push(lc));
+        let lowest: Vec<(u32, Option<u8>)> = r
+            .flush()
+            .iter()
+            .filter(|f| f.state == FrameState::Lost)
+            .map(|f| (f.number, f.lowest_layer.map(LayerId::get)))
+            .collect();
+        // Frame 6 lies between base frames 4 and 8, numbered without a gap, and
+        // between layer-2 frames 2 and 10, with one; frame 11 fits only layer 3.
+        assert_eq!(lowest, vec![(6, Some(2)), (11, Some(3)), (20, Some(1))]);
+    }
+
+    /// With OpenH264's own layers: after any loss, every frame written decodes to the
+    /// very picture it decodes to without loss.
+    #[cfg(feature = "h264")]
+    #[test]
+    fn every_frame_written_after_a_loss_decodes_as_without_it() {
+        use crate::video::decoder::Decoder;
+        use crate::video::droptest::TestClip;
+        use crate::video::encoder::EncoderConfig;
+        use crate::video::{FrameRate, Picture, Resolution};
+
+        let rate = FrameRate::per_second(30).expect("fps");
+        let cfg = EncoderConfig { intra_period: 16, ..EncoderConfig::new(Resolution::QCIF, rate) };
+        let clip = TestClip::encode(cfg, 49).expect("encodes");
+        let layers: Vec<u8> = clip.units.iter().map(|u| u.layer.get()).collect();
+        assert_eq!(layers[..8], [1, 3, 2, 3, 1, 3, 2, 3]);
+        let all = clip.lcs();
+        // (frame number, picture) of every frame written and decoded.
+        let decode = |lost: &dyn Fn(&Lc) -> bool| -> Vec<(u32, Option<Picture>)> {
+            let mut r = Reassembler::new(Duration::ZERO);
+            all.iter().filter(|lc| !lost(lc)).for_each(|lc| r.push(lc));
+            let (mut units, mut decoder) = (OutputUnits::new(), Decoder::new().expect("decoder"));
+            let frames = r.flush();
+            let written = frames.iter().filter_map(|f| units.unit(f));
+            written.map(|u| (u.number, decoder.decode(&u.data).expect("decodes"))).collect()
+        };
+        let clean: BTreeMap<u32, Picture> =
+            decode(&|_| false).into_iter().map(|(n, p)| (n, p.expect("a picture"))).collect();
+        assert_eq!(clean.len(), 49);
+        let frame = |n: u32| move |lc: &Lc| lc.header.frame == n;
+        type Lost<'a> = &'a dyn Fn(&Lc) -> bool;
+        let cases: [(&str, Lost, usize); 5] = [
+            ("IDR 16 lost", &frame(16), 49 - 16),
+            ("base frame 20 lost", &frame(20), 49 - 12),
+            ("layer-2 frame 22 lost", &frame(22), 49 - 2),
+            ("layer-3 frame 21 lost", &frame(21), 49 - 1),
+            ("base layer only", &|lc: &Lc| lc.header.id.layer > LayerId::BASE, 13),
+        ];
+        for (case, lost, expect) in cases {
+            let got = decode(lost);
+            assert_eq!(got.len(), expect, "{case}: frames written");
+            for (n, picture) in got {
+                assert!(picture.as_ref() == clean.get(&n), "{case}: frame {n} decodes as without loss");
+            }
+        }
     }
 
     #[test]

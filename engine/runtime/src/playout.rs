@@ -7,7 +7,7 @@
 
 use super::player::Players;
 use layerp2p_codec::Lc;
-use layerp2p_codec::video::reassemble::{OutputUnit, PlayedUnits, write_unit};
+use layerp2p_codec::video::reassemble::{OutputUnit, PlayedUnits, SkippedFrames, write_unit};
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +37,8 @@ impl PlayoutSink {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PlayoutReport {
     pub frames_written: u64,
+    /// Frames not written because a decoder could not decode them.
+    pub frames_skipped: SkippedFrames,
     /// Played LCs lost because the writer was behind.
     pub lcs_dropped: u64,
 }
@@ -44,7 +46,7 @@ pub struct PlayoutReport {
 /// A running writer thread.
 #[derive(Debug)]
 pub struct Playout {
-    handle: JoinHandle<io::Result<u64>>,
+    handle: JoinHandle<io::Result<(u64, SkippedFrames)>>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -69,8 +71,9 @@ impl Playout {
 
     /// Waits for the writer (after every sink is dropped) and reports.
     pub fn finish(self) -> io::Result<PlayoutReport> {
-        let frames_written = self.handle.join().map_err(|_| io::Error::other("output writer panicked"))??;
-        Ok(PlayoutReport { frames_written, lcs_dropped: self.dropped.load(Ordering::Relaxed) })
+        let (frames_written, frames_skipped) =
+            self.handle.join().map_err(|_| io::Error::other("output writer panicked"))??;
+        Ok(PlayoutReport { frames_written, frames_skipped, lcs_dropped: self.dropped.load(Ordering::Relaxed) })
     }
 }
 
@@ -78,7 +81,7 @@ fn write_all(
     rx: Receiver<Lc>,
     mut out: Option<Box<dyn Write + Send>>,
     players: Option<Arc<Players>>,
-) -> io::Result<u64> {
+) -> io::Result<(u64, SkippedFrames)> {
     let mut units = PlayedUnits::new();
     let mut frames = 0;
     let result = (|| {
@@ -110,5 +113,5 @@ fn write_all(
     if let Some(out) = out.as_mut() {
         out.flush()?;
     }
-    Ok(frames)
+    Ok((frames, units.skipped()))
 }

@@ -415,8 +415,11 @@ fn node(spec: NodeSpec, source: Option<Box<dyn LcSource>>, playback: Playback, c
     if let Some(p) = playout {
         let report = p.finish().map_err(|e| format!("writing the output: {e}"))?;
         tracing::info!(
-            "output: {} frames written, {} played LCs dropped (writer behind)",
+            "output: {} frames written, {} skipped as undecodable (a frame they are predicted from was lost), \
+             {} before the first IDR, {} played LCs dropped (writer behind)",
             report.frames_written,
+            report.frames_skipped.reference_lost,
+            report.frames_skipped.before_start,
             report.lcs_dropped
         );
     }
