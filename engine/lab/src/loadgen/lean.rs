@@ -223,7 +223,6 @@ impl Shard {
         let mut ids = std::mem::take(&mut self.ids);
         ids.clear();
         let v = &mut self.viewers[i];
-        let map = v.held.clone().unwrap_or_else(|| BufferMap::new(layers, Seq(0)));
         if let (true, Some(theirs), Some(ours)) = (request, &v.target_map, &v.held) {
             for (li, (own, target)) in ours.layers().iter().zip(theirs.layers()).enumerate() {
                 let room = MAX_REQUEST_IDS - ids.len();
@@ -237,6 +236,9 @@ impl Shard {
             v.requested_at = now;
         }
         let echo_delay = now.since(v.last_map).as_micros().min(u32::MAX as u128) as u32;
+        // Our windows go into the message and come back after encoding (not cloned).
+        let placed = v.held.is_some();
+        let map = v.held.take().unwrap_or_else(|| BufferMap::new(layers, Seq(0)));
         let bm = BufferMapMsg { head_time: v.newest, sent_at: now.0, echo: v.map_sent_at, echo_delay, map };
         let token = Message::Token { nonce: v.nonce, echo: v.their };
         self.packet.messages.clear();
@@ -250,9 +252,12 @@ impl Shard {
         }
         let target = self.plan.target;
         self.send(i, target);
-        // Take the id list back for the next request.
+        // Take the id list back for the next request, and the windows back home.
         if asked && let Some(Message::Request { ids, .. }) = self.packet.messages.pop() {
             self.ids = ids;
+        }
+        if placed && let Some(Message::BufferMap(bm)) = self.packet.messages.pop() {
+            self.viewers[i].held = Some(bm.map);
         }
     }
 
