@@ -15,6 +15,8 @@
 //! | `IPV6_V6ONLY` off | `[::]` also receives IPv4 (`bind`) | binding fails with the OS error |
 //! | `sendmmsg` | many destinations in one syscall | (Linux >= 3.0: always there) |
 //! | `UDP_SEGMENT` (GSO) | one buffer cut into equal datagrams | EIO, EINVAL or EOPNOTSUPP turn GSO off for the sender and the rest of the batch is resent without it |
+//! | `recvmmsg` | many datagrams in one syscall (`RecvBatch`) | (Linux >= 2.6.33: always there) |
+//! | `UDP_GRO` | a sender's GSO burst arrives as one buffer (`enable_gro`) | `enable_gro` returns false; datagrams arrive one per slot |
 //!
 //! `EINTR` retries the same call; `EAGAIN` (a full socket buffer) drops the rest of the
 //! batch, as UDP may; any other error skips one destination's group so that a bad
@@ -32,6 +34,7 @@ const MAX_SEND: usize = 65_507;
 const MAX_MMSG: usize = 64;
 const SOL_UDP: libc::c_int = 17;
 const UDP_SEGMENT: libc::c_int = 103;
+const UDP_GRO: libc::c_int = 104;
 
 /// Binds a non-blocking UDP socket with large buffers, on a port of its own.
 ///
@@ -273,6 +276,158 @@ fn sendmmsg<B: AsRef<[u8]>>(
     if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
 }
 
+/// Asks the kernel to hand over a sender's GSO burst (or coalesced datagrams) as one
+/// buffer with its segment size (UDP_GRO), so one receive slot carries up to 64
+/// datagrams. Returns whether the kernel accepted; without it nothing changes.
+pub fn enable_gro(fd: RawFd) -> bool {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads an int from a valid pointer of the given length.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            SOL_UDP,
+            UDP_GRO,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
+}
+
+/// Receive buffers for `recvmmsg`, reused call after call (nothing is allocated per
+/// receive). Each slot holds one datagram, or with `enable_gro` one burst of equal
+/// segments, which `datagrams` cuts apart again.
+pub struct RecvBatch {
+    slot_len: usize,
+    bufs: Vec<u8>,
+    names: Vec<libc::sockaddr_storage>,
+    control: Vec<u8>,
+    control_len: usize,
+    iovecs: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+    /// Slots the last `recv` filled.
+    filled: usize,
+}
+
+impl std::fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("slots", &self.msgs.len())
+            .field("slot_len", &self.slot_len)
+            .field("filled", &self.filled)
+            .finish()
+    }
+}
+
+impl RecvBatch {
+    /// `slots` receive slots of `slot_len` bytes each (65,535 to take a GRO burst whole).
+    pub fn new(slots: usize, slot_len: usize) -> RecvBatch {
+        let (slots, slot_len) = (slots.max(1), slot_len.max(1));
+        // SAFETY: CMSG_SPACE only computes a size.
+        let control_len = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
+        RecvBatch {
+            slot_len,
+            bufs: vec![0; slots * slot_len],
+            // SAFETY: an all-zero sockaddr_storage is a valid (unspecified) address.
+            names: vec![unsafe { std::mem::zeroed() }; slots],
+            control: vec![0; slots * control_len],
+            control_len,
+            iovecs: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; slots],
+            // SAFETY: an all-zero mmsghdr is a valid empty header.
+            msgs: vec![unsafe { std::mem::zeroed() }; slots],
+            filled: 0,
+        }
+    }
+
+    /// Receives what `fd` (non-blocking) holds, up to one datagram or burst per slot,
+    /// in one syscall. Returns the slots filled: 0 when nothing was waiting.
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.filled = 0;
+        let slots = self.msgs.len();
+        for k in 0..slots {
+            self.iovecs[k] =
+                libc::iovec { iov_base: self.bufs[k * self.slot_len..].as_mut_ptr().cast(), iov_len: self.slot_len };
+            // SAFETY: zeroed msghdr is valid; every pointer points into a buffer of
+            // `self` that is not resized while the call runs.
+            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+            hdr.msg_name = (&mut self.names[k] as *mut libc::sockaddr_storage).cast();
+            hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdr.msg_iov = &mut self.iovecs[k];
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = self.control[k * self.control_len..].as_mut_ptr().cast();
+            hdr.msg_controllen = self.control_len as _;
+            self.msgs[k] = libc::mmsghdr { msg_hdr: hdr, msg_len: 0 };
+        }
+        loop {
+            // SAFETY: `msgs` holds `slots` headers whose buffers are alive and unaliased.
+            let n = unsafe {
+                libc::recvmmsg(fd, self.msgs.as_mut_ptr(), slots as u32, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            };
+            if n >= 0 {
+                self.filled = n as usize;
+                return Ok(self.filled);
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => return Ok(0),
+                _ => return Err(e),
+            }
+        }
+    }
+
+    /// The datagrams of the last `recv`, GRO bursts cut into their segments, each with
+    /// its sender; a truncated slot (a datagram longer than the slot) is `None`.
+    pub fn datagrams(&self) -> impl Iterator<Item = Option<(SocketAddr, &[u8])>> + '_ {
+        (0..self.filled).flat_map(move |k| {
+            let m = &self.msgs[k];
+            let at = k * self.slot_len;
+            let len = (m.msg_len as usize).min(self.slot_len);
+            let from = sockaddr(&self.names[k]).filter(|_| m.msg_hdr.msg_flags & libc::MSG_TRUNC == 0);
+            // A bad slot yields one `None`: one chunk of one byte, mapped to nothing.
+            let (data, segment) = match from {
+                Some(_) => (&self.bufs[at..at + len], gro_segment(&m.msg_hdr).filter(|&s| s > 0).unwrap_or(len).max(1)),
+                None => (&self.bufs[at..at + 1], 1),
+            };
+            data.chunks(segment).map(move |d| from.map(|f| (f, d)))
+        })
+    }
+}
+
+/// The segment size a GRO receive reports in its control message.
+fn gro_segment(hdr: &libc::msghdr) -> Option<usize> {
+    // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed cmsgs into the
+    // control buffer `hdr` points to; CMSG_* walk only within it.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == SOL_UDP && (*cmsg).cmsg_type == UDP_GRO {
+                return Some(std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::c_int) as usize);
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
+    }
+    None
+}
+
+/// An IPv4 or IPv6 socket address the kernel wrote.
+fn sockaddr(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(s.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::new(ip.into(), u16::from_be(sin.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6 = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::new(ip.into(), u16::from_be(sin6.sin6_port)))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,6 +503,51 @@ mod tests {
         let g = group(&many, true);
         assert!(g.iter().all(|g| g.end - g.start <= MAX_SEGMENTS && (g.end - g.start) * 1278 <= MAX_SEND));
         assert_eq!(g.iter().map(|g| g.end - g.start).sum::<usize>(), 200);
+    }
+
+    #[test]
+    fn recv_batch_takes_a_gso_burst_and_single_datagrams_in_one_call() {
+        for gro in [false, true] {
+            let rx = bind(a(0)).expect("bind");
+            let granted = gro && enable_gro(rx.as_raw_fd());
+            let tx = bind(a(0)).expect("bind");
+            let to = rx.local_addr().expect("addr");
+            let mut batch: Vec<(SocketAddr, Vec<u8>)> =
+                (0..20u8).map(|i| (to, vec![i; if i == 19 { 300 } else { 1000 }])).collect();
+            let mut gso = true;
+            assert_eq!(send_batch(tx.as_raw_fd(), &batch, &mut gso).datagrams, 20);
+            batch.push((to, vec![99; 50]));
+            tx.send_to(&batch[20].1, to).expect("send");
+            let mut rb = RecvBatch::new(32, 65_535);
+            let mut got: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+            let mut calls = 0;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while got.len() < 21 && Instant::now() < deadline {
+                if rb.recv(rx.as_raw_fd()).expect("recv") == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+                calls += 1;
+                got.extend(rb.datagrams().map(|d| d.expect("whole")).map(|(f, d)| (f, d.to_vec())));
+            }
+            let from = tx.local_addr().expect("addr");
+            assert_eq!(got.len(), 21, "gro {gro} (granted {granted})");
+            for (i, (f, d)) in got.iter().enumerate() {
+                assert_eq!(*f, from);
+                assert_eq!(d, &batch[i].1, "datagram {i}, gro {granted}");
+            }
+            assert!(calls <= 3, "{calls} receive calls for 21 datagrams");
+        }
+        // A datagram longer than its slot is reported, not cut.
+        let rx = bind(a(0)).expect("bind");
+        let tx = bind(a(0)).expect("bind");
+        tx.send_to(&[1; 100], rx.local_addr().expect("addr")).expect("send");
+        let mut rb = RecvBatch::new(4, 64);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while rb.recv(rx.as_raw_fd()).expect("recv") == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(rb.datagrams().collect::<Vec<_>>(), vec![None]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use super::args::{MixArg, PolicyArg};
 use clap::Args as ClapArgs;
 use layerp2p_codec::Kbps;
-use layerp2p_engine::lab::loadgen::{Setup, run};
+use layerp2p_engine::lab::loadgen::{Setup, Viewer, run};
 use layerp2p_engine::lab::record::Recorded;
 use layerp2p_engine::swarm::{Mix, PeerClass};
 use std::net::SocketAddr;
@@ -82,12 +82,25 @@ pub struct Args {
     /// Executors of the built-in seed (SO_REUSEPORT shards, pinned from core 0).
     #[arg(long, default_value_t = 1, conflicts_with = "target", value_parser = clap::value_parser!(u64).range(1..=64))]
     target_shards: u64,
+    /// What each synthetic viewer is: `full`, a whole protocol peer (neighbours, both
+    /// schedulers, playback); or `lean`, a star viewer of the target alone (Join,
+    /// Connect and token echo, a buffer map and a request each round, playback
+    /// accounting) that costs the load generator far less CPU per LC, uploads nothing
+    /// and checks no content (--n-min/--n-max do not apply to it).
+    #[arg(long, value_enum, default_value_t = ViewerArg::Full)]
+    viewer: ViewerArg,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Also write the report (with every second's figures) as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ViewerArg {
+    Full,
+    Lean,
 }
 
 /// Parses NAME:KBPS:SHARE.
@@ -130,14 +143,22 @@ pub fn run_cmd(args: Args) -> Result<(), String> {
         setup.shards = shards;
     }
     setup.seed = args.seed;
+    setup.viewer = match args.viewer {
+        ViewerArg::Full => Viewer::Full,
+        ViewerArg::Lean => Viewer::Lean,
+    };
     setup.external = args.target.zip(args.tracker).map(|(t, k)| (t, k, args.target_pid));
     setup.channel_key = args.channel_key;
     setup.target_upload = Kbps(args.target_upload_mbps.saturating_mul(1000));
     setup.target_shards = args.target_shards as usize;
     let cfg = setup.config()?;
     eprintln!(
-        "loadgen: {} peers joining over {} s, {} s run, {} shards, video {} kbps at {} fps, target {}",
+        "loadgen: {} {} joining over {} s, {} s run, {} shards, video {} kbps at {} fps, target {}",
         args.peers,
+        match args.viewer {
+            ViewerArg::Full => "peers",
+            ViewerArg::Lean => "lean viewers",
+        },
         args.ramp,
         args.duration,
         cfg.shards,

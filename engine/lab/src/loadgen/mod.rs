@@ -1,12 +1,13 @@
-//! The load generator: thousands of synthetic peers — real `Peer` state machines,
-//! each on its own UDP socket, sharded over threads pinned to cores — joined on a
-//! ramp against one node under test (an external seed/relay, or a built-in tracker +
+//! The load generator: thousands of synthetic peers — real `Peer` state machines
+//! (`swarm`) or lean star viewers (`lean`), each on its own UDP socket, sharded over
+//! threads pinned to cores — joined on a ramp against one node under test (an external seed/relay, or a built-in tracker +
 //! seed in this process). It measures what the target delivers (LC/s, Gbit/s), what
 //! the peers play (per class rate and alpha per layer), request->LC latency, loss,
 //! and the target's CPU use; `report` turns that into a table and JSON.
 //!
 //! `layerp2p loadgen` is the command; this library is what it and the tests call.
 
+pub mod lean;
 pub mod live;
 pub mod procfs;
 pub mod report;
@@ -38,6 +39,18 @@ const FD_HEADROOM: u64 = 256;
 /// How long to wait for the built-in target's thread to report its id.
 const TID_WAIT: Duration = Duration::from_secs(2);
 
+/// What each synthetic viewer is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Viewer {
+    /// A full `Peer` state machine (`swarm`): neighbours, both schedulers, playback.
+    #[default]
+    Full,
+    /// A lean star viewer (`lean`): the protocol towards the target alone, at a
+    /// fraction of the CPU per LC; uploads nothing and checks no content.
+    Lean,
+}
+
 /// The node under test.
 #[derive(Clone, Debug)]
 pub enum Target {
@@ -60,6 +73,7 @@ pub struct LoadConfig {
     /// Threads the synthetic peers are spread over, pinned to cores round-robin.
     pub shards: usize,
     pub seed: u64,
+    pub viewer: Viewer,
 }
 
 /// A load test described the way a user describes it; `config` turns it into a
@@ -94,6 +108,7 @@ pub struct Setup {
     pub target_upload: Kbps,
     /// Executors of the built-in seed.
     pub target_shards: usize,
+    pub viewer: Viewer,
 }
 
 impl Setup {
@@ -118,6 +133,7 @@ impl Setup {
             channel_key: None,
             target_upload: Kbps(10_000_000),
             target_shards: 1,
+            viewer: Viewer::Full,
         }
     }
 
@@ -144,6 +160,9 @@ impl Setup {
         // our peers.
         if self.channel_key.is_some() && self.external.is_none() {
             return Err("a channel key needs an external target: the built-in seed does not sign".into());
+        }
+        if self.channel_key.is_some() && self.viewer == Viewer::Lean {
+            return Err("lean viewers check no content: use the full viewer with a channel key".into());
         }
         peer.channel = channel_id(&peer.plan, self.channel_key.as_ref());
         peer.content_auth = self.channel_key.map_or(ContentAuth::Off, ContentAuth::Verify);
@@ -175,6 +194,7 @@ impl Setup {
             duration: self.duration,
             shards: self.shards.max(1),
             seed: self.seed,
+            viewer: self.viewer,
         })
     }
 }
@@ -244,10 +264,13 @@ pub fn run(cfg: LoadConfig, progress: &mut dyn FnMut(&Second)) -> io::Result<Loa
             star: peer.n_max == 1,
             seed: cfg.seed,
         };
-        let (live, stop, tid) = (live.clone(), stop.clone(), tid.clone());
+        let (live, stop, tid, viewer) = (live.clone(), stop.clone(), tid.clone(), cfg.viewer);
         let handle = std::thread::Builder::new().name(format!("loadgen-{index}")).spawn(move || {
             tid.store(procfs::current_tid(), Ordering::Relaxed);
-            let result = swarm::run_shard(plan, clock, live, stop.clone());
+            let result = match viewer {
+                Viewer::Full => swarm::run_shard(plan, clock, live, stop.clone()),
+                Viewer::Lean => lean::run_shard(plan, clock, live, stop.clone()),
+            };
             if result.is_err() {
                 // End the run now rather than at its full duration.
                 stop.store(true, Ordering::Relaxed);
@@ -337,6 +360,10 @@ mod tests {
         let mut setup = Setup::small(10, Duration::from_secs(20));
         setup.channel_key = Some(ContentAuth::signing_key([7; 32]).verifying_key());
         assert!(setup.config().expect_err("refused").contains("external target"));
+        let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+        setup.external = Some((addr, addr, None));
+        setup.viewer = Viewer::Lean;
+        assert!(setup.config().expect_err("refused").contains("lean viewers check no content"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::live::Snapshot;
 use super::procfs::{CpuUse, UdpCounters};
-use super::{LoadConfig, Target};
+use super::{LoadConfig, Target, Viewer};
 use layerp2p_proto::PeerStats;
 use layerp2p_proto::metrics::LatencySummary;
 use layerp2p_proto::swarm::report::SwarmReport;
@@ -149,6 +149,8 @@ pub struct LossFigures {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct LoadReport {
+    /// What the synthetic viewers were (full peers or lean viewers).
+    pub viewer: Viewer,
     pub peers: usize,
     pub peers_up: u64,
     /// Peers with the target as a neighbour at the end.
@@ -178,6 +180,9 @@ pub struct LoadReport {
     /// The load generator's own CPU (all shards, whole run) per LC its peers
     /// received, in microseconds: what one synthetic viewer costs the machine.
     pub loadgen_cpu_us_per_lc: Option<f64>,
+    /// LCs one core of the load generator sinks per second at that cost
+    /// (1e6 / `loadgen_cpu_us_per_lc`).
+    pub loadgen_lc_per_core_s: Option<f64>,
     pub timer_lag_ms: MeanMax,
     pub seconds: Vec<Second>,
 }
@@ -231,6 +236,7 @@ impl LoadReport {
         let send_dropped = io.send_dropped + seed_io.map_or(0, |s| s.send_dropped);
         let lost = send_dropped + socket_drops.unwrap_or(0);
         LoadReport {
+            viewer: cfg.viewer,
             peers: cfg.peers.len(),
             peers_up: end.peers_up,
             peers_on_target: end.on_target,
@@ -270,6 +276,7 @@ impl LoadReport {
             loadgen_cpu,
             loadgen_waiting,
             loadgen_cpu_us_per_lc,
+            loadgen_lc_per_core_s: loadgen_cpu_us_per_lc.map(|us| 1e6 / us),
             timer_lag_ms: MeanMax::of(steady.iter().map(|s| s.timer_lag_ms)),
             seconds,
         }
@@ -298,8 +305,17 @@ impl LoadReport {
         let t = &self.target;
         let _ = writeln!(
             s,
-            "load: {} synthetic peers ({} up, {} with the target as a neighbour at the end) on {} shards, {:.0} s, last join at {:.1} s",
-            self.peers, self.peers_up, self.peers_on_target, self.shards, self.duration_s, self.ramp_s
+            "load: {} synthetic {} ({} up, {} with the target as a neighbour at the end) on {} shards, {:.0} s, last join at {:.1} s",
+            self.peers,
+            match self.viewer {
+                Viewer::Full => "peers",
+                Viewer::Lean => "lean viewers",
+            },
+            self.peers_up,
+            self.peers_on_target,
+            self.shards,
+            self.duration_s,
+            self.ramp_s
         );
         let _ = writeln!(
             s,
@@ -358,10 +374,13 @@ impl LoadReport {
             .zip(&self.loadgen_waiting)
             .map(|(c, w)| format!("{c:.0}% (waiting for a core {w:.0}%)"))
             .collect();
-        let per_lc = self.loadgen_cpu_us_per_lc.map_or_else(|| "?".to_string(), |us| format!("{us:.2}"));
+        let per_lc = match (self.loadgen_cpu_us_per_lc, self.loadgen_lc_per_core_s) {
+            (Some(us), Some(rate)) => format!("{us:.2} µs per LC received ({rate:.0} LC/s per core)"),
+            _ => "? µs per LC received".to_string(),
+        };
         let _ = writeln!(
             s,
-            "load generator: CPU {} per shard, {per_lc} µs per LC received; timer lag {:.1} ms mean, {:.1} ms worst",
+            "load generator: CPU {} per shard, {per_lc}; timer lag {:.1} ms mean, {:.1} ms worst",
             cpu.join(" / "),
             self.timer_lag_ms.mean,
             self.timer_lag_ms.max

@@ -76,6 +76,27 @@ struct Shard {
     epoll: OwnedFd,
 }
 
+/// A new epoll instance (a shard's readiness loop).
+pub fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: epoll_create1 has no preconditions; a non-negative result is a new fd.
+    let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if epfd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `epfd` is a fresh fd nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(epfd) })
+}
+
+/// Registers `socket` with `epoll` for reading, reported with `index`.
+pub fn epoll_add(epoll: &OwnedFd, socket: &UdpSocket, index: usize) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: index as u64 };
+    // SAFETY: both fds are open; `ev` is a valid event.
+    if unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, socket.as_raw_fd(), &mut ev) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Pins the calling thread to `core`.
 pub fn pin_to_core(core: usize) -> io::Result<()> {
     // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes within it and
@@ -176,11 +197,7 @@ impl Shard {
         let now = self.clock.now();
         let peer = Peer::new(cfg, rng_seed, now).map_err(|e| io::Error::other(e.to_string()))?;
         let i = self.synths.len();
-        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: i as u64 };
-        // SAFETY: both fds are open; `ev` is a valid event.
-        if unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, socket.as_raw_fd(), &mut ev) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        epoll_add(&self.epoll, &socket, i)?;
         self.synths.push(Synth { peer, socket, gso: true, wake: None, spec });
         // The Join to the tracker is already queued.
         self.flush(i, now);
@@ -240,13 +257,7 @@ pub fn run_shard(
     if let Some(core) = plan.core {
         pin_to_core(core)?;
     }
-    // SAFETY: epoll_create1 has no preconditions; a non-negative result is a new fd.
-    let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if epfd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `epfd` is a fresh fd nobody else owns.
-    let epoll = unsafe { OwnedFd::from_raw_fd(epfd) };
+    let epoll = epoll_create()?;
     let mut pending = plan.peers.clone().into_iter().peekable();
     let mut shard = Shard {
         clock,

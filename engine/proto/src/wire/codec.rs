@@ -456,14 +456,15 @@ pub fn encode(packet: &Packet, out: &mut BytesMut) -> Result<(), WireError> {
 
 /// A bounds-checked cursor over `buf[pos..end]`. Only `take` moves `pos`, and it never
 /// passes `end <= buf.len()`, so no access can go out of bounds.
+#[derive(Debug)]
 struct Reader<'a> {
-    buf: &'a Bytes,
+    buf: &'a [u8],
     pos: usize,
     end: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a Bytes) -> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Reader<'a> {
         Reader { buf, pos: 0, end: buf.len() }
     }
 
@@ -493,9 +494,9 @@ impl<'a> Reader<'a> {
         Ok(Reader { buf: self.buf, pos: start, end: self.pos })
     }
 
-    /// Everything left, as a zero-copy slice of the datagram.
-    fn rest(&mut self) -> Bytes {
-        let s = self.buf.slice(self.pos..self.end);
+    /// Everything left, as a zero-copy slice of `datagram` (the bytes `buf` borrows).
+    fn rest(&mut self, datagram: &Bytes) -> Bytes {
+        let s = datagram.slice(self.pos..self.end);
         self.pos = self.end;
         s
     }
@@ -556,7 +557,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode_body(r: &mut Reader<'_>, ty: u8) -> Result<Message, WireError> {
+fn decode_body(r: &mut Reader<'_>, ty: u8, datagram: &Bytes) -> Result<Message, WireError> {
     Ok(match ty {
         code::JOIN | code::CONNECT => {
             let channel = ChannelId(r.u32("channel")?);
@@ -632,21 +633,8 @@ fn decode_body(r: &mut Reader<'_>, ty: u8) -> Result<Message, WireError> {
             Message::Request { ttl_ms, ids }
         }
         code::DATA => {
-            let layer = r.layer()?;
-            let seq = Seq(r.u32("seq")?);
-            let frame = r.u32("frame")?;
-            let part = r.u16("part")?;
-            let parts = r.u16("parts")?;
-            let time = MediaTime(r.u64("media time")?);
-            if part >= parts {
-                return Err(WireError::BadPart { part, parts });
-            }
-            let len = r.remaining();
-            if len == 0 || len > MAX_LC_PAYLOAD {
-                return Err(WireError::PayloadSize(len));
-            }
-            let header = LcHeader { id: LcId { layer, seq }, frame, part, parts, time };
-            Message::Data(Lc { header, payload: r.rest() })
+            let header = lc_header(r)?;
+            Message::Data(Lc { header, payload: r.rest(datagram) })
         }
         code::TOKEN => Message::Token { nonce: r.u64("token nonce")?, echo: r.u64("token echo")? },
         code::PING => Message::Ping { sent_at: r.u64("ping time")? },
@@ -689,12 +677,30 @@ fn decode_body(r: &mut Reader<'_>, ty: u8) -> Result<Message, WireError> {
     })
 }
 
-/// Parses one datagram. Payloads of LC messages share `datagram`'s memory.
-pub fn decode(datagram: Bytes) -> Result<Packet, WireError> {
+/// An LC header and the payload after it (checked, not read).
+fn lc_header(r: &mut Reader<'_>) -> Result<LcHeader, WireError> {
+    let layer = r.layer()?;
+    let seq = Seq(r.u32("seq")?);
+    let frame = r.u32("frame")?;
+    let part = r.u16("part")?;
+    let parts = r.u16("parts")?;
+    let time = MediaTime(r.u64("media time")?);
+    if part >= parts {
+        return Err(WireError::BadPart { part, parts });
+    }
+    let len = r.remaining();
+    if len == 0 || len > MAX_LC_PAYLOAD {
+        return Err(WireError::PayloadSize(len));
+    }
+    Ok(LcHeader { id: LcId { layer, seq }, frame, part, parts, time })
+}
+
+/// The packet header of `datagram`: a reader past it and the message count.
+fn packet_header(datagram: &[u8]) -> Result<(Reader<'_>, usize), WireError> {
     if datagram.len() > MAX_DATAGRAM {
         return Err(WireError::TooLarge(datagram.len()));
     }
-    let mut r = Reader::new(&datagram);
+    let mut r = Reader::new(datagram);
     let magic = r.u16("packet header")?;
     if magic != MAGIC {
         return Err(WireError::BadMagic(magic));
@@ -707,12 +713,23 @@ pub fn decode(datagram: Bytes) -> Result<Packet, WireError> {
     if n == 0 || n > MAX_MESSAGES_PER_PACKET {
         return Err(WireError::MessageCount(n));
     }
+    Ok((r, n))
+}
+
+/// One message's type code and body bytes.
+fn message_frame<'a>(r: &mut Reader<'a>) -> Result<(u8, Reader<'a>), WireError> {
+    let ty = r.u8("message header")?;
+    let len = usize::from(r.u16("message header")?);
+    Ok((ty, r.sub(len, "message body")?))
+}
+
+/// Parses one datagram. Payloads of LC messages share `datagram`'s memory.
+pub fn decode(datagram: Bytes) -> Result<Packet, WireError> {
+    let (mut r, n) = packet_header(&datagram)?;
     let mut messages = Vec::new();
     for _ in 0..n {
-        let ty = r.u8("message header")?;
-        let len = usize::from(r.u16("message header")?);
-        let mut body = r.sub(len, "message body")?;
-        let m = decode_body(&mut body, ty)?;
+        let (ty, mut body) = message_frame(&mut r)?;
+        let m = decode_body(&mut body, ty, &datagram)?;
         if body.remaining() != 0 {
             return Err(WireError::BodyTooLong(ty, body.remaining()));
         }
@@ -722,6 +739,61 @@ pub fn decode(datagram: Bytes) -> Result<Packet, WireError> {
         return Err(WireError::TrailingBytes(r.remaining()));
     }
     Ok(Packet { messages })
+}
+
+/// One message of a datagram, not decoded: its type code (`code`) and body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// The message's type code.
+    pub code: u8,
+    /// Its body, borrowed from the datagram.
+    pub body: &'a [u8],
+}
+
+/// The messages of a datagram, borrowed (`frames`).
+#[derive(Debug)]
+pub struct Frames<'a> {
+    r: Reader<'a>,
+    left: usize,
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = Result<Frame<'a>, WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            if self.r.remaining() != 0 {
+                let trailing = self.r.remaining();
+                self.r.pos = self.r.end;
+                return Some(Err(WireError::TrailingBytes(trailing)));
+            }
+            return None;
+        }
+        self.left -= 1;
+        let frame = message_frame(&mut self.r).map(|(code, body)| Frame { code, body: &body.buf[body.pos..body.end] });
+        if frame.is_err() {
+            self.left = 0;
+            self.r.pos = self.r.end;
+        }
+        Some(frame)
+    }
+}
+
+/// Splits a datagram into its messages without decoding or copying them: a receiver
+/// that only counts LCs reads their headers with `data_header` and decodes the rare
+/// other message with `decode`. Checks the packet header as `decode` does; each
+/// message's length and trailing bytes are checked as the iterator reaches them.
+pub fn frames(datagram: &[u8]) -> Result<Frames<'_>, WireError> {
+    let (r, left) = packet_header(datagram)?;
+    Ok(Frames { r, left })
+}
+
+/// The header and payload length of a `Data` message's body (a `Frame` of code
+/// `code::DATA`), checked as `decode` checks it, without touching the payload.
+pub fn data_header(body: &[u8]) -> Result<(LcHeader, usize), WireError> {
+    let mut r = Reader::new(body);
+    let header = lc_header(&mut r)?;
+    Ok((header, r.remaining()))
 }
 
 #[cfg(test)]
@@ -860,6 +932,32 @@ mod tests {
         messages.retain(|m| m.wire_len() < 5000); // the full map and request are big
         let p = Packet { messages };
         assert_eq!(decode(bytes_of(&p)), Ok(p));
+    }
+
+    #[test]
+    fn frames_borrow_what_decode_parses() {
+        let p = Packet { messages: vec![Message::Data(lc(1000)), bm(small_map()), Message::Data(lc(5))] };
+        let b = bytes_of(&p);
+        let split: Vec<Frame<'_>> = frames(&b).expect("header").collect::<Result<_, _>>().expect("frames");
+        assert_eq!(split.iter().map(|f| f.code).collect::<Vec<_>>(), vec![code::DATA, code::BUFFER_MAP, code::DATA]);
+        for (f, m) in split.iter().zip(&p.messages) {
+            if let Message::Data(lc) = m {
+                assert_eq!(data_header(f.body), Ok((lc.header, lc.payload.len())));
+            }
+        }
+        // What decode refuses, frames refuses too: header, body length, trailing bytes.
+        assert_eq!(frames(&b[..3]).err(), decode(b.slice(..3)).err());
+        let cut = b.slice(..b.len() - 1);
+        assert!(frames(&cut).expect("header").any(|f| f.is_err()));
+        let mut longer = b.to_vec();
+        longer.push(0);
+        assert_eq!(frames(&longer).expect("header").last(), Some(Err(WireError::TrailingBytes(1))));
+        assert_eq!(decode(Bytes::from(longer)), Err(WireError::TrailingBytes(1)));
+        // A Data body with a bad part or no payload is refused as decode refuses it.
+        let mut body = bytes_of(&one(Message::Data(lc(10))))[PACKET_HEADER_LEN + MESSAGE_HEADER_LEN..].to_vec();
+        assert_eq!(data_header(&body[..LC_HEADER_LEN]).err(), Some(WireError::PayloadSize(0)));
+        body[9..11].copy_from_slice(&3u16.to_be_bytes()); // part (after layer, seq, frame)
+        assert_eq!(data_header(&body), Err(WireError::BadPart { part: 3, parts: 3 }));
     }
 
     #[test]

@@ -4,5 +4,8 @@
 pub mod codec;
 pub mod message;
 
-pub use codec::{IPV4_UDP_HEADER_LEN, PACKET_HEADER_LEN, WireError, data_wire_len, decode, encode};
+pub use codec::{
+    Frame, Frames, IPV4_UDP_HEADER_LEN, PACKET_HEADER_LEN, WireError, data_header, data_wire_len, decode, encode,
+    frames,
+};
 pub use message::*;
