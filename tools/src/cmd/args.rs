@@ -134,6 +134,11 @@ pub struct IncentiveArgs {
     /// its audit alone, all alike (see docs/decisions/0015-seed-spread-credit.md).
     #[arg(long)]
     pub no_seed_spread_credit: bool,
+    /// Suppliers serve layers above the base to every neighbour that asks, as the
+    /// paper's work-conserving supplier does: with upload to spare a free-rider then
+    /// plays the whole video (see docs/decisions/0018-upper-layers-for-uploaders.md).
+    #[arg(long)]
+    pub upper_layers_to_all: bool,
 }
 
 /// The neighbour-management parameters of DESIGN.md §4 and §8 (paper: 10 / 20 neighbours,
@@ -229,6 +234,9 @@ impl IncentiveArgs {
         }
         if self.no_seed_spread_credit {
             cfg.seed_spread_credit = false;
+        }
+        if self.upper_layers_to_all {
+            cfg.upper_layers_window = None;
         }
     }
 }
