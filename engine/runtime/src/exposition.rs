@@ -279,6 +279,11 @@ const COUNTERS: &[Family<Snapshot>] = &[
     ("unvalidated_requests", "Requests ignored: their sender had not proven its address.", |s| {
         s.stats.unvalidated_requests
     }),
+    (
+        "requests_withheld",
+        "Requests above the base layer not queued: their sender had not uploaded to us lately.",
+        |s| s.stats.requests_withheld,
+    ),
     ("amplification_limited", "Packets withheld from an unvalidated address (3x limit).", |s| {
         s.stats.amplification_limited
     }),
