@@ -1036,7 +1036,9 @@ impl Peer {
         }
         let spare = self.upload_use < SPARE_UPLOAD_USE;
         let judges = self.audits() || (self.cfg.role == Role::Peer && spare);
-        !judges || self.neighbours.get(slot).is_some_and(|n| n.uploaded_within(now, window))
+        // A new neighbour has had no round yet to answer an audit or a request.
+        let judged = |n: &Neighbour| now.since(n.since) >= self.cfg.round * 2;
+        !judges || self.neighbours.get(slot).is_some_and(|n| !judged(n) || n.uploaded_within(now, window))
     }
 
     /// Folds the round's share of the allowed upload into `upload_use`.
