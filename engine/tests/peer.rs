@@ -444,6 +444,45 @@ fn neighbour_dropped_by_adaptation_cannot_reconnect_at_once() {
     assert!(matches!(replies[0].packet.messages[0], Message::Accept { .. }), "{:?}", replies[0].packet.messages[0]);
 }
 
+#[test]
+fn adaptation_keeps_the_only_measured_neighbour() {
+    // A relay's case: its seed is the one neighbour old enough to be measured when
+    // the first adaptation comes; its viewers, who give nothing, joined later.
+    let mut cfg = config(Policy::LayerP2P, 500);
+    cfg.n_min = 2;
+    cfg.n_max = 4;
+    let adaptation = cfg.adaptation;
+    let mut p = Peer::new(cfg, 9, Time::ZERO).expect("valid");
+    let (giver, other, taker) = (addr(1), addr(2), addr(3));
+    connect(&mut p, Time::ZERO, giver);
+    let joined = Time::ZERO + adaptation - Duration::from_secs(1);
+    let mut now = Time::ZERO;
+    let mut seq = 0;
+    let mut dropped = Vec::new();
+    while now < Time::from_secs(3 * adaptation.as_secs() + 5) {
+        now = now + Duration::from_millis(500);
+        if now == joined {
+            connect(&mut p, now, other);
+            connect(&mut p, now, taker);
+        }
+        let out = if now < joined {
+            input(&mut p, now, giver, vec![full_map(3, 0, MediaTime(0))]);
+            seq += 1;
+            input(&mut p, now, giver, vec![Message::Data(lc(1, seq, MediaTime::from_secs_f64(1000.0)))]);
+            p.handle_timeout(now);
+            drain(&mut p, now)
+        } else {
+            half_second(&mut p, now, [giver, other, taker], &mut seq)
+        };
+        dropped.extend(
+            out.iter().filter(|t| matches!(t.packet.messages[0], Message::Disconnect { .. })).map(|t| (now, t.dst)),
+        );
+    }
+    let supplier_dropped = dropped.iter().find(|&&(_, a)| a == giver);
+    assert!(supplier_dropped.is_none(), "the supplier was dropped at {supplier_dropped:?}");
+    assert!(dropped.iter().any(|&(_, a)| a == taker), "once measured, the taker goes: {dropped:?}");
+}
+
 /// A peer with tracker `addr(99)`, N_min / N_max = 2 / 4 (then `tweak`ed) and three
 /// neighbours, `addr(1..=3)`: its tracker, the peer and its adaptation period.
 fn peer_with_three_neighbours(tweak: impl FnOnce(&mut PeerConfig)) -> (SocketAddr, Peer, Duration) {

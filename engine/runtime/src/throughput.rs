@@ -89,10 +89,12 @@ impl GreedyReceiver {
     /// The next `IDS_PER_PERIOD` LCs the seed holds, round robin, as one request
     /// packet (with a token and an empty map, which keep the seed treating us as a
     /// live, validated neighbour).
+    /// Before the seed's first map, the packet still goes out without requests: its
+    /// token echo is what validates us, and a seed sends no map before that.
     fn request_all(&mut self, now: Time) {
-        let (Some(echo), Some(map)) = (self.their_token, self.map.as_ref()) else { return };
+        let Some(echo) = self.their_token else { return };
         let mut ids = Vec::new();
-        for (li, theirs) in map.layers().iter().enumerate() {
+        for (li, theirs) in self.map.iter().flat_map(|m| m.layers()).enumerate() {
             let layer = LayerId::from_index(li);
             let none = LayerWindow::new(theirs.start());
             ids.extend(none.wanted_from(theirs).map(|seq| LcId { layer, seq }));
@@ -295,6 +297,19 @@ pub struct SeedRun {
     pub request_to_send_p99_ms: f64,
 }
 
+/// The benchmark seed: no upload cap that matters, a slot for every receiver, and
+/// every layer for whoever asks. The greedy receivers upload nothing, so the
+/// reciprocity gate (`Incentive::upper_layers_window`) would serve them the base
+/// layer alone and the run would measure the incentive, not the send path.
+fn bench_seed_config(plan: layerp2p_codec::LayerPlan, receivers: usize, shards: usize) -> PeerConfig {
+    let mut peer = PeerConfig::seed(layerp2p_proto::Policy::LayerP2P, plan, Kbps(100_000_000));
+    peer.n_max = receivers + shards;
+    peer.max_queue = SEED_QUEUE;
+    peer.lag = Duration::from_secs(10);
+    peer.incentive.upper_layers_window = None;
+    peer
+}
+
 /// Runs a seed with `shards` shards and no upload cap that matters, loaded by
 /// `receivers` greedy receivers on one plain thread, for `warmup + secs`; measures
 /// the last `secs`.
@@ -307,10 +322,7 @@ pub fn seed_throughput(
 ) -> io::Result<SeedRun> {
     let plan = source.plan().clone();
     let layers = plan.layers();
-    let mut peer = PeerConfig::seed(layerp2p_proto::Policy::LayerP2P, plan, Kbps(100_000_000));
-    peer.n_max = receivers + shards;
-    peer.max_queue = SEED_QUEUE;
-    peer.lag = Duration::from_secs(10);
+    let peer = bench_seed_config(plan, receivers, shards);
     let listen = SocketAddr::from(([127, 0, 0, 1], 0));
     // Bind first so the receivers know the port: reserve one, release it, and let the
     // seed's shards rebind it with SO_REUSEPORT.
@@ -353,4 +365,37 @@ pub fn seed_throughput(
         send_syscalls_per_datagram: summary.io.send_syscalls as f64 / summary.io.datagrams_out.max(1) as f64,
         request_to_send_p99_ms: summary.stats.latency.request_to_send.summary().p99_ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bench_seed_serves_every_layer_to_receivers_that_upload_nothing() {
+        let plan = layerp2p_codec::LayerPlan::new(vec![Kbps(4000); 3]).expect("valid plan");
+        let cfg = bench_seed_config(plan, 32, 1);
+        assert_eq!(cfg.incentive.upper_layers_window, None, "the gate would keep layers 2-3 from them");
+        assert_eq!(cfg.n_max, 33);
+    }
+
+    #[test]
+    fn a_greedy_receiver_echoes_the_token_before_any_map() {
+        let seed = SocketAddr::from(([127, 0, 0, 1], 9));
+        let mut r = GreedyReceiver::new(seed, 3, 0);
+        r.handle_timeout(Time::ZERO);
+        while r.poll_transmit(Time::ZERO).is_some() {}
+        // The Accept carries the seed's token; its map comes only once we echo it.
+        let accept =
+            vec![Message::Accept { peer: PeerId(1), role: Role::Seed }, Message::Token { nonce: 77, echo: r.nonce }];
+        let now = Time::ZERO + REQUEST_PERIOD;
+        r.handle_input(now, seed, Packet { messages: accept });
+        let now = now + REQUEST_PERIOD;
+        r.handle_timeout(now);
+        let sent: Vec<Transmit> = std::iter::from_fn(|| r.poll_transmit(now)).collect();
+        assert!(
+            sent.iter().flat_map(|t| &t.packet.messages).any(|m| matches!(m, Message::Token { echo: 77, .. })),
+            "no token echo went to the seed: {sent:?}"
+        );
+    }
 }

@@ -799,7 +799,7 @@ impl Peer {
     }
 
     /// Every adaptation period: drop the neighbour we receive least from (among those
-    /// old enough to have been measured) and look for a replacement, trying further
+    /// old enough to have been measured, when there are two or more) and look for a replacement, trying further
     /// candidates while they decline (`REPLACEMENT_TRIES`; a seed waits for newcomers
     /// instead). Without incentives (Single-Layer) the dropped neighbour is
     /// a random one instead, so the baseline keeps the same churn but rewards nobody.
@@ -819,6 +819,11 @@ impl Peer {
             .filter(|(_, n)| n.validated && now.since(n.since) >= self.cfg.adaptation)
             .map(|(_, n)| (n.addr, n.rate.bits_per_sec(), n.head_offset.is_some()))
             .collect();
+        // Least among the measured needs two of them: alone, the one old neighbour
+        // (a relay's seed, before its viewers are measured) would go for being first.
+        if eligible.len() < 2 {
+            return;
+        }
         let victim = match self.cfg.policy.supplier() {
             SupplierPolicy::TitForTat => eligible.iter().min_by_key(|(_, rate, holds)| (*rate, *holds)),
             SupplierPolicy::RoundRobin => eligible.choose(&mut self.rng),
