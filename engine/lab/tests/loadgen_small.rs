@@ -41,7 +41,7 @@ fn two_hundred_peers_play_the_base_layer_from_a_local_seed() {
 }
 
 #[test]
-fn three_hundred_lean_viewers_play_the_base_layer_from_a_local_seed() {
+fn three_hundred_lean_viewers_play_every_layer_from_a_local_seed() {
     // 10 s of counted playback after the ramp and startup, as above, plus the round
     // by which a lean viewer's playback trails.
     let mut setup = Setup::small(300, Duration::from_secs(17));
@@ -67,6 +67,12 @@ fn three_hundred_lean_viewers_play_the_base_layer_from_a_local_seed() {
     assert!(base.played > 100_000 && base.played_bytes > 0, "base layer: {base:?}");
     let share = report.share_with_base_layer(0.9);
     assert!(share >= 0.98, "only {:.1}% of viewers played >= 90% of the base layer", share * 100.0);
+    // A full-rate load test: the built-in seed serves every layer to viewers that
+    // upload nothing (without that, decision 0018 held them to about a tenth).
+    for (l, layer) in report.peers_total.layers.iter().enumerate() {
+        let ratio = layer.played as f64 / (layer.played + layer.missed).max(1) as f64;
+        assert!(ratio >= 0.9, "layer {} played {:.1}%", l + 1, ratio * 100.0);
+    }
     assert!(report.latency.count > 10_000, "request->LC latency: {}", report.latency);
     assert_eq!(report.loss.malformed, 0);
     assert!(report.loadgen_cpu_us_per_lc.is_some_and(|us| us > 0.0), "CPU per LC not reported");

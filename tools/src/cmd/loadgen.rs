@@ -86,7 +86,9 @@ pub struct Args {
     /// schedulers, playback); or `lean`, a star viewer of the target alone (Join,
     /// Connect and token echo, a buffer map and a request each round, playback
     /// accounting) that costs the load generator far less CPU per LC, uploads nothing
-    /// and checks no content (--n-min/--n-max do not apply to it).
+    /// and checks no content (--n-min/--n-max do not apply to it). The built-in seed
+    /// serves it every layer; start an external seed with --upper-layers-to-all, or it
+    /// keeps the upper layers for viewers that upload (docs/decisions/0018).
     #[arg(long, value_enum, default_value_t = ViewerArg::Full)]
     viewer: ViewerArg,
     /// Seed of every random choice.

@@ -75,6 +75,10 @@ pub fn start(cfg: BuiltinTarget, stop: Arc<AtomicBool>) -> io::Result<RunningTar
     peer.tracker = Some(tracker);
     peer.n_max = cfg.n_max;
     peer.lag = cfg.lag;
+    // A load test measures serving, not the incentive: lean viewers upload nothing
+    // and answer no audit, so the rule of decision 0018 would give them the base
+    // layer alone (`bench-node`'s seed does the same).
+    peer.incentive.upper_layers_window = None;
     let spec = NodeSpec {
         peer,
         listen: target,
