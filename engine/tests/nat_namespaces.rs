@@ -276,12 +276,17 @@ fn measured_upload(cap_kbit: u32) -> Vec<(f64, Option<f64>)> {
             let listen = format!("198.18.0.1:{}", 7710 + i);
             let mut spec = viewer(tracker, &listen, 10, 20 + u64::from(i));
             spec.peer.upload = Kbps(300);
+            // Every layer for whoever asks: what the helpers ask of the measured peer,
+            // and so its climb, must not hang on who uploaded to whom lately
+            // (decision 0018); this measures the uplink, not the incentive.
+            spec.peer.incentive.upper_layers_window = None;
             node(&public, spec, None, stop.clone())
         })
         .collect();
     let mut spec = viewer(tracker, "0.0.0.0:0", 10, 9);
     spec.peer.upload = Kbps(1_000_000);
     spec.peer.upload_auto = true;
+    spec.peer.incentive.upper_layers_window = None;
     let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
     let log = samples.clone();
     let m_stop = stop.clone();
